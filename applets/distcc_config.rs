@@ -1,0 +1,9 @@
+//! The `distcc-config` applet.
+
+use std::ffi::OsString;
+
+/// Entry point; returns the exit status.
+pub fn main(_args: Vec<OsString>) -> i32 {
+    eprintln!("distcc-config: not implemented yet");
+    101
+}
