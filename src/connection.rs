@@ -1,1 +1,255 @@
-//! (not built yet)
+//! The I/O edge of the protocol: a [`crate::protocol`] codec driven over a socket or pipe
+//! (distcc 3.4 `io.c`, `bulk.c`).
+//!
+//! A [`Connection`] owns a stream and a receive buffer. It reads until the codec says a
+//! whole message is there, under the I/O timeout (`DISTCC_IO_TIMEOUT`, default 300 s), and
+//! maps every failure to one of distcc's outcomes: EOF mid-message is "truncated" (108), a
+//! bad token is a protocol error (109), a stall is a timeout.
+
+use std::io;
+use std::time::Duration;
+
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use thiserror::Error;
+
+use crate::exitcode::ExitCode;
+use crate::protocol::{self, Limits, ProtocolError, Reply, Request, include};
+
+/// distcc's default I/O timeout.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why a message could not be sent or received.
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("timed out after {0:?} waiting for the peer (DISTCC_IO_TIMEOUT)")]
+    Timeout(Duration),
+    #[error("connection closed by the peer after {got} bytes, in the middle of a message")]
+    Truncated { got: usize },
+    #[error("the peer closed the connection without sending anything")]
+    NoAnswer,
+    #[error(transparent)]
+    Protocol(ProtocolError),
+}
+
+impl ConnError {
+    /// distcc's exit code for this failure.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            ConnError::Io(_) => ExitCode::IoError,
+            ConnError::Timeout(_) => ExitCode::Timeout,
+            ConnError::Truncated { .. } | ConnError::NoAnswer => ExitCode::Truncated,
+            ConnError::Protocol(_) => ExitCode::ProtocolError,
+        }
+    }
+}
+
+/// `DISTCC_IO_TIMEOUT` from the environment: seconds, > 0. A bad value is an error, as
+/// distcc treats it (exit 101).
+pub fn io_timeout_from_env() -> Result<Duration, String> {
+    match std::env::var("DISTCC_IO_TIMEOUT") {
+        Err(_) => Ok(DEFAULT_IO_TIMEOUT),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+            _ => Err(format!(
+                "DISTCC_IO_TIMEOUT must be a whole number of seconds > 0, not {v:?}"
+            )),
+        },
+    }
+}
+
+/// A protocol conversation over one stream.
+pub struct Connection<S> {
+    stream: S,
+    buf: Vec<u8>,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    pub fn new(stream: S, timeout: Duration) -> Self {
+        Connection {
+            stream,
+            buf: Vec::new(),
+            limits: Limits::default(),
+            timeout,
+        }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The underlying stream, e.g. to shut it down or look at the peer address.
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+
+    /// Send bytes, all of them, within the timeout.
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        let write = async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await?;
+            Ok(())
+        };
+        with_timeout(self.timeout, write).await
+    }
+
+    /// Read one message with `decode`, which must return `Incomplete` until the buffer holds
+    /// a whole message. Bytes past the message stay buffered for the next call.
+    pub async fn receive<T>(
+        &mut self,
+        decode: impl Fn(&[u8], Limits) -> Result<(T, usize), ProtocolError>,
+    ) -> Result<T, ConnError> {
+        loop {
+            match decode(&self.buf, self.limits) {
+                Ok((value, used)) => {
+                    self.buf.drain(..used);
+                    return Ok(value);
+                }
+                Err(ProtocolError::Incomplete) => {}
+                Err(e) => return Err(ConnError::Protocol(e)),
+            }
+            let n = self.fill().await?;
+            if n == 0 {
+                return Err(if self.buf.is_empty() {
+                    ConnError::NoAnswer
+                } else {
+                    ConnError::Truncated {
+                        got: self.buf.len(),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Read more bytes into the buffer; 0 means EOF.
+    async fn fill(&mut self) -> Result<usize, ConnError> {
+        // Read in large steps: a job's bytes arrive in few system calls, and the codec is
+        // re-run once per step, not once per packet.
+        const STEP: usize = 256 * 1024;
+        let old = self.buf.len();
+        self.buf.resize(old + STEP, 0);
+        let read = async {
+            let n = self.stream.read(&mut self.buf[old..]).await?;
+            Ok::<usize, ConnError>(n)
+        };
+        let result = with_timeout(self.timeout, read).await;
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(old + n);
+        result
+    }
+
+    pub async fn read_request(&mut self) -> Result<Request, ConnError> {
+        self.receive(protocol::decode_request).await
+    }
+
+    pub async fn read_reply(&mut self, version: u8) -> Result<Reply, ConnError> {
+        self.receive(|b, l| protocol::decode_reply(b, version, l))
+            .await
+    }
+
+    pub async fn read_include_request(&mut self) -> Result<include::IncludeRequest, ConnError> {
+        self.receive(include::decode_request).await
+    }
+
+    pub async fn read_include_reply(&mut self) -> Result<Vec<String>, ConnError> {
+        self.receive(include::decode_reply).await
+    }
+}
+
+/// Run an I/O future under a timeout.
+pub async fn with_timeout<T>(
+    timeout: Duration,
+    fut: impl Future<Output = Result<T, ConnError>>,
+) -> Result<T, ConnError> {
+    smol::future::or(fut, async {
+        smol::Timer::after(timeout).await;
+        Err(ConnError::Timeout(timeout))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Body, Payload};
+
+    fn req() -> Request {
+        Request {
+            version: 2,
+            cwd: None,
+            argv: vec![
+                "gcc".into(),
+                "-c".into(),
+                "x.c".into(),
+                "-o".into(),
+                "x.o".into(),
+            ],
+            body: Body::Source(Payload::Plain(b"int x;\n".repeat(100_000))),
+        }
+    }
+
+    #[test]
+    fn request_over_a_socket_pair_in_small_pieces() {
+        smol::block_on(async {
+            let (a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            let bytes = protocol::encode_request(&req()).unwrap();
+            let writer = smol::spawn(async move {
+                let mut a = a;
+                for chunk in bytes.chunks(1000) {
+                    a.write_all(chunk).await.unwrap();
+                }
+            });
+            let mut conn = Connection::new(b, Duration::from_secs(5));
+            assert_eq!(conn.read_request().await.unwrap(), req());
+            writer.await;
+        });
+    }
+
+    #[test]
+    fn eof_mid_message_is_truncated_and_silence_is_no_answer() {
+        smol::block_on(async {
+            let (mut a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            let bytes = protocol::encode_request(&req()).unwrap();
+            a.write_all(&bytes[..100]).await.unwrap();
+            drop(a);
+            let mut conn = Connection::new(b, Duration::from_secs(5));
+            let e = conn.read_request().await.unwrap_err();
+            assert!(matches!(e, ConnError::Truncated { got: 100 }), "{e}");
+            assert_eq!(e.exit_code(), ExitCode::Truncated);
+
+            let (a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            drop(a);
+            let mut conn = Connection::new(b, Duration::from_secs(5));
+            assert!(matches!(conn.read_reply(1).await, Err(ConnError::NoAnswer)));
+        });
+    }
+
+    #[test]
+    fn stall_times_out() {
+        smol::block_on(async {
+            let (_a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            let mut conn = Connection::new(b, Duration::from_millis(50));
+            let e = conn.read_request().await.unwrap_err();
+            assert!(matches!(e, ConnError::Timeout(_)), "{e}");
+        });
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error() {
+        smol::block_on(async {
+            let (mut a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            a.write_all(b"HELO00000001").await.unwrap();
+            let mut conn = Connection::new(b, Duration::from_secs(5));
+            let e = conn.read_request().await.unwrap_err();
+            assert_eq!(e.exit_code(), ExitCode::ProtocolError, "{e}");
+        });
+    }
+}

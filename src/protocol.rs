@@ -1,1 +1,915 @@
-//! (not built yet)
+//! The distcc wire protocol, versions 1, 2 and 3, as a pure codec over byte buffers
+//! (distcc 3.4 `rpc.c`, `clirpc.c`, `srvrpc.c`; reference §1).
+//!
+//! Every packet is a 12-byte header — a 4-letter token and 8 hex digits — optionally
+//! followed by a body whose length the hex value gives. The receiver always knows which token
+//! comes next, so decoding is a fixed sequence; a wrong token is a "protocol derailment" and
+//! the job is abandoned. No sockets here: decoders take `&[u8]` and either return a value
+//! with the number of bytes consumed, or [`ProtocolError::Incomplete`] to ask for more bytes
+//! (the mini-redis `frame.rs` pattern). [`crate::connection`] owns the sockets.
+//!
+//! Every length and count that comes off the wire is checked against [`Limits`] before it is
+//! used, so a peer announcing 4 GiB gets an error, not an allocation.
+
+use thiserror::Error;
+
+use crate::compress::{self, CompressError};
+
+/// A 4-letter protocol token such as `DIST` or `DOTO`.
+pub type Token = [u8; 4];
+
+/// The tokens of protocols 1–3 and of the include-server socket protocol.
+pub mod tok {
+    use super::Token;
+    pub const DIST: Token = *b"DIST";
+    pub const ARGC: Token = *b"ARGC";
+    pub const ARGV: Token = *b"ARGV";
+    pub const DOTI: Token = *b"DOTI";
+    pub const DONE: Token = *b"DONE";
+    pub const STAT: Token = *b"STAT";
+    pub const SERR: Token = *b"SERR";
+    pub const SOUT: Token = *b"SOUT";
+    pub const DOTO: Token = *b"DOTO";
+    pub const DOTD: Token = *b"DOTD";
+    pub const CDIR: Token = *b"CDIR";
+    pub const NFIL: Token = *b"NFIL";
+    pub const NAME: Token = *b"NAME";
+    pub const FILE: Token = *b"FILE";
+    pub const LINK: Token = *b"LINK";
+}
+
+/// Length of a packet header: 4 token bytes + 8 hex digits.
+pub const HEADER_LEN: usize = 12;
+
+/// Why bytes could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Not an error: the buffer ends before the message does; read more and try again.
+    #[error("incomplete message")]
+    Incomplete,
+    #[error("protocol derailment: expected token {expected:?}, got {got:?}")]
+    Mismatch { expected: String, got: String },
+    #[error("bad packet header {0:?}: expected 8 hex digits")]
+    BadHeader(String),
+    #[error("{token} length {len} exceeds the limit of {max} bytes")]
+    TooLong { token: String, len: u64, max: usize },
+    #[error("{token} count {count} exceeds the limit of {max}")]
+    TooMany { token: String, count: u32, max: u32 },
+    #[error("unsupported protocol version {0} (this distcc speaks 1, 2 and 3)")]
+    BadVersion(u32),
+    #[error("{token} string contains a NUL byte or is not UTF-8")]
+    BadString { token: String },
+    #[error("got version {got} reply to a version {sent} request")]
+    VersionMismatch { sent: u8, got: u32 },
+    #[error(transparent)]
+    Compress(#[from] CompressError),
+}
+
+/// Bounds on what a peer may make us accept. The defaults are far above any real compile
+/// job and far below what would hurt a build machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest string packet (one argv word, a path, a link target).
+    pub max_string: usize,
+    /// Longest bulk body on the wire (compressed size for protocols ≥ 2).
+    pub max_bulk: usize,
+    /// Largest decompressed body.
+    pub max_unpacked: usize,
+    /// Most argv words.
+    pub max_argc: u32,
+    /// Most files in a pump (protocol 3) request.
+    pub max_files: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_string: 1 << 20,
+            max_bulk: 1 << 30,
+            max_unpacked: 2 << 30,
+            max_argc: 100_000,
+            max_files: 1_000_000,
+        }
+    }
+}
+
+/// A body that may already be LZO-compressed. Pump mode's include server stores headers
+/// compressed, and those bytes go on the wire as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    Plain(Vec<u8>),
+    /// Raw LZO1X data, exactly as it travels in protocols 2 and 3.
+    Lzo(Vec<u8>),
+}
+
+/// A file in a protocol-3 request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// The client-side absolute path.
+    pub name: String,
+    pub kind: FileKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileKind {
+    /// A regular file's contents. Decoding always gives [`Payload::Plain`].
+    File(Payload),
+    /// A symlink: the raw `readlink()` text.
+    Link(String),
+}
+
+/// What a request carries after its argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Protocols 1 and 2: the preprocessed source (`DOTI`). Decoding gives `Plain`.
+    Source(Payload),
+    /// Protocol 3: sources and headers (`NFIL`, then `NAME` + `FILE`/`LINK` each).
+    Files(Vec<FileEntry>),
+}
+
+/// A compile request, client to server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// 1 (plain), 2 (LZO) or 3 (LZO, preprocessing on the server).
+    pub version: u8,
+    /// The client's working directory; protocol 3 only.
+    pub cwd: Option<String>,
+    pub argv: Vec<String>,
+    pub body: Body,
+}
+
+/// A compile result, server to client.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reply {
+    pub version: u8,
+    /// The compiler's Unix wait status: `exit << 8 | signal`.
+    pub status: u32,
+    pub stderr: Vec<u8>,
+    pub stdout: Vec<u8>,
+    /// The object file; empty when the compile failed.
+    pub object: Vec<u8>,
+    /// The rewritten `.d` file: protocol 3, successful compiles only.
+    pub dotd: Option<Vec<u8>>,
+}
+
+/// Whether bulk data in this protocol version is LZO-compressed.
+pub fn uses_lzo(version: u8) -> bool {
+    version >= 2
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+/// Append a header carrying a number (a version, a count, a status).
+pub fn encode_int(buf: &mut Vec<u8>, token: &Token, value: u32) {
+    buf.extend_from_slice(token);
+    buf.extend_from_slice(format!("{value:08x}").as_bytes());
+}
+
+/// Append a header whose value is the body's length, then the body.
+pub fn encode_str(buf: &mut Vec<u8>, token: &Token, body: &[u8]) {
+    encode_int(buf, token, body.len() as u32);
+    buf.extend_from_slice(body);
+}
+
+/// Append a bulk packet, compressing it for protocols ≥ 2. Zero plain bytes travel as a
+/// length-0 packet, never as a 3-byte LZO end marker (distcc's rule).
+pub fn encode_bulk(
+    buf: &mut Vec<u8>,
+    token: &Token,
+    version: u8,
+    body: &Payload,
+) -> Result<(), CompressError> {
+    match (body, uses_lzo(version)) {
+        (Payload::Plain(data), false) => encode_str(buf, token, data),
+        (Payload::Plain(data), true) => encode_str(buf, token, &compress::compress(data)?),
+        (Payload::Lzo(data), true) => encode_str(buf, token, data),
+        (Payload::Lzo(data), false) => {
+            encode_str(buf, token, &compress::decompress(data, usize::MAX >> 1)?)
+        }
+    }
+    Ok(())
+}
+
+/// Append the part of a request that precedes its body: DIST, CDIR (v3), ARGC, ARGV….
+/// The client sends this while its preprocessor is still running.
+pub fn encode_request_head(buf: &mut Vec<u8>, version: u8, cwd: Option<&str>, argv: &[String]) {
+    encode_int(buf, &tok::DIST, u32::from(version));
+    if version >= 3
+        && let Some(cwd) = cwd
+    {
+        encode_str(buf, &tok::CDIR, cwd.as_bytes());
+    }
+    encode_argv(buf, argv);
+}
+
+/// Append `ARGC n` and `ARGV word` × n.
+pub fn encode_argv(buf: &mut Vec<u8>, argv: &[String]) {
+    encode_int(buf, &tok::ARGC, argv.len() as u32);
+    for a in argv {
+        encode_str(buf, &tok::ARGV, a.as_bytes());
+    }
+}
+
+/// Append a protocol-3 file list.
+pub fn encode_files(buf: &mut Vec<u8>, files: &[FileEntry]) -> Result<(), CompressError> {
+    encode_int(buf, &tok::NFIL, files.len() as u32);
+    for f in files {
+        encode_str(buf, &tok::NAME, f.name.as_bytes());
+        match &f.kind {
+            FileKind::File(p) => encode_bulk(buf, &tok::FILE, 3, p)?,
+            FileKind::Link(target) => encode_str(buf, &tok::LINK, target.as_bytes()),
+        }
+    }
+    Ok(())
+}
+
+/// Encode a whole request.
+pub fn encode_request(req: &Request) -> Result<Vec<u8>, CompressError> {
+    let mut buf = Vec::new();
+    encode_request_head(&mut buf, req.version, req.cwd.as_deref(), &req.argv);
+    match &req.body {
+        Body::Source(p) => encode_bulk(&mut buf, &tok::DOTI, req.version, p)?,
+        Body::Files(files) => encode_files(&mut buf, files)?,
+    }
+    Ok(buf)
+}
+
+/// Encode a whole reply. A failed compile sends `DOTO 0` and, in protocol 3, no `DOTD`.
+pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, CompressError> {
+    let v = reply.version;
+    let mut buf = Vec::with_capacity(reply.object.len() / 2 + 256);
+    encode_int(&mut buf, &tok::DONE, u32::from(v));
+    encode_int(&mut buf, &tok::STAT, reply.status);
+    encode_bulk(
+        &mut buf,
+        &tok::SERR,
+        v,
+        &Payload::Plain(reply.stderr.clone()),
+    )?;
+    encode_bulk(
+        &mut buf,
+        &tok::SOUT,
+        v,
+        &Payload::Plain(reply.stdout.clone()),
+    )?;
+    if reply.status == 0 {
+        encode_bulk(
+            &mut buf,
+            &tok::DOTO,
+            v,
+            &Payload::Plain(reply.object.clone()),
+        )?;
+        if v >= 3 {
+            let dotd = reply.dotd.clone().unwrap_or_default();
+            encode_bulk(&mut buf, &tok::DOTD, v, &Payload::Plain(dotd))?;
+        }
+    } else {
+        encode_int(&mut buf, &tok::DOTO, 0);
+    }
+    Ok(buf)
+}
+
+// ---------------------------------------------------------------------------------------
+// Decoding
+
+/// A cursor over received bytes. Each `read_*` either consumes a whole packet or fails,
+/// leaving the position where the packet started.
+#[derive(Debug)]
+pub struct Decoder<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    limits: Limits,
+    /// Walk the framing only: bulk bodies are skipped, not decompressed. Used to learn
+    /// whether a whole message has arrived before paying for decompression.
+    frame_only: bool,
+}
+
+impl<'a> Decoder<'a> {
+    pub fn new(buf: &'a [u8], limits: Limits) -> Self {
+        Decoder {
+            buf,
+            pos: 0,
+            limits,
+            frame_only: false,
+        }
+    }
+
+    /// A decoder that checks framing and limits but skips decompression.
+    pub fn frame_only(buf: &'a [u8], limits: Limits) -> Self {
+        Decoder {
+            frame_only: true,
+            ..Decoder::new(buf, limits)
+        }
+    }
+
+    /// Bytes consumed so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Peek at the next header: its token and value.
+    pub fn peek_header(&self) -> Result<(Token, u32), ProtocolError> {
+        let Some(h) = self.buf.get(self.pos..self.pos + HEADER_LEN) else {
+            return Err(ProtocolError::Incomplete);
+        };
+        let mut token = [0u8; 4];
+        token.copy_from_slice(&h[..4]);
+        let hex = &h[4..];
+        if !hex.iter().all(u8::is_ascii_hexdigit) {
+            return Err(ProtocolError::BadHeader(printable(h)));
+        }
+        // All 8 bytes are hex digits, so this parse cannot fail; map it anyway.
+        let value = std::str::from_utf8(hex)
+            .ok()
+            .and_then(|s| u32::from_str_radix(s, 16).ok())
+            .ok_or_else(|| ProtocolError::BadHeader(printable(h)))?;
+        Ok((token, value))
+    }
+
+    fn expect_header(&self, expected: &Token) -> Result<u32, ProtocolError> {
+        // Compare the token as soon as its 4 bytes are here, so a derailed peer is caught
+        // without waiting for bytes that may never come.
+        let have = &self.buf[self.pos.min(self.buf.len())..];
+        let n = have.len().min(4);
+        if have[..n] != expected[..n] {
+            return Err(ProtocolError::Mismatch {
+                expected: String::from_utf8_lossy(expected).into_owned(),
+                got: printable(&have[..have.len().min(40)]),
+            });
+        }
+        let (_, value) = self.peek_header()?;
+        Ok(value)
+    }
+
+    /// Read a header whose value is a number.
+    pub fn read_int(&mut self, token: &Token) -> Result<u32, ProtocolError> {
+        let v = self.expect_header(token)?;
+        self.pos += HEADER_LEN;
+        Ok(v)
+    }
+
+    /// Read a header and a body of at most `max` bytes.
+    fn read_body(&mut self, token: &Token, max: usize) -> Result<&'a [u8], ProtocolError> {
+        let len = self.expect_header(token)?;
+        if len as usize > max {
+            return Err(ProtocolError::TooLong {
+                token: tok_name(token),
+                len: u64::from(len),
+                max,
+            });
+        }
+        let start = self.pos + HEADER_LEN;
+        let Some(body) = self.buf.get(start..start + len as usize) else {
+            return Err(ProtocolError::Incomplete);
+        };
+        self.pos = start + len as usize;
+        Ok(body)
+    }
+
+    /// Read a string packet (argv word, path, link target): no NUL, valid UTF-8.
+    pub fn read_string(&mut self, token: &Token) -> Result<String, ProtocolError> {
+        let start = self.pos;
+        let max = self.limits.max_string;
+        let body = self.read_body(token, max)?;
+        if body.contains(&0) {
+            self.pos = start;
+            return Err(ProtocolError::BadString {
+                token: tok_name(token),
+            });
+        }
+        match std::str::from_utf8(body) {
+            Ok(s) => Ok(s.to_owned()),
+            Err(_) => {
+                self.pos = start;
+                Err(ProtocolError::BadString {
+                    token: tok_name(token),
+                })
+            }
+        }
+    }
+
+    /// Read a bulk packet, decompressing it when the protocol version says so.
+    pub fn read_bulk(&mut self, token: &Token, version: u8) -> Result<Vec<u8>, ProtocolError> {
+        let start = self.pos;
+        let body = self.read_body(token, self.limits.max_bulk)?;
+        if self.frame_only {
+            return Ok(Vec::new());
+        }
+        if !uses_lzo(version) {
+            return Ok(body.to_vec());
+        }
+        compress::decompress(body, self.limits.max_unpacked).map_err(|e| {
+            self.pos = start;
+            e.into()
+        })
+    }
+
+    /// Read `ARGC n` and n `ARGV` words.
+    pub fn read_argv(&mut self) -> Result<Vec<String>, ProtocolError> {
+        let start = self.pos;
+        let result = self.read_argv_inner();
+        if result.is_err() {
+            self.pos = start;
+        }
+        result
+    }
+
+    fn read_argv_inner(&mut self) -> Result<Vec<String>, ProtocolError> {
+        let argc = self.read_count(&tok::ARGC, self.limits.max_argc)?;
+        let mut argv = Vec::with_capacity(argc.min(1024) as usize);
+        for _ in 0..argc {
+            argv.push(self.read_string(&tok::ARGV)?);
+        }
+        Ok(argv)
+    }
+
+    fn read_count(&mut self, token: &Token, max: u32) -> Result<u32, ProtocolError> {
+        let n = self.expect_header(token)?;
+        if n > max {
+            return Err(ProtocolError::TooMany {
+                token: tok_name(token),
+                count: n,
+                max,
+            });
+        }
+        self.pos += HEADER_LEN;
+        Ok(n)
+    }
+
+    fn read_version(&mut self, token: &Token) -> Result<u8, ProtocolError> {
+        let v = self.expect_header(token)?;
+        if !(1..=3).contains(&v) {
+            return Err(ProtocolError::BadVersion(v));
+        }
+        self.pos += HEADER_LEN;
+        Ok(v as u8)
+    }
+
+    /// Read a protocol-3 file list.
+    pub fn read_files(&mut self) -> Result<Vec<FileEntry>, ProtocolError> {
+        let n = self.read_count(&tok::NFIL, self.limits.max_files)?;
+        let mut files = Vec::with_capacity(n.min(4096) as usize);
+        for _ in 0..n {
+            let name = self.read_string(&tok::NAME)?;
+            let (token, _) = self.peek_header()?;
+            let kind = if token == tok::LINK {
+                FileKind::Link(self.read_string(&tok::LINK)?)
+            } else {
+                FileKind::File(Payload::Plain(self.read_bulk(&tok::FILE, 3)?))
+            };
+            files.push(FileEntry { name, kind });
+        }
+        Ok(files)
+    }
+}
+
+fn tok_name(t: &Token) -> String {
+    String::from_utf8_lossy(t).into_owned()
+}
+
+/// Up to the given bytes as text, with unprintables escaped, for error messages.
+pub fn printable(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+/// Decode a whole request. Returns it with the number of bytes it took.
+pub fn decode_request(buf: &[u8], limits: Limits) -> Result<(Request, usize), ProtocolError> {
+    // First make sure the whole request is here, so that a request arriving in many reads
+    // is decompressed once, not once per read.
+    request_with(Decoder::frame_only(buf, limits))?;
+    request_with(Decoder::new(buf, limits))
+}
+
+fn request_with(mut d: Decoder) -> Result<(Request, usize), ProtocolError> {
+    let version = d.read_version(&tok::DIST)?;
+    let cwd = if version >= 3 {
+        Some(d.read_string(&tok::CDIR)?)
+    } else {
+        None
+    };
+    let argv = d.read_argv()?;
+    let body = if version >= 3 {
+        Body::Files(d.read_files()?)
+    } else {
+        Body::Source(Payload::Plain(d.read_bulk(&tok::DOTI, version)?))
+    };
+    let req = Request {
+        version,
+        cwd,
+        argv,
+        body,
+    };
+    Ok((req, d.position()))
+}
+
+/// Decode a reply to a request of `version`. When the compile failed but the server still
+/// announces an object (distcc logs "remote compiler failed but also returned output"),
+/// the object is dropped without being read, as distcc does.
+pub fn decode_reply(
+    buf: &[u8],
+    version: u8,
+    limits: Limits,
+) -> Result<(Reply, usize), ProtocolError> {
+    reply_with(Decoder::frame_only(buf, limits), version)?;
+    reply_with(Decoder::new(buf, limits), version)
+}
+
+fn reply_with(mut d: Decoder, version: u8) -> Result<(Reply, usize), ProtocolError> {
+    let got = d.read_int(&tok::DONE)?;
+    if got != u32::from(version) {
+        return Err(ProtocolError::VersionMismatch { sent: version, got });
+    }
+    let status = d.read_int(&tok::STAT)?;
+    let stderr = d.read_bulk(&tok::SERR, version)?;
+    let stdout = d.read_bulk(&tok::SOUT, version)?;
+    let mut reply = Reply {
+        version,
+        status,
+        stderr,
+        stdout,
+        object: Vec::new(),
+        dotd: None,
+    };
+    if status != 0 {
+        let announced = d.read_int(&tok::DOTO)?;
+        if announced != 0 && !d.frame_only {
+            log::warn!("remote compiler failed but also returned output");
+        }
+        return Ok((reply, d.position()));
+    }
+    reply.object = d.read_bulk(&tok::DOTO, version)?;
+    if version >= 3 {
+        reply.dotd = Some(d.read_bulk(&tok::DOTD, version)?);
+    }
+    Ok((reply, d.position()))
+}
+
+/// The include-server socket protocol (pump mode, reference §5.2): same framing,
+/// uncompressed. The client sends its cwd and argv; the server answers with the paths of
+/// the files to ship (`ARGC 0` = "cannot handle this one, preprocess locally").
+pub mod include {
+    use super::*;
+
+    /// What the client asks the include server.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct IncludeRequest {
+        pub cwd: String,
+        pub argv: Vec<String>,
+    }
+
+    pub fn encode_request(req: &IncludeRequest) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_str(&mut buf, &tok::CDIR, req.cwd.as_bytes());
+        encode_argv(&mut buf, &req.argv);
+        buf
+    }
+
+    pub fn decode_request(
+        buf: &[u8],
+        limits: Limits,
+    ) -> Result<(IncludeRequest, usize), ProtocolError> {
+        let mut d = Decoder::new(buf, limits);
+        let cwd = d.read_string(&tok::CDIR)?;
+        let argv = d.read_argv()?;
+        Ok((IncludeRequest { cwd, argv }, d.position()))
+    }
+
+    pub fn encode_reply(paths: &[String]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        encode_argv(&mut buf, paths);
+        buf
+    }
+
+    pub fn decode_reply(buf: &[u8], limits: Limits) -> Result<(Vec<String>, usize), ProtocolError> {
+        let mut d = Decoder::new(buf, limits);
+        let paths = d.read_argv()?;
+        Ok((paths, d.position()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!(
+            "{}/../shared/fixtures/wire-distcc-3.4/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn header_is_lowercase_hex() {
+        let mut buf = Vec::new();
+        encode_int(&mut buf, &tok::STAT, 0x6e00);
+        assert_eq!(buf, b"STAT00006e00");
+        let mut d = Decoder::new(b"STAT00006E00", Limits::default());
+        assert_eq!(d.read_int(&tok::STAT), Ok(0x6e00), "upper case is accepted");
+    }
+
+    #[test]
+    fn lsdistcc_probe_golden_bytes() {
+        // lsdistcc's fixed protocol-1 probe (reference §1.3).
+        let src = b"int foo(){return 0;}";
+        let req = Request {
+            version: 1,
+            cwd: None,
+            argv: s(&["cc", "-c", "hello.c", "-o", "hello.o"]),
+            body: Body::Source(Payload::Plain(src.to_vec())),
+        };
+        let bytes = encode_request(&req).unwrap();
+        let mut expect = b"DIST00000001ARGC00000005ARGV00000002ccARGV00000002-cARGV00000007hello.c\
+ARGV00000002-oARGV00000007hello.oDOTI00000014"
+            .to_vec();
+        expect.extend_from_slice(src);
+        assert_eq!(bytes, expect);
+        assert_eq!(
+            decode_request(&bytes, Limits::default()),
+            Ok((req, bytes.len()))
+        );
+    }
+
+    #[test]
+    fn fixtures_decode_and_reencode() {
+        for name in [
+            "p1-hello",
+            "p1-broken",
+            "p2-hello",
+            "p2-warn-cxx",
+            "p3-hello",
+        ] {
+            let req_bytes = fixture(&format!("{name}.req"));
+            let (req, used) = decode_request(&req_bytes, Limits::default()).unwrap();
+            assert_eq!(used, req_bytes.len(), "{name}: whole request consumed");
+            assert!(req.argv[0].contains("x86_64-linux-gnu-g"));
+            let resp_bytes = fixture(&format!("{name}.resp"));
+            let (reply, used) = decode_reply(&resp_bytes, req.version, Limits::default()).unwrap();
+            assert_eq!(used, resp_bytes.len(), "{name}: whole reply consumed");
+            // Our encoder is byte-identical for uncompressed traffic (protocol 1); with LZO a
+            // different (equally valid) encoder may be used, so compare decoded content.
+            let again = encode_reply(&reply).unwrap();
+            if req.version == 1 {
+                assert_eq!(again, resp_bytes, "{name}");
+                assert_eq!(encode_request(&req).unwrap(), req_bytes, "{name}");
+            }
+            assert_eq!(
+                decode_reply(&again, req.version, Limits::default())
+                    .unwrap()
+                    .0,
+                reply
+            );
+        }
+    }
+
+    #[test]
+    fn fixture_objects_match() {
+        for (name, obj) in [
+            ("p1-hello", "p1-hello.o"),
+            ("p2-hello", "p2-hello.o"),
+            ("p3-hello", "p3-hello.o"),
+        ] {
+            let v = decode_request(&fixture(&format!("{name}.req")), Limits::default())
+                .unwrap()
+                .0
+                .version;
+            let (reply, _) =
+                decode_reply(&fixture(&format!("{name}.resp")), v, Limits::default()).unwrap();
+            assert_eq!(reply.status, 0);
+            assert_eq!(reply.object, fixture(obj), "{name}");
+        }
+        let (reply, _) = decode_reply(&fixture("p3-hello.resp"), 3, Limits::default()).unwrap();
+        assert_eq!(reply.dotd, Some(fixture("p3-hello.d")));
+    }
+
+    #[test]
+    fn p1_broken_is_exit_1_with_stderr() {
+        let (reply, _) = decode_reply(&fixture("p1-broken.resp"), 1, Limits::default()).unwrap();
+        assert_eq!(reply.status, 0x100);
+        assert_eq!(reply.stderr.len(), 224);
+        assert!(reply.object.is_empty());
+    }
+
+    #[test]
+    fn p3_request_shape() {
+        let (req, _) = decode_request(&fixture("p3-hello.req"), Limits::default()).unwrap();
+        assert_eq!(req.cwd.as_deref(), Some("/build/hello"));
+        let Body::Files(files) = req.body else {
+            panic!("not a pump request")
+        };
+        assert_eq!(files.len(), 6);
+        assert_eq!(files[0].name, "/build/hello/hello.c");
+        let FileKind::File(Payload::Plain(src)) = &files[0].kind else {
+            panic!()
+        };
+        assert!(src.starts_with(b"#include <stdio.h>"));
+        assert!(
+            matches!(&files[2].kind, FileKind::Link(t) if t.ends_with("/usr/lib/gcc/x86_64-linux-gnu/12/include"))
+        );
+        let last = files.last().unwrap();
+        assert_eq!(last.name, "/build/hello/forcing_technique_271828");
+        assert_eq!(last.kind, FileKind::File(Payload::Plain(Vec::new())));
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        let bytes = fixture("p2-warn-cxx.req");
+        for cut in (0..bytes.len()).step_by(97) {
+            assert_eq!(
+                decode_request(&bytes[..cut], Limits::default()).unwrap_err(),
+                ProtocolError::Incomplete,
+                "cut at {cut}"
+            );
+        }
+        let resp = fixture("p3-hello.resp");
+        for cut in 0..resp.len() {
+            assert_eq!(
+                decode_reply(&resp[..cut], 3, Limits::default()).unwrap_err(),
+                ProtocolError::Incomplete
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_are_refused_before_allocation() {
+        let mut buf = Vec::new();
+        encode_int(&mut buf, &tok::DIST, 1);
+        encode_int(&mut buf, &tok::ARGC, 1);
+        encode_int(&mut buf, &tok::ARGV, 0xffff_ffff);
+        assert!(matches!(
+            decode_request(&buf, Limits::default()),
+            Err(ProtocolError::TooLong { .. })
+        ));
+        let mut buf = Vec::new();
+        encode_int(&mut buf, &tok::DIST, 1);
+        encode_int(&mut buf, &tok::ARGC, 0xffff_ffff);
+        assert!(matches!(
+            decode_request(&buf, Limits::default()),
+            Err(ProtocolError::TooMany { .. })
+        ));
+        let mut buf = Vec::new();
+        encode_int(&mut buf, &tok::DIST, 2);
+        encode_argv(&mut buf, &s(&["gcc"]));
+        encode_int(&mut buf, &tok::DOTI, 0xffff_fff0);
+        assert!(matches!(
+            decode_request(&buf, Limits::default()),
+            Err(ProtocolError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        let cases: &[&[u8]] = &[
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"DIST0000000g",
+            b"DIST00000004",
+            b"DIST00000000",
+            b"DIST00000001ARGV00000002",
+            b"DIST00000001ARGC00000001ARGV00000002a\0",
+            b"D\xffST",
+        ];
+        for c in cases {
+            let e = decode_request(c, Limits::default()).unwrap_err();
+            assert_ne!(e, ProtocolError::Incomplete, "{:?}", printable(c));
+        }
+    }
+
+    #[test]
+    fn failed_reply_has_no_object_and_no_dotd() {
+        let reply = Reply {
+            version: 3,
+            status: 0x100,
+            stderr: b"error: x".to_vec(),
+            object: Vec::new(),
+            ..Reply::default()
+        };
+        let bytes = encode_reply(&reply).unwrap();
+        assert!(bytes.ends_with(b"DOTO00000000"));
+        assert_eq!(
+            decode_reply(&bytes, 3, Limits::default()).unwrap(),
+            (reply, bytes.len())
+        );
+    }
+
+    #[test]
+    fn reply_version_is_checked() {
+        let bytes = encode_reply(&Reply {
+            version: 2,
+            ..Reply::default()
+        })
+        .unwrap();
+        assert_eq!(
+            decode_reply(&bytes, 1, Limits::default()).unwrap_err(),
+            ProtocolError::VersionMismatch { sent: 1, got: 2 }
+        );
+    }
+
+    #[test]
+    fn precompressed_payload_passes_through() {
+        let lzo = compress::compress(b"#define X 1\n").unwrap();
+        let req = Request {
+            version: 3,
+            cwd: Some("/w".into()),
+            argv: s(&["gcc", "-c", "a.c"]),
+            body: Body::Files(vec![
+                FileEntry {
+                    name: "/w/a.h".into(),
+                    kind: FileKind::File(Payload::Lzo(lzo.clone())),
+                },
+                FileEntry {
+                    name: "/w/l.h".into(),
+                    kind: FileKind::Link("/w/a.h".into()),
+                },
+            ]),
+        };
+        let bytes = encode_request(&req).unwrap();
+        assert!(bytes.windows(lzo.len()).any(|w| w == lzo));
+        let (back, _) = decode_request(&bytes, Limits::default()).unwrap();
+        let Body::Files(files) = back.body else {
+            panic!()
+        };
+        assert_eq!(
+            files[0].kind,
+            FileKind::File(Payload::Plain(b"#define X 1\n".to_vec()))
+        );
+        assert_eq!(files[1].kind, FileKind::Link("/w/a.h".into()));
+    }
+
+    #[test]
+    fn include_server_round_trip() {
+        let req = include::IncludeRequest {
+            cwd: "/home/u".into(),
+            argv: s(&["gcc", "-c", "x.c"]),
+        };
+        let bytes = include::encode_request(&req);
+        assert!(bytes.starts_with(b"CDIR00000007/home/uARGC00000003"));
+        assert_eq!(
+            include::decode_request(&bytes, Limits::default()),
+            Ok((req, bytes.len()))
+        );
+        let reply = include::encode_reply(&[]);
+        assert_eq!(reply, b"ARGC00000000");
+        assert_eq!(
+            include::decode_reply(&reply, Limits::default()),
+            Ok((vec![], 12))
+        );
+    }
+
+    fn arb_word() -> impl Strategy<Value = String> {
+        "[ -~]{0,40}"
+    }
+
+    proptest! {
+        #[test]
+        fn request_round_trip(
+            version in 1u8..=3,
+            argv in proptest::collection::vec(arb_word(), 0..8),
+            src in proptest::collection::vec(any::<u8>(), 0..3000),
+            names in proptest::collection::vec(arb_word(), 0..4),
+        ) {
+            let body = if version == 3 {
+                Body::Files(names.iter().enumerate().map(|(i, n)| FileEntry {
+                    name: n.clone(),
+                    kind: if i % 2 == 0 { FileKind::File(Payload::Plain(src.clone())) } else { FileKind::Link(n.clone()) },
+                }).collect())
+            } else {
+                Body::Source(Payload::Plain(src.clone()))
+            };
+            let req = Request { version, cwd: (version == 3).then(|| "/tmp/w".to_string()), argv, body };
+            let bytes = encode_request(&req).unwrap();
+            prop_assert_eq!(decode_request(&bytes, Limits::default()).unwrap(), (req, bytes.len()));
+        }
+
+        #[test]
+        fn reply_round_trip(
+            version in 1u8..=3,
+            status in prop_oneof![Just(0u32), 1u32..0xffff],
+            stderr in proptest::collection::vec(any::<u8>(), 0..500),
+            object in proptest::collection::vec(any::<u8>(), 0..3000),
+        ) {
+            let ok = status == 0;
+            let reply = Reply {
+                version, status, stderr, stdout: Vec::new(),
+                object: if ok { object.clone() } else { Vec::new() },
+                dotd: (ok && version == 3).then(|| object.clone()),
+            };
+            let bytes = encode_reply(&reply).unwrap();
+            prop_assert_eq!(decode_reply(&bytes, version, Limits::default()).unwrap(), (reply, bytes.len()));
+        }
+
+        #[test]
+        fn decoder_never_panics(junk in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_request(&junk, Limits::default());
+            let _ = decode_reply(&junk, 2, Limits::default());
+            let mut prefixed = b"DIST00000002ARGC00000001".to_vec();
+            prefixed.extend_from_slice(&junk);
+            let _ = decode_request(&prefixed, Limits::default());
+        }
+    }
+}
