@@ -39,3 +39,6 @@ lint:
 
 clean:
 	$(CARGO) clean
+
+demo: build
+	bash tests/demo/run.sh

@@ -1,0 +1,3 @@
+#include "sample.h"
+
+const char *greeting(void) { return "Hallo distcc!"; }
