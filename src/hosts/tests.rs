@@ -230,6 +230,7 @@ fn invalid_specs_name_line_column_and_text() {
     ] {
         assert!(syntax(bad).problem.contains("bad multiplier"), "{bad}");
     }
+    assert!(syntax("fe80::1").problem.contains("needs brackets"));
     let e = syntax("[::1:4000");
     assert!(
         e.problem.contains("IPv6 Hostname requires closing ']'"),
