@@ -1,9 +1,406 @@
-//! The `distccd` applet.
+//! The `distccd` applet: options as distcc 3.4's distccd takes them, then
+//! [`distcc::daemon::run`].
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use argh::FromArgs;
+use distcc::daemon::{self, Config};
+use distcc::exitcode::ExitCode;
+use distcc::trace::{self, Destination, LogConfig};
+
+/// distccd — the distcc build server.
+#[derive(FromArgs, Debug, Default)]
+struct Options {
+    /// serve on a TCP port (the default when stdin is not a socket)
+    #[argh(switch)]
+    daemon: bool,
+    /// serve one job on stdin/stdout (inetd, or ssh clients)
+    #[argh(switch)]
+    inetd: bool,
+    /// stay in the foreground (still writes the pid file)
+    #[argh(switch)]
+    no_detach: bool,
+    /// accepted for compatibility (one process serves every job)
+    #[argh(switch)]
+    no_fork: bool,
+    /// accepted for compatibility
+    #[argh(switch)]
+    no_fifo: bool,
+    /// TCP port to listen on (3632)
+    #[argh(option, short = 'p')]
+    port: Option<String>,
+    /// address to listen on (default: all)
+    #[argh(option)]
+    listen: Option<String>,
+    /// allow clients from ADDR[/BITS] (repeatable)
+    #[argh(option, short = 'a')]
+    allow: Vec<String>,
+    /// allow the private networks, loopback included
+    #[argh(switch)]
+    allow_private: bool,
+    /// most compilers at once (CPUs + 2)
+    #[argh(option, short = 'j')]
+    jobs: Option<String>,
+    /// niceness of compilers (5)
+    #[argh(option, short = 'N')]
+    nice: Option<String>,
+    /// user to run as when started as root (distcc)
+    #[argh(option)]
+    user: Option<String>,
+    /// write the daemon's pid here
+    #[argh(option, short = 'P')]
+    pid_file: Option<PathBuf>,
+    /// log to this file (default: syslog)
+    #[argh(option)]
+    log_file: Option<PathBuf>,
+    /// log to stderr
+    #[argh(switch)]
+    log_stderr: bool,
+    /// emerg, alert, crit, err, warning, notice, info or debug (notice)
+    #[argh(option)]
+    log_level: Option<String>,
+    /// log everything (debug)
+    #[argh(switch)]
+    verbose: bool,
+    /// the same as --daemon --no-detach --log-stderr --verbose
+    #[argh(switch, short = 'W')]
+    wizard: bool,
+    /// exit after this many seconds
+    #[argh(option)]
+    lifetime: Option<String>,
+    /// kill a compile after this many seconds (0: never)
+    #[argh(option)]
+    job_lifetime: Option<String>,
+    /// serve distcc's statistics page
+    #[argh(switch)]
+    stats: bool,
+    /// port of the statistics page (3633)
+    #[argh(option)]
+    stats_port: Option<String>,
+    /// run any compiler a client names (dangerous)
+    #[argh(switch)]
+    enable_tcp_insecure: bool,
+    /// the same as --enable-tcp-insecure
+    #[argh(switch)]
+    make_me_a_botnet: bool,
+    /// register with zeroconf (not supported; ignored)
+    #[argh(switch)]
+    zeroconf: bool,
+    /// print the version
+    #[argh(switch)]
+    version: bool,
+}
+
+const USAGE: &str = "Usage:
+   distccd [OPTIONS]
+
+Options:
+    --help                     explain usage and exit
+    --version                  show version and exit
+    -P, --pid-file FILE        save daemon process id to file
+    -N, --nice LEVEL           lower priority, 20=most nice (default 5)
+    --user USER                if run by root, change to this persona (default distcc)
+    --jobs, -j LIMIT           maximum tasks at any time (default CPUs+2)
+    --job-lifetime SECONDS     maximum lifetime of a compile request
+  Networking:
+    -p, --port PORT            TCP port to listen on (default 3632)
+    --listen ADDRESS           IP address to listen on
+    -a, --allow IP[/BITS]      client address access control
+    --allow-private            allow RFC 1918 and loopback addresses
+                               (without --allow or --allow-private only loopback
+                               clients are served; distcc 3.4 served everyone)
+    --stats                    enable the statistics HTTP page
+    --stats-port PORT          port of the statistics page (default 3633)
+  Debug and trace:
+    --log-level=LEVEL          set detail level for log file
+      levels: critical, error, warning, notice, info, debug
+    --verbose                  set log level to \"debug\"
+    --no-detach                don't detach from parent (for daemontools, etc)
+    --log-file=FILE            send messages here instead of syslog
+    --log-stderr               send messages to stderr
+    --wizard                   for running under gdb
+  Mode of operation:
+    --inetd                    serve client connected to stdin
+    --daemon                   bind and listen on socket
+    --enable-tcp-insecure      run any compiler a client names (no whitelist)
+
+distccd runs either from inetd or as a standalone daemon to compile files
+submitted by the distcc client.
+
+Only compilers that are links in /usr/lib/distcc (the masquerade dir that
+distcc-config --update-masquerade maintains) or listed in DISTCC_CMDLIST run;
+-fplugin= and -specs= are refused.
+
+Environment: DISTCCD_PATH (PATH for compilers), DISTCC_CMDLIST,
+DISTCC_CMDLIST_NUMWORDS, DISTCC_SAVE_TEMPS, TMPDIR, DISTCC_IO_TIMEOUT, and
+DISTCCD_MASQUERADE_DIRS (ours: colon-separated whitelist dirs instead of
+/usr/lib/distcc and /usr/local/lib/distcc).
+";
+
+/// Options that take a value, for normalising `--opt=value` and `-j4`.
+const VALUED_LONG: &[&str] = &[
+    "--port",
+    "--listen",
+    "--allow",
+    "--jobs",
+    "--nice",
+    "--user",
+    "--pid-file",
+    "--log-file",
+    "--log-level",
+    "--lifetime",
+    "--job-lifetime",
+    "--stats-port",
+];
+const VALUED_SHORT: &[&str] = &["-p", "-a", "-j", "-N", "-P"];
+const SWITCHES: &[&str] = &[
+    "--daemon",
+    "--inetd",
+    "--no-detach",
+    "--no-fork",
+    "--no-fifo",
+    "--allow-private",
+    "--log-stderr",
+    "--verbose",
+    "--wizard",
+    "-W",
+    "--stats",
+    "--enable-tcp-insecure",
+    "--make-me-a-botnet",
+    "--zeroconf",
+    "--version",
+    "--help",
+];
+
+/// popt-style argv → argh-style argv: `--x=y` → `--x y`, `-j4` → `-j 4`. Unknown options
+/// are reported the way distccd does.
+fn normalise(args: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some((name, value)) = a.split_once('=')
+            && VALUED_LONG.contains(&name)
+        {
+            out.push(name.to_owned());
+            out.push(value.to_owned());
+        } else if VALUED_LONG.contains(&a.as_str()) || VALUED_SHORT.contains(&a.as_str()) {
+            out.push(a.clone());
+            out.push(
+                it.next()
+                    .ok_or_else(|| format!("{a}: missing argument"))?
+                    .clone(),
+            );
+        } else if SWITCHES.contains(&a.as_str()) {
+            out.push(a.clone());
+        } else if let Some(short) = VALUED_SHORT.iter().find(|s| a.starts_with(*s)) {
+            out.push((*short).to_owned());
+            out.push(a[short.len()..].to_owned());
+        } else if a.starts_with('-') {
+            return Err(format!("{a}: unknown option"));
+        } else {
+            return Err(format!("{a}: unexpected argument"));
+        }
+    }
+    Ok(out)
+}
+
+fn number<T: std::str::FromStr>(opt: &str, v: &Option<String>) -> Result<Option<T>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| format!("{opt}: bad number {s:?}")),
+    }
+}
+
+fn config(o: &Options) -> Result<Config, String> {
+    let port = number::<u64>("--port", &o.port)?.unwrap_or(u64::from(distcc::DEFAULT_PORT));
+    if port == 0 || port > 65535 {
+        return Err("port number out of range".into());
+    }
+    let jobs = number::<usize>("--jobs", &o.jobs)?.unwrap_or_else(daemon::default_jobs);
+    if jobs == 0 {
+        return Err("--jobs argument must be more than 0".into());
+    }
+    let stats_port = number::<u16>("--stats-port", &o.stats_port)?.unwrap_or(3633);
+    let job_lifetime = number::<u64>("--job-lifetime", &o.job_lifetime)?
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
+    let lifetime = number::<u64>("--lifetime", &o.lifetime)?
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs);
+    let io_timeout = distcc::connection::io_timeout_from_env()?;
+    // Neither --daemon nor --inetd: a socket on stdin means inetd.
+    let inetd = o.inetd || (!o.daemon && !o.wizard && stdin_is_socket());
+    Ok(Config {
+        inetd,
+        detach: !(o.no_detach || o.wizard),
+        port: port as u16,
+        listen: o.listen.clone(),
+        allow: o.allow.clone(),
+        allow_private: o.allow_private,
+        jobs,
+        nice: number::<i32>("--nice", &o.nice)?.unwrap_or(5),
+        user: o.user.clone(),
+        pid_file: o.pid_file.clone(),
+        lifetime,
+        job_lifetime,
+        stats_port: o.stats.then_some(stats_port),
+        insecure: o.enable_tcp_insecure || o.make_me_a_botnet,
+        io_timeout,
+    })
+}
+
+fn stdin_is_socket() -> bool {
+    // SAFETY: fstat on fd 0 into a zeroed struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(0, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+fn log_config(o: &Options) -> Result<LogConfig, String> {
+    let mut level = match &o.log_level {
+        Some(l) => match trace::parse_level(l) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("distccd: Warning: {e}");
+                log::LevelFilter::Info
+            }
+        },
+        None => log::LevelFilter::Info,
+    };
+    if o.verbose || o.wizard {
+        level = log::LevelFilter::Debug;
+    }
+    let destination = if o.log_stderr || o.wizard {
+        Destination::Stderr
+    } else if let Some(f) = &o.log_file {
+        Destination::File(f.clone())
+    } else {
+        Destination::Syslog
+    };
+    Ok(LogConfig {
+        program: "distccd",
+        level,
+        destination,
+    })
+}
 
 /// Entry point; returns the exit status.
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("distccd: not implemented yet");
-    101
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{}\n{USAGE}", distcc::version_text("distccd"));
+        return 0;
+    }
+    let fail = |msg: String| {
+        eprintln!("distccd: ERROR: {msg}");
+        ExitCode::BadArguments.code()
+    };
+    let normal = match normalise(&args) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    let refs: Vec<&str> = normal.iter().map(String::as_str).collect();
+    let opts = match Options::from_args(&["distccd"], &refs) {
+        Ok(o) => o,
+        Err(e) => return fail(e.output.trim().to_owned()),
+    };
+    if opts.version {
+        print!("{}", distcc::version_text("distccd"));
+        return 0;
+    }
+    let config = match config(&opts) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match log_config(&opts) {
+        Ok(l) => trace::init(&l),
+        Err(e) => return fail(e),
+    }
+    if opts.no_fork || opts.no_fifo {
+        log::debug!("--no-fork/--no-fifo: accepted; one process serves every job anyway");
+    }
+    if opts.zeroconf {
+        log::warn!("--zeroconf is not supported by this distccd; ignored");
+    }
+    daemon::run(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn parse(v: &[&str]) -> Result<Config, String> {
+        let n = normalise(&s(v))?;
+        let refs: Vec<&str> = n.iter().map(String::as_str).collect();
+        let o = Options::from_args(&["distccd"], &refs).map_err(|e| e.output)?;
+        config(&o)
+    }
+
+    #[test]
+    fn popt_forms_are_accepted() {
+        let c = parse(&[
+            "--daemon",
+            "--port=4000",
+            "-j4",
+            "-N",
+            "15",
+            "--allow",
+            "10.0.0.0/8",
+            "-a192.168.0.0/24",
+            "--log-level=critical",
+            "--no-detach",
+        ])
+        .unwrap();
+        assert_eq!(c.port, 4000);
+        assert_eq!(c.jobs, 4);
+        assert_eq!(c.nice, 15);
+        assert_eq!(c.allow, s(&["10.0.0.0/8", "192.168.0.0/24"]));
+        assert!(!c.detach);
+        assert!(!c.inetd);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&["--daemon"]).unwrap();
+        assert_eq!(c.port, 3632);
+        assert_eq!(c.nice, 5);
+        assert_eq!(c.jobs, daemon::default_jobs());
+        assert!(c.detach);
+        assert_eq!(c.stats_port, None);
+        assert_eq!(
+            parse(&["--daemon", "--stats"]).unwrap().stats_port,
+            Some(3633)
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        assert_eq!(
+            normalise(&s(&["--bogus"])).unwrap_err(),
+            "--bogus: unknown option"
+        );
+        assert_eq!(
+            parse(&["--port", "80000"]).unwrap_err(),
+            "port number out of range"
+        );
+        assert!(parse(&["--jobs", "0"]).is_err());
+        assert!(parse(&["--jobs", "many"]).is_err());
+        assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["stray"]).is_err());
+    }
 }

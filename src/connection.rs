@@ -146,6 +146,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         result
     }
 
+    /// Resolve when the peer closes its end (or the connection fails). Used while a compile
+    /// runs: distcc clients send nothing more after the request, so EOF means they left.
+    pub async fn wait_for_eof(&mut self) {
+        let mut scratch = [0u8; 512];
+        loop {
+            match self.stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
     pub async fn read_request(&mut self) -> Result<Request, ConnError> {
         self.receive(protocol::decode_request).await
     }
@@ -161,6 +173,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     pub async fn read_include_reply(&mut self) -> Result<Vec<String>, ConnError> {
         self.receive(include::decode_reply).await
+    }
+}
+
+/// Two one-way streams as one two-way stream: stdin/stdout of `distccd --inetd`, or an SSH
+/// child's pipes on the client side.
+pub struct Duplex<R, W> {
+    pub reader: R,
+    pub writer: W,
+}
+
+impl<R: AsyncRead + Unpin, W: Unpin> AsyncRead for Duplex<R, W> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.reader).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Duplex<R, W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.writer).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.writer).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.writer).poll_close(cx)
     }
 }
 

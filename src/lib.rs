@@ -44,3 +44,17 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// distcc's default TCP port.
 pub const DEFAULT_PORT: u16 = 3632;
+
+/// The platform triple we report in `--version`, like distcc's `GNU_HOST`.
+pub fn host_triple() -> String {
+    format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
+}
+
+/// distcc's two-line `--version` text, e.g. `distccd 0.1.0 x86_64-pc-linux-gnu` and
+/// `  (protocols 1, 2 and 3) (default port 3632)`.
+pub fn version_text(program: &str) -> String {
+    format!(
+        "{program} {VERSION} {}\n  (protocols 1, 2 and 3) (default port {DEFAULT_PORT})\n",
+        host_triple()
+    )
+}

@@ -1,0 +1,330 @@
+//! One compile job on the server: lay out its files in a private temp dir, run the
+//! compiler in its own process group, and collect status, output and object
+//! (distcc 3.4 `serve.c` `dcc_run_job`, `exec.c`).
+//!
+//! The job watches its client while the compiler runs: if the client goes away, or the job
+//! outlives `--job-lifetime`, the whole process group is killed.
+
+use std::ffi::OsString;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::argv::{self, ArgvError};
+use super::tree::{Tree, TreeError};
+use super::whitelist::{self, Policy, WhitelistError};
+use crate::exitcode::ExitCode;
+use crate::protocol::{Body, FileKind, Payload, Reply, Request};
+use crate::temp;
+
+/// Why a request is refused without running anything (the connection is then closed).
+#[derive(Debug, Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    Whitelist(#[from] WhitelistError),
+    #[error("bad command line: {0}")]
+    Argv(#[from] ArgvError),
+    #[error("bad file list: {0}")]
+    Tree(#[from] TreeError),
+    #[error("pump request without a working directory (CDIR)")]
+    NoCwd,
+    #[error("server trouble: {0}")]
+    Server(String),
+}
+
+impl Refusal {
+    /// distcc's return code for the summary line.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Refusal::Server(_) => ExitCode::IoError,
+            _ => ExitCode::ProtocolError,
+        }
+    }
+}
+
+/// Settings every job shares.
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    pub policy: Policy,
+    pub tmp_dir: PathBuf,
+    /// `DISTCCD_PATH`: replaces PATH for compilers.
+    pub path: Option<OsString>,
+    pub job_lifetime: Option<Duration>,
+    pub save_temps: bool,
+}
+
+/// How the compile ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Finished,
+    TimedOut,
+    ClientGone,
+}
+
+/// The outcome of running a job.
+pub struct Finished {
+    pub reply: Reply,
+    pub ending: Ending,
+    /// The compiler as requested and the input's name, for the summary line.
+    pub compiler: String,
+    pub input: String,
+}
+
+/// A prepared job: files written, command ready.
+pub struct Prepared {
+    dir: PathBuf,
+    argv: Vec<String>,
+    cwd: PathBuf,
+    output: PathBuf,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    /// Pump mode: the deps file, the temp root and the `.d` target.
+    dotd: Option<(PathBuf, String, String)>,
+    version: u8,
+    compiler: String,
+    input: String,
+    save_temps: bool,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if !self.save_temps {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Vet a request and lay out its files; nothing runs yet.
+pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
+    let compiler = req.argv.first().cloned().unwrap_or_default();
+    let run_as = settings.policy.check(&compiler)?;
+    whitelist::check_arguments(&req.argv)?;
+    let scan = argv::scan(&req.argv)?;
+    let input = req.argv[scan.source].clone();
+    let dir = temp::make_temp_dir_in(&settings.tmp_dir, "distccd")
+        .map_err(|e| Refusal::Server(e.to_string()))?;
+    let mut job = Prepared {
+        output: dir.join("distccd_out.o"),
+        stdout: dir.join("distcc.stdout"),
+        stderr: dir.join("distcc.stderr"),
+        cwd: dir.clone(),
+        dir,
+        argv: Vec::new(),
+        dotd: None,
+        version: req.version,
+        compiler,
+        input,
+        save_temps: settings.save_temps,
+    };
+    let output = job.output.display().to_string();
+    match req.body {
+        Body::Source(payload) => {
+            let data = match payload {
+                Payload::Plain(d) => d,
+                Payload::Lzo(d) => crate::compress::decompress(&d, usize::MAX >> 1)
+                    .map_err(|e| Refusal::Server(e.to_string()))?,
+            };
+            let ext = argv::temp_input_extension(&job.input);
+            let input_path = job.dir.join(format!("distccd_in{ext}"));
+            std::fs::write(&input_path, data).map_err(|e| Refusal::Server(e.to_string()))?;
+            job.argv =
+                argv::rewrite_plain(&req.argv, &scan, &input_path.display().to_string(), &output);
+        }
+        Body::Files(files) => {
+            let cwd = req.cwd.ok_or(Refusal::NoCwd)?;
+            let root_path = job.dir.join("root");
+            std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
+            let tree = Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
+            for f in files {
+                match f.kind {
+                    FileKind::File(Payload::Plain(data)) => tree.write_file(&f.name, &data)?,
+                    FileKind::File(Payload::Lzo(data)) => {
+                        let data = crate::compress::decompress(&data, usize::MAX >> 1)
+                            .map_err(|e| Refusal::Server(e.to_string()))?;
+                        tree.write_file(&f.name, &data)?
+                    }
+                    FileKind::Link(target) => tree.make_link(&f.name, &target)?,
+                };
+            }
+            job.cwd = tree.make_dir(&cwd)?;
+            let root = root_path.display().to_string();
+            let deps = job.dir.join("distcc.deps");
+            let p = argv::rewrite_pump(
+                &req.argv,
+                &scan,
+                &root,
+                &output,
+                &deps.display().to_string(),
+            );
+            let target = p
+                .dotd_target
+                .unwrap_or_else(|| output_name(&req.argv, &scan));
+            job.argv = p.argv;
+            job.dotd = Some((deps, root, target));
+        }
+    }
+    job.argv[0] = run_as;
+    Ok(job)
+}
+
+/// The client's output name, when it gave no `-MT`.
+fn output_name(argv: &[String], scan: &argv::Scan) -> String {
+    match scan.output {
+        Some(argv::Output::Separate(i)) => argv[i].clone(),
+        Some(argv::Output::Joined(i)) => argv[i][2..].to_owned(),
+        None => "a.o".to_owned(),
+    }
+}
+
+impl Prepared {
+    pub fn compiler(&self) -> &str {
+        &self.compiler
+    }
+
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// Run the compiler; `client_gone` resolves if the client disconnects. Returns the wait
+    /// status, how it ended, and any message of ours for the client's stderr.
+    pub async fn run(
+        &self,
+        settings: &JobSettings,
+        client_gone: impl Future<Output = ()>,
+    ) -> (u32, Ending, Vec<u8>) {
+        match self.spawn(settings) {
+            Err(e) => {
+                let msg = format!("distccd: failed to exec {}: {e}\n", self.argv[0]);
+                log::warn!("{}", msg.trim_end());
+                let status = u32::from(ExitCode::CompilerMissing.code() as u8) << 8;
+                (status, Ending::Finished, msg.into_bytes())
+            }
+            Ok(child) => {
+                let (status, ending) = wait(child, settings.job_lifetime, client_gone).await;
+                (status, ending, Vec::new())
+            }
+        }
+    }
+
+    /// Collect the results into a reply (file reads: call it off the executor).
+    pub fn finish(self, status: u32, ending: Ending, extra_stderr: Vec<u8>) -> Finished {
+        let mut reply = Reply {
+            version: self.version,
+            status,
+            stderr: std::fs::read(&self.stderr).unwrap_or_default(),
+            stdout: std::fs::read(&self.stdout).unwrap_or_default(),
+            ..Reply::default()
+        };
+        reply.stderr.extend_from_slice(&extra_stderr);
+        if status == 0 {
+            reply.object = std::fs::read(&self.output).unwrap_or_default();
+            if let Some((deps, root, target)) = &self.dotd {
+                let text = std::fs::read_to_string(deps).unwrap_or_default();
+                let out = self.output.display().to_string();
+                reply.dotd = Some(argv::rewrite_dotd(&text, root, &out, target).into_bytes());
+            }
+        }
+        Finished {
+            reply,
+            ending,
+            compiler: self.compiler.clone(),
+            input: self.input.clone(),
+        }
+    }
+
+    fn spawn(&self, settings: &JobSettings) -> std::io::Result<smol::process::Child> {
+        let mut cmd = std::process::Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..])
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&self.stdout)?)
+            .stderr(std::fs::File::create(&self.stderr)?)
+            .process_group(0)
+            .env("_DISTCC_SAFEGUARD", safeguard_level());
+        if let Some(path) = &settings.path {
+            cmd.env("PATH", path);
+        }
+        smol::process::Command::from(cmd).spawn()
+    }
+}
+
+/// The recursion guard value for compilers we start: one more than ours.
+fn safeguard_level() -> String {
+    let level = std::env::var("_DISTCC_SAFEGUARD")
+        .ok()
+        .map(|v| v.trim().parse::<u32>().unwrap_or(1))
+        .unwrap_or(0);
+    (level + 1).to_string()
+}
+
+/// Wait for the compiler, killing its process group on timeout or disconnect.
+async fn wait(
+    mut child: smol::process::Child,
+    lifetime: Option<Duration>,
+    client_gone: impl Future<Output = ()>,
+) -> (u32, Ending) {
+    let pid = child.id() as libc::pid_t;
+    enum Event {
+        Exited(std::io::Result<std::process::ExitStatus>),
+        Timeout,
+        Gone,
+    }
+    let exited = async { Event::Exited(child.status().await) };
+    let timeout = async {
+        match lifetime {
+            Some(d) => {
+                smol::Timer::after(d).await;
+                Event::Timeout
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let gone = async {
+        client_gone.await;
+        Event::Gone
+    };
+    let event = smol::future::or(exited, smol::future::or(timeout, gone)).await;
+    let ending = match event {
+        Event::Exited(Ok(status)) => return (status.into_raw() as u32, Ending::Finished),
+        Event::Exited(Err(e)) => {
+            log::error!("waiting for compiler {pid}: {e}");
+            return (
+                u32::from(ExitCode::CompilerCrashed.code() as u8) << 8,
+                Ending::Finished,
+            );
+        }
+        Event::Timeout => Ending::TimedOut,
+        Event::Gone => Ending::ClientGone,
+    };
+    // SIGTERM the compiler's process group; SIGKILL it if it is still there in a moment.
+    // SAFETY: signalling the process group we created for this compiler.
+    unsafe { libc::killpg(pid, libc::SIGTERM) };
+    let grace = async {
+        smol::Timer::after(Duration::from_secs(2)).await;
+        None
+    };
+    if smol::future::or(async { Some(child.status().await) }, grace)
+        .await
+        .is_none()
+    {
+        // SAFETY: as above; the leader has not been reaped, so the group id is still ours.
+        unsafe { libc::killpg(pid, libc::SIGKILL) };
+        let _ = child.status().await;
+    }
+    let status = match ending {
+        Ending::TimedOut => u32::from(ExitCode::Timeout.code() as u8) << 8,
+        _ => u32::from(ExitCode::Gone.code() as u8) << 8,
+    };
+    (status, ending)
+}
+
+/// Where the job's temp dirs go: `$TMPDIR` or `/tmp`.
+pub fn default_tmp_dir() -> PathBuf {
+    std::env::var_os("TMPDIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new("/tmp").to_owned())
+}

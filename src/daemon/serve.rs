@@ -1,0 +1,198 @@
+//! Serving connections: the per-connection flow and the accept loop (distcc 3.4
+//! `serve.c`, `dparent.c`, `prefork.c` — but one process, an async executor, and a
+//! semaphore instead of preforked children).
+//!
+//! The request is read *before* a compiler slot is taken, so a client that connects and
+//! stalls holds nothing and is dropped after the I/O timeout. A refused or malformed
+//! request gets nothing back — distcc has no error packet — and one log line naming the
+//! client and the reason.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smol::io::{AsyncRead, AsyncWrite};
+use smol::lock::Semaphore;
+
+use super::acl::Acl;
+use super::job::{self, Ending, JobSettings};
+use super::stats::{JobResult, Stats, summary_line};
+use crate::connection::{ConnError, Connection};
+use crate::protocol;
+
+/// What every connection shares.
+pub struct Shared {
+    pub settings: Arc<JobSettings>,
+    pub acl: Acl,
+    pub slots: Semaphore,
+    pub io_timeout: Duration,
+    pub stats: Stats,
+}
+
+/// `IP:PORT` as distcc prints it (IPv4-mapped addresses shown as IPv4).
+pub fn peer_name(peer: Option<SocketAddr>) -> String {
+    match peer {
+        Some(SocketAddr::V6(v6)) if v6.ip().to_ipv4_mapped().is_some() => {
+            format!(
+                "{}:{}",
+                v6.ip()
+                    .to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                v6.port()
+            )
+        }
+        Some(p) => p.to_string(),
+        None => "(inetd)".to_owned(),
+    }
+}
+
+/// Serve one job on one connection, start to finish.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    stream: S,
+    peer: Option<SocketAddr>,
+) {
+    let start = Instant::now();
+    let who = peer_name(peer);
+    shared.stats.record(JobResult::TcpAccept);
+    let mut conn = Connection::new(stream, shared.io_timeout);
+    let req = match conn.read_request().await {
+        Ok(r) => r,
+        Err(e) => {
+            let result = match e {
+                ConnError::Protocol(_) => JobResult::RejBadReq,
+                ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
+                _ => JobResult::Other,
+            };
+            shared.stats.record(result);
+            log::error!("client {who}: bad request, closing: {e}");
+            return;
+        }
+    };
+    let version = req.version;
+    let settings = shared.settings.clone();
+    let prepared = match smol::unblock(move || job::prepare(req, &settings)).await {
+        Ok(p) => p,
+        Err(refusal) => {
+            shared.stats.record(JobResult::RejBadReq);
+            log::error!("client {who}: refused, closing: {refusal}");
+            return;
+        }
+    };
+    let _slot = shared.slots.acquire().await;
+    shared.stats.job_started();
+    let (status, ending, serr) = prepared.run(&shared.settings, conn.wait_for_eof()).await;
+    let finished = smol::unblock(move || prepared.finish(status, ending, serr)).await;
+    let millis = start.elapsed().as_millis();
+    shared
+        .stats
+        .job_ended(millis, &finished.compiler, &finished.input);
+    let job = Some((finished.compiler.as_str(), finished.input.as_str()));
+    let result = match finished.ending {
+        Ending::ClientGone => {
+            log::warn!("client {who} disconnected, compiler killed");
+            JobResult::CliDisconn
+        }
+        Ending::TimedOut => JobResult::CompileTimeout,
+        Ending::Finished if status == 0 => JobResult::CompileOk,
+        Ending::Finished => JobResult::CompileError,
+    };
+    if finished.ending != Ending::ClientGone {
+        let reply = finished.reply;
+        match smol::unblock(move || protocol::encode_reply(&reply)).await {
+            Ok(bytes) => {
+                if let Err(e) = conn.send(&bytes).await {
+                    log::warn!("client {who}: failed to send the reply: {e}");
+                    shared.stats.record(JobResult::CliDisconn);
+                    log::info!(
+                        "{}",
+                        summary_line(&who, JobResult::CliDisconn, status, 107, millis, job)
+                    );
+                    return;
+                }
+            }
+            Err(e) => log::error!("client {who}: failed to encode the reply: {e}"),
+        }
+    }
+    shared.stats.record(result);
+    log::debug!("job complete (protocol {version})");
+    log::info!("{}", summary_line(&who, result, status, 0, millis, job));
+}
+
+/// Accept connections until `stop` resolves; each runs as its own task.
+pub async fn accept_loop(
+    ex: &Rc<smol::LocalExecutor<'static>>,
+    shared: Rc<Shared>,
+    listener: async_net::TcpListener,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::error!("accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !shared.acl.allows(peer.ip()) {
+            log::error!(
+                "connection from client '{}' denied by access list",
+                peer_name(Some(peer))
+            );
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        ex.spawn(async move { serve(&shared, stream, Some(peer)).await })
+            .detach();
+    }
+}
+
+/// The `--stats` page server: same ACL, request ignored, page sent, connection closed.
+pub async fn stats_loop(
+    shared: Rc<Shared>,
+    listener: async_net::TcpListener,
+    tmp: std::path::PathBuf,
+) {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        if !shared.acl.allows(peer.ip()) {
+            log::error!(
+                "stats connection from '{}' denied by access list",
+                peer_name(Some(peer))
+            );
+            continue;
+        }
+        let mut buf = [0u8; 1024];
+        let _ = smol::future::or(
+            async {
+                let _ = stream.read(&mut buf).await;
+            },
+            async {
+                smol::Timer::after(Duration::from_millis(200)).await;
+            },
+        )
+        .await;
+        let page = shared.stats.page(free_space_mb(&tmp));
+        let _ = stream.write_all(page.as_bytes()).await;
+    }
+}
+
+fn free_space_mb(dir: &std::path::Path) -> i64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return -1;
+    };
+    // SAFETY: statvfs fills the zeroed struct for a valid path.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
+            return -1;
+        }
+        (s.f_bavail as i64).saturating_mul(s.f_frsize as i64) / (1024 * 1024)
+    }
+}

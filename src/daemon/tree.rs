@@ -1,0 +1,267 @@
+//! Materialising a pump-mode (protocol 3) file list inside the job's private root
+//! (distcc 3.4 `srvrpc.c` `dcc_r_many_files`, which has no such checks).
+//!
+//! Each NAME is a client absolute path that lands at `root + NAME`. A hostile client could
+//! try to write outside the root: with `..` components, or by first sending a LINK and then a
+//! file "under" it. So every NAME must be absolute and free of `..`, and every directory on
+//! the way is opened relative to the previous one with `O_NOFOLLOW`: our own writes never
+//! follow a symlink, whatever the client sent earlier. LINK targets are data for the
+//! compiler: an absolute target is re-rooted (as distcc does), a relative one kept verbatim
+//! (pump mode's system-dir links climb `../` out of the root on purpose).
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TreeError {
+    #[error("file name {0:?} must be absolute")]
+    NotAbsolute(String),
+    #[error("file name {0:?} contains a '..' component")]
+    DotDot(String),
+    #[error("file name {0:?} names the root itself")]
+    Empty(String),
+    #[error("{path:?}: {source} (a symlink or duplicate in the file list?)")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// The job's private root, and what has been created in it.
+pub struct Tree {
+    root: PathBuf,
+    root_fd: OwnedFd,
+}
+
+fn cstr(s: &str) -> Result<CString, TreeError> {
+    CString::new(s).map_err(|_| TreeError::Create {
+        path: s.to_owned(),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })
+}
+
+/// Split a client path into its components, refusing anything that could climb out.
+fn components(name: &str) -> Result<Vec<&str>, TreeError> {
+    if !name.starts_with('/') {
+        return Err(TreeError::NotAbsolute(name.to_owned()));
+    }
+    let parts: Vec<&str> = name
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if parts.contains(&"..") {
+        return Err(TreeError::DotDot(name.to_owned()));
+    }
+    if parts.is_empty() {
+        return Err(TreeError::Empty(name.to_owned()));
+    }
+    Ok(parts)
+}
+
+impl Tree {
+    /// Open an existing, empty, private directory as the root.
+    pub fn open(root: &Path) -> std::io::Result<Tree> {
+        let c = CString::new(root.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        // SAFETY: valid C string; the returned fd is owned below.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Tree {
+            root: root.to_owned(),
+            // SAFETY: fd is a fresh descriptor we own.
+            root_fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Open (creating as needed) the directory `parts` below the root, never following a
+    /// symlink.
+    fn open_dir(&self, name: &str, parts: &[&str]) -> Result<OwnedFd, TreeError> {
+        let err = |source| TreeError::Create {
+            path: name.to_owned(),
+            source,
+        };
+        // SAFETY: dup of a valid fd.
+        let first = unsafe { libc::fcntl(self.root_fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+        if first < 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own.
+        let mut dir = unsafe { OwnedFd::from_raw_fd(first) };
+        for part in parts {
+            let c = cstr(part)?;
+            // SAFETY: valid dir fd and C string.
+            let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) };
+            if rc != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::AlreadyExists {
+                    return Err(err(e));
+                }
+            }
+            // SAFETY: valid dir fd and C string.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(err(std::io::Error::last_os_error()));
+            }
+            // SAFETY: a fresh descriptor we own.
+            dir = unsafe { OwnedFd::from_raw_fd(fd) };
+        }
+        Ok(dir)
+    }
+
+    /// Create the directory `name` (for the client's working directory).
+    pub fn make_dir(&self, name: &str) -> Result<PathBuf, TreeError> {
+        let parts = components(name)?;
+        self.open_dir(name, &parts)?;
+        Ok(self.path_of(&parts))
+    }
+
+    fn path_of(&self, parts: &[&str]) -> PathBuf {
+        let mut p = self.root.clone();
+        p.extend(parts);
+        p
+    }
+
+    /// Write a regular file at `root + name`.
+    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf, TreeError> {
+        let parts = components(name)?;
+        let (last, dirs) = parts
+            .split_last()
+            .ok_or_else(|| TreeError::Empty(name.into()))?;
+        let dir = self.open_dir(name, dirs)?;
+        let c = cstr(last)?;
+        let err = |source| TreeError::Create {
+            path: name.to_owned(),
+            source,
+        };
+        // SAFETY: valid dir fd and C string; O_EXCL|O_NOFOLLOW refuses existing entries.
+        let fd = unsafe {
+            libc::openat(
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        };
+        if fd < 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor we own.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        file.write_all(contents).map_err(err)?;
+        Ok(self.path_of(&parts))
+    }
+
+    /// Create a symlink at `root + name` pointing at `target` (absolute targets re-rooted).
+    pub fn make_link(&self, name: &str, target: &str) -> Result<PathBuf, TreeError> {
+        let parts = components(name)?;
+        let (last, dirs) = parts
+            .split_last()
+            .ok_or_else(|| TreeError::Empty(name.into()))?;
+        let dir = self.open_dir(name, dirs)?;
+        let target = if target.starts_with('/') {
+            format!("{}{target}", self.root.display())
+        } else {
+            target.to_owned()
+        };
+        let (c_name, c_target) = (cstr(last)?, cstr(&target)?);
+        // SAFETY: valid C strings and dir fd.
+        let rc = unsafe { libc::symlinkat(c_target.as_ptr(), dir.as_raw_fd(), c_name.as_ptr()) };
+        if rc != 0 {
+            return Err(TreeError::Create {
+                path: name.to_owned(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(self.path_of(&parts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, tempfile::TempDir, Tree) {
+        let outside = tempfile::tempdir().unwrap();
+        let job = tempfile::tempdir().unwrap();
+        let tree = Tree::open(job.path()).unwrap();
+        (outside, job, tree)
+    }
+
+    #[test]
+    fn files_and_links_land_inside() {
+        let (_o, job, tree) = setup();
+        let p = tree.write_file("/home/u/proj/a.c", b"int x;").unwrap();
+        assert_eq!(p, job.path().join("home/u/proj/a.c"));
+        assert_eq!(std::fs::read(&p).unwrap(), b"int x;");
+        tree.make_link("/home/u/proj/l.h", "/home/u/proj/a.c")
+            .unwrap();
+        let t = std::fs::read_link(job.path().join("home/u/proj/l.h")).unwrap();
+        assert_eq!(t, job.path().join("home/u/proj/a.c"));
+        tree.make_link("/usr/include", "../../../../usr/include")
+            .unwrap();
+        assert!(tree.make_dir("/home/u/proj/sub").unwrap().is_dir());
+    }
+
+    #[test]
+    fn traversal_is_refused_and_writes_nothing_outside() {
+        let (outside, job, tree) = setup();
+        let out = outside.path().display().to_string();
+        assert!(matches!(
+            tree.write_file("/../../etc/x", b"x"),
+            Err(TreeError::DotDot(_))
+        ));
+        assert!(matches!(
+            tree.write_file("relative/x", b"x"),
+            Err(TreeError::NotAbsolute(_))
+        ));
+        assert!(matches!(
+            tree.write_file("/", b"x"),
+            Err(TreeError::Empty(_))
+        ));
+        // A link to a directory outside, then a file "under" it.
+        let rel = format!("{}{out}", "../".repeat(40));
+        tree.make_link("/evil", &rel).unwrap();
+        assert!(tree.write_file("/evil/pwned", b"x").is_err());
+        tree.make_link("/evil2", &out).unwrap(); // absolute: re-rooted, stays inside
+        assert!(tree.write_file("/evil2/pwned", b"x").is_err());
+        // A link as the file itself.
+        tree.make_link("/f", &format!("{rel}/pwned2")).unwrap();
+        assert!(tree.write_file("/f", b"x").is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert!(
+            job.path()
+                .join("evil")
+                .symlink_metadata()
+                .unwrap()
+                .is_symlink()
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let (_o, _j, tree) = setup();
+        tree.write_file("/a/b.h", b"1").unwrap();
+        assert!(tree.write_file("/a/b.h", b"2").is_err());
+    }
+}
