@@ -239,15 +239,18 @@ impl Prepared {
         let mut cmd = std::process::Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .current_dir(&self.cwd)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&self.stdout)?)
-            .stderr(std::fs::File::create(&self.stderr)?)
             .process_group(0)
             .env("_DISTCC_SAFEGUARD", safeguard_level());
         if let Some(path) = &settings.path {
             cmd.env("PATH", path);
         }
-        smol::process::Command::from(cmd).spawn()
+        // Converting to smol's Command keeps the program, args, env, cwd and process group,
+        // but not stdio: set that on the converted command.
+        let mut cmd = smol::process::Command::from(cmd);
+        cmd.stdin(Stdio::null())
+            .stdout(std::fs::File::create(&self.stdout)?)
+            .stderr(std::fs::File::create(&self.stderr)?);
+        cmd.spawn()
     }
 }
 

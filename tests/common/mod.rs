@@ -1,0 +1,152 @@
+//! Shared helpers for integration tests: free ports, our distccd or Debian's on 127.0.0.1
+//! (stopped by PID when dropped), scripts, client commands with a clean distcc environment.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Our binary; applets are picked by argv[0] or by `distcc <applet>`.
+pub fn distcc() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_distcc"))
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A directory everybody can write: a daemon started as root drops to `distcc`/`nobody`,
+/// which must be able to write its log.
+pub fn world_writable_dir(parent: &Path, name: &str) -> PathBuf {
+    let d = parent.join(name);
+    fs::create_dir_all(&d).unwrap();
+    fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+/// Write an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Which distccd to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ours,
+    Debian,
+}
+
+/// A distccd on 127.0.0.1 at a free port, killed by PID when dropped.
+pub struct Daemon {
+    pub kind: Kind,
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start a daemon with extra options and environment. `--allow 127.0.0.1` is added
+    /// unless `extra` has its own `--allow`.
+    pub fn start(kind: Kind, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let logdir = world_writable_dir(dir, &format!("dlog{port}"));
+        let log = logdir.join("distccd.log");
+        fs::write(&log, "").unwrap();
+        fs::set_permissions(&log, fs::Permissions::from_mode(0o666)).unwrap();
+        let mut cmd = match kind {
+            Kind::Ours => {
+                let mut c = Command::new(distcc());
+                c.arg("distccd");
+                c
+            }
+            Kind::Debian => Command::new("/usr/bin/distccd"),
+        };
+        cmd.args(["--daemon", "--no-detach", "--listen", "127.0.0.1"])
+            .args(["--port", &port.to_string()])
+            .args(["--log-file", log.to_str().unwrap(), "--log-level", "info"]);
+        if !extra.contains(&"--allow") {
+            cmd.args(["--allow", "127.0.0.1"]);
+        }
+        if !extra.contains(&"--jobs") {
+            cmd.args(["--jobs", "8"]);
+        }
+        cmd.args(extra)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start distccd");
+        let mut d = Daemon {
+            kind,
+            child,
+            port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = d.child.try_wait() {
+                panic!("{kind:?} distccd exited with {status}: {}", d.log_text());
+            }
+            assert!(Instant::now() < deadline, "distccd did not start listening");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Jobs the daemon logged as compiled successfully.
+    pub fn compile_ok_count(&self) -> usize {
+        self.log_text().matches("COMPILE_OK").count()
+    }
+
+    /// Is the process still running?
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        // SAFETY: kill(2) on the PID of a child we started and have not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A client command with a clean distcc environment of its own.
+pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
+    // distcc never creates an explicit DISTCC_DIR (only its lock/ and state/ inside).
+    fs::create_dir_all(distcc_dir).unwrap();
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("DISTCC_") || k == "_DISTCC_SAFEGUARD" || k.starts_with("CCACHE") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.env("DISTCC_DIR", distcc_dir)
+        .env("DISTCC_HOSTS", hosts)
+        .env("DISTCC_PAUSE_TIME_MSEC", "50");
+    cmd
+}
+
+/// The captured distcc 3.4 conversations in shared/.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/wire-distcc-3.4")
+        .join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,4 @@
+int unused_warning(int x) {
+    int y;
+    return x;
+}
