@@ -1,0 +1,426 @@
+//! The job pipeline (distcc 3.4 `compile.c` `dcc_build_somewhere`): pick a host, preprocess,
+//! send, receive, and when a host lets us down, try another host and finally compile here.
+//!
+//! Who is to blame decides what happens:
+//! * the **host** (refused, timed out, garbage, truncated, crashed, no answer): remember it
+//!   in its backoff file, try another host (at most [`MAX_REMOTE_TRIES`] in all), then local;
+//! * the **user** (the source does not compile): no backoff — unlike distcc 3.4, which backs
+//!   off a healthy host for 60 s because of a typo — and a local retry so that the error
+//!   messages come from the local compiler, exactly as without distcc.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::ClientError;
+use super::cpp::{Preprocess, Preprocessed};
+use super::interim::{self, HostDef, HostKind, HostList, Phase, SlotLock, StateFile};
+use super::interim_args::{self, Scan, argv_to_string};
+use super::invocation::Invocation;
+use super::local;
+use super::output::write_output;
+use super::remote::{self, RemoteError};
+use crate::connection::{ConnError, Connection, io_timeout_from_env};
+use crate::exitcode::ExitCode;
+use crate::protocol::{self, Payload, tok};
+
+/// How many hosts one job tries before compiling locally. Also what stops a dead host
+/// from being retried forever when backoff is disabled (`DISTCC_BACKOFF_PERIOD=0`, an
+/// endless loop in distcc 3.4).
+pub const MAX_REMOTE_TRIES: usize = 3;
+
+/// Everything a job carries between its steps.
+struct Job<'a> {
+    inv: &'a Invocation,
+    scan: Scan,
+    lock_dir: Option<PathBuf>,
+    state: Option<StateFile>,
+    local_slots: u32,
+    local_slots_cpp: u32,
+    /// The preprocessor, started on the first remote attempt and reused by later ones.
+    cpp: Option<Preprocess>,
+    pre: Option<Preprocessed>,
+    start: Instant,
+}
+
+/// What one remote attempt came to.
+enum Outcome {
+    /// The result is in place; this is the exit status (0).
+    Accepted,
+    /// The user's source failed to compile (remotely, or in our local cpp).
+    UserError { ret: i32, serr: Vec<u8> },
+    /// The host failed; try another one.
+    HostFault(RemoteError),
+    /// The host answered, but with a crash or a distcc-level failure: go local.
+    HostCrash { ret: i32, serr: Vec<u8> },
+    /// Something on our side (temp dir, writing the output): go local, host is fine.
+    LocalTrouble(String),
+}
+
+impl Job<'_> {
+    fn phase(&mut self, phase: Phase, file: Option<&str>, host: Option<&str>, slot: Option<u32>) {
+        if let Some(s) = self.state.as_mut() {
+            s.set(phase, file, host, slot);
+        }
+    }
+
+    /// Lock a slot on one of `cands`, waiting (`DISTCC_PAUSE_TIME_MSEC`) while all are busy.
+    /// `Ok(None)` means we have no lock directory: run unlocked.
+    fn pick(&mut self, cands: &[HostDef]) -> Result<Option<(HostDef, SlotLock)>, ClientError> {
+        let Some(dir) = self.lock_dir.clone() else {
+            return Ok(None);
+        };
+        let pause = std::env::var("DISTCC_PAUSE_TIME_MSEC")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(1000);
+        let max = cands.iter().map(|h| h.slots).max().unwrap_or(0);
+        let mut blocked = false;
+        loop {
+            for slot in 0..max {
+                for h in cands.iter().filter(|h| slot < h.slots) {
+                    if let Some(lock) =
+                        interim::try_lock(&dir, &h.lock_stem(), slot).map_err(ClientError::Lock)?
+                    {
+                        log::debug!("got lock {} slot {slot}", h.spec);
+                        return Ok(Some((h.clone(), lock)));
+                    }
+                }
+            }
+            if !blocked {
+                log::debug!("all slots busy; waiting");
+                self.phase(Phase::Blocked, None, None, None);
+                blocked = true;
+            }
+            std::thread::sleep(Duration::from_millis(pause.max(10)));
+        }
+    }
+
+    /// Lock one of the local slots (`n` of them).
+    fn lock_local(&mut self, n: u32) -> Option<SlotLock> {
+        match self.pick(&[HostDef::local(n)]) {
+            Ok(l) => l.map(|(_, l)| l),
+            Err(e) => {
+                log::warn!("{e}; running without a lock");
+                None
+            }
+        }
+    }
+
+    /// Compile here with inherited stdio, under a local slot unless `held` is given.
+    fn run_local(&mut self, held: Option<SlotLock>) -> i32 {
+        // A preprocessor still running for a remote attempt writes the .d file too: let it
+        // finish before the local compiler writes the same file.
+        self.finish_cpp_quietly();
+        let lock = match held {
+            Some(l) => Some(l),
+            None if self.scan.cpp_only => {
+                let n = self.local_slots_cpp;
+                self.lock_local(n)
+            }
+            None => {
+                let n = self.local_slots;
+                self.lock_local(n)
+            }
+        };
+        let slot = lock.as_ref().map(|l| l.slot);
+        let input = self.scan.input.clone();
+        self.phase(Phase::Compile, Some(&input), Some("localhost"), slot);
+        let ret = match local::run(self.inv, &self.scan.local_argv) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("{e}");
+                e.exit_code().code()
+            }
+        };
+        drop(lock);
+        ret
+    }
+
+    fn finish_cpp_quietly(&mut self) {
+        if let Some(p) = self.cpp.take() {
+            if let Ok(Ok(pre)) = p.finish() {
+                self.pre = Some(pre);
+            }
+        }
+    }
+
+    /// Give up on distribution: compile locally, unless `DISTCC_FALLBACK=0`.
+    fn fallback(&mut self, host: Option<&HostDef>, ret: i32, serr: &[u8]) -> i32 {
+        if std::env::var("DISTCC_FALLBACK").is_ok_and(|v| v.trim() == "0") {
+            log::warn!("failed to distribute and fallbacks are disabled");
+            let _ = std::io::stderr().write_all(serr);
+            self.finish_cpp_quietly();
+            return ret;
+        }
+        match host {
+            Some(h) => log::warn!(
+                "failed to distribute {} to {}, running locally instead",
+                self.scan.input,
+                h.spec
+            ),
+            None => log::warn!("failed to distribute, running locally instead"),
+        }
+        self.run_local(None)
+    }
+
+    /// One attempt on a remote host whose slot we hold.
+    async fn remote_attempt(&mut self, host: &HostDef, slot: u32) -> Outcome {
+        let version = protocol_for(host);
+        let input = self.scan.input.clone();
+        self.phase(
+            Phase::Connect,
+            Some(&input),
+            Some(host.hostname()),
+            Some(slot),
+        );
+
+        // Lock order as distcc: the remote slot first (held by our caller), then a local
+        // cpp slot, released as soon as cpp is done.
+        let mut cpp_lock = None;
+        if self.pre.is_none() && self.cpp.is_none() {
+            if self.scan.preprocessed {
+                self.cpp = Some(Preprocess::Ready(PathBuf::from(&self.scan.input)));
+            } else {
+                let n = self.local_slots_cpp;
+                cpp_lock = self.lock_local(n);
+                let cslot = cpp_lock.as_ref().map(|l| l.slot);
+                self.phase(Phase::Cpp, None, Some("localhost"), cslot);
+                match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext) {
+                    Ok(p) => self.cpp = Some(p),
+                    Err(e) => return Outcome::LocalTrouble(e.to_string()),
+                }
+            }
+        }
+
+        let stream = match remote::connect(host).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::HostFault(e),
+        };
+        let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
+        let mut conn = Connection::new(stream, timeout);
+        log::info!(
+            "exec on {}: {}",
+            host.spec,
+            argv_to_string(&self.scan.server_argv)
+        );
+        let mut head = Vec::new();
+        protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
+        self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
+        if let Err(e) = conn.send(&head).await {
+            return Outcome::HostFault(e.into());
+        }
+
+        if let Some(p) = self.cpp.take() {
+            match p.finish() {
+                Ok(Ok(pre)) => self.pre = Some(pre),
+                Ok(Err(ret)) => {
+                    return Outcome::UserError {
+                        ret,
+                        serr: Vec::new(),
+                    };
+                }
+                Err(e) => return Outcome::LocalTrouble(e.to_string()),
+            }
+        }
+        drop(cpp_lock);
+        let Some(pre) = self.pre.as_ref() else {
+            return Outcome::LocalTrouble("no preprocessed source".into());
+        };
+        let source = match pre.read() {
+            Ok(s) => s,
+            Err(e) => return Outcome::LocalTrouble(e.to_string()),
+        };
+        let n_source = source.len();
+        let mut body = Vec::new();
+        if let Err(e) =
+            protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
+        {
+            return Outcome::LocalTrouble(e.to_string());
+        }
+        let sent_at = Instant::now();
+        if let Err(e) = conn.send(&body).await {
+            return Outcome::HostFault(e.into());
+        }
+        self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
+        let reply = match conn.read_reply(version).await {
+            Ok(r) => r,
+            Err(ConnError::NoAnswer) => return Outcome::HostFault(RemoteError::NoAnswer),
+            Err(e) => return Outcome::HostFault(e.into()),
+        };
+        self.phase(Phase::Receive, None, None, None);
+        let ret = local::critique_raw(reply.status);
+        if ret >= 128 || ret == ExitCode::CompilerMissing.code() || ret == ExitCode::Timeout.code()
+        {
+            return Outcome::HostCrash {
+                ret,
+                serr: reply.stderr,
+            };
+        }
+        if ret != 0 {
+            return Outcome::UserError {
+                ret,
+                serr: reply.stderr,
+            };
+        }
+        if let Err(e) = write_output(Path::new(&self.scan.output), &reply.object) {
+            return Outcome::LocalTrouble(format!("failed to write {}: {e}", self.scan.output));
+        }
+        let _ = std::io::stdout().write_all(&reply.stdout);
+        let _ = std::io::stderr().write_all(&reply.stderr);
+        let secs = sent_at.elapsed().as_secs_f64();
+        log::info!(
+            "{} bytes from {} compiled on {} in {:.4}s, rate {:.0}kB/s",
+            n_source,
+            self.scan.input,
+            host.spec,
+            secs,
+            n_source as f64 / 1024.0 / secs.max(1e-6)
+        );
+        log::info!("compile {} on {} completed ok", self.scan.input, host.spec);
+        Outcome::Accepted
+    }
+}
+
+/// The protocol for a host. Pump mode (protocol 3) is not here yet: a `,cpp` host is used
+/// with protocol 2 and local preprocessing.
+// PUMP HOOK: when the include-server client exists, return 3 here if
+// INCLUDE_SERVER_PORT is set and the input is not preprocessed, and send Body::Files.
+fn protocol_for(host: &HostDef) -> u8 {
+    let v = host.protocol();
+    if v == 3 {
+        if std::env::var_os("INCLUDE_SERVER_PORT").is_some() {
+            log::debug!(
+                "pump mode not implemented yet; using protocol 2 with {}",
+                host.spec
+            );
+        }
+        return 2;
+    }
+    v
+}
+
+/// Compile `inv` somewhere: remotely if we can, locally if we must. Returns the exit status.
+pub fn build_somewhere(inv: &Invocation) -> i32 {
+    let scan = interim_args::scan(&inv.argv);
+    let state = interim::sub_dir("state").map(|d| StateFile::new(&d, std::process::id()));
+    let lock_dir = interim::sub_dir("lock");
+    if lock_dir.is_none() {
+        log::warn!("HOME is not set; can't find distcc directory");
+        log::warn!("failed to lock");
+    }
+    let hosts = interim::load_hosts();
+    let (local_slots, local_slots_cpp) = match &hosts {
+        Ok(l) => (l.local_slots, l.local_slots_cpp),
+        Err(_) => (4, 8),
+    };
+    let mut job = Job {
+        inv,
+        scan,
+        lock_dir,
+        state,
+        local_slots,
+        local_slots_cpp,
+        cpp: None,
+        pre: None,
+        start: Instant::now(),
+    };
+    let ret = run_job(&mut job, hosts);
+    job.phase(Phase::Done, None, None, None);
+    log::info!(
+        "elapsed compilation time {:.6}s",
+        job.start.elapsed().as_secs_f64()
+    );
+    ret
+}
+
+fn run_job(job: &mut Job, hosts: Result<HostList, interim::HostsError>) -> i32 {
+    if job.inv.nested() {
+        // A distcc started by a distcc: the outer one already holds a slot.
+        log::debug!("nested distcc invocation; compiling locally without a lock");
+        let input = job.scan.input.clone();
+        job.phase(Phase::Compile, Some(&input), Some("localhost"), Some(0));
+        return local::run(job.inv, &job.scan.local_argv).unwrap_or_else(|e| {
+            log::error!("{e}");
+            e.exit_code().code()
+        });
+    }
+    if let Some(reason) = job.scan.local_reason.clone() {
+        log::debug!(
+            "{reason}; compiling locally: {}",
+            argv_to_string(&job.scan.local_argv)
+        );
+        return job.run_local(None);
+    }
+    log::info!("compile from {} to {}", job.scan.input, job.scan.output);
+    let hosts = match hosts {
+        Ok(h) => h,
+        Err(e) => {
+            log::warn!("{e}");
+            return job.fallback(None, ExitCode::NoHosts.code(), &[]);
+        }
+    };
+    let mut tried: Vec<String> = Vec::new();
+    let mut last: Option<(HostDef, i32)> = None;
+    for _ in 0..MAX_REMOTE_TRIES {
+        let cands: Vec<HostDef> = hosts
+            .hosts
+            .iter()
+            .filter(|h| !h.down && !tried.contains(&h.spec) && !interim::is_backed_off(h))
+            .cloned()
+            .collect();
+        if cands.is_empty() {
+            break;
+        }
+        let (host, lock) = match job.pick(&cands) {
+            Ok(Some(x)) => x,
+            Ok(None) => return job.run_local(None),
+            Err(e) => {
+                log::warn!("{e}; compiling locally without a lock");
+                job.lock_dir = None;
+                return job.run_local(None);
+            }
+        };
+        if host.kind == HostKind::Local {
+            return job.run_local(Some(lock));
+        }
+        let outcome = smol::block_on(job.remote_attempt(&host, lock.slot));
+        drop(lock);
+        match outcome {
+            Outcome::Accepted => {
+                interim::clear_backoff(&host);
+                return 0;
+            }
+            Outcome::UserError { ret, serr } => {
+                if std::env::var_os("DISTCC_SKIP_LOCAL_RETRY").is_some() {
+                    let _ = std::io::stderr().write_all(&serr);
+                    return ret;
+                }
+                log::warn!(
+                    "remote compilation of '{}' failed, retrying locally",
+                    job.scan.input
+                );
+                return job.fallback(Some(&host), ret, &serr);
+            }
+            Outcome::HostCrash { ret, serr } => {
+                log::warn!("{} failed the job with status {ret}", host.spec);
+                interim::mark_backoff(&host);
+                return job.fallback(Some(&host), ret, &serr);
+            }
+            Outcome::LocalTrouble(msg) => {
+                log::warn!("{msg}");
+                return job.fallback(Some(&host), ExitCode::Failed.code(), &[]);
+            }
+            Outcome::HostFault(e) => {
+                log::warn!("{e}");
+                interim::mark_backoff(&host);
+                tried.push(host.spec.clone());
+                last = Some((host, e.exit_code().code()));
+            }
+        }
+    }
+    match last {
+        Some((host, code)) => job.fallback(Some(&host), code, &[]),
+        None => job.fallback(None, ExitCode::NoHosts.code(), &[]),
+    }
+}

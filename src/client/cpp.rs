@@ -1,0 +1,122 @@
+//! Local preprocessing (distcc 3.4 `cpp.c`): run `cc -E` with stdout into a temp file in
+//! `$TMPDIR`, in the background, so that connecting to the server overlaps with it.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use super::ClientError;
+use super::interim_args::argv_to_string;
+use super::invocation::Invocation;
+use super::local::{command, critique};
+
+/// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1`.
+#[derive(Debug)]
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively.
+    pub fn create(ext: &str) -> Result<(TempFile, File), ClientError> {
+        let dir = std::env::temp_dir();
+        let pid = u64::from(std::process::id());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let mut n = ((pid << 16) ^ u64::from(nanos)) as u32;
+        for _ in 0..1000 {
+            let path = dir.join(format!("distcc_{n:08x}.{ext}"));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(f) => return Ok((TempFile { path }, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n = n.wrapping_add(7777),
+                Err(e) => return Err(ClientError::Tmpdir(dir, e)),
+            }
+        }
+        Err(ClientError::Tmpdir(
+            dir,
+            io::Error::new(io::ErrorKind::AlreadyExists, "no free temp name"),
+        ))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if std::env::var("DISTCC_SAVE_TEMPS").is_ok_and(|v| v.trim() == "1") {
+            log::debug!("keeping {} (DISTCC_SAVE_TEMPS)", self.path.display());
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A preprocessor run in progress (or an already-preprocessed input).
+pub enum Preprocess {
+    Running {
+        child: Child,
+        out: TempFile,
+    },
+    /// The input needs no preprocessing; send it as it is.
+    Ready(PathBuf),
+}
+
+impl Preprocess {
+    /// Start `cpp_argv` with stdout into a fresh temp file and stdin from /dev/null.
+    pub fn start(inv: &Invocation, cpp_argv: &[String], ext: &str) -> Result<Self, ClientError> {
+        let (out, file) = TempFile::create(ext)?;
+        log::debug!(
+            "running cpp: {} > {}",
+            argv_to_string(cpp_argv),
+            out.path.display()
+        );
+        let mut cmd = command(inv, cpp_argv)?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::from(file));
+        let child = cmd
+            .spawn()
+            .map_err(|e| ClientError::Exec(argv_to_string(cpp_argv), e))?;
+        Ok(Preprocess::Running { child, out })
+    }
+
+    /// Wait for cpp. `Ok(Err(status))` when it failed (the user's source has errors).
+    pub fn finish(self) -> Result<Result<Preprocessed, i32>, ClientError> {
+        match self {
+            Preprocess::Ready(p) => Ok(Ok(Preprocessed {
+                path: p,
+                _temp: None,
+            })),
+            Preprocess::Running { mut child, out } => {
+                let status = child
+                    .wait()
+                    .map_err(|e| ClientError::Exec("cpp".into(), e))?;
+                let ret = critique(status);
+                if ret != 0 {
+                    log::debug!("cpp failed with status {ret}");
+                    return Ok(Err(ret));
+                }
+                Ok(Ok(Preprocessed {
+                    path: out.path.clone(),
+                    _temp: Some(out),
+                }))
+            }
+        }
+    }
+}
+
+/// The preprocessed source, kept until the job is over.
+#[derive(Debug)]
+pub struct Preprocessed {
+    pub path: PathBuf,
+    _temp: Option<TempFile>,
+}
+
+impl Preprocessed {
+    pub fn read(&self) -> Result<Vec<u8>, ClientError> {
+        std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,435 @@
+//! Stand-in for the `args` module (being written on another branch): the argument scan the
+//! client pipeline needs, following distcc 3.4's rules (reference §2.7), plus the one place
+//! where we deliberately do better than 3.4: the local preprocessor writes the `.d` file
+//! exactly where and with the target gcc itself would use.
+
+use std::path::Path;
+
+/// The result of scanning a compiler command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The command to run for a local compile (after `-Wp,` expansion and compiler rewriting).
+    pub local_argv: Vec<String>,
+    /// Why the job must run locally; `None` means it can be distributed.
+    pub local_reason: Option<String>,
+    /// `-E`: a local preprocessing-only job (takes the cpp lock, exit 120 semantics).
+    pub cpp_only: bool,
+    pub input: String,
+    pub output: String,
+    /// Command that preprocesses `input` to stdout, writing the `.d` file if one is wanted.
+    pub cpp_argv: Vec<String>,
+    /// Command sent to the server: local-only options stripped, `-o output` explicit.
+    pub server_argv: Vec<String>,
+    /// The input is already preprocessed (`.i`, `.ii`, …): no cpp step.
+    pub preprocessed: bool,
+    /// Extension of the preprocessed temp file (`i`, `ii`, `mi`, `mii`).
+    pub cpp_ext: &'static str,
+}
+
+const SOURCE_EXTS: &[&str] = &[
+    "c", "cc", "cpp", "cxx", "cp", "c++", "C", "i", "ii", "m", "mm", "mi", "mii", "M",
+];
+
+fn ext(path: &str) -> Option<&str> {
+    let name = Path::new(path).file_name()?.to_str()?;
+    let dot = name.rfind('.')?;
+    (dot > 0).then(|| &name[dot + 1..])
+}
+
+/// Whether a word names a source file distcc can compile.
+pub fn is_source(word: &str) -> bool {
+    ext(word).is_some_and(|e| SOURCE_EXTS.contains(&e))
+}
+
+/// Whether a word is an object file (which makes it look like a link).
+pub fn is_object(word: &str) -> bool {
+    ext(word) == Some("o")
+}
+
+fn preprocessed_ext(input: &str) -> (&'static str, bool) {
+    match ext(input).unwrap_or("") {
+        "i" => ("i", true),
+        "ii" => ("ii", true),
+        "mi" => ("mi", true),
+        "mii" => ("mii", true),
+        "c" => ("i", false),
+        "m" => ("mi", false),
+        "mm" | "M" => ("mii", false),
+        _ => ("ii", false),
+    }
+}
+
+/// `-Wp,-MD,f` → `-MD -MF f`; other `-Wp,` items become words (distcc's expansion).
+fn expand_wp(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in argv {
+        if let Some(rest) = a.strip_prefix("-Wp,") {
+            let items: Vec<&str> = rest.split(',').collect();
+            if items.len() == 2 && (items[0] == "-MD" || items[0] == "-MMD") {
+                out.extend([items[0].to_string(), "-MF".into(), items[1].to_string()]);
+                continue;
+            }
+            out.extend(items.iter().map(|s| s.to_string()));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// Replace a file's extension (or add one), as gcc does for `.d` and `.o` names.
+fn with_ext(path: &str, new: &str) -> String {
+    let p = Path::new(path);
+    let stem_len = match ext(path) {
+        Some(e) => path.len() - e.len() - 1,
+        None => path.len(),
+    };
+    let _ = p;
+    format!("{}.{new}", &path[..stem_len])
+}
+
+fn basename(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// Options whose next word is their argument and that only matter to the preprocessor.
+const STRIP_WITH_ARG: &[&str] = &[
+    "-D",
+    "-I",
+    "-U",
+    "-L",
+    "-l",
+    "-MF",
+    "-MT",
+    "-MQ",
+    "-include",
+    "-imacros",
+    "-iprefix",
+    "-iwithprefix",
+    "-isystem",
+    "-iwithprefixbefore",
+    "-idirafter",
+];
+const STRIP_PREFIX: &[&str] = &[
+    "-Wp,", "-Wl,", "-D", "-U", "-I", "-l", "-L", "-MF", "-MT", "-MQ", "-isystem", "-stdlib",
+];
+const STRIP_EXACT: &[&str] = &[
+    "-undef",
+    "-nostdinc",
+    "-nostdinc++",
+    "-MD",
+    "-MMD",
+    "-MG",
+    "-MP",
+];
+
+fn strip_local_args(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        if i > 0 && STRIP_WITH_ARG.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if i > 0 && (STRIP_EXACT.contains(&a) || STRIP_PREFIX.iter().any(|p| a.starts_with(p))) {
+            i += 1;
+            continue;
+        }
+        out.push(a.to_string());
+        i += 1;
+    }
+    out
+}
+
+/// Options taking a separate argument, so that the argument is not mistaken for an input.
+const TAKES_ARG: &[&str] = &[
+    "-D",
+    "-I",
+    "-U",
+    "-L",
+    "-l",
+    "-MF",
+    "-MT",
+    "-MQ",
+    "-include",
+    "-imacros",
+    "-iprefix",
+    "-iwithprefix",
+    "-isystem",
+    "-iwithprefixbefore",
+    "-idirafter",
+    "-iquote",
+    "-x",
+    "-Xpreprocessor",
+    "-Xassembler",
+    "-Xlinker",
+    "-aux-info",
+    "--param",
+    "-arch",
+    "-target",
+];
+
+/// Scan a compiler command line (argv[0] is the compiler).
+pub fn scan(argv_in: &[String]) -> Scan {
+    let argv = expand_wp(argv_in);
+    let mut local_reason: Option<String> = None;
+    let mut reason = |r: &str| {
+        if local_reason.is_none() {
+            local_reason = Some(r.to_string());
+        }
+    };
+    let (mut seen_c, mut seen_s, mut cpp_only) = (false, false, false);
+    let mut input: Option<String> = None;
+    let mut output: Option<String> = None;
+    let mut wants_dotd = false;
+    let mut has_mf = false;
+    let mut has_mt = false;
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        let next = argv.get(i + 1).map(String::as_str);
+        match a {
+            "-E" => cpp_only = true,
+            "-c" => seen_c = true,
+            "-S" => seen_s = true,
+            "-MD" | "-MMD" => wants_dotd = true,
+            "-MG" | "-MP" => {}
+            "-MF" => has_mf = true,
+            "-MT" | "-MQ" => has_mt = true,
+            "-o" => {
+                if output.is_some() {
+                    reason("called for link? (two outputs)");
+                }
+                output = next.map(str::to_string);
+                if next == Some("-") {
+                    reason("output to stdout");
+                }
+                i += 2;
+                continue;
+            }
+            "-x" => {
+                let lang = next.unwrap_or("");
+                if !["c", "c++", "objective-c", "go"]
+                    .iter()
+                    .any(|l| lang.starts_with(l))
+                {
+                    reason("-x with a language distcc doesn't distribute");
+                }
+            }
+            "-march=native"
+            | "-mtune=native"
+            | "-flto"
+            | "-fprofile-arcs"
+            | "-ftest-coverage"
+            | "--coverage"
+            | "-fprofile-correction"
+            | "-frepo" => reason(a),
+            _ => {}
+        }
+        if a.starts_with("-MF") && a.len() > 3 {
+            has_mf = true;
+        }
+        if (a.starts_with("-MT") || a.starts_with("-MQ")) && a.len() > 3 {
+            has_mt = true;
+        }
+        if a.starts_with("-M")
+            && !["-MD", "-MMD", "-MG", "-MP"].contains(&a)
+            && !a.starts_with("-MF")
+            && !a.starts_with("-MT")
+            && !a.starts_with("-MQ")
+        {
+            reason("-M without -MD: dependency output only");
+        }
+        if a.starts_with("-fprofile-generate")
+            || a.starts_with("-fprofile-use")
+            || a.starts_with("-fauto-profile")
+            || a.starts_with("-dr")
+            || a.starts_with("-specs=")
+        {
+            reason(a);
+        }
+        if a.starts_with("-Wa,") && (a.contains(",-a") || a.contains("--MD")) {
+            reason("assembler listing");
+        }
+        if let Some(o) = a.strip_prefix("-o")
+            && !o.is_empty()
+        {
+            if output.is_some() {
+                reason("called for link? (two outputs)");
+            }
+            output = Some(o.to_string());
+        } else if TAKES_ARG.contains(&a) {
+            i += 2;
+            continue;
+        } else if !a.starts_with('-') {
+            if is_source(a) {
+                if input.is_some() {
+                    reason("do we have two inputs?");
+                }
+                input = Some(a.to_string());
+            } else if is_object(a) {
+                if output.is_some() {
+                    reason("called for link? (two outputs)");
+                }
+                output = Some(a.to_string());
+            }
+        }
+        i += 1;
+    }
+    if cpp_only {
+        reason("-E: preprocessing only");
+    } else if !seen_c && !seen_s {
+        reason("compiler apparently called not for compile");
+    }
+    let input_s = match &input {
+        Some(s) => s.clone(),
+        None => {
+            reason("no source file");
+            String::new()
+        }
+    };
+    if basename(&input_s).starts_with("conftest.")
+        || basename(&input_s).starts_with("tmp.conftest.")
+    {
+        reason("autoconf test");
+    }
+    let explicit_output = output.is_some();
+    let out =
+        output.unwrap_or_else(|| basename(&with_ext(&input_s, if seen_s { "s" } else { "o" })));
+    let (cpp_ext, preprocessed) = preprocessed_ext(&input_s);
+
+    // Preprocessor: drop -o, -c/-S become -E; the .d goes exactly where gcc would put it.
+    let mut cpp_argv = Vec::new();
+    let mut j = 0;
+    while j < argv.len() {
+        let a = argv[j].as_str();
+        if j > 0 && a == "-o" {
+            j += 2;
+            continue;
+        }
+        if j > 0 && a.starts_with("-o") && a.len() > 2 {
+            j += 1;
+            continue;
+        }
+        if j > 0 && (a == "-c" || a == "-S") {
+            if !cpp_argv.iter().any(|w| w == "-E") {
+                cpp_argv.push("-E".to_string());
+            }
+            j += 1;
+            continue;
+        }
+        cpp_argv.push(a.to_string());
+        j += 1;
+    }
+    if wants_dotd {
+        if !has_mf {
+            let dotd = if explicit_output {
+                with_ext(&out, "d")
+            } else {
+                basename(&with_ext(&input_s, "d"))
+            };
+            cpp_argv.extend(["-MF".to_string(), dotd]);
+        }
+        if !has_mt {
+            cpp_argv.extend(["-MQ".to_string(), out.clone()]);
+        }
+    }
+
+    let mut server_argv = strip_local_args(&argv);
+    if !explicit_output {
+        server_argv.extend(["-o".to_string(), out.clone()]);
+    }
+    Scan {
+        local_argv: argv,
+        local_reason,
+        cpp_only,
+        input: input_s,
+        output: out,
+        cpp_argv,
+        server_argv,
+        preprocessed,
+        cpp_ext,
+    }
+}
+
+/// Quote a word for logs like distcc's `dcc_argv_tostr`.
+pub fn argv_to_string(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains([' ', '\t', '\n', '"', '\'', ';']) {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn plain_compile_is_distributable() {
+        let s = scan(&v("gcc -O2 -DX=1 -Iinc -c a.c -o out/a.o"));
+        assert_eq!(s.local_reason, None);
+        assert_eq!(s.input, "a.c");
+        assert_eq!(s.output, "out/a.o");
+        assert_eq!(s.cpp_argv, v("gcc -O2 -DX=1 -Iinc -E a.c"));
+        assert_eq!(s.server_argv, v("gcc -O2 -c a.c -o out/a.o"));
+    }
+
+    #[test]
+    fn implied_output_and_dotd_like_gcc() {
+        let s = scan(&v("gcc -MD -c sub/a.c"));
+        assert_eq!(s.output, "a.o");
+        assert_eq!(s.server_argv, v("gcc -c sub/a.c -o a.o"));
+        assert_eq!(s.cpp_argv, v("gcc -MD -E sub/a.c -MF a.d -MQ a.o"));
+        let s = scan(&v("gcc -Wp,-MD,dep/x.d -c a.c -o out/b.o"));
+        assert_eq!(s.cpp_argv, v("gcc -MD -MF dep/x.d -E a.c -MQ out/b.o"));
+        let s = scan(&v("gcc -MMD -MT t -c a.c -o out/b.o"));
+        assert_eq!(s.cpp_argv, v("gcc -MMD -MT t -E a.c -MF out/b.d"));
+    }
+
+    #[test]
+    fn local_reasons() {
+        for cmd in [
+            "gcc a.c -o a",
+            "gcc -E a.c",
+            "gcc -M -c a.c",
+            "gcc -c a.s",
+            "gcc -c conftest.c",
+            "gcc -c a.c -o -",
+            "gcc -march=native -c a.c",
+            "gcc -c a.c b.c",
+        ] {
+            assert!(scan(&v(cmd)).local_reason.is_some(), "{cmd}");
+        }
+        assert!(scan(&v("gcc -E a.c")).cpp_only);
+    }
+
+    #[test]
+    fn preprocessed_input() {
+        let s = scan(&v("g++ -c x.ii"));
+        assert!(s.preprocessed);
+        assert_eq!(s.cpp_ext, "ii");
+        assert_eq!(scan(&v("g++ -c x.cc")).cpp_ext, "ii");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            argv_to_string(&["a b".into(), "c".into(), "".into()]),
+            "\"a b\" c \"\""
+        );
+    }
+}
