@@ -78,7 +78,10 @@ pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
     let arg0 = argv.first().map(String::as_str).unwrap_or("distcc");
     let level = safeguard_level();
     if basename(arg0).contains("distcc") {
-        let Some(first) = argv.get(1) else {
+        // Response files are expanded first, as distcc 3.4 (libiberty) does on its whole
+        // argv: `distcc @args` can be an implicit-mode compile.
+        let rest = expand_response_files(&argv[1..])?;
+        let Some(first) = rest.first().cloned() else {
             return Ok(Action::MissingOperand);
         };
         match first.as_str() {
@@ -90,10 +93,9 @@ pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
             "--scan-includes" => return Err(ClientError::Unsupported("--scan-includes".into())),
             _ => {}
         }
-        let rest = expand_response_files(&argv[1..])?;
         let implicit = first.starts_with('-')
-            || interim_args::is_source(first)
-            || interim_args::is_object(first);
+            || interim_args::is_source(&first)
+            || interim_args::is_object(&first);
         let (mode, argv) = if implicit {
             let mut v = vec!["cc".to_string()];
             v.extend(rest);

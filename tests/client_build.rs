@@ -1,0 +1,335 @@
+//! The client builds tests/project/ through a real server and gets what a local compile
+//! gives: every object and .d file byte-equal, the jobs visibly run on the server.
+//!
+//! Byte equality holds because the project builds without `-g`: with `-g`, the object's
+//! DW_AT_comp_dir would name the server's working directory (distccd's temp dir), which is
+//! the one known, expected difference of plain (non-pump) distcc.
+
+mod client_util;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+use client_util::*;
+
+fn make_with(
+    dir: &std::path::Path,
+    distcc_dir: &std::path::Path,
+    hosts: &str,
+    vars: &[&str],
+    path: Option<&str>,
+) {
+    copy_project(dir);
+    let mut cmd = client_cmd(std::path::Path::new("make"), distcc_dir, hosts);
+    cmd.args(["-s", "-j4"]).args(vars).current_dir(dir);
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let out = run(&mut cmd);
+    assert!(out.status.success());
+    let app = Command::new(dir.join("app")).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&app.stdout),
+        "scale=22 area=12 shapes=30 vec=15.0\n"
+    );
+}
+
+fn explicit_build(hosts_opts: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    reference_build(&t.path().join("ref"));
+    let cc = format!("CC={} gcc", distcc().display());
+    let cxx = format!("CXX={} g++", distcc().display());
+    let hosts = format!("127.0.0.1:{}{hosts_opts}", d.port);
+    make_with(
+        &t.path().join("b"),
+        &t.path().join("dd"),
+        &hosts,
+        &[&cc, &cxx],
+        None,
+    );
+    assert_same_outputs(&t.path().join("ref"), &t.path().join("b"));
+    assert_eq!(
+        d.compile_ok_count(),
+        5,
+        "all 5 compiles ran on the server:\n{}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn explicit_mode_plain_protocol_against_debian_distccd() {
+    explicit_build("");
+}
+
+#[test]
+fn explicit_mode_lzo_against_debian_distccd() {
+    explicit_build(",lzo");
+}
+
+#[test]
+fn masquerade_mode_against_debian_distccd() {
+    let t = tempfile::tempdir().unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    reference_build(&t.path().join("ref"));
+    let masq = t.path().join("masq");
+    fs::create_dir(&masq).unwrap();
+    for name in ["gcc", "g++", "cc", "c++"] {
+        symlink(distcc(), masq.join(name)).unwrap();
+    }
+    let path = format!("{}:{}", masq.display(), std::env::var("PATH").unwrap());
+    let hosts = format!("127.0.0.1:{},lzo", d.port);
+    // cc and g++: one implicit-default name and one C++ name through the links.
+    make_with(
+        &t.path().join("b"),
+        &t.path().join("dd"),
+        &hosts,
+        &["CC=cc", "CXX=g++"],
+        Some(&path),
+    );
+    assert_same_outputs(&t.path().join("ref"), &t.path().join("b"));
+    assert_eq!(d.compile_ok_count(), 5, "{}", d.log_text());
+}
+
+#[test]
+fn ccache_in_front_both_ways() {
+    let t = tempfile::tempdir().unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    reference_build(&t.path().join("ref"));
+    let masq = t.path().join("masq");
+    fs::create_dir(&masq).unwrap();
+    for name in ["gcc", "g++"] {
+        symlink(distcc(), masq.join(name)).unwrap();
+    }
+    // 1: CCACHE_PREFIX=distcc.
+    let dir = t.path().join("b1");
+    copy_project(&dir);
+    let mut cmd = client_cmd(std::path::Path::new("make"), &t.path().join("dd"), &hosts);
+    cmd.args(["-s", "-j2", "CC=ccache gcc", "CXX=ccache g++"])
+        .env("CCACHE_DIR", t.path().join("ccache1"))
+        .env("CCACHE_PREFIX", distcc())
+        .current_dir(&dir);
+    assert!(run(&mut cmd).status.success());
+    assert_same_outputs(&t.path().join("ref"), &dir);
+    let after_first = d.compile_ok_count();
+    assert_eq!(after_first, 5, "{}", d.log_text());
+    // 2: PATH order ccache's links → our masquerade links → the real compilers.
+    let cc_links = t.path().join("cclinks");
+    fs::create_dir(&cc_links).unwrap();
+    for name in ["gcc", "g++"] {
+        symlink("/usr/bin/ccache", cc_links.join(name)).unwrap();
+    }
+    let path = format!(
+        "{}:{}:{}",
+        cc_links.display(),
+        masq.display(),
+        std::env::var("PATH").unwrap()
+    );
+    let dir = t.path().join("b2");
+    copy_project(&dir);
+    let mut cmd = client_cmd(std::path::Path::new("make"), &t.path().join("dd"), &hosts);
+    cmd.args(["-s", "-j2", "CC=gcc", "CXX=g++"])
+        .env("CCACHE_DIR", t.path().join("ccache2"))
+        .env("PATH", path)
+        .current_dir(&dir);
+    assert!(run(&mut cmd).status.success());
+    assert_same_outputs(&t.path().join("ref"), &dir);
+    assert_eq!(d.compile_ok_count(), 10, "{}", d.log_text());
+}
+
+#[test]
+fn implicit_mode_and_response_file() {
+    let t = tempfile::tempdir().unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    let src = t.path().join("x.c");
+    fs::write(&src, "int twice(int x) { return 2 * x; }\n").unwrap();
+    fs::write(t.path().join("rsp"), "-O2 -c x.c").unwrap();
+    // `distcc @rsp …` is implicit mode: the response file is expanded before the mode
+    // is decided, so its leading `-O2` counts.
+    let out = run(client_cmd(
+        &distcc(),
+        &t.path().join("dd"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .args(["@rsp", "-o", "x.o"])
+    .current_dir(t.path()));
+    assert!(out.status.success());
+    let out = run(client_cmd(
+        &distcc(),
+        &t.path().join("dd"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .args(["-O2", "@rsp", "-o", "y.o"])
+    .current_dir(t.path()));
+    assert!(out.status.success());
+    let local = run(Command::new("cc")
+        .args(["-O2", "-O2", "-c", "x.c", "-o", "z.o"])
+        .current_dir(t.path()));
+    assert!(local.status.success());
+    assert_eq!(
+        fs::read(t.path().join("y.o")).unwrap(),
+        fs::read(t.path().join("z.o")).unwrap()
+    );
+    assert_eq!(
+        fs::read(t.path().join("x.o")).unwrap(),
+        fs::read(t.path().join("z.o")).unwrap()
+    );
+    assert_eq!(d.compile_ok_count(), 2, "{}", d.log_text());
+}
+
+#[test]
+fn ssh_host_through_a_stand_in_ssh() {
+    let t = tempfile::tempdir().unwrap();
+    let logdir = world_writable_dir(t.path(), "log");
+    let marker = t.path().join("ssh-was-used");
+    let fake_ssh = t.path().join("fake-ssh");
+    // Our stand-in ssh: `fake-ssh [-l USER] HOST COMMAND ARGS…` runs COMMAND ARGS here.
+    script(
+        &fake_ssh,
+        &format!(
+            "if [ \"$1\" = -l ]; then echo \"user=$2\" >> {m}; shift 2; fi\n\
+             echo \"host=$1 cmd=$2 $3\" >> {m}; shift\n\
+             cmd=$1; shift\n\
+             exec \"$cmd\" \"$@\" --enable-tcp-insecure --log-file {l}/d.log --log-level info",
+            m = marker.display(),
+            l = logdir.display()
+        ),
+    );
+    fs::write(t.path().join("x.c"), "int f(void) { return 42; }\n").unwrap();
+    let out = run(client_cmd(
+        &distcc(),
+        &t.path().join("dd"),
+        "bob@box:/usr/bin/distccd,lzo",
+    )
+    .env("DISTCC_SSH", format!("{} ", fake_ssh.display()))
+    .env("DISTCC_FALLBACK", "0")
+    .args(["gcc", "-c", "x.c", "-o", "x.o"])
+    .current_dir(t.path()));
+    assert!(out.status.success());
+    let m = fs::read_to_string(&marker).unwrap();
+    assert!(m.contains("user=bob"), "{m}");
+    assert!(m.contains("host=box cmd=/usr/bin/distccd --inetd"), "{m}");
+    assert!(
+        run(Command::new("gcc")
+            .args(["-c", "x.c", "-o", "y.o"])
+            .current_dir(t.path()))
+        .status
+        .success()
+    );
+    assert_eq!(
+        fs::read(t.path().join("x.o")).unwrap(),
+        fs::read(t.path().join("y.o")).unwrap()
+    );
+}
+
+#[test]
+fn version_help_and_missing_operand() {
+    let out = Command::new(distcc()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with(&format!("distcc {} ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    assert_eq!(
+        lines[0].split(' ').nth(2).unwrap().split('-').count(),
+        4,
+        "{text}"
+    );
+    assert_eq!(lines[1], "  (protocols 1, 2 and 3) (default port 3632)");
+
+    let out = Command::new(distcc()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&text));
+
+    let out = Command::new(distcc()).output().unwrap();
+    assert_eq!(out.status.code(), Some(101));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("distcc: missing option/operand"));
+
+    let out = Command::new(distcc())
+        .arg("--show-principal")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Principal\t: Not Set.\n"
+    );
+}
+
+#[test]
+fn show_hosts_and_jobs() {
+    let t = tempfile::tempdir().unwrap();
+    let list = "localhost red/8,lzo @blue [::1]:4000/3,cpp,lzo";
+    let out = client_cmd(&distcc(), t.path(), list)
+        .arg("--show-hosts")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "localhost\nred/8,lzo\n@blue\n[::1]:4000/3,cpp,lzo\n"
+    );
+    let out = client_cmd(&distcc(), t.path(), list)
+        .arg("-j")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "17\n");
+    // From $DISTCC_DIR/hosts when DISTCC_HOSTS is not set.
+    fs::write(
+        t.path().join("hosts"),
+        "# comment\nred/5 # more\n localhost/3\n",
+    )
+    .unwrap();
+    let out = client_cmd(&distcc(), t.path(), "")
+        .env_remove("DISTCC_HOSTS")
+        .arg("-j")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "8\n");
+}
+
+#[test]
+fn recursion_guard() {
+    let t = tempfile::tempdir().unwrap();
+    let out = client_cmd(&distcc(), t.path(), "127.0.0.1:1")
+        .env("_DISTCC_SAFEGUARD", "1")
+        .args(["gcc", "-c", "x.c"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(111));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recursively"));
+    // A masquerade link whose PATH leads back to itself: the inner level (safeguard 1,
+    // PATH trimmed) compiles locally instead of looping, like distcc 3.4.
+    let masq = t.path().join("masq");
+    fs::create_dir(&masq).unwrap();
+    symlink(distcc(), masq.join("gcc")).unwrap();
+    let path = format!("{m}:{m}:/usr/bin", m = masq.display());
+    fs::write(t.path().join("x.c"), "int x;\n").unwrap();
+    let out = client_cmd(&masq.join("gcc"), t.path(), "localhost")
+        .env("PATH", &path)
+        .args(["-c", "x.c", "-o", "x.o"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.path().join("x.o").exists());
+    // One level deeper than masquerading explains is a loop.
+    let out = client_cmd(&masq.join("gcc"), t.path(), "localhost")
+        .env("PATH", &path)
+        .env("_DISTCC_SAFEGUARD", "2")
+        .args(["-c", "x.c", "-o", "y.o"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(111));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recursively"));
+}
