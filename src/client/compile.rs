@@ -420,6 +420,11 @@ fn run_job(job: &mut Job, hosts: Result<HostList, interim::HostsError>) -> i32 {
         }
     }
     match last {
+        // distcc 3.4 reports a dead host as "no hosts" (116) when backoff is on, because the
+        // failed host is backed off and re-choosing finds nothing; scripts see that code.
+        Some((host, _)) if !interim::backoff_period().is_zero() => {
+            job.fallback(Some(&host), ExitCode::NoHosts.code(), &[])
+        }
         Some((host, code)) => job.fallback(Some(&host), code, &[]),
         None => job.fallback(None, ExitCode::NoHosts.code(), &[]),
     }
