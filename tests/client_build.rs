@@ -333,3 +333,99 @@ fn recursion_guard() {
     assert_eq!(out.status.code(), Some(111));
     assert!(String::from_utf8_lossy(&out.stderr).contains("recursively"));
 }
+
+/// stderr without our own `distcc[PID] …` log lines.
+fn compiler_stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("distcc["))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn stderr_is_what_a_local_compile_prints() {
+    let t = tempfile::tempdir().unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    let hosts = format!("127.0.0.1:{},lzo", d.port);
+    // A preprocessor warning on a job that is accepted remotely: printed once, as locally.
+    fs::write(t.path().join("w.c"), "#warning careful\nint w;\n").unwrap();
+    // A preprocessor error: cpp fails, the local retry prints the error, once.
+    fs::write(t.path().join("e.c"), "#include \"nonexistent.h\"\nint e;\n").unwrap();
+    for src in ["w.c", "e.c"] {
+        let ours = client_cmd(&distcc(), &t.path().join("dd"), &hosts)
+            .args(["gcc", "-c", src, "-o", "ours.o"])
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let local = Command::new("gcc")
+            .args(["-c", src, "-o", "local.o"])
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        assert_eq!(ours.status.code(), local.status.code(), "{src}");
+        assert_eq!(
+            compiler_stderr(&ours),
+            String::from_utf8_lossy(&local.stderr),
+            "{src}"
+        );
+        assert!(!compiler_stderr(&ours).is_empty());
+    }
+    assert_eq!(
+        d.compile_ok_count(),
+        1,
+        "w.c was compiled remotely: {}",
+        d.log_text()
+    );
+}
+
+#[test]
+fn localhost_in_the_list_compiles_here_and_logs_go_to_distcc_log() {
+    let t = tempfile::tempdir().unwrap();
+    fs::write(t.path().join("x.c"), "int x(void) { return 1; }\n").unwrap();
+    let log = t.path().join("client.log");
+    let out = client_cmd(&distcc(), &t.path().join("dd"), "localhost/1")
+        .env("DISTCC_LOG", &log)
+        .args(["gcc", "-c", "x.c"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(t.path().join("x.o").exists());
+    // The slot lock file of localhost slot 0 is the one distcc 3.4 uses.
+    assert!(t.path().join("dd/lock/cpu_localhost_0").exists());
+    let text = fs::read_to_string(&log).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("compile from x.c to x.o"))
+        .unwrap();
+    assert!(
+        line.starts_with(&format!("distcc[{}] ", out_pid_hint(&text))),
+        "{text}"
+    );
+}
+
+/// The pid in the first log line (the client's), for checking the `distcc[PID]` shape.
+fn out_pid_hint(text: &str) -> String {
+    let first = text.lines().next().unwrap();
+    let inner = first.strip_prefix("distcc[").unwrap();
+    let pid = &inner[..inner.find(']').unwrap()];
+    assert!(pid.parse::<u32>().is_ok(), "{first}");
+    pid.to_string()
+}
+
+#[test]
+fn bad_io_timeout_is_a_usage_error() {
+    let t = tempfile::tempdir().unwrap();
+    let out = client_cmd(&distcc(), t.path(), "127.0.0.1:1")
+        .env("DISTCC_IO_TIMEOUT", "0")
+        .args(["gcc", "-c", "x.c"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(101));
+}

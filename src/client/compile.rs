@@ -214,10 +214,10 @@ impl Job<'_> {
         if let Some(p) = self.cpp.take() {
             match p.finish() {
                 Ok(Ok(pre)) => self.pre = Some(pre),
-                Ok(Err(ret)) => {
+                Ok(Err(failed)) => {
                     return Outcome::UserError {
-                        ret,
-                        serr: Vec::new(),
+                        ret: failed.status,
+                        serr: failed.stderr,
                     };
                 }
                 Err(e) => return Outcome::LocalTrouble(e.to_string()),
@@ -227,6 +227,7 @@ impl Job<'_> {
         let Some(pre) = self.pre.as_ref() else {
             return Outcome::LocalTrouble("no preprocessed source".into());
         };
+        let cpp_stderr = pre.stderr.clone();
         let source = match pre.read() {
             Ok(s) => s,
             Err(e) => return Outcome::LocalTrouble(e.to_string()),
@@ -257,17 +258,17 @@ impl Job<'_> {
                 serr: reply.stderr,
             };
         }
+        // What a local compile would have printed: cpp's warnings, then the compiler's.
+        let mut serr = cpp_stderr;
+        serr.extend_from_slice(&reply.stderr);
         if ret != 0 {
-            return Outcome::UserError {
-                ret,
-                serr: reply.stderr,
-            };
+            return Outcome::UserError { ret, serr };
         }
         if let Err(e) = write_output(Path::new(&self.scan.output), &reply.object) {
             return Outcome::LocalTrouble(format!("failed to write {}: {e}", self.scan.output));
         }
         let _ = std::io::stdout().write_all(&reply.stdout);
-        let _ = std::io::stderr().write_all(&reply.stderr);
+        let _ = std::io::stderr().write_all(&serr);
         let secs = sent_at.elapsed().as_secs_f64();
         log::info!(
             "{} bytes from {} compiled on {} in {:.4}s, rate {:.0}kB/s",
@@ -302,6 +303,10 @@ fn protocol_for(host: &HostDef) -> u8 {
 
 /// Compile `inv` somewhere: remotely if we can, locally if we must. Returns the exit status.
 pub fn build_somewhere(inv: &Invocation) -> i32 {
+    if let Err(msg) = io_timeout_from_env() {
+        log::error!("{msg}");
+        return ExitCode::BadArguments.code();
+    }
     let scan = interim_args::scan(&inv.argv);
     let state = interim::sub_dir("state").map(|d| StateFile::new(&d, std::process::id()));
     let lock_dir = interim::sub_dir("lock");
@@ -357,7 +362,11 @@ fn run_job(job: &mut Job, hosts: Result<HostList, interim::HostsError>) -> i32 {
         Ok(h) => h,
         Err(e) => {
             log::warn!("{e}");
-            return job.fallback(None, ExitCode::NoHosts.code(), &[]);
+            let code = match e {
+                interim::HostsError::BadSpec(_) => ExitCode::BadHostspec,
+                interim::HostsError::NoList => ExitCode::NoHosts,
+            };
+            return job.fallback(None, code.code(), &[]);
         }
     };
     let mut tried: Vec<String> = Vec::new();

@@ -53,50 +53,76 @@ impl Drop for TempFile {
 }
 
 /// A preprocessor run in progress (or an already-preprocessed input).
+///
+/// cpp's stderr is captured, not shown: if the job is accepted remotely it is printed
+/// before the server's diagnostics (so `#warning`s appear once, as in a local compile); if
+/// the job falls back to a local compile, the local compiler prints everything itself, and
+/// showing cpp's messages too would print each error twice (as distcc 3.4 does).
 pub enum Preprocess {
     Running {
         child: Child,
         out: TempFile,
+        err: TempFile,
     },
     /// The input needs no preprocessing; send it as it is.
     Ready(PathBuf),
+}
+
+/// cpp failed: its status and what it printed.
+#[derive(Debug)]
+pub struct CppFailed {
+    pub status: i32,
+    pub stderr: Vec<u8>,
 }
 
 impl Preprocess {
     /// Start `cpp_argv` with stdout into a fresh temp file and stdin from /dev/null.
     pub fn start(inv: &Invocation, cpp_argv: &[String], ext: &str) -> Result<Self, ClientError> {
         let (out, file) = TempFile::create(ext)?;
+        let (err, err_file) = TempFile::create("cpp_stderr")?;
         log::debug!(
             "running cpp: {} > {}",
             argv_to_string(cpp_argv),
             out.path.display()
         );
         let mut cmd = command(inv, cpp_argv)?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::from(file));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err_file));
         let child = cmd
             .spawn()
             .map_err(|e| ClientError::Exec(argv_to_string(cpp_argv), e))?;
-        Ok(Preprocess::Running { child, out })
+        Ok(Preprocess::Running { child, out, err })
     }
 
-    /// Wait for cpp. `Ok(Err(status))` when it failed (the user's source has errors).
-    pub fn finish(self) -> Result<Result<Preprocessed, i32>, ClientError> {
+    /// Wait for cpp. `Ok(Err(_))` when it failed (the user's source has errors).
+    pub fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
         match self {
             Preprocess::Ready(p) => Ok(Ok(Preprocessed {
                 path: p,
+                stderr: Vec::new(),
                 _temp: None,
             })),
-            Preprocess::Running { mut child, out } => {
+            Preprocess::Running {
+                mut child,
+                out,
+                err,
+            } => {
                 let status = child
                     .wait()
                     .map_err(|e| ClientError::Exec("cpp".into(), e))?;
                 let ret = critique(status);
+                let stderr = std::fs::read(&err.path).unwrap_or_default();
                 if ret != 0 {
                     log::debug!("cpp failed with status {ret}");
-                    return Ok(Err(ret));
+                    return Ok(Err(CppFailed {
+                        status: ret,
+                        stderr,
+                    }));
                 }
                 Ok(Ok(Preprocessed {
                     path: out.path.clone(),
+                    stderr,
                     _temp: Some(out),
                 }))
             }
@@ -108,6 +134,8 @@ impl Preprocess {
 #[derive(Debug)]
 pub struct Preprocessed {
     pub path: PathBuf,
+    /// What cpp printed (warnings); shown only if the remote result is accepted.
+    pub stderr: Vec<u8>,
     _temp: Option<TempFile>,
 }
 
