@@ -335,7 +335,14 @@ pub fn scan(argv_in: &[String]) -> Scan {
             cpp_argv.extend(["-MF".to_string(), dotd]);
         }
         if !has_mt {
-            cpp_argv.extend(["-MQ".to_string(), out.clone()]);
+            // gcc's default target: the -o file, or else the input's basename with `.o`
+            // (even with -S).
+            let target = if explicit_output {
+                out.clone()
+            } else {
+                basename(&with_ext(&input_s, "o"))
+            };
+            cpp_argv.extend(["-MQ".to_string(), target]);
         }
     }
 
@@ -396,6 +403,9 @@ mod tests {
         assert_eq!(s.cpp_argv, v("gcc -MD -E sub/a.c -MF a.d -MQ a.o"));
         let s = scan(&v("gcc -Wp,-MD,dep/x.d -c a.c -o out/b.o"));
         assert_eq!(s.cpp_argv, v("gcc -MD -MF dep/x.d -E a.c -MQ out/b.o"));
+        let s = scan(&v("gcc -MD -S sub/a.c"));
+        assert_eq!(s.output, "a.s");
+        assert_eq!(s.cpp_argv, v("gcc -MD -E sub/a.c -MF a.d -MQ a.o"));
         let s = scan(&v("gcc -MMD -MT t -c a.c -o out/b.o"));
         assert_eq!(s.cpp_argv, v("gcc -MMD -MT t -E a.c -MF out/b.d"));
     }
