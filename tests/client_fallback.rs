@@ -254,3 +254,44 @@ fn users_compile_error_is_not_the_hosts_fault() {
         d.log_text()
     );
 }
+
+#[test]
+fn interrupted_client_leaves_no_temp_files() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = setup();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let slow = t.path().join("slowcc");
+    script(
+        &slow,
+        "case \" $* \" in *\" -E \"*) ;; *) sleep 3 ;; esac\nexec gcc \"$@\"",
+    );
+    let d = DebianDaemon::start(t.path(), &["--enable-tcp-insecure"]);
+    let mut child = client_cmd(
+        &distcc(),
+        &t.path().join("dd"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .env("TMPDIR", &tmp)
+    .args([slow.to_str().unwrap(), "-c", "x.c", "-o", "x.o"])
+    .current_dir(t.path())
+    .spawn()
+    .unwrap();
+    // Wait until the job is on the server (the preprocessed temp file exists meanwhile).
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while fs::read_dir(&tmp).unwrap().count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cpp temp file never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling a child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT));
+    let left: Vec<_> = fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!t.path().join("x.o").exists());
+}

@@ -307,6 +307,7 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
         log::error!("{msg}");
         return ExitCode::BadArguments.code();
     }
+    super::cleanup::install();
     let scan = interim_args::scan(&inv.argv);
     let state = interim::sub_dir("state").map(|d| StateFile::new(&d, std::process::id()));
     let lock_dir = interim::sub_dir("lock");

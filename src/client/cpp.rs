@@ -15,6 +15,7 @@ use super::local::{command, critique};
 #[derive(Debug)]
 pub struct TempFile {
     pub path: PathBuf,
+    _cleanup: super::cleanup::Registered,
 }
 
 impl TempFile {
@@ -30,7 +31,10 @@ impl TempFile {
         for _ in 0..1000 {
             let path = dir.join(format!("distcc_{n:08x}.{ext}"));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(f) => return Ok((TempFile { path }, f)),
+                Ok(f) => {
+                    let _cleanup = super::cleanup::register(&path);
+                    return Ok((TempFile { path, _cleanup }, f));
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n = n.wrapping_add(7777),
                 Err(e) => return Err(ClientError::Tmpdir(dir, e)),
             }

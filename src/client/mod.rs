@@ -5,6 +5,7 @@
 //! [`remote`] send and receive; on a host failure try another host, then [`local`]) →
 //! [`output`] (write the object without ever leaving a partial file).
 
+pub mod cleanup;
 pub mod compile;
 pub mod cpp;
 pub mod interim;

@@ -35,6 +35,7 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
             Err(e) => return Err(e),
         }
     };
+    let _cleanup = super::cleanup::register(&tmp);
     let result = f
         .write_all(bytes)
         .and_then(|_| f.flush())
