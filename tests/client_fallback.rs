@@ -295,3 +295,30 @@ fn interrupted_client_leaves_no_temp_files() {
     assert!(left.is_empty(), "{left:?}");
     assert!(!t.path().join("x.o").exists());
 }
+
+#[test]
+fn missing_output_directory_fails_like_gcc() {
+    let t = setup();
+    let d = DebianDaemon::start(t.path(), &[]);
+    let mut cmd = client_cmd(
+        &distcc(),
+        &t.path().join("dd"),
+        &format!("127.0.0.1:{}", d.port),
+    );
+    let o = cmd
+        .args(["gcc", "-c", "x.c", "-o", "nodir/x.o"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    let local = Command::new("gcc")
+        .args(["-c", "x.c", "-o", "nodir/x.o"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), local.status.code());
+    assert!(!t.path().join("nodir").exists());
+    assert!(
+        !backoff_file(t.path(), d.port).exists(),
+        "not the host's fault"
+    );
+}

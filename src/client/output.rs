@@ -3,7 +3,9 @@
 //! A build tool that sees an object file assumes it is complete, so we never leave a partial
 //! one: the bytes go to a temporary file in the same directory, which is renamed over the
 //! target only once fully written. Outputs that are not regular files (`-o /dev/null`, a
-//! fifo) are written in place, as a local compile would.
+//! fifo) are written in place, as a local compile would. Missing directories are *not*
+//! created (distcc 3.4 creates them): a local compile would fail there, and the local retry
+//! that follows our failure then shows the user the compiler's own message.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
@@ -21,7 +23,6 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -51,9 +52,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replaces_atomically_and_creates_dirs() {
+    fn replaces_atomically() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("sub/deeper/x.o");
+        assert!(write_output(&dir.path().join("missing/x.o"), b"x").is_err());
+        let p = dir.path().join("x.o");
         write_output(&p, b"first").unwrap();
         write_output(&p, b"second").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"second");
