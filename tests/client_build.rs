@@ -56,6 +56,20 @@ fn explicit_build(hosts_opts: &str) {
         "all 5 compiles ran on the server:\n{}",
         d.log_text()
     );
+    // Compiler rewriting: the server was asked for the host-triple compiler.
+    let out = Command::new("gcc").arg("-dumpmachine").output().unwrap();
+    let triple = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    if std::path::Path::new("/usr/bin")
+        .join(format!("{triple}-gcc"))
+        .exists()
+    {
+        let log = d.log_text();
+        assert!(log.contains(&format!("{triple}-gcc src/util.c")), "{log}");
+        assert!(
+            log.contains(&format!("{triple}-g++ src/shapes.cpp")),
+            "{log}"
+        );
+    }
 }
 
 #[test]

@@ -308,7 +308,16 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
         return ExitCode::BadArguments.code();
     }
     super::cleanup::install();
-    let scan = interim_args::scan(&inv.argv);
+    let mut argv = inv.argv.clone();
+    // A nested distcc (safeguard > 0) runs what the outer one already rewrote.
+    if !inv.nested()
+        && let Some(triple) =
+            interim_args::rewrite_compiler(&mut argv, inv.path.as_deref(), &inv.child_env())
+        && argv[0].starts_with("clang")
+    {
+        argv.extend(["-target".to_string(), triple]);
+    }
+    let scan = interim_args::scan(&argv);
     let state = interim::sub_dir("state").map(|d| StateFile::new(&d, std::process::id()));
     let lock_dir = interim::sub_dir("lock");
     if lock_dir.is_none() {
