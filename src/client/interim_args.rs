@@ -377,6 +377,83 @@ pub fn argv_to_string(argv: &[String]) -> String {
         .join(" ")
 }
 
+/// Compiler rewriting (distcc 3.4 §2.7, with upstream HEAD's `-dumpmachine`): so that the
+/// server runs the same compiler we would, not whatever `cc` or `gcc` means there.
+/// * `cc`/`c++` → the gcc/g++/clang/clang++ that PATH's `cc` links to;
+/// * `gcc`, `g++`, `gcc-N`, `g++-N` → `<triple>-<name>` if that is on PATH;
+/// * `clang…` without `-target`/`--target=` → `-target <triple>` appended.
+///
+/// `DISTCC_NO_REWRITE_CROSS` (any value) turns it off.
+///
+/// `child_env` must carry `_DISTCC_SAFEGUARD`: the `-dumpmachine` probe may start a
+/// masquerading distcc, which without it would probe again, forever.
+pub fn rewrite_compiler(
+    argv: &mut [String],
+    path: Option<&std::ffi::OsStr>,
+    child_env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Option<String> {
+    if std::env::var_os("DISTCC_NO_REWRITE_CROSS").is_some() || argv.is_empty() {
+        return None;
+    }
+    use super::invocation::which;
+    let name = argv[0].clone();
+    if name == "cc" || name == "c++" {
+        let mut p = which(&name, path)?;
+        for _ in 0..8 {
+            let Ok(target) = std::fs::read_link(&p) else {
+                break;
+            };
+            p = p.parent().map(|d| d.join(&target)).unwrap_or(target);
+            let base = basename(&p.to_string_lossy());
+            if ["gcc", "g++", "clang", "clang++"].contains(&base.as_str()) {
+                log::debug!("rewriting {name} to {base}");
+                argv[0] = base;
+                break;
+            }
+        }
+    }
+    let name = argv[0].clone();
+    let versioned = |stem: &str| {
+        name == stem
+            || name
+                .strip_prefix(stem)
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    };
+    let is_gcc = versioned("gcc") || versioned("g++");
+    let is_clang = versioned("clang") || versioned("clang++");
+    if !is_gcc && !is_clang {
+        return None;
+    }
+    if is_clang
+        && argv
+            .iter()
+            .any(|a| a == "-target" || a.starts_with("--target="))
+    {
+        return None;
+    }
+    let program = which(&name, path)?;
+    let out = std::process::Command::new(program)
+        .arg("-dumpmachine")
+        .envs(child_env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let triple = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || triple.is_empty() || triple.contains(char::is_whitespace) {
+        return None;
+    }
+    if is_gcc {
+        let full = format!("{triple}-{name}");
+        if which(&full, path).is_some() {
+            log::debug!("rewriting {name} to {full}");
+            argv[0] = full;
+        }
+    }
+    Some(triple)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,81 +548,4 @@ mod tests {
             "\"a b\" c \"\""
         );
     }
-}
-
-/// Compiler rewriting (distcc 3.4 §2.7, with upstream HEAD's `-dumpmachine`): so that the
-/// server runs the same compiler we would, not whatever `cc` or `gcc` means there.
-/// * `cc`/`c++` → the gcc/g++/clang/clang++ that PATH's `cc` links to;
-/// * `gcc`, `g++`, `gcc-N`, `g++-N` → `<triple>-<name>` if that is on PATH;
-/// * `clang…` without `-target`/`--target=` → `-target <triple>` appended.
-///
-/// `DISTCC_NO_REWRITE_CROSS` (any value) turns it off.
-///
-/// `child_env` must carry `_DISTCC_SAFEGUARD`: the `-dumpmachine` probe may start a
-/// masquerading distcc, which without it would probe again, forever.
-pub fn rewrite_compiler(
-    argv: &mut [String],
-    path: Option<&std::ffi::OsStr>,
-    child_env: &[(std::ffi::OsString, std::ffi::OsString)],
-) -> Option<String> {
-    if std::env::var_os("DISTCC_NO_REWRITE_CROSS").is_some() || argv.is_empty() {
-        return None;
-    }
-    use super::invocation::which;
-    let name = argv[0].clone();
-    if name == "cc" || name == "c++" {
-        let mut p = which(&name, path)?;
-        for _ in 0..8 {
-            let Ok(target) = std::fs::read_link(&p) else {
-                break;
-            };
-            p = p.parent().map(|d| d.join(&target)).unwrap_or(target);
-            let base = basename(&p.to_string_lossy());
-            if ["gcc", "g++", "clang", "clang++"].contains(&base.as_str()) {
-                log::debug!("rewriting {name} to {base}");
-                argv[0] = base;
-                break;
-            }
-        }
-    }
-    let name = argv[0].clone();
-    let versioned = |stem: &str| {
-        name == stem
-            || name
-                .strip_prefix(stem)
-                .and_then(|r| r.strip_prefix('-'))
-                .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-    };
-    let is_gcc = versioned("gcc") || versioned("g++");
-    let is_clang = versioned("clang") || versioned("clang++");
-    if !is_gcc && !is_clang {
-        return None;
-    }
-    if is_clang
-        && argv
-            .iter()
-            .any(|a| a == "-target" || a.starts_with("--target="))
-    {
-        return None;
-    }
-    let program = which(&name, path)?;
-    let out = std::process::Command::new(program)
-        .arg("-dumpmachine")
-        .envs(child_env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let triple = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || triple.is_empty() || triple.contains(char::is_whitespace) {
-        return None;
-    }
-    if is_gcc {
-        let full = format!("{triple}-{name}");
-        if which(&full, path).is_some() {
-            log::debug!("rewriting {name} to {full}");
-            argv[0] = full;
-        }
-    }
-    Some(triple)
 }
