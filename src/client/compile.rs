@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::ClientError;
 use super::cpp::{Preprocess, Preprocessed};
-use super::interim::{self, HostDef, HostKind, HostList, Phase, SlotLock, StateFile};
+use super::interim::{self, Phase, SlotLock, StateFile};
 use super::interim_args::{self, Scan, argv_to_string};
 use super::invocation::Invocation;
 use super::local;
@@ -22,6 +22,7 @@ use super::output::write_output;
 use super::remote::{self, RemoteError};
 use crate::connection::{ConnError, Connection, io_timeout_from_env};
 use crate::exitcode::ExitCode;
+use crate::hosts::{self, HostKind, HostList, HostSpec};
 use crate::protocol::{self, Payload, tok};
 
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
@@ -66,7 +67,7 @@ impl Job<'_> {
 
     /// Lock a slot on one of `cands`, waiting (`DISTCC_PAUSE_TIME_MSEC`) while all are busy.
     /// `Ok(None)` means we have no lock directory: run unlocked.
-    fn pick(&mut self, cands: &[HostDef]) -> Result<Option<(HostDef, SlotLock)>, ClientError> {
+    fn pick(&mut self, cands: &[HostSpec]) -> Result<Option<(HostSpec, SlotLock)>, ClientError> {
         let Some(dir) = self.lock_dir.clone() else {
             return Ok(None);
         };
@@ -80,7 +81,7 @@ impl Job<'_> {
             for slot in 0..max {
                 for h in cands.iter().filter(|h| slot < h.slots) {
                     if let Some(lock) =
-                        interim::try_lock(&dir, &h.lock_stem(), slot).map_err(ClientError::Lock)?
+                        interim::try_lock(&dir, &h.lock_key(), slot).map_err(ClientError::Lock)?
                     {
                         log::debug!("got lock {} slot {slot}", h.spec);
                         return Ok(Some((h.clone(), lock)));
@@ -98,7 +99,7 @@ impl Job<'_> {
 
     /// Lock one of the local slots (`n` of them).
     fn lock_local(&mut self, n: u32) -> Option<SlotLock> {
-        match self.pick(&[HostDef::local(n)]) {
+        match self.pick(&[interim::local_host(n)]) {
             Ok(l) => l.map(|(_, l)| l),
             Err(e) => {
                 log::warn!("{e}; running without a lock");
@@ -146,7 +147,7 @@ impl Job<'_> {
     }
 
     /// Give up on distribution: compile locally, unless `DISTCC_FALLBACK=0`.
-    fn fallback(&mut self, host: Option<&HostDef>, ret: i32, serr: &[u8]) -> i32 {
+    fn fallback(&mut self, host: Option<&HostSpec>, ret: i32, serr: &[u8]) -> i32 {
         if std::env::var("DISTCC_FALLBACK").is_ok_and(|v| v.trim() == "0") {
             log::warn!("failed to distribute and fallbacks are disabled");
             let _ = std::io::stderr().write_all(serr);
@@ -165,7 +166,7 @@ impl Job<'_> {
     }
 
     /// One attempt on a remote host whose slot we hold.
-    async fn remote_attempt(&mut self, host: &HostDef, slot: u32) -> Outcome {
+    async fn remote_attempt(&mut self, host: &HostSpec, slot: u32) -> Outcome {
         let version = protocol_for(host);
         let input = self.scan.input.clone();
         self.phase(
@@ -287,8 +288,8 @@ impl Job<'_> {
 /// with protocol 2 and local preprocessing.
 // PUMP HOOK: when the include-server client exists, return 3 here if
 // INCLUDE_SERVER_PORT is set and the input is not preprocessed, and send Body::Files.
-fn protocol_for(host: &HostDef) -> u8 {
-    let v = host.protocol();
+fn protocol_for(host: &HostSpec) -> u8 {
+    let v = host.protocol;
     if v == 3 {
         if std::env::var_os("INCLUDE_SERVER_PORT").is_some() {
             log::debug!(
@@ -319,12 +320,16 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
     }
     let scan = interim_args::scan(&argv);
     let state = interim::sub_dir("state").map(|d| StateFile::new(&d, std::process::id()));
-    let lock_dir = interim::sub_dir("lock");
-    if lock_dir.is_none() {
-        log::warn!("HOME is not set; can't find distcc directory");
-        log::warn!("failed to lock");
-    }
-    let hosts = interim::load_hosts();
+    let lock_dir = match crate::temp::lock_dir(&crate::temp::ProcessEnv) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            // distcc 3.4 goes on unlocked (and local) here too.
+            log::warn!("{e}");
+            log::warn!("failed to lock");
+            None
+        }
+    };
+    let hosts = hosts::load_default();
     let (local_slots, local_slots_cpp) = match &hosts {
         Ok(l) => (l.local_slots, l.local_slots_cpp),
         Err(_) => (4, 8),
@@ -349,7 +354,7 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
     ret
 }
 
-fn run_job(job: &mut Job, hosts: Result<HostList, interim::HostsError>) -> i32 {
+fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
     if job.inv.nested() {
         // A distcc started by a distcc: the outer one already holds a slot.
         log::debug!("nested distcc invocation; compiling locally without a lock");
@@ -371,18 +376,21 @@ fn run_job(job: &mut Job, hosts: Result<HostList, interim::HostsError>) -> i32 {
     let hosts = match hosts {
         Ok(h) => h,
         Err(e) => {
-            log::warn!("{e}");
+            log::debug!("{e}");
+            // (hosts::load already logged why.)
             let code = match e {
-                interim::HostsError::BadSpec(_) => ExitCode::BadHostspec,
-                interim::HostsError::NoList => ExitCode::NoHosts,
+                hosts::HostsError::Syntax(_) | hosts::HostsError::NoHostList { .. } => {
+                    ExitCode::BadHostspec
+                }
+                _ => ExitCode::NoHosts,
             };
             return job.fallback(None, code.code(), &[]);
         }
     };
     let mut tried: Vec<String> = Vec::new();
-    let mut last: Option<(HostDef, i32)> = None;
+    let mut last: Option<(HostSpec, i32)> = None;
     for _ in 0..MAX_REMOTE_TRIES {
-        let cands: Vec<HostDef> = hosts
+        let cands: Vec<HostSpec> = hosts
             .hosts
             .iter()
             .filter(|h| !h.down && !tried.contains(&h.spec) && !interim::is_backed_off(h))

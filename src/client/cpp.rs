@@ -2,7 +2,6 @@
 //! `$TMPDIR`, in the background, so that connecting to the server overlaps with it.
 
 use std::fs::{File, OpenOptions};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
@@ -19,30 +18,15 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively.
+    /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively, open for writing.
     pub fn create(ext: &str) -> Result<(TempFile, File), ClientError> {
-        let dir = std::env::temp_dir();
-        let pid = u64::from(std::process::id());
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let mut n = ((pid << 16) ^ u64::from(nanos)) as u32;
-        for _ in 0..1000 {
-            let path = dir.join(format!("distcc_{n:08x}.{ext}"));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(f) => {
-                    let _cleanup = super::cleanup::register(&path);
-                    return Ok((TempFile { path, _cleanup }, f));
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => n = n.wrapping_add(7777),
-                Err(e) => return Err(ClientError::Tmpdir(dir, e)),
-            }
-        }
-        Err(ClientError::Tmpdir(
-            dir,
-            io::Error::new(io::ErrorKind::AlreadyExists, "no free temp name"),
-        ))
+        let path = crate::temp::make_temp_file("distcc", &format!(".{ext}"))?;
+        let _cleanup = super::cleanup::register(&path);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| ClientError::ReadInput(path.clone(), e))?;
+        Ok((TempFile { path, _cleanup }, file))
     }
 }
 

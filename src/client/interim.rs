@@ -1,5 +1,5 @@
-//! Stand-ins for the modules other branches are building (`hosts`, `lock`, `backoff`,
-//! `scheduler`, `state`, `args`, `temp`), reduced to what the client pipeline needs.
+//! Stand-ins for the modules other branches are building (`lock`, `backoff`,
+//! `scheduler`, `state`), reduced to what the client pipeline needs.
 //!
 //! WHY this exists: the client was written while those modules were still empty, and a
 //! pipeline that cannot run cannot be tested. Everything here follows distcc 3.4's file
@@ -13,267 +13,31 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use thiserror::Error;
+use crate::hosts::{HostKind, HostSpec};
 
-/// Errors from the host list.
-#[derive(Debug, Error)]
-pub enum HostsError {
-    #[error(
-        "bad host specification {0:?}: use HOST[/LIMIT][:PORT][,lzo][,cpp], @HOST or localhost[/N]"
-    )]
-    BadSpec(String),
-    #[error(
-        "no hostlist is set; can't distribute work (set DISTCC_HOSTS or write ~/.distcc/hosts)"
-    )]
-    NoList,
-}
-
-/// How a host is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostKind {
-    /// Run on this machine, in-process, under a `cpu_localhost_N` lock.
-    Local,
-    Tcp {
-        host: String,
-        port: u16,
-    },
-    Ssh {
-        user: Option<String>,
-        host: String,
-        command: Option<String>,
-    },
-}
-
-/// One entry of the host list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostDef {
-    /// The entry as written, for `--show-hosts` and messages.
-    pub spec: String,
-    pub kind: HostKind,
-    pub slots: u32,
-    pub lzo: bool,
-    pub cpp: bool,
-    pub down: bool,
-}
-
-impl HostDef {
-    /// The host name shown by distccmon-text and used in lock/backoff names.
-    pub fn hostname(&self) -> &str {
-        match &self.kind {
-            HostKind::Local => "localhost",
-            HostKind::Tcp { host, .. } | HostKind::Ssh { host, .. } => host,
-        }
-    }
-
-    /// distcc 3.4's lock-file name stem for this host (without `cpu_` and `_<slot>`).
-    pub fn lock_stem(&self) -> String {
-        match &self.kind {
-            HostKind::Local => "localhost".into(),
-            HostKind::Tcp { host, port } => format!("tcp_{host}_{port}"),
-            HostKind::Ssh { host, .. } => format!("ssh_{host}"),
-        }
-    }
-
-    /// Protocol version this host speaks: 1 plain, 2 with `,lzo`, 3 with `,cpp,lzo`.
-    pub fn protocol(&self) -> u8 {
-        match (self.lzo, self.cpp) {
-            (true, true) => 3,
-            (true, false) => 2,
-            _ => 1,
-        }
-    }
-
-    /// A pseudo-host for jobs that must run locally.
-    pub fn local(slots: u32) -> HostDef {
-        HostDef {
-            spec: "localhost".into(),
-            kind: HostKind::Local,
-            slots,
-            lzo: false,
-            cpp: false,
-            down: false,
-        }
+/// A pseudo-host for jobs that must run locally (`n` slots of `cpu_localhost_*`).
+pub fn local_host(slots: u32) -> HostSpec {
+    HostSpec {
+        spec: "localhost".into(),
+        kind: HostKind::Local,
+        slots,
+        protocol: 1,
+        lzo: false,
+        cpp: false,
+        down: false,
+        auth: None,
     }
 }
 
-/// A parsed host list with its local slot counts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostList {
-    pub hosts: Vec<HostDef>,
-    pub local_slots: u32,
-    pub local_slots_cpp: u32,
-}
-
-fn parse_limit(s: &str, spec: &str) -> Result<u32, HostsError> {
-    let digits: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
-    match digits.parse::<u32>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(HostsError::BadSpec(spec.into())),
-    }
-}
-
-/// Parse the options after the first `,`.
-fn parse_options(opts: &str, def: &mut HostDef) -> Result<(), HostsError> {
-    for o in opts.split(',').filter(|o| !o.is_empty()) {
-        if o.starts_with("lzo") {
-            def.lzo = true;
-        } else if o.starts_with("cpp") {
-            def.cpp = true;
-        } else if o.starts_with("down") {
-            def.down = true;
-        } else {
-            return Err(HostsError::BadSpec(def.spec.clone()));
-        }
-    }
-    if def.cpp && !def.lzo {
-        return Err(HostsError::BadSpec(def.spec.clone()));
-    }
-    Ok(())
-}
-
-fn parse_one(tok: &str) -> Result<HostDef, HostsError> {
-    let bad = || HostsError::BadSpec(tok.to_string());
-    let mut def = HostDef::local(2);
-    def.spec = tok.to_string();
-    if tok == "localhost" {
-        return Ok(def);
-    }
-    if let Some(n) = tok.strip_prefix("localhost/") {
-        def.slots = parse_limit(n, tok)?;
-        return Ok(def);
-    }
-    let (main, opts) = match tok.find(',') {
-        Some(i) => (&tok[..i], &tok[i + 1..]),
-        None => (tok, ""),
-    };
-    if let Some(at) = main.find('@') {
-        let user = &main[..at];
-        let rest = &main[at + 1..];
-        let end = rest.find(['/', ':']).unwrap_or(rest.len());
-        let host = &rest[..end];
-        if host.is_empty() {
-            return Err(bad());
-        }
-        let mut slots = 4;
-        let mut command = None;
-        let mut tail = &rest[end..];
-        if let Some(t) = tail.strip_prefix('/') {
-            slots = parse_limit(t, tok)?;
-            let n = t.find(':').unwrap_or(t.len());
-            tail = &t[n..];
-        }
-        if let Some(c) = tail.strip_prefix(':') {
-            command = Some(c.to_string());
-        }
-        def.kind = HostKind::Ssh {
-            user: (!user.is_empty()).then(|| user.to_string()),
-            host: host.to_string(),
-            command,
-        };
-        def.slots = slots;
-    } else {
-        let (host, mut rest) = if let Some(r) = main.strip_prefix('[') {
-            let close = r.find(']').ok_or_else(bad)?;
-            (&r[..close], &r[close + 1..])
-        } else {
-            let end = main.find(['/', ':']).unwrap_or(main.len());
-            (&main[..end], &main[end..])
-        };
-        if host.is_empty() {
-            return Err(bad());
-        }
-        let mut slots = 4;
-        let mut port = crate::DEFAULT_PORT;
-        while !rest.is_empty() {
-            if let Some(t) = rest.strip_prefix(['/', '=']) {
-                slots = parse_limit(t, tok)?;
-                rest = &t[t.find(':').unwrap_or(t.len())..];
-            } else if let Some(t) = rest.strip_prefix(':') {
-                let end = t.find('/').unwrap_or(t.len());
-                port = t[..end].parse().map_err(|_| bad())?;
-                rest = &t[end..];
-            } else {
-                return Err(bad());
-            }
-        }
-        def.kind = HostKind::Tcp {
-            host: host.to_string(),
-            port,
-        };
-        def.slots = slots;
-    }
-    parse_options(opts, &mut def)?;
-    Ok(def)
-}
-
-/// Parse a host list text (distcc 3.4 grammar, reference §2.3, the common subset).
-pub fn parse_hosts(text: &str) -> Result<HostList, HostsError> {
-    let mut list = HostList {
-        hosts: Vec::new(),
-        local_slots: 4,
-        local_slots_cpp: 8,
-    };
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("");
-        for tok in line.split_whitespace() {
-            if let Some(v) = tok
-                .strip_prefix("--localslots_cpp=")
-                .or_else(|| tok.strip_prefix("--localslots_cpp/"))
-            {
-                list.local_slots_cpp = parse_limit(v, tok)?;
-            } else if let Some(v) = tok
-                .strip_prefix("--localslots=")
-                .or_else(|| tok.strip_prefix("--localslots/"))
-            {
-                list.local_slots = parse_limit(v, tok)?;
-            } else if tok == "--randomize" || tok == "+zeroconf" {
-                log::debug!("host list keyword {tok} ignored");
-            } else {
-                list.hosts.push(parse_one(tok)?);
-            }
-        }
-    }
-    Ok(list)
-}
-
-/// `$DISTCC_DIR`, else `$HOME/.distcc`.
-pub fn distcc_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("DISTCC_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    let home = std::env::var_os("HOME").filter(|d| !d.is_empty())?;
-    let dir = PathBuf::from(home).join(".distcc");
-    let _ = std::fs::create_dir_all(&dir);
-    Some(dir)
-}
-
-/// A subdirectory of the distcc directory, created on demand.
+/// `$DISTCC_DIR/<name>`, created on demand; `None` (logged) when there is no distcc dir.
 pub fn sub_dir(name: &str) -> Option<PathBuf> {
-    let dir = distcc_dir()?.join(name);
-    std::fs::create_dir_all(&dir).ok()?;
-    Some(dir)
-}
-
-/// The host list from its sources in distcc's order (reference §2.2).
-pub fn load_hosts() -> Result<HostList, HostsError> {
-    if let Ok(text) = std::env::var("DISTCC_HOSTS") {
-        let list = parse_hosts(&text)?;
-        if list.hosts.is_empty() {
-            log::warn!("$DISTCC_HOSTS contained no hosts; can't distribute work");
-        }
-        return Ok(list);
-    }
-    let mut candidates = Vec::new();
-    if let Some(d) = distcc_dir() {
-        candidates.push(d.join("hosts"));
-    }
-    candidates.push(PathBuf::from("/etc/distcc/hosts"));
-    for c in candidates {
-        if let Ok(text) = std::fs::read_to_string(&c) {
-            return parse_hosts(&text);
+    match crate::temp::sub_dir(&crate::temp::ProcessEnv, name) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            log::debug!("{e}");
+            None
         }
     }
-    Err(HostsError::NoList)
 }
 
 /// A held slot lock: a POSIX record lock on `cpu_<stem>_<slot>`, shared-compatible with
@@ -317,12 +81,12 @@ pub fn backoff_period() -> Duration {
     Duration::from_secs(secs)
 }
 
-fn backoff_path(host: &HostDef) -> Option<PathBuf> {
-    Some(sub_dir("lock")?.join(format!("backoff_{}_0", host.lock_stem())))
+fn backoff_path(host: &HostSpec) -> Option<PathBuf> {
+    Some(sub_dir("lock")?.join(format!("backoff_{}_0", host.lock_key())))
 }
 
 /// Whether a host failed less than the backoff period ago.
-pub fn is_backed_off(host: &HostDef) -> bool {
+pub fn is_backed_off(host: &HostSpec) -> bool {
     let period = backoff_period();
     if period.is_zero() {
         return false;
@@ -340,7 +104,7 @@ pub fn is_backed_off(host: &HostDef) -> bool {
 }
 
 /// Remember that a host failed (writes `x` so the mtime changes, as distcc does).
-pub fn mark_backoff(host: &HostDef) {
+pub fn mark_backoff(host: &HostSpec) {
     if backoff_period().is_zero() {
         return;
     }
@@ -359,7 +123,7 @@ pub fn mark_backoff(host: &HostDef) {
 }
 
 /// Forget a host's failure.
-pub fn clear_backoff(host: &HostDef) {
+pub fn clear_backoff(host: &HostSpec) {
     if backoff_period().is_zero() {
         return;
     }

@@ -37,8 +37,8 @@ pub enum ClientError {
     CompilerMissing(String),
     #[error("failed to run {0}: {1}")]
     Exec(String, std::io::Error),
-    #[error("can't use TMPDIR {0}: {1}; set TMPDIR to a writable directory")]
-    Tmpdir(PathBuf, std::io::Error),
+    #[error(transparent)]
+    Temp(#[from] crate::temp::TempError),
     #[error("failed to read {0}: {1}")]
     ReadInput(PathBuf, std::io::Error),
     #[error("failed to lock a slot: {0}")]
@@ -55,7 +55,7 @@ impl ClientError {
                 ExitCode::BadArguments
             }
             ClientError::CompilerMissing(_) | ClientError::Exec(..) => ExitCode::CompilerMissing,
-            ClientError::Tmpdir(..) | ClientError::Lock(_) => ExitCode::Failed,
+            ClientError::Temp(_) | ClientError::Lock(_) => ExitCode::Failed,
             ClientError::ReadInput(..) => ExitCode::IoError,
         }
     }
@@ -134,18 +134,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
             0
         }
         Action::ShowHosts | Action::Jobs => {
-            match interim::load_hosts() {
-                Ok(list) => {
-                    if action == Action::Jobs {
-                        let n: u32 = list.hosts.iter().map(|h| h.slots).sum();
-                        let _ = writeln!(out, "{n}");
-                    } else {
-                        for h in &list.hosts {
-                            let _ = writeln!(out, "{}", h.spec);
-                        }
+            // Bad tokens are logged and skipped; like distcc, this always exits 0.
+            if let Ok(list) = crate::hosts::load_default() {
+                if action == Action::Jobs {
+                    let _ = writeln!(out, "{}", list.total_slots());
+                } else {
+                    for h in &list.hosts {
+                        let _ = writeln!(out, "{}", h.spec);
                     }
                 }
-                Err(e) => log::error!("{e}"),
             }
             0
         }

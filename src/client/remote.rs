@@ -11,9 +11,9 @@ use smol::io::{AsyncRead, AsyncWrite};
 use smol::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use thiserror::Error;
 
-use super::interim::{HostDef, HostKind};
 use crate::connection::ConnError;
 use crate::exitcode::ExitCode;
+use crate::hosts::{HostKind, HostSpec};
 
 /// distcc's fixed connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -128,7 +128,7 @@ pub fn ssh_argv(user: Option<&str>, host: &str, command: Option<&str>) -> Vec<St
 }
 
 /// Open a connection to `host` (which must not be `localhost`).
-pub async fn connect(host: &HostDef) -> Result<Stream, RemoteError> {
+pub async fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
     match &host.kind {
         HostKind::Tcp { host: name, port } => {
             let target = format!("{name}:{port}");
@@ -212,16 +212,18 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         drop(l);
-        let host = HostDef {
+        let host = HostSpec {
             spec: format!("127.0.0.1:{port}"),
             kind: HostKind::Tcp {
                 host: "127.0.0.1".into(),
                 port,
             },
             slots: 1,
+            protocol: 1,
             lzo: false,
             cpp: false,
             down: false,
+            auth: None,
         };
         let e = smol::block_on(connect(&host)).err().unwrap();
         assert_eq!(e.exit_code(), ExitCode::ConnectFailed, "{e}");

@@ -102,6 +102,8 @@ impl Drop for DebianDaemon {
 
 /// A client command with a clean distcc environment of its own.
 pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
+    // distcc never creates an explicit DISTCC_DIR (only its lock/ and state/ inside).
+    fs::create_dir_all(distcc_dir).unwrap();
     let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
