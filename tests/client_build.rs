@@ -443,3 +443,47 @@ fn bad_io_timeout_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(101));
 }
+
+#[test]
+fn uncached_err_fd_and_save_temps() {
+    let t = tempfile::tempdir().unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    fs::write(t.path().join("x.c"), "int x(void) { return 1; }\n").unwrap();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    // ccache passes its log descriptor in UNCACHED_ERR_FD; our log lines go there.
+    let out = client_cmd(
+        std::path::Path::new("/bin/sh"),
+        &t.path().join("dd"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .args([
+        "-c",
+        &format!("exec {} gcc -c x.c 3>fd3.log", distcc().display()),
+    ])
+    .env("UNCACHED_ERR_FD", "3")
+    .env("DISTCC_VERBOSE", "1")
+    .env("DISTCC_SAVE_TEMPS", "1")
+    .env("TMPDIR", &tmp)
+    .current_dir(t.path())
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = fs::read_to_string(t.path().join("fd3.log")).unwrap();
+    assert!(log.contains("compile x.c on 127.0.0.1"), "{log}");
+    // DISTCC_SAVE_TEMPS=1 keeps the preprocessed source.
+    let kept: Vec<String> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        kept.iter()
+            .any(|n| n.starts_with("distcc_") && n.ends_with(".i")),
+        "{kept:?}"
+    );
+}
