@@ -46,7 +46,7 @@ struct Job<'a> {
 
 /// What one remote attempt came to.
 enum Outcome {
-    /// The result is in place; this is the exit status (0).
+    /// The result is written and shown: the job is done (exit 0).
     Accepted,
     /// The user's source failed to compile (remotely, or in our local cpp).
     UserError { ret: i32, serr: Vec<u8> },
