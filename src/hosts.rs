@@ -663,6 +663,9 @@ fn parse_tcp(tok: &str) -> Result<HostSpec, TokenError> {
         let digits = c.take_until(&['/', '=', ',']);
         port = match digits.parse::<u16>() {
             Ok(p) if p > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => p,
+            _ if digits.len() > 1 && digits.contains(':') => {
+                return err(0, "an IPv6 address needs brackets: [ADDR] or [ADDR]:PORT");
+            }
             _ => {
                 return err(
                     start,

@@ -1,1 +1,414 @@
-//! (not built yet)
+//! Pick a host and lock one of its slots, like distcc 3.4's `where.c` (reference §2.4).
+//!
+//! Order: for slot 0, 1, 2, … and within each slot for each usable host in list order, try
+//! a non-blocking lock on `cpu_<key>_<slot>`; the first success wins. So slot 0 of every
+//! host fills first, then slot 1, and earlier hosts are preferred. A host is usable when it
+//! is not `,down`, not excluded by the caller (hosts that already failed this job), not
+//! backed off ([`crate::backoff`]) and the slot number is below its slot count.
+//!
+//! Local work (`--localslots`, `--localslots_cpp`) uses the same `cpu_localhost_<N>`
+//! files as a `localhost` host, so all local kinds share one pool, as in 3.4.
+//!
+//! Better than 3.4: when every slot is busy, 3.4 sleeps `DISTCC_PAUSE_TIME_MSEC` (1 s) and
+//! polls again. We watch the lock directory with inotify for `IN_CLOSE_WRITE`: every holder
+//! (ours or C distcc's) opened its lock file for writing, so its release (or death, when
+//! the kernel closes its files) produces that event and the waiter retries at once. The
+//! pause remains as a fallback timeout in case an event is missed (e.g. no inotify).
+//! While waiting we keep our lock files open between retries, because closing them would
+//! itself be an event and make waiters wake each other in a loop.
+
+use crate::backoff::Backoff;
+use crate::hosts::{HostList, HostSpec};
+use crate::lock::{LockError, SlotLock, lock_file_name};
+use crate::temp::{Env, TempError};
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Default `DISTCC_PAUSE_TIME_MSEC`.
+pub const DEFAULT_PAUSE: Duration = Duration::from_millis(1000);
+/// Shortest fallback pause we accept: `DISTCC_PAUSE_TIME_MSEC=0` meant busy-looping in 3.4.
+pub const MIN_PAUSE: Duration = Duration::from_millis(10);
+
+/// Errors from the scheduler.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    /// No host can take the job at all (all down, excluded or backed off, or no hosts):
+    /// the client should compile locally.
+    #[error("no usable host (all are down, backed off or already failed); compile locally")]
+    NoUsableHost,
+    /// A lock file could not be used.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// The lock directory is unavailable.
+    #[error(transparent)]
+    Dir(#[from] TempError),
+}
+
+/// Which local pool to draw from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalKind {
+    /// Jobs that must run here (`--localslots`, default 4).
+    Compile,
+    /// Local preprocessing or include scanning for a remote job (`--localslots_cpp`,
+    /// default 8). Take it *after* the remote lock and release it first (3.4's rule).
+    Cpp,
+}
+
+/// A locked slot on a host of the list. Dropping it releases the slot.
+#[derive(Debug)]
+pub struct HostSlot {
+    /// Index into [`HostList::hosts`].
+    pub host_index: usize,
+    /// Slot number, 0-based (for the monitor's `host[slot]`).
+    pub slot: u32,
+    lock: SlotLock,
+}
+
+impl HostSlot {
+    /// The host this slot belongs to.
+    pub fn host<'a>(&self, list: &'a HostList) -> &'a HostSpec {
+        &list.hosts[self.host_index]
+    }
+    /// The lock file held.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
+}
+
+/// A locked local slot (`cpu_localhost_<slot>`). Dropping it releases the slot.
+#[derive(Debug)]
+pub struct LocalSlot {
+    /// Slot number, 0-based.
+    pub slot: u32,
+    lock: SlotLock,
+}
+
+impl LocalSlot {
+    /// The lock file held.
+    pub fn lock_path(&self) -> &Path {
+        self.lock.path()
+    }
+}
+
+/// `DISTCC_PAUSE_TIME_MSEC` (default 1000 ms), at least [`MIN_PAUSE`].
+pub fn pause_from_env(env: &dyn Env) -> Duration {
+    let pause = match env.var_os("DISTCC_PAUSE_TIME_MSEC") {
+        None => DEFAULT_PAUSE,
+        Some(v) => match v.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
+            Some(ms) => Duration::from_millis(ms),
+            None => {
+                log::warn!(
+                    "DISTCC_PAUSE_TIME_MSEC={v:?} is not a number of milliseconds; using 1000"
+                );
+                DEFAULT_PAUSE
+            }
+        },
+    };
+    pause.max(MIN_PAUSE)
+}
+
+/// Slot picking in one lock directory.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    lock_dir: PathBuf,
+    backoff: Backoff,
+    pause: Duration,
+}
+
+impl Scheduler {
+    /// A scheduler using `lock_dir` (which must exist), `backoff` to skip failed hosts, and
+    /// `pause` as the fallback re-check interval while waiting.
+    pub fn new(lock_dir: &Path, backoff: Backoff, pause: Duration) -> Scheduler {
+        Scheduler {
+            lock_dir: lock_dir.to_path_buf(),
+            backoff,
+            pause: pause.max(MIN_PAUSE),
+        }
+    }
+
+    /// From the environment: `$DISTCC_DIR/lock` (created), `DISTCC_BACKOFF_PERIOD`,
+    /// `DISTCC_PAUSE_TIME_MSEC`.
+    pub fn from_env(env: &dyn Env) -> Result<Scheduler, SchedError> {
+        let dir = crate::temp::lock_dir(env)?;
+        let backoff = Backoff::from_env(env, &dir);
+        Ok(Scheduler::new(&dir, backoff, pause_from_env(env)))
+    }
+
+    /// The lock directory.
+    pub fn lock_dir(&self) -> &Path {
+        &self.lock_dir
+    }
+
+    /// The backoff bookkeeping (same directory), for marking and clearing hosts.
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
+    /// Indices of hosts that may take a job now, in list order.
+    fn usable_hosts(&self, list: &HostList, exclude: &[usize]) -> Vec<usize> {
+        (0..list.hosts.len())
+            .filter(|i| {
+                let h = &list.hosts[*i];
+                if h.down || exclude.contains(i) {
+                    return false;
+                }
+                if self.backoff.is_backed_off(&h.lock_key()) {
+                    log::debug!("skipping {}: backed off", h.spec);
+                    return false;
+                }
+                true
+            })
+            .collect()
+    }
+
+    /// One pass over the slots, no waiting. `Ok(None)`: all usable slots are busy.
+    /// `Err(NoUsableHost)`: there is nothing to wait for.
+    pub fn try_lock_host(
+        &self,
+        list: &HostList,
+        exclude: &[usize],
+    ) -> Result<Option<HostSlot>, SchedError> {
+        self.lock_host_inner(list, exclude, false)
+    }
+
+    /// Lock a slot on the best usable host, waiting as long as it takes for one to free.
+    /// Fails with [`SchedError::NoUsableHost`] if no host is usable at all (checked again
+    /// after every wakeup, since hosts can become backed off while we wait).
+    pub fn lock_host(&self, list: &HostList, exclude: &[usize]) -> Result<HostSlot, SchedError> {
+        match self.lock_host_inner(list, exclude, true)? {
+            Some(s) => Ok(s),
+            None => Err(SchedError::NoUsableHost), // unreachable when waiting
+        }
+    }
+
+    fn lock_host_inner(
+        &self,
+        list: &HostList,
+        exclude: &[usize],
+        wait: bool,
+    ) -> Result<Option<HostSlot>, SchedError> {
+        let keys: Vec<String> = list.hosts.iter().map(HostSpec::lock_key).collect();
+        let mut pool = LockPool::new(&self.lock_dir);
+        let found = self.wait_loop(&mut pool, wait, || {
+            let usable = self.usable_hosts(list, exclude);
+            if usable.is_empty() {
+                return None;
+            }
+            let mut order = Vec::new();
+            let max = usable
+                .iter()
+                .map(|i| list.hosts[*i].slots)
+                .max()
+                .unwrap_or(0);
+            for slot in 0..max {
+                for &i in &usable {
+                    if slot < list.hosts[i].slots {
+                        order.push((i, keys[i].clone(), slot));
+                    }
+                }
+            }
+            Some(order)
+        })?;
+        Ok(found.map(|(i, slot, lock)| {
+            log::debug!("locked {} slot {slot}", list.hosts[i].spec);
+            HostSlot {
+                host_index: i,
+                slot,
+                lock,
+            }
+        }))
+    }
+
+    /// One pass over the local pool `kind`, no waiting.
+    pub fn try_lock_local(
+        &self,
+        list: &HostList,
+        kind: LocalKind,
+    ) -> Result<Option<LocalSlot>, SchedError> {
+        self.lock_local_inner(list, kind, false)
+    }
+
+    /// Lock a local slot of the pool `kind` (`cpu_localhost_<N>`), waiting for one to free.
+    pub fn lock_local(&self, list: &HostList, kind: LocalKind) -> Result<LocalSlot, SchedError> {
+        match self.lock_local_inner(list, kind, true)? {
+            Some(s) => Ok(s),
+            None => Err(SchedError::NoUsableHost),
+        }
+    }
+
+    fn lock_local_inner(
+        &self,
+        list: &HostList,
+        kind: LocalKind,
+        wait: bool,
+    ) -> Result<Option<LocalSlot>, SchedError> {
+        let n = match kind {
+            LocalKind::Compile => list.local_slots,
+            LocalKind::Cpp => list.local_slots_cpp,
+        }
+        .max(1);
+        let mut pool = LockPool::new(&self.lock_dir);
+        let found = self.wait_loop(&mut pool, wait, || {
+            Some(
+                (0..n)
+                    .map(|slot| (usize::MAX, "localhost".to_string(), slot))
+                    .collect(),
+            )
+        })?;
+        Ok(found.map(|(_, slot, lock)| LocalSlot { slot, lock }))
+    }
+
+    /// Try the candidates that `order` lists (None: nothing usable), and if `wait`, keep
+    /// retrying whenever the lock directory reports a close (or the pause elapses).
+    fn wait_loop(
+        &self,
+        pool: &mut LockPool,
+        wait: bool,
+        order: impl Fn() -> Option<Vec<(usize, String, u32)>>,
+    ) -> Result<Option<(usize, u32, SlotLock)>, SchedError> {
+        let mut watch: Option<DirWatch> = None;
+        let mut announced = false;
+        loop {
+            let Some(candidates) = order() else {
+                return Err(SchedError::NoUsableHost);
+            };
+            if candidates.is_empty() {
+                return Err(SchedError::NoUsableHost);
+            }
+            for (i, key, slot) in &candidates {
+                if let Some(lock) = pool.try_take(key, *slot)? {
+                    return Ok(Some((*i, *slot, lock)));
+                }
+            }
+            if !wait {
+                return Ok(None);
+            }
+            match &watch {
+                None => {
+                    // Register the watch *before* the next pass, so a release between that
+                    // pass and the wait is not missed; then go round once more at once.
+                    watch = match DirWatch::new(&self.lock_dir) {
+                        Ok(w) => Some(w),
+                        Err(e) => {
+                            log::debug!(
+                                "inotify unavailable ({e}); polling every {:?}",
+                                self.pause
+                            );
+                            std::thread::sleep(self.pause);
+                            None
+                        }
+                    };
+                }
+                Some(w) => {
+                    if !announced {
+                        log::debug!("all slots busy; waiting for one to be released");
+                        announced = true;
+                    }
+                    if let Err(e) = w.wait(self.pause) {
+                        log::debug!("inotify wait failed ({e}); sleeping {:?}", self.pause);
+                        std::thread::sleep(self.pause);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Lock files opened during one pick, kept open across retries (see the module notes).
+struct LockPool {
+    dir: PathBuf,
+    open: HashMap<(String, u32), SlotLock>,
+}
+
+impl LockPool {
+    fn new(dir: &Path) -> LockPool {
+        LockPool {
+            dir: dir.to_path_buf(),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Try to lock `cpu_<key>_<slot>`; on success the lock leaves the pool.
+    fn try_take(&mut self, key: &str, slot: u32) -> Result<Option<SlotLock>, LockError> {
+        let id = (key.to_string(), slot);
+        let lock = match self.open.get_mut(&id) {
+            Some(l) => l,
+            None => {
+                let l = SlotLock::open(&self.dir.join(lock_file_name(key, slot)))?;
+                self.open.entry(id.clone()).or_insert(l)
+            }
+        };
+        if lock.try_lock()? {
+            Ok(self.open.remove(&id))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// An inotify watch for `IN_CLOSE_WRITE` on one directory.
+struct DirWatch {
+    fd: OwnedFd,
+}
+
+impl DirWatch {
+    fn new(dir: &Path) -> io::Result<DirWatch> {
+        // SAFETY: plain syscall; the result is checked.
+        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+        // SAFETY: valid fd and NUL-terminated path.
+        let wd =
+            unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), libc::IN_CLOSE_WRITE) };
+        if wd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(DirWatch { fd })
+    }
+
+    /// Wait up to `timeout` for at least one event, then drain all pending events.
+    fn wait(&self, timeout: Duration) -> io::Result<()> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(e);
+        }
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: `buf` is writable for its length.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast::<libc::c_void>(),
+                    buf.len(),
+                )
+            };
+            if n <= 0 {
+                break; // EAGAIN: drained
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -258,6 +258,87 @@ pub(crate) fn random_u32() -> u32 {
     (x ^ (x >> 31)) as u32
 }
 
+/// Temporary files and directories of one job, removed when this is dropped (or by
+/// [`TempCleanup::cleanup`]) unless `DISTCC_SAVE_TEMPS=1` asked to keep them, like
+/// distcc 3.4's cleanup list. Directories are removed recursively.
+#[derive(Debug, Default)]
+pub struct TempCleanup {
+    paths: Vec<PathBuf>,
+    keep: bool,
+}
+
+impl TempCleanup {
+    /// An empty list; `keep` is true when temp files must be left for debugging.
+    pub fn new(keep: bool) -> TempCleanup {
+        TempCleanup {
+            paths: Vec::new(),
+            keep,
+        }
+    }
+
+    /// [`TempCleanup::new`] with `keep` from `DISTCC_SAVE_TEMPS` (set to `1`).
+    pub fn from_env(env: &dyn Env) -> TempCleanup {
+        TempCleanup::new(env.var_os("DISTCC_SAVE_TEMPS").is_some_and(|v| v == "1"))
+    }
+
+    /// Remember `path` for removal.
+    pub fn add(&mut self, path: PathBuf) {
+        self.paths.push(path);
+    }
+
+    /// [`make_temp_file_in`] and remember the result.
+    pub fn temp_file_in(
+        &mut self,
+        dir: &Path,
+        prefix: &str,
+        suffix: &str,
+    ) -> Result<PathBuf, TempError> {
+        let p = make_temp_file_in(dir, prefix, suffix)?;
+        self.add(p.clone());
+        Ok(p)
+    }
+
+    /// [`make_temp_dir_in`] and remember the result.
+    pub fn temp_dir_in(&mut self, dir: &Path, prefix: &str) -> Result<PathBuf, TempError> {
+        let p = make_temp_dir_in(dir, prefix)?;
+        self.add(p.clone());
+        Ok(p)
+    }
+
+    /// The remembered paths, oldest first.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// Remove everything remembered (newest first, so files go before their directories),
+    /// or with `DISTCC_SAVE_TEMPS` just log what is kept. Errors are logged, not returned:
+    /// a leftover temp file must never fail a build.
+    pub fn cleanup(&mut self) {
+        for p in self.paths.drain(..).rev() {
+            if self.keep {
+                log::info!("keeping temporary {}", p.display());
+                continue;
+            }
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => log::trace!("removed {}", p.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("failed to remove {}: {e}", p.display()),
+            }
+        }
+    }
+}
+
+impl Drop for TempCleanup {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +443,26 @@ mod tests {
     fn temp_file_in_missing_dir_fails() {
         let r = make_temp_file_in(Path::new("/nonexistent/dir"), "x", ".o");
         assert!(matches!(r, Err(TempError::CreateTemp { .. })));
+    }
+
+    #[test]
+    fn cleanup_removes_or_keeps() {
+        let t = tempfile::tempdir().unwrap();
+        let (f, d);
+        {
+            let mut c = TempCleanup::new(false);
+            f = c.temp_file_in(t.path(), "distcc", ".i").unwrap();
+            d = c.temp_dir_in(t.path(), "distcc").unwrap();
+            std::fs::write(d.join("inner.h"), "x").unwrap();
+            assert!(f.exists() && d.exists());
+        }
+        assert!(!f.exists() && !d.exists());
+        let e = env(&[("DISTCC_SAVE_TEMPS", "1")]);
+        let kept;
+        {
+            let mut c = TempCleanup::from_env(&e);
+            kept = c.temp_file_in(t.path(), "distcc", ".o").unwrap();
+        }
+        assert!(kept.exists());
     }
 }

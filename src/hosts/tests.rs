@@ -230,6 +230,7 @@ fn invalid_specs_name_line_column_and_text() {
     ] {
         assert!(syntax(bad).problem.contains("bad multiplier"), "{bad}");
     }
+    assert!(syntax("fe80::1").problem.contains("needs brackets"));
     let e = syntax("[::1:4000");
     assert!(
         e.problem.contains("IPv6 Hostname requires closing ']'"),
@@ -395,4 +396,54 @@ fn find_source_reports_which() {
         find_source(&e, Path::new("/nonexistent")).unwrap(),
         HostListSource::File(t.path().join("hosts"))
     );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn opt_list() -> impl Strategy<Value = (bool, bool, bool)> {
+        (any::<bool>(), any::<bool>(), any::<bool>())
+    }
+
+    proptest! {
+        /// Any text: no panic, and every host's verbatim spec appears in the input.
+        #[test]
+        fn lenient_parse_never_panics(text in "[ -~\t\n]{0,80}") {
+            let (list, errors) = parse_lenient(&text);
+            for h in &list.hosts {
+                prop_assert!(text.contains(&h.spec));
+                prop_assert!(h.slots > 0);
+            }
+            prop_assert_eq!(list.hosts.is_empty(), errors.iter().any(|e| matches!(e, HostsError::NoHosts { .. })));
+        }
+
+        /// Generated TCP specs parse back to their parts.
+        #[test]
+        fn tcp_round_trip(
+            host in "[a-z][a-z0-9.-]{0,12}",
+            port in proptest::option::of(1u16..),
+            slots in proptest::option::of(1u32..1000),
+            slots_after in any::<bool>(),
+            (lzo, cpp, down) in opt_list(),
+        ) {
+            prop_assume!(host != "localhost");
+            let mut spec = host.clone();
+            let mult = slots.map(|n| format!("/{n}")).unwrap_or_default();
+            if !slots_after { spec.push_str(&mult); }
+            if let Some(p) = port { spec.push_str(&format!(":{p}")); }
+            if slots_after { spec.push_str(&mult); }
+            let cpp = cpp && lzo;
+            if lzo { spec.push_str(",lzo"); }
+            if cpp { spec.push_str(",cpp"); }
+            if down { spec.push_str(",down"); }
+            let list = parse(&spec).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let h = &list.hosts[0];
+            prop_assert_eq!(&h.spec, &spec);
+            prop_assert_eq!(&h.kind, &HostKind::Tcp { host: host.clone(), port: port.unwrap_or(3632) });
+            prop_assert_eq!(h.slots, slots.unwrap_or(4));
+            prop_assert_eq!((h.lzo, h.cpp, h.down), (lzo, cpp, down));
+            prop_assert_eq!(h.protocol, if cpp { 3 } else if lzo { 2 } else { 1 });
+        }
+    }
 }

@@ -1,0 +1,325 @@
+//! Scheduler tests. Lock contention is tested across processes (re-executing this test
+//! binary as a helper) because that is how distcc clients meet in real builds.
+
+use super::*;
+use crate::hosts::parse;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+
+fn sched(dir: &Path, pause: Duration) -> Scheduler {
+    Scheduler::new(dir, Backoff::new(dir, Duration::from_secs(60)), pause)
+}
+
+#[test]
+fn fills_slot_zero_of_every_host_first() {
+    let t = tempfile::tempdir().unwrap();
+    let s = sched(t.path(), DEFAULT_PAUSE);
+    let list = parse("a/2 b/3 c/1").unwrap();
+    let mut held = Vec::new();
+    let mut got = Vec::new();
+    while let Some(slot) = s.try_lock_host(&list, &[]).unwrap() {
+        got.push((slot.host(&list).hostname().to_string(), slot.slot));
+        held.push(slot);
+    }
+    let want: Vec<(String, u32)> = [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("b", 1), ("b", 2)]
+        .iter()
+        .map(|(h, n)| (h.to_string(), *n))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        held[0].lock_path(),
+        t.path().join("cpu_tcp_a_3632_0").as_path()
+    );
+    // Releasing one slot makes exactly that one available again.
+    let b1 = held.remove(4);
+    assert_eq!((b1.host_index, b1.slot), (1, 1));
+    drop(b1);
+    let again = s.try_lock_host(&list, &[]).unwrap().unwrap();
+    assert_eq!((again.host_index, again.slot), (1, 1));
+}
+
+#[test]
+fn skips_down_excluded_and_backed_off_hosts() {
+    let t = tempfile::tempdir().unwrap();
+    let s = sched(t.path(), DEFAULT_PAUSE);
+    let list = parse("a,down b c @d").unwrap();
+    let first = s.try_lock_host(&list, &[]).unwrap().unwrap();
+    assert_eq!(first.host_index, 1, "a is down");
+    drop(first);
+    let x = s.try_lock_host(&list, &[1]).unwrap().unwrap();
+    assert_eq!(x.host_index, 2, "b is excluded");
+    drop(x);
+    s.backoff().mark("tcp_b_3632").unwrap();
+    s.backoff().mark("tcp_c_3632").unwrap();
+    let x = s.try_lock_host(&list, &[]).unwrap().unwrap();
+    assert_eq!(x.host_index, 3, "b and c backed off");
+    assert_eq!(x.lock_path(), t.path().join("cpu_ssh_d_0").as_path());
+    drop(x);
+    assert!(matches!(
+        s.try_lock_host(&list, &[3]),
+        Err(SchedError::NoUsableHost)
+    ));
+    // Waiting with nothing usable must not hang.
+    assert!(matches!(
+        s.lock_host(&list, &[3]),
+        Err(SchedError::NoUsableHost)
+    ));
+}
+
+#[test]
+fn local_pools_share_localhost_files() {
+    let t = tempfile::tempdir().unwrap();
+    let s = sched(t.path(), DEFAULT_PAUSE);
+    let list = parse("--localslots=2 --localslots_cpp=3 localhost/1 a").unwrap();
+    let a = s
+        .try_lock_local(&list, LocalKind::Compile)
+        .unwrap()
+        .unwrap();
+    let b = s
+        .try_lock_local(&list, LocalKind::Compile)
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.slot, b.slot), (0, 1));
+    assert_eq!(a.lock_path(), t.path().join("cpu_localhost_0").as_path());
+    assert!(
+        s.try_lock_local(&list, LocalKind::Compile)
+            .unwrap()
+            .is_none()
+    );
+    let c = s.try_lock_local(&list, LocalKind::Cpp).unwrap().unwrap();
+    assert_eq!(c.slot, 2);
+    // localhost's only slot (cpu_localhost_0) is taken by the local pool, so a goes first.
+    let h = s.try_lock_host(&list, &[]).unwrap().unwrap();
+    assert_eq!(h.host(&list).hostname(), "a");
+    assert!(s.try_lock_local(&list, LocalKind::Cpp).unwrap().is_none());
+}
+
+#[test]
+fn pause_from_environment() {
+    let mut e: std::collections::HashMap<String, String> = Default::default();
+    assert_eq!(pause_from_env(&e), DEFAULT_PAUSE);
+    e.insert("DISTCC_PAUSE_TIME_MSEC".into(), "250".into());
+    assert_eq!(pause_from_env(&e), Duration::from_millis(250));
+    e.insert("DISTCC_PAUSE_TIME_MSEC".into(), "0".into());
+    assert_eq!(pause_from_env(&e), MIN_PAUSE);
+}
+
+#[test]
+fn waiter_in_another_thread_wakes_on_release() {
+    let t = tempfile::tempdir().unwrap();
+    // A 60 s fallback pause: only the inotify wakeup can make this finish quickly.
+    let s = sched(t.path(), Duration::from_secs(60));
+    let list = parse("a/1").unwrap();
+    let held = s.try_lock_host(&list, &[]).unwrap().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s2, l2) = (s.clone(), list.clone());
+    std::thread::spawn(move || {
+        let got = s2.lock_host(&l2, &[]).map(|g| g.slot);
+        let _ = tx.send(got.map_err(|e| e.to_string()));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        rx.try_recv().is_err(),
+        "the waiter must block while the slot is held"
+    );
+    drop(held); // closes our write-opened lock file: IN_CLOSE_WRITE
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("waiter did not wake (inotify wakeup missing?)");
+    assert_eq!(got, Ok(0));
+}
+
+// ---- cross-process helpers ------------------------------------------------------------
+
+const CHILD_DIR: &str = "DISTCC_RS_TEST_SCHED_DIR";
+const CHILD_MODE: &str = "DISTCC_RS_TEST_SCHED_MODE";
+const CHILD_HOSTS: &str = "DISTCC_RS_TEST_SCHED_HOSTS";
+
+/// Not a real test: the body of helper processes, selected by `CHILD_MODE`.
+/// * `hold`: lock a slot, print "locked", hold it until stdin closes.
+/// * `work`: 3 times: lock a slot (waiting, 60 s fallback pause), create a marker file,
+///   check that no more markers exist than slots, sleep 50 ms, remove it, release.
+#[test]
+fn child_helper() {
+    let (Some(dir), Some(mode)) = (std::env::var_os(CHILD_DIR), std::env::var(CHILD_MODE).ok())
+    else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let list = parse(&std::env::var(CHILD_HOSTS).unwrap()).unwrap();
+    let s = sched(&dir, Duration::from_secs(60));
+    match mode.as_str() {
+        "hold" => {
+            let _slot = s.lock_host(&list, &[]).unwrap();
+            println!("locked");
+            std::io::stdout().flush().unwrap();
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        "work" => {
+            let marks = dir.join("marks");
+            for _ in 0..3 {
+                let slot = s.lock_host(&list, &[]).unwrap();
+                let me = marks.join(format!("{}_{}", std::process::id(), slot.slot));
+                std::fs::write(&me, b"").unwrap();
+                let n = std::fs::read_dir(&marks).unwrap().count() as u32;
+                assert!(
+                    n <= list.total_slots(),
+                    "{n} holders for {} slots",
+                    list.total_slots()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+                std::fs::remove_file(&me).unwrap();
+                drop(slot);
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+fn spawn_child(dir: &Path, mode: &str, hosts: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "scheduler::tests::child_helper",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir)
+        .env(CHILD_MODE, mode)
+        .env(CHILD_HOSTS, hosts)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("child {} did not finish within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn waiter_wakes_when_another_process_releases() {
+    let t = tempfile::tempdir().unwrap();
+    let mut child = spawn_child(t.path(), "hold", "a/1");
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child died early");
+        if line.trim_end().ends_with("locked") {
+            break;
+        }
+    }
+    let s = sched(t.path(), Duration::from_secs(60));
+    let list = parse("a/1").unwrap();
+    assert!(
+        s.try_lock_host(&list, &[]).unwrap().is_none(),
+        "child holds it"
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s2, l2) = (s.clone(), list.clone());
+    std::thread::spawn(move || {
+        let got = s2.lock_host(&l2, &[]).map(|g| g.slot);
+        let _ = tx.send(got.map_err(|e| e.to_string()));
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        rx.try_recv().is_err(),
+        "waiter must block while the child holds the slot"
+    );
+    let released = Instant::now();
+    drop(child.stdin.take()); // the child exits; the kernel closes and unlocks its file
+    // The fallback pause is 60 s: only the inotify wakeup can succeed within 20 s.
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("waiter did not wake");
+    assert_eq!(got, Ok(0));
+    assert!(released.elapsed() < Duration::from_secs(20));
+    wait_with_deadline(&mut child, Duration::from_secs(10));
+}
+
+#[test]
+fn processes_never_exceed_the_slot_count() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("marks")).unwrap();
+    let hosts = "a/1 b/1";
+    let mut kids: Vec<Child> = (0..4)
+        .map(|_| spawn_child(t.path(), "work", hosts))
+        .collect();
+    for k in &mut kids {
+        // 4 processes × 3 rounds × 50 ms over 2 slots is ~0.3 s of work; with a 60 s
+        // fallback pause a missed wakeup would blow the limit.
+        let st = wait_with_deadline(k, Duration::from_secs(40));
+        assert!(
+            st.success(),
+            "a worker saw too many holders or failed: {st}"
+        );
+    }
+}
+
+/// Debian's distcc 3.4 holds `cpu_localhost_0` while it runs a non-compile command; our
+/// waiter (60 s fallback pause) must wake as soon as that C client lets go.
+#[test]
+fn waiter_wakes_when_real_distcc_releases() {
+    let distcc = Path::new("/usr/bin/distcc");
+    if !distcc.exists() {
+        eprintln!("/usr/bin/distcc missing; skipped");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let lock_dir = t.path().join("lock");
+    std::fs::create_dir(&lock_dir).unwrap();
+    let mut c = Command::new(distcc)
+        .args(["sleep", "1"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DISTCC_DIR", t.path())
+        .env("DISTCC_HOSTS", "localhost --localslots=1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = sched(&lock_dir, Duration::from_secs(60));
+    let list = parse("--localslots=1 a").unwrap();
+    // Wait until the C client holds the slot.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "distcc never took cpu_localhost_0"
+        );
+        if lock_dir.join("cpu_localhost_0").exists()
+            && s.try_lock_local(&list, LocalKind::Compile)
+                .unwrap()
+                .is_none()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s2, l2) = (s.clone(), list.clone());
+    std::thread::spawn(move || {
+        let got = s2.lock_local(&l2, LocalKind::Compile).map(|g| g.slot);
+        let _ = tx.send(got.map_err(|e| e.to_string()));
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("waiter did not wake after distcc released its slot");
+    assert_eq!(got, Ok(0));
+    wait_with_deadline(&mut c, Duration::from_secs(10));
+}
