@@ -10,11 +10,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::ClientError;
 use super::cpp::{Preprocess, Preprocessed};
-use super::interim::{self, Phase, SlotLock, StateFile};
+use super::interim::{Phase, StateFile};
 use super::interim_args::{self, Scan, argv_to_string};
 use super::invocation::Invocation;
 use super::local;
@@ -24,6 +23,7 @@ use crate::connection::{ConnError, Connection, io_timeout_from_env};
 use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
 use crate::protocol::{self, Payload, tok};
+use crate::scheduler::{HostSlot, LocalKind, LocalSlot, SchedError, Scheduler};
 
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
 /// from being retried forever when backoff is disabled (`DISTCC_BACKOFF_PERIOD=0`, an
@@ -34,10 +34,11 @@ pub const MAX_REMOTE_TRIES: usize = 3;
 struct Job<'a> {
     inv: &'a Invocation,
     scan: Scan,
-    lock_dir: Option<PathBuf>,
+    /// `None` when there is no lock directory: compile locally, unlocked (as distcc does).
+    sched: Option<Scheduler>,
+    /// The host list (an empty one with default local slots if none could be loaded).
+    hosts: HostList,
     state: Option<StateFile>,
-    local_slots: u32,
-    local_slots_cpp: u32,
     /// The preprocessor, started on the first remote attempt and reused by later ones.
     cpp: Option<Preprocess>,
     pre: Option<Preprocessed>,
@@ -65,42 +66,25 @@ impl Job<'_> {
         }
     }
 
-    /// Lock a slot on one of `cands`, waiting (`DISTCC_PAUSE_TIME_MSEC`) while all are busy.
-    /// `Ok(None)` means we have no lock directory: run unlocked.
-    fn pick(&mut self, cands: &[HostSpec]) -> Result<Option<(HostSpec, SlotLock)>, ClientError> {
-        let Some(dir) = self.lock_dir.clone() else {
+    /// Lock a slot on a usable host not in `exclude` (indices into the host list),
+    /// waiting while all are busy. `Ok(None)`: no lock directory, run unlocked.
+    fn pick(&mut self, exclude: &[usize]) -> Result<Option<HostSlot>, SchedError> {
+        let Some(sched) = self.sched.clone() else {
             return Ok(None);
         };
-        let pause = std::env::var("DISTCC_PAUSE_TIME_MSEC")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(1000);
-        let max = cands.iter().map(|h| h.slots).max().unwrap_or(0);
-        let mut blocked = false;
-        loop {
-            for slot in 0..max {
-                for h in cands.iter().filter(|h| slot < h.slots) {
-                    if let Some(lock) =
-                        interim::try_lock(&dir, &h.lock_key(), slot).map_err(ClientError::Lock)?
-                    {
-                        log::debug!("got lock {} slot {slot}", h.spec);
-                        return Ok(Some((h.clone(), lock)));
-                    }
-                }
-            }
-            if !blocked {
-                log::debug!("all slots busy; waiting");
-                self.phase(Phase::Blocked, None, None, None);
-                blocked = true;
-            }
-            std::thread::sleep(Duration::from_millis(pause.max(10)));
+        if let Some(slot) = sched.try_lock_host(&self.hosts, exclude)? {
+            return Ok(Some(slot));
         }
+        log::debug!("all slots busy; waiting");
+        self.phase(Phase::Blocked, None, None, None);
+        sched.lock_host(&self.hosts, exclude).map(Some)
     }
 
-    /// Lock one of the local slots (`n` of them).
-    fn lock_local(&mut self, n: u32) -> Option<SlotLock> {
-        match self.pick(&[interim::local_host(n)]) {
-            Ok(l) => l.map(|(_, l)| l),
+    /// Lock a local slot of pool `kind`; `None` (logged) when we can't lock at all.
+    fn lock_local(&mut self, kind: LocalKind) -> Option<LocalSlot> {
+        let sched = self.sched.clone()?;
+        match sched.lock_local(&self.hosts, kind) {
+            Ok(l) => Some(l),
             Err(e) => {
                 log::warn!("{e}; running without a lock");
                 None
@@ -108,23 +92,40 @@ impl Job<'_> {
         }
     }
 
+    fn mark_backoff(&self, host: &HostSpec) {
+        if let Some(s) = &self.sched
+            && let Err(e) = s.backoff().mark(&host.lock_key())
+        {
+            log::warn!("{e}");
+        }
+    }
+
+    fn backoff_enabled(&self) -> bool {
+        self.sched
+            .as_ref()
+            .is_some_and(|s| !s.backoff().is_disabled())
+    }
+
     /// Compile here with inherited stdio, under a local slot unless `held` is given.
-    fn run_local(&mut self, held: Option<SlotLock>) -> i32 {
+    fn run_local(&mut self, held: Option<HostSlot>) -> i32 {
         // A preprocessor still running for a remote attempt writes the .d file too: let it
         // finish before the local compiler writes the same file.
         self.finish_cpp_quietly();
-        let lock = match held {
-            Some(l) => Some(l),
-            None if self.scan.cpp_only => {
-                let n = self.local_slots_cpp;
-                self.lock_local(n)
-            }
+        let (held, local) = match held {
+            Some(h) => (Some(h), None),
             None => {
-                let n = self.local_slots;
-                self.lock_local(n)
+                let kind = if self.scan.cpp_only {
+                    LocalKind::Cpp
+                } else {
+                    LocalKind::Compile
+                };
+                (None, self.lock_local(kind))
             }
         };
-        let slot = lock.as_ref().map(|l| l.slot);
+        let slot = held
+            .as_ref()
+            .map(|h| h.slot)
+            .or(local.as_ref().map(|l| l.slot));
         let input = self.scan.input.clone();
         self.phase(Phase::Compile, Some(&input), Some("localhost"), slot);
         let ret = match local::run(self.inv, &self.scan.local_argv) {
@@ -134,7 +135,7 @@ impl Job<'_> {
                 e.exit_code().code()
             }
         };
-        drop(lock);
+        drop((held, local));
         ret
     }
 
@@ -183,8 +184,7 @@ impl Job<'_> {
             if self.scan.preprocessed {
                 self.cpp = Some(Preprocess::Ready(PathBuf::from(&self.scan.input)));
             } else {
-                let n = self.local_slots_cpp;
-                cpp_lock = self.lock_local(n);
+                cpp_lock = self.lock_local(LocalKind::Cpp);
                 let cslot = cpp_lock.as_ref().map(|l| l.slot);
                 self.phase(Phase::Cpp, None, Some("localhost"), cslot);
                 match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext) {
@@ -319,9 +319,15 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
         argv.extend(["-target".to_string(), triple]);
     }
     let scan = interim_args::scan(&argv);
-    let state = interim::sub_dir("state").map(|d| StateFile::new(&d, std::process::id()));
-    let lock_dir = match crate::temp::lock_dir(&crate::temp::ProcessEnv) {
-        Ok(d) => Some(d),
+    let state = match crate::temp::state_dir(&crate::temp::ProcessEnv) {
+        Ok(d) => Some(StateFile::new(&d, std::process::id())),
+        Err(e) => {
+            log::debug!("no monitor state: {e}");
+            None
+        }
+    };
+    let sched = match Scheduler::from_env(&crate::temp::ProcessEnv) {
+        Ok(s) => Some(s),
         Err(e) => {
             // distcc 3.4 goes on unlocked (and local) here too.
             log::warn!("{e}");
@@ -329,23 +335,22 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
             None
         }
     };
-    let hosts = hosts::load_default();
-    let (local_slots, local_slots_cpp) = match &hosts {
-        Ok(l) => (l.local_slots, l.local_slots_cpp),
-        Err(_) => (4, 8),
+    let loaded = hosts::load_default();
+    let host_list = match &loaded {
+        Ok(l) => l.clone(),
+        Err(_) => hosts::parse_lenient("").0,
     };
     let mut job = Job {
         inv,
         scan,
-        lock_dir,
+        sched,
+        hosts: host_list,
         state,
-        local_slots,
-        local_slots_cpp,
         cpp: None,
         pre: None,
         start: Instant::now(),
     };
-    let ret = run_job(&mut job, hosts);
+    let ret = run_job(&mut job, loaded.map(|_| ()));
     job.phase(Phase::Done, None, None, None);
     log::info!(
         "elapsed compilation time {:.6}s",
@@ -354,7 +359,7 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
     ret
 }
 
-fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
+fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
     if job.inv.nested() {
         // A distcc started by a distcc: the outer one already holds a slot.
         log::debug!("nested distcc invocation; compiling locally without a lock");
@@ -373,10 +378,9 @@ fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
         return job.run_local(None);
     }
     log::info!("compile from {} to {}", job.scan.input, job.scan.output);
-    let hosts = match hosts {
-        Ok(h) => h,
-        Err(e) => {
-            log::debug!("{e}");
+    if let Err(e) = loaded {
+        log::debug!("{e}");
+        {
             // (hosts::load already logged why.)
             let code = match e {
                 hosts::HostsError::Syntax(_) | hosts::HostsError::NoHostList { .. } => {
@@ -386,36 +390,34 @@ fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
             };
             return job.fallback(None, code.code(), &[]);
         }
-    };
-    let mut tried: Vec<String> = Vec::new();
+    }
+    let mut tried: Vec<usize> = Vec::new();
     let mut last: Option<(HostSpec, i32)> = None;
     for _ in 0..MAX_REMOTE_TRIES {
-        let cands: Vec<HostSpec> = hosts
-            .hosts
-            .iter()
-            .filter(|h| !h.down && !tried.contains(&h.spec) && !interim::is_backed_off(h))
-            .cloned()
-            .collect();
-        if cands.is_empty() {
-            break;
-        }
-        let (host, lock) = match job.pick(&cands) {
-            Ok(Some(x)) => x,
+        let slot = match job.pick(&tried) {
+            Ok(Some(s)) => s,
             Ok(None) => return job.run_local(None),
+            Err(SchedError::NoUsableHost) => break,
             Err(e) => {
                 log::warn!("{e}; compiling locally without a lock");
-                job.lock_dir = None;
+                job.sched = None;
                 return job.run_local(None);
             }
         };
+        let host = slot.host(&job.hosts).clone();
         if host.kind == HostKind::Local {
-            return job.run_local(Some(lock));
+            return job.run_local(Some(slot));
         }
-        let outcome = smol::block_on(job.remote_attempt(&host, lock.slot));
-        drop(lock);
+        let outcome = smol::block_on(job.remote_attempt(&host, slot.slot));
+        let index = slot.host_index;
+        drop(slot);
         match outcome {
             Outcome::Accepted => {
-                interim::clear_backoff(&host);
+                if let Some(s) = &job.sched
+                    && let Err(e) = s.backoff().clear(&host.lock_key())
+                {
+                    log::debug!("{e}");
+                }
                 return 0;
             }
             Outcome::UserError { ret, serr } => {
@@ -431,7 +433,7 @@ fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
             }
             Outcome::HostCrash { ret, serr } => {
                 log::warn!("{} failed the job with status {ret}", host.spec);
-                interim::mark_backoff(&host);
+                job.mark_backoff(&host);
                 return job.fallback(Some(&host), ret, &serr);
             }
             Outcome::LocalTrouble(msg) => {
@@ -440,8 +442,8 @@ fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
             }
             Outcome::HostFault(e) => {
                 log::warn!("{e}");
-                interim::mark_backoff(&host);
-                tried.push(host.spec.clone());
+                job.mark_backoff(&host);
+                tried.push(index);
                 last = Some((host, e.exit_code().code()));
             }
         }
@@ -449,7 +451,7 @@ fn run_job(job: &mut Job, hosts: Result<HostList, hosts::HostsError>) -> i32 {
     match last {
         // distcc 3.4 reports a dead host as "no hosts" (116) when backoff is on, because the
         // failed host is backed off and re-choosing finds nothing; scripts see that code.
-        Some((host, _)) if !interim::backoff_period().is_zero() => {
+        Some((host, _)) if job.backoff_enabled() => {
             job.fallback(Some(&host), ExitCode::NoHosts.code(), &[])
         }
         Some((host, code)) => job.fallback(Some(&host), code, &[]),

@@ -41,8 +41,6 @@ pub enum ClientError {
     Temp(#[from] crate::temp::TempError),
     #[error("failed to read {0}: {1}")]
     ReadInput(PathBuf, std::io::Error),
-    #[error("failed to lock a slot: {0}")]
-    Lock(std::io::Error),
     #[error("{0}")]
     BadArgs(String),
 }
@@ -55,7 +53,7 @@ impl ClientError {
                 ExitCode::BadArguments
             }
             ClientError::CompilerMissing(_) | ClientError::Exec(..) => ExitCode::CompilerMissing,
-            ClientError::Temp(_) | ClientError::Lock(_) => ExitCode::Failed,
+            ClientError::Temp(_) => ExitCode::Failed,
             ClientError::ReadInput(..) => ExitCode::IoError,
         }
     }
