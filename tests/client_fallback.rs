@@ -322,3 +322,39 @@ fn missing_output_directory_fails_like_gcc() {
         "not the host's fault"
     );
 }
+
+#[test]
+fn a_dead_host_is_skipped_for_the_next_one() {
+    let t = setup();
+    let dead = free_port();
+    let d = DebianDaemon::start(t.path(), &[]);
+    let o = compile(
+        t.path(),
+        &format!("127.0.0.1:{dead} 127.0.0.1:{}", d.port),
+        &[("DISTCC_FALLBACK", "0")],
+        "gcc",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_good_object(t.path());
+    assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
+    assert!(backoff_file(t.path(), dead).exists());
+    assert!(!backoff_file(t.path(), d.port).exists());
+}
+
+#[test]
+fn user_error_without_fallback_shows_the_servers_diagnostics() {
+    let t = setup();
+    fs::write(t.path().join("x.c"), "int broken( { return 1; }\n").unwrap();
+    let d = DebianDaemon::start(t.path(), &[]);
+    let o = compile(
+        t.path(),
+        &format!("127.0.0.1:{},lzo", d.port),
+        &[("DISTCC_FALLBACK", "0")],
+        "gcc",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("error:"), "{}", stderr(&o));
+    // distcc 3.4 leaves the host backed off for 60 s here; a typo is not the host's fault.
+    assert!(!backoff_file(t.path(), d.port).exists());
+    assert_eq!(d.log_text().matches("COMPILE_ERROR").count(), 1);
+}
