@@ -22,7 +22,7 @@ use super::remote::{self, RemoteError};
 use crate::connection::{ConnError, Connection, io_timeout_from_env};
 use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
-use crate::protocol::{self, Payload, tok};
+use crate::protocol::{self, Payload, Reply, tok};
 use crate::scheduler::{HostSlot, LocalKind, LocalSlot, SchedError, Scheduler};
 
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
@@ -177,27 +177,64 @@ impl Job<'_> {
             Some(slot),
         );
 
-        // Lock order as distcc: the remote slot first (held by our caller), then a local
-        // cpp slot, released as soon as cpp is done.
-        let mut cpp_lock = None;
-        if self.pre.is_none() && self.cpp.is_none() {
-            if self.scan.preprocessed {
-                self.cpp = Some(Preprocess::Ready(PathBuf::from(&self.scan.input)));
-            } else {
-                cpp_lock = self.lock_local(LocalKind::Cpp);
-                let cslot = cpp_lock.as_ref().map(|l| l.slot);
-                self.phase(Phase::Cpp, None, Some("localhost"), cslot);
-                match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext) {
-                    Ok(p) => self.cpp = Some(p),
-                    Err(e) => return Outcome::LocalTrouble(e.to_string()),
-                }
-            }
-        }
-
-        let stream = match remote::connect(host).await {
-            Ok(s) => s,
-            Err(e) => return Outcome::HostFault(e),
+        let cpp_lock = match self.start_cpp() {
+            Ok(l) => l,
+            Err(outcome) => return outcome,
         };
+        let (reply, cpp_stderr, n_source, sent_at) =
+            match self.exchange(host, slot, version, cpp_lock).await {
+                Ok(x) => x,
+                Err(outcome) => return outcome,
+            };
+        self.phase(Phase::Receive, None, None, None);
+        let outcome = self.judge(reply, cpp_stderr);
+        if matches!(outcome, Outcome::Accepted) {
+            let secs = sent_at.elapsed().as_secs_f64();
+            log::info!(
+                "{} bytes from {} compiled on {} in {:.4}s, rate {:.0}kB/s",
+                n_source,
+                self.scan.input,
+                host.spec,
+                secs,
+                n_source as f64 / 1024.0 / secs.max(1e-6)
+            );
+            log::info!("compile {} on {} completed ok", self.scan.input, host.spec);
+        }
+        outcome
+    }
+
+    /// Start preprocessing unless a previous attempt did. Lock order as distcc: the remote
+    /// slot first (held by our caller), then a local cpp slot, which [`Self::exchange`]
+    /// releases as soon as cpp is done.
+    fn start_cpp(&mut self) -> Result<Option<LocalSlot>, Outcome> {
+        if self.pre.is_some() || self.cpp.is_some() {
+            return Ok(None);
+        }
+        if self.scan.preprocessed {
+            self.cpp = Some(Preprocess::Ready(PathBuf::from(&self.scan.input)));
+            return Ok(None);
+        }
+        let cpp_lock = self.lock_local(LocalKind::Cpp);
+        let cslot = cpp_lock.as_ref().map(|l| l.slot);
+        self.phase(Phase::Cpp, None, Some("localhost"), cslot);
+        match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext) {
+            Ok(p) => self.cpp = Some(p),
+            Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
+        }
+        Ok(cpp_lock)
+    }
+
+    /// Connect, send the request head while cpp may still run, then the preprocessed
+    /// source, and read the reply. Returns the reply, cpp's stderr, the source size and
+    /// when the source went out.
+    async fn exchange(
+        &mut self,
+        host: &HostSpec,
+        slot: u32,
+        version: u8,
+        cpp_lock: Option<LocalSlot>,
+    ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
+        let stream = remote::connect(host).await.map_err(Outcome::HostFault)?;
         let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
         let mut conn = Connection::new(stream, timeout);
         log::info!(
@@ -208,50 +245,52 @@ impl Job<'_> {
         let mut head = Vec::new();
         protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
         self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
-        if let Err(e) = conn.send(&head).await {
-            return Outcome::HostFault(e.into());
-        }
+        conn.send(&head)
+            .await
+            .map_err(|e| Outcome::HostFault(e.into()))?;
 
         if let Some(p) = self.cpp.take() {
             match p.finish() {
                 Ok(Ok(pre)) => self.pre = Some(pre),
                 Ok(Err(failed)) => {
-                    return Outcome::UserError {
+                    return Err(Outcome::UserError {
                         ret: failed.status,
                         serr: failed.stderr,
-                    };
+                    });
                 }
-                Err(e) => return Outcome::LocalTrouble(e.to_string()),
+                Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
             }
         }
         drop(cpp_lock);
-        let Some(pre) = self.pre.as_ref() else {
-            return Outcome::LocalTrouble("no preprocessed source".into());
-        };
+        let pre = self
+            .pre
+            .as_ref()
+            .ok_or_else(|| Outcome::LocalTrouble("no preprocessed source".into()))?;
         let cpp_stderr = pre.stderr.clone();
-        let source = match pre.read() {
-            Ok(s) => s,
-            Err(e) => return Outcome::LocalTrouble(e.to_string()),
-        };
+        let source = pre
+            .read()
+            .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let n_source = source.len();
         let mut body = Vec::new();
-        if let Err(e) =
-            protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
-        {
-            return Outcome::LocalTrouble(e.to_string());
-        }
+        protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
+            .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let sent_at = Instant::now();
-        if let Err(e) = conn.send(&body).await {
-            return Outcome::HostFault(e.into());
-        }
+        conn.send(&body)
+            .await
+            .map_err(|e| Outcome::HostFault(e.into()))?;
         self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
-        let reply = match conn.read_reply(version).await {
-            Ok(r) => r,
-            Err(ConnError::NoAnswer) => return Outcome::HostFault(RemoteError::NoAnswer),
-            Err(e) => return Outcome::HostFault(e.into()),
-        };
-        self.phase(Phase::Receive, None, None, None);
+        let reply = conn.read_reply(version).await.map_err(|e| match e {
+            ConnError::NoAnswer => Outcome::HostFault(RemoteError::NoAnswer),
+            e => Outcome::HostFault(e.into()),
+        })?;
+        Ok((reply, cpp_stderr, n_source, sent_at))
+    }
+
+    /// Decide what a reply means; on success write the object and show the output.
+    fn judge(&self, reply: Reply, cpp_stderr: Vec<u8>) -> Outcome {
         let ret = local::critique_raw(reply.status);
+        // A signal, a compiler missing on the server, or the server's job timeout: the
+        // host's problem, not the source's.
         if ret >= 128 || ret == ExitCode::CompilerMissing.code() || ret == ExitCode::Timeout.code()
         {
             return Outcome::HostCrash {
@@ -270,16 +309,6 @@ impl Job<'_> {
         }
         let _ = std::io::stdout().write_all(&reply.stdout);
         let _ = std::io::stderr().write_all(&serr);
-        let secs = sent_at.elapsed().as_secs_f64();
-        log::info!(
-            "{} bytes from {} compiled on {} in {:.4}s, rate {:.0}kB/s",
-            n_source,
-            self.scan.input,
-            host.spec,
-            secs,
-            n_source as f64 / 1024.0 / secs.max(1e-6)
-        );
-        log::info!("compile {} on {} completed ok", self.scan.input, host.spec);
         Outcome::Accepted
     }
 }
