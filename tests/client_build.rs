@@ -292,6 +292,14 @@ fn show_hosts_and_jobs() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "17\n");
+    // A bad entry is reported and skipped; the command still succeeds.
+    let out = client_cmd(&distcc(), t.path(), "red,zzz blue/2")
+        .arg("--show-hosts")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "blue/2\n");
+    assert!(!out.stderr.is_empty());
     // From $DISTCC_DIR/hosts when DISTCC_HOSTS is not set.
     fs::write(
         t.path().join("hosts"),

@@ -358,3 +358,22 @@ fn user_error_without_fallback_shows_the_servers_diagnostics() {
     assert!(!backoff_file(t.path(), d.port).exists());
     assert_eq!(d.log_text().matches("COMPILE_ERROR").count(), 1);
 }
+
+#[test]
+fn missing_ssh_program_falls_back() {
+    let t = setup();
+    let o = compile(
+        t.path(),
+        "@box",
+        &[("DISTCC_SSH", "/nonexistent/ssh")],
+        "gcc",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("failed to distribute x.c to @box"),
+        "{}",
+        stderr(&o)
+    );
+    assert_good_object(t.path());
+    assert!(t.path().join("dd/lock/backoff_ssh_box_0").exists());
+}
