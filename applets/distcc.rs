@@ -1,9 +1,8 @@
-//! The `distcc` applet.
+//! The `distcc` applet: the client, under any name (`distcc`, or masquerading as `gcc`…).
 
 use std::ffi::OsString;
 
 /// Entry point; returns the exit status.
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("distcc: not implemented yet");
-    101
+pub fn main(args: Vec<OsString>) -> i32 {
+    distcc::client::main(args)
 }

@@ -1,0 +1,489 @@
+//! The job pipeline (distcc 3.4 `compile.c` `dcc_build_somewhere`): pick a host, preprocess,
+//! send, receive, and when a host lets us down, try another host and finally compile here.
+//!
+//! Who is to blame decides what happens:
+//! * the **host** (refused, timed out, garbage, truncated, crashed, no answer): remember it
+//!   in its backoff file, try another host (at most [`MAX_REMOTE_TRIES`] in all), then local;
+//! * the **user** (the source does not compile): no backoff — unlike distcc 3.4, which backs
+//!   off a healthy host for 60 s because of a typo — and a local retry so that the error
+//!   messages come from the local compiler, exactly as without distcc.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::cpp::{Preprocess, Preprocessed};
+use super::interim::{Phase, StateFile};
+use super::interim_args::{self, Scan, argv_to_string};
+use super::invocation::Invocation;
+use super::local;
+use super::output::write_output;
+use super::remote::{self, RemoteError};
+use crate::connection::{ConnError, Connection, io_timeout_from_env};
+use crate::exitcode::ExitCode;
+use crate::hosts::{self, HostKind, HostList, HostSpec};
+use crate::protocol::{self, Payload, Reply, tok};
+use crate::scheduler::{HostSlot, LocalKind, LocalSlot, SchedError, Scheduler};
+
+/// How many hosts one job tries before compiling locally. Also what stops a dead host
+/// from being retried forever when backoff is disabled (`DISTCC_BACKOFF_PERIOD=0`, an
+/// endless loop in distcc 3.4).
+pub const MAX_REMOTE_TRIES: usize = 3;
+
+/// Everything a job carries between its steps.
+struct Job<'a> {
+    inv: &'a Invocation,
+    scan: Scan,
+    /// `None` when there is no lock directory: compile locally, unlocked (as distcc does).
+    sched: Option<Scheduler>,
+    /// The host list (an empty one with default local slots if none could be loaded).
+    hosts: HostList,
+    state: Option<StateFile>,
+    /// The preprocessor, started on the first remote attempt and reused by later ones.
+    cpp: Option<Preprocess>,
+    pre: Option<Preprocessed>,
+    start: Instant,
+}
+
+/// What one remote attempt came to.
+enum Outcome {
+    /// The result is written and shown: the job is done (exit 0).
+    Accepted,
+    /// The user's source failed to compile (remotely, or in our local cpp).
+    UserError { ret: i32, serr: Vec<u8> },
+    /// The host failed; try another one.
+    HostFault(RemoteError),
+    /// The host answered, but with a crash or a distcc-level failure: go local.
+    HostCrash { ret: i32, serr: Vec<u8> },
+    /// Something on our side (temp dir, writing the output): go local, host is fine.
+    LocalTrouble(String),
+}
+
+impl Job<'_> {
+    fn phase(&mut self, phase: Phase, file: Option<&str>, host: Option<&str>, slot: Option<u32>) {
+        if let Some(s) = self.state.as_mut() {
+            s.set(phase, file, host, slot);
+        }
+    }
+
+    /// Lock a slot on a usable host not in `exclude` (indices into the host list),
+    /// waiting while all are busy. `Ok(None)`: no lock directory, run unlocked.
+    fn pick(&mut self, exclude: &[usize]) -> Result<Option<HostSlot>, SchedError> {
+        let Some(sched) = self.sched.clone() else {
+            return Ok(None);
+        };
+        if let Some(slot) = sched.try_lock_host(&self.hosts, exclude)? {
+            return Ok(Some(slot));
+        }
+        log::debug!("all slots busy; waiting");
+        self.phase(Phase::Blocked, None, None, None);
+        sched.lock_host(&self.hosts, exclude).map(Some)
+    }
+
+    /// Lock a local slot of pool `kind`; `None` (logged) when we can't lock at all.
+    fn lock_local(&mut self, kind: LocalKind) -> Option<LocalSlot> {
+        let sched = self.sched.clone()?;
+        match sched.lock_local(&self.hosts, kind) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("{e}; running without a lock");
+                None
+            }
+        }
+    }
+
+    fn mark_backoff(&self, host: &HostSpec) {
+        if let Some(s) = &self.sched
+            && let Err(e) = s.backoff().mark(&host.lock_key())
+        {
+            log::warn!("{e}");
+        }
+    }
+
+    fn backoff_enabled(&self) -> bool {
+        self.sched
+            .as_ref()
+            .is_some_and(|s| !s.backoff().is_disabled())
+    }
+
+    /// Compile here with inherited stdio, under a local slot unless `held` is given.
+    fn run_local(&mut self, held: Option<HostSlot>) -> i32 {
+        // A preprocessor still running for a remote attempt writes the .d file too: let it
+        // finish before the local compiler writes the same file.
+        self.finish_cpp_quietly();
+        let (held, local) = match held {
+            Some(h) => (Some(h), None),
+            None => {
+                let kind = if self.scan.cpp_only {
+                    LocalKind::Cpp
+                } else {
+                    LocalKind::Compile
+                };
+                (None, self.lock_local(kind))
+            }
+        };
+        let slot = held
+            .as_ref()
+            .map(|h| h.slot)
+            .or(local.as_ref().map(|l| l.slot));
+        let input = self.scan.input.clone();
+        self.phase(Phase::Compile, Some(&input), Some("localhost"), slot);
+        let ret = match local::run(self.inv, &self.scan.local_argv) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("{e}");
+                e.exit_code().code()
+            }
+        };
+        drop((held, local));
+        ret
+    }
+
+    fn finish_cpp_quietly(&mut self) {
+        if let Some(p) = self.cpp.take() {
+            if let Ok(Ok(pre)) = p.finish() {
+                self.pre = Some(pre);
+            }
+        }
+    }
+
+    /// Give up on distribution: compile locally, unless `DISTCC_FALLBACK=0`.
+    fn fallback(&mut self, host: Option<&HostSpec>, ret: i32, serr: &[u8]) -> i32 {
+        if std::env::var("DISTCC_FALLBACK").is_ok_and(|v| v.trim() == "0") {
+            log::warn!("failed to distribute and fallbacks are disabled");
+            let _ = std::io::stderr().write_all(serr);
+            self.finish_cpp_quietly();
+            return ret;
+        }
+        match host {
+            Some(h) => log::warn!(
+                "failed to distribute {} to {}, running locally instead",
+                self.scan.input,
+                h.spec
+            ),
+            None => log::warn!("failed to distribute, running locally instead"),
+        }
+        self.run_local(None)
+    }
+
+    /// One attempt on a remote host whose slot we hold.
+    async fn remote_attempt(&mut self, host: &HostSpec, slot: u32) -> Outcome {
+        let version = protocol_for(host);
+        let input = self.scan.input.clone();
+        self.phase(
+            Phase::Connect,
+            Some(&input),
+            Some(host.hostname()),
+            Some(slot),
+        );
+
+        let cpp_lock = match self.start_cpp() {
+            Ok(l) => l,
+            Err(outcome) => return outcome,
+        };
+        let (reply, cpp_stderr, n_source, sent_at) =
+            match self.exchange(host, slot, version, cpp_lock).await {
+                Ok(x) => x,
+                Err(outcome) => return outcome,
+            };
+        self.phase(Phase::Receive, None, None, None);
+        let outcome = self.judge(reply, cpp_stderr);
+        if matches!(outcome, Outcome::Accepted) {
+            let secs = sent_at.elapsed().as_secs_f64();
+            log::info!(
+                "{} bytes from {} compiled on {} in {:.4}s, rate {:.0}kB/s",
+                n_source,
+                self.scan.input,
+                host.spec,
+                secs,
+                n_source as f64 / 1024.0 / secs.max(1e-6)
+            );
+            log::info!("compile {} on {} completed ok", self.scan.input, host.spec);
+        }
+        outcome
+    }
+
+    /// Start preprocessing unless a previous attempt did. Lock order as distcc: the remote
+    /// slot first (held by our caller), then a local cpp slot, which [`Self::exchange`]
+    /// releases as soon as cpp is done.
+    fn start_cpp(&mut self) -> Result<Option<LocalSlot>, Outcome> {
+        if self.pre.is_some() || self.cpp.is_some() {
+            return Ok(None);
+        }
+        if self.scan.preprocessed {
+            self.cpp = Some(Preprocess::Ready(PathBuf::from(&self.scan.input)));
+            return Ok(None);
+        }
+        let cpp_lock = self.lock_local(LocalKind::Cpp);
+        let cslot = cpp_lock.as_ref().map(|l| l.slot);
+        self.phase(Phase::Cpp, None, Some("localhost"), cslot);
+        match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext) {
+            Ok(p) => self.cpp = Some(p),
+            Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
+        }
+        Ok(cpp_lock)
+    }
+
+    /// Connect, send the request head while cpp may still run, then the preprocessed
+    /// source, and read the reply. Returns the reply, cpp's stderr, the source size and
+    /// when the source went out.
+    async fn exchange(
+        &mut self,
+        host: &HostSpec,
+        slot: u32,
+        version: u8,
+        cpp_lock: Option<LocalSlot>,
+    ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
+        let stream = remote::connect(host).await.map_err(Outcome::HostFault)?;
+        let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
+        let mut conn = Connection::new(stream, timeout);
+        log::info!(
+            "exec on {}: {}",
+            host.spec,
+            argv_to_string(&self.scan.server_argv)
+        );
+        let mut head = Vec::new();
+        protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
+        self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
+        conn.send(&head)
+            .await
+            .map_err(|e| Outcome::HostFault(e.into()))?;
+
+        if let Some(p) = self.cpp.take() {
+            match p.finish() {
+                Ok(Ok(pre)) => self.pre = Some(pre),
+                Ok(Err(failed)) => {
+                    return Err(Outcome::UserError {
+                        ret: failed.status,
+                        serr: failed.stderr,
+                    });
+                }
+                Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
+            }
+        }
+        drop(cpp_lock);
+        let pre = self
+            .pre
+            .as_ref()
+            .ok_or_else(|| Outcome::LocalTrouble("no preprocessed source".into()))?;
+        let cpp_stderr = pre.stderr.clone();
+        let source = pre
+            .read()
+            .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
+        let n_source = source.len();
+        let mut body = Vec::new();
+        protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
+            .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
+        let sent_at = Instant::now();
+        conn.send(&body)
+            .await
+            .map_err(|e| Outcome::HostFault(e.into()))?;
+        self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
+        let reply = conn.read_reply(version).await.map_err(|e| match e {
+            ConnError::NoAnswer => Outcome::HostFault(RemoteError::NoAnswer),
+            e => Outcome::HostFault(e.into()),
+        })?;
+        Ok((reply, cpp_stderr, n_source, sent_at))
+    }
+
+    /// Decide what a reply means; on success write the object and show the output.
+    fn judge(&self, reply: Reply, cpp_stderr: Vec<u8>) -> Outcome {
+        let ret = local::critique_raw(reply.status);
+        // A signal, a compiler missing on the server, or the server's job timeout: the
+        // host's problem, not the source's.
+        if ret >= 128 || ret == ExitCode::CompilerMissing.code() || ret == ExitCode::Timeout.code()
+        {
+            return Outcome::HostCrash {
+                ret,
+                serr: reply.stderr,
+            };
+        }
+        // What a local compile would have printed: cpp's warnings, then the compiler's.
+        let mut serr = cpp_stderr;
+        serr.extend_from_slice(&reply.stderr);
+        if ret != 0 {
+            return Outcome::UserError { ret, serr };
+        }
+        if let Err(e) = write_output(Path::new(&self.scan.output), &reply.object) {
+            return Outcome::LocalTrouble(format!("failed to write {}: {e}", self.scan.output));
+        }
+        let _ = std::io::stdout().write_all(&reply.stdout);
+        let _ = std::io::stderr().write_all(&serr);
+        Outcome::Accepted
+    }
+}
+
+/// The protocol for a host. Pump mode (protocol 3) is not here yet: a `,cpp` host is used
+/// with protocol 2 and local preprocessing.
+// PUMP HOOK: when the include-server client exists, return 3 here if
+// INCLUDE_SERVER_PORT is set and the input is not preprocessed, and send Body::Files.
+fn protocol_for(host: &HostSpec) -> u8 {
+    let v = host.protocol;
+    if v == 3 {
+        if std::env::var_os("INCLUDE_SERVER_PORT").is_some() {
+            log::debug!(
+                "pump mode not implemented yet; using protocol 2 with {}",
+                host.spec
+            );
+        }
+        return 2;
+    }
+    v
+}
+
+/// Compile `inv` somewhere: remotely if we can, locally if we must. Returns the exit status.
+pub fn build_somewhere(inv: &Invocation) -> i32 {
+    if let Err(msg) = io_timeout_from_env() {
+        log::error!("{msg}");
+        return ExitCode::BadArguments.code();
+    }
+    super::cleanup::install();
+    let mut argv = inv.argv.clone();
+    // A nested distcc (safeguard > 0) runs what the outer one already rewrote.
+    if !inv.nested()
+        && let Some(triple) =
+            interim_args::rewrite_compiler(&mut argv, inv.path.as_deref(), &inv.child_env())
+        && argv[0].starts_with("clang")
+    {
+        argv.extend(["-target".to_string(), triple]);
+    }
+    let scan = interim_args::scan(&argv);
+    let state = match crate::temp::state_dir(&crate::temp::ProcessEnv) {
+        Ok(d) => Some(StateFile::new(&d, std::process::id())),
+        Err(e) => {
+            log::debug!("no monitor state: {e}");
+            None
+        }
+    };
+    let sched = match Scheduler::from_env(&crate::temp::ProcessEnv) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            // distcc 3.4 goes on unlocked (and local) here too.
+            log::warn!("{e}");
+            log::warn!("failed to lock");
+            None
+        }
+    };
+    let loaded = hosts::load_default();
+    let host_list = match &loaded {
+        Ok(l) => l.clone(),
+        Err(_) => hosts::parse_lenient("").0,
+    };
+    let mut job = Job {
+        inv,
+        scan,
+        sched,
+        hosts: host_list,
+        state,
+        cpp: None,
+        pre: None,
+        start: Instant::now(),
+    };
+    let ret = run_job(&mut job, loaded.map(|_| ()));
+    job.phase(Phase::Done, None, None, None);
+    log::info!(
+        "elapsed compilation time {:.6}s",
+        job.start.elapsed().as_secs_f64()
+    );
+    ret
+}
+
+fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
+    if job.inv.nested() {
+        // A distcc started by a distcc: the outer one already holds a slot.
+        log::debug!("nested distcc invocation; compiling locally without a lock");
+        let input = job.scan.input.clone();
+        job.phase(Phase::Compile, Some(&input), Some("localhost"), Some(0));
+        return local::run(job.inv, &job.scan.local_argv).unwrap_or_else(|e| {
+            log::error!("{e}");
+            e.exit_code().code()
+        });
+    }
+    if let Some(reason) = job.scan.local_reason.clone() {
+        log::debug!(
+            "{reason}; compiling locally: {}",
+            argv_to_string(&job.scan.local_argv)
+        );
+        return job.run_local(None);
+    }
+    log::info!("compile from {} to {}", job.scan.input, job.scan.output);
+    if let Err(e) = loaded {
+        log::debug!("{e}");
+        {
+            // (hosts::load already logged why.)
+            let code = match e {
+                hosts::HostsError::Syntax(_) | hosts::HostsError::NoHostList { .. } => {
+                    ExitCode::BadHostspec
+                }
+                _ => ExitCode::NoHosts,
+            };
+            return job.fallback(None, code.code(), &[]);
+        }
+    }
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last: Option<(HostSpec, i32)> = None;
+    for _ in 0..MAX_REMOTE_TRIES {
+        let slot = match job.pick(&tried) {
+            Ok(Some(s)) => s,
+            Ok(None) => return job.run_local(None),
+            Err(SchedError::NoUsableHost) => break,
+            Err(e) => {
+                log::warn!("{e}; compiling locally without a lock");
+                job.sched = None;
+                return job.run_local(None);
+            }
+        };
+        let host = slot.host(&job.hosts).clone();
+        if host.kind == HostKind::Local {
+            return job.run_local(Some(slot));
+        }
+        let outcome = smol::block_on(job.remote_attempt(&host, slot.slot));
+        let index = slot.host_index;
+        drop(slot);
+        match outcome {
+            Outcome::Accepted => {
+                if let Some(s) = &job.sched
+                    && let Err(e) = s.backoff().clear(&host.lock_key())
+                {
+                    log::debug!("{e}");
+                }
+                return 0;
+            }
+            Outcome::UserError { ret, serr } => {
+                if std::env::var_os("DISTCC_SKIP_LOCAL_RETRY").is_some() {
+                    let _ = std::io::stderr().write_all(&serr);
+                    return ret;
+                }
+                log::warn!(
+                    "remote compilation of '{}' failed, retrying locally",
+                    job.scan.input
+                );
+                return job.fallback(Some(&host), ret, &serr);
+            }
+            Outcome::HostCrash { ret, serr } => {
+                log::warn!("{} failed the job with status {ret}", host.spec);
+                job.mark_backoff(&host);
+                return job.fallback(Some(&host), ret, &serr);
+            }
+            Outcome::LocalTrouble(msg) => {
+                log::warn!("{msg}");
+                return job.fallback(Some(&host), ExitCode::Failed.code(), &[]);
+            }
+            Outcome::HostFault(e) => {
+                log::warn!("{e}");
+                job.mark_backoff(&host);
+                tried.push(index);
+                last = Some((host, e.exit_code().code()));
+            }
+        }
+    }
+    match last {
+        // distcc 3.4 reports a dead host as "no hosts" (116) when backoff is on, because the
+        // failed host is backed off and re-choosing finds nothing; scripts see that code.
+        Some((host, _)) if job.backoff_enabled() => {
+            job.fallback(Some(&host), ExitCode::NoHosts.code(), &[])
+        }
+        Some((host, code)) => job.fallback(Some(&host), code, &[]),
+        None => job.fallback(None, ExitCode::NoHosts.code(), &[]),
+    }
+}

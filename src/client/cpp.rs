@@ -1,0 +1,138 @@
+//! Local preprocessing (distcc 3.4 `cpp.c`): run `cc -E` with stdout into a temp file in
+//! `$TMPDIR`, in the background, so that connecting to the server overlaps with it.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use super::ClientError;
+use super::interim_args::argv_to_string;
+use super::invocation::Invocation;
+use super::local::{command, critique};
+
+/// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1`.
+#[derive(Debug)]
+pub struct TempFile {
+    pub path: PathBuf,
+    _cleanup: super::cleanup::Registered,
+}
+
+impl TempFile {
+    /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively, open for writing.
+    pub fn create(ext: &str) -> Result<(TempFile, File), ClientError> {
+        let path = crate::temp::make_temp_file("distcc", &format!(".{ext}"))?;
+        let _cleanup = super::cleanup::register(&path);
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| ClientError::ReadInput(path.clone(), e))?;
+        Ok((TempFile { path, _cleanup }, file))
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if std::env::var("DISTCC_SAVE_TEMPS").is_ok_and(|v| v.trim() == "1") {
+            log::debug!("keeping {} (DISTCC_SAVE_TEMPS)", self.path.display());
+            return;
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A preprocessor run in progress (or an already-preprocessed input).
+///
+/// cpp's stderr is captured, not shown: if the job is accepted remotely it is printed
+/// before the server's diagnostics (so `#warning`s appear once, as in a local compile); if
+/// the job falls back to a local compile, the local compiler prints everything itself, and
+/// showing cpp's messages too would print each error twice (as distcc 3.4 does).
+pub enum Preprocess {
+    Running {
+        child: Child,
+        out: TempFile,
+        err: TempFile,
+    },
+    /// The input needs no preprocessing; send it as it is.
+    Ready(PathBuf),
+}
+
+/// cpp failed: its status and what it printed.
+#[derive(Debug)]
+pub struct CppFailed {
+    pub status: i32,
+    pub stderr: Vec<u8>,
+}
+
+impl Preprocess {
+    /// Start `cpp_argv` with stdout into a fresh temp file and stdin from /dev/null.
+    pub fn start(inv: &Invocation, cpp_argv: &[String], ext: &str) -> Result<Self, ClientError> {
+        let (out, file) = TempFile::create(ext)?;
+        let (err, err_file) = TempFile::create("cpp_stderr")?;
+        log::debug!(
+            "running cpp: {} > {}",
+            argv_to_string(cpp_argv),
+            out.path.display()
+        );
+        let mut cmd = command(inv, cpp_argv)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err_file));
+        let child = cmd
+            .spawn()
+            .map_err(|e| ClientError::Exec(argv_to_string(cpp_argv), e))?;
+        Ok(Preprocess::Running { child, out, err })
+    }
+
+    /// Wait for cpp. `Ok(Err(_))` when it failed (the user's source has errors).
+    pub fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
+        match self {
+            Preprocess::Ready(p) => Ok(Ok(Preprocessed {
+                path: p,
+                stderr: Vec::new(),
+                _temp: None,
+            })),
+            Preprocess::Running {
+                mut child,
+                out,
+                err,
+            } => {
+                let status = child
+                    .wait()
+                    .map_err(|e| ClientError::Exec("cpp".into(), e))?;
+                let ret = critique(status);
+                let stderr = std::fs::read(&err.path).unwrap_or_default();
+                if ret != 0 {
+                    log::debug!("cpp failed with status {ret}");
+                    return Ok(Err(CppFailed {
+                        status: ret,
+                        stderr,
+                    }));
+                }
+                Ok(Ok(Preprocessed {
+                    path: out.path.clone(),
+                    stderr,
+                    _temp: Some(out),
+                }))
+            }
+        }
+    }
+}
+
+/// The preprocessed source, kept until the job is over.
+#[derive(Debug)]
+pub struct Preprocessed {
+    pub path: PathBuf,
+    /// What cpp printed (warnings); shown only if the remote result is accepted.
+    pub stderr: Vec<u8>,
+    _temp: Option<TempFile>,
+}
+
+impl Preprocessed {
+    pub fn read(&self) -> Result<Vec<u8>, ClientError> {
+        std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,6 @@
+#include "project.h"
+
+long geom_area(long w, long h)
+{
+    return w * h;
+}
