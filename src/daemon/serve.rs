@@ -66,7 +66,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 _ => JobResult::Other,
             };
             shared.stats.record(result);
-            log::error!("client {who}: bad request, closing: {e}");
+            if matches!(e, ConnError::NoAnswer) {
+                // A port probe (or a client that changed its mind): nothing to report.
+                log::debug!("client {who} connected and left without a request");
+            } else {
+                log::error!("client {who}: bad request, closing: {e}");
+            }
             return;
         }
     };

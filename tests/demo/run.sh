@@ -14,6 +14,9 @@ bin=${DISTCC_BIN:-$top/target/release/distcc}
 [ -x "$bin" ] || { echo "demo: $bin is missing; run 'make' first" >&2; exit 1; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/distcc-demo.XXXXXX")
+# Started as root, distccd drops to the `distcc` user, which must be able to see the
+# whitelist (masquerade) dir.
+chmod 755 "$work"
 pidfile=$work/distccd.pid
 cleanup() {
     if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
@@ -24,7 +27,10 @@ trap cleanup EXIT
 # Applets are links to the one binary; the masquerade dir doubles as the daemon's whitelist.
 mkdir -p "$work/bin" "$work/masq" "$work/distcc"
 for applet in distccd distccmon-text; do ln -s "$bin" "$work/bin/$applet"; done
-for cc in gcc cc; do ln -s "$bin" "$work/masq/$cc"; done
+# The client sends `cc` as the real compiler's name (gcc → <triple>-gcc, like distcc), so
+# the daemon's whitelist needs those names too.
+triple=$(gcc -dumpmachine)
+for cc in gcc cc "$triple-gcc"; do ln -s "$bin" "$work/masq/$cc"; done
 
 # A free port on loopback: the first one nothing answers on.
 port=
@@ -61,6 +67,7 @@ echo "== running the result"
 "$work/sample/hello-distcc"
 
 remote=$(grep -c 'COMPILE_OK' "$work/distccd.log" || true)
+grep -E 'refused|denied|ERROR' "$work/distccd.log" | sed 's/^/   daemon: /' || true
 objects=$(ls "$work"/sample/*.o | wc -l)
 echo "== $remote of $objects compile jobs ran on the daemon (see its summary lines):"
 grep 'COMPILE_OK' "$work/distccd.log" | sed 's/^/   /' || true
