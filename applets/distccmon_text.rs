@@ -1,9 +1,125 @@
-//! The `distccmon-text` applet.
+//! The `distccmon-text` applet: `distccmon-text [DELAY]` lists the running jobs of
+//! `$DISTCC_DIR/state`, once or every DELAY seconds, in distcc 3.4's exact format.
+//!
+//! Beyond distcc, and only when stdout is a terminal (scripts parse the plain output): a
+//! summary line per host after each listing.
 
 use std::ffi::OsString;
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, SystemTime};
+
+use distcc::exitcode::ExitCode;
+use distcc::state::{self, TaskState};
+use distcc::temp::{self, ProcessEnv};
+
+const USAGE: &str = "usage: distccmon-text [DELAY]
+
+Displays current compilation jobs in text form.
+
+If delay is specified, repeatedly updates after that many (fractional)
+seconds.  Otherwise, runs just once.
+";
+
+/// Parse DELAY like strtod with nothing after the number: a positive decimal.
+fn parse_delay(s: &str) -> Option<Duration> {
+    let v: f64 = s.trim_start().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| Duration::from_secs_f64(v))
+}
+
+/// The per-host summary for terminals: `host: N jobs (phases…)`.
+fn summary(states: &[TaskState]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < states.len() {
+        let host = &states[i].host;
+        let group: Vec<&TaskState> = states[i..].iter().take_while(|s| &s.host == host).collect();
+        let running = group
+            .iter()
+            .filter(|s| s.phase != state::Phase::Done as i32)
+            .count();
+        out.push_str(&format!(
+            "  {}: {running} job(s)\n",
+            String::from_utf8_lossy(host)
+        ));
+        i += group.len();
+    }
+    out
+}
 
 /// Entry point; returns the exit status.
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("distccmon-text: not implemented yet");
-    101
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let delay = match args.as_slice() {
+        [] => None,
+        [d] => match parse_delay(d) {
+            Some(d) => Some(d),
+            None => {
+                eprint!("{USAGE}");
+                return 1;
+            }
+        },
+        _ => {
+            eprint!("{USAGE}");
+            return 1;
+        }
+    };
+    let dir = match temp::state_dir(&ProcessEnv) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("distccmon-text[{}] ERROR: {e}", std::process::id());
+            return ExitCode::IoError.code();
+        }
+    };
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        let states = match state::read_states(&dir, SystemTime::now()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!(
+                    "distccmon-text[{}] ERROR: {}: {e}",
+                    std::process::id(),
+                    dir.display()
+                );
+                return ExitCode::IoError.code();
+            }
+        };
+        let mut out = Vec::new();
+        for s in states
+            .iter()
+            .filter(|s| s.phase != state::Phase::Done as i32)
+        {
+            out.extend_from_slice(&s.monitor_line());
+        }
+        if tty && !states.is_empty() {
+            out.extend_from_slice(summary(&states).as_bytes());
+        }
+        out.push(b'\n');
+        let mut stdout = std::io::stdout().lock();
+        if stdout.write_all(&out).and_then(|_| stdout.flush()).is_err() {
+            return 0; // the reader went away (e.g. `| head`)
+        }
+        drop(stdout);
+        match delay {
+            None => return 0,
+            Some(d) => std::thread::sleep(d),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays() {
+        assert_eq!(parse_delay("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_delay("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_delay("1x"), None);
+        assert_eq!(parse_delay("-1"), None);
+        assert_eq!(parse_delay(""), None);
+    }
 }

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::cpp::{Preprocess, Preprocessed};
-use super::interim::{Phase, StateFile};
 use super::interim_args::{self, Scan, argv_to_string};
 use super::invocation::Invocation;
 use super::local;
@@ -24,6 +23,7 @@ use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
 use crate::protocol::{self, Payload, Reply, tok};
 use crate::scheduler::{HostSlot, LocalKind, LocalSlot, SchedError, Scheduler};
+use crate::state::{Phase, StateFile};
 
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
 /// from being retried forever when backoff is disabled (`DISTCC_BACKOFF_PERIOD=0`, an
