@@ -42,3 +42,4 @@ clean:
 
 demo: build
 	bash tests/demo/run.sh
+include packaging/install.mk

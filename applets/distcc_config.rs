@@ -1,9 +1,419 @@
-//! The `distcc-config` applet.
+//! The `distcc-config` applet: Gentoo's host-list and masquerade tool, with the same
+//! options, files, messages and exit codes as Gentoo's `distcc-config` — except its two
+//! bugs (`--get-hosts` printed a path, `--set-log` did nothing) — and host lists checked with
+//! the same parser the client uses before anything is written.
+//!
+//! `DISTCC_CONFIG_ROOT` (ours) is prefixed to every system path (`/etc/distcc/hosts`,
+//! `/etc/env.d/02distcc`, `/usr/lib/distcc`, `/usr/bin`), so tests and image builders can work
+//! on a staging root. `DISTCC_CONFIG_AS_USER=1` makes a root process behave as a user would
+//! (for tests of the per-user paths).
 
 use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+const OPTIONS: &[&str] = &[
+    "--set-hosts",
+    "--get-hosts",
+    "--set-verbose",
+    "--get-verbose",
+    "--set-log",
+    "--get-log",
+    "--set-env",
+    "--get-env",
+    "--update-masquerade",
+    "--update-masquerade-with-crossdev",
+    "--help",
+    "--version",
+];
+
+/// The compilers `--update-masquerade` links when they exist in `/usr/bin`.
+const COMPILERS: &[&str] = &["gcc", "g++", "cc", "c++", "c99", "clang", "clang++"];
+
+fn usage(prog: &str) -> String {
+    format!(
+        "Usage: {prog} --set-hosts HOSTS | --get-hosts
+       {prog} --set-verbose {{0|1}} | --get-verbose
+       {prog} --set-log FILE | --get-log
+       {prog} --set-env VARIABLE VALUE | --get-env [VARIABLE]
+       {prog} --update-masquerade | --update-masquerade-with-crossdev
+       {prog} --help
+Hosts are checked with distcc's own parser before they are written; as root they go to
+/etc/distcc/hosts, otherwise to ~/.distcc/hosts. Environment settings live in
+/etc/env.d/02distcc. DISTCC_CONFIG_ROOT=DIR works on a staging root instead of /.
+"
+    )
+}
+
+/// Paths under the configured root.
+struct Root(PathBuf);
+
+impl Root {
+    fn from_env() -> Root {
+        Root(
+            std::env::var_os("DISTCC_CONFIG_ROOT")
+                .map_or_else(|| PathBuf::from("/"), PathBuf::from),
+        )
+    }
+
+    fn path(&self, abs: &str) -> PathBuf {
+        self.0.join(abs.trim_start_matches('/'))
+    }
+
+    fn is_real_root(&self) -> bool {
+        self.0 == Path::new("/")
+    }
+
+    fn hosts(&self) -> PathBuf {
+        self.path("/etc/distcc/hosts")
+    }
+
+    fn env_file(&self) -> PathBuf {
+        self.path("/etc/env.d/02distcc")
+    }
+
+    fn masq_dir(&self) -> PathBuf {
+        self.path("/usr/lib/distcc")
+    }
+
+    fn bin_dir(&self) -> PathBuf {
+        self.path("/usr/bin")
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    euid == 0 && std::env::var("DISTCC_CONFIG_AS_USER").map_or(true, |v| v != "1")
+}
+
+fn user_hosts() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".distcc/hosts"))
+}
+
+/// A failure: the message and the exit status.
+type Outcome = Result<(), (String, i32)>;
+
+fn fail(msg: impl Into<String>) -> Outcome {
+    Err((msg.into(), 1))
+}
+
+fn need_root(prog: &str, opt: &str) -> Outcome {
+    if is_root() {
+        Ok(())
+    } else {
+        fail(format!("!!! {prog} {opt} must be run as root"))
+    }
+}
+
+fn set_hosts(root: &Root, value: Option<&str>) -> Outcome {
+    let Some(hosts) = value else {
+        return fail(
+            "!!! Error: --set-hosts needs a host list, e.g. \"192.168.0.2/8,lzo localhost\"",
+        );
+    };
+    if let Err(errors) = distcc::hosts::validate(hosts) {
+        let mut msg = String::from("!!! Error: invalid host list, nothing written:");
+        for e in errors {
+            msg.push_str(&format!("\n!!!   {e}"));
+        }
+        return fail(msg);
+    }
+    let path = if is_root() {
+        root.hosts()
+    } else {
+        user_hosts().ok_or(("!!! Error: HOME is not set".to_owned(), 1))?
+    };
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| (format!("!!! Error: {}: {e}", dir.display()), 1))?;
+    }
+    fs::write(&path, format!("{hosts}\n"))
+        .map_err(|e| (format!("!!! Error: {}: {e}", path.display()), 1))
+}
+
+fn get_hosts(root: &Root) -> Outcome {
+    if let Ok(h) = std::env::var("DISTCC_HOSTS") {
+        println!("{h}");
+        return Ok(());
+    }
+    for path in user_hosts().into_iter().chain([root.hosts()]) {
+        if let Ok(text) = fs::read_to_string(&path)
+            && !text.trim().is_empty()
+        {
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            return Ok(());
+        }
+    }
+    fail("No configuration file found. Setup your hosts with --set-hosts.")
+}
+
+/// `VAR="value"` lines of 02distcc.
+fn env_lines(root: &Root) -> Result<Vec<String>, (String, i32)> {
+    match fs::read_to_string(root.env_file()) {
+        Ok(t) => Ok(t.lines().map(str::to_owned).collect()),
+        Err(e) => Err((format!("!!! Error: {}: {e}", root.env_file().display()), 1)),
+    }
+}
+
+fn env_value(lines: &[String], var: &str) -> Option<String> {
+    lines.iter().find_map(|l| {
+        let (k, v) = l.split_once('=')?;
+        (k.trim() == var).then(|| v.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Replace `VAR="…"`; `append` adds the line when missing (Gentoo's script never did, which
+/// is why its `--set-log` silently did nothing).
+fn set_env(root: &Root, var: &str, value: &str, append: bool) -> Outcome {
+    let mut lines = env_lines(root)?;
+    let new = format!("{var}=\"{value}\"");
+    let mut found = false;
+    for l in lines.iter_mut() {
+        if l.split_once('=').is_some_and(|(k, _)| k.trim() == var) {
+            *l = new.clone();
+            found = true;
+        }
+    }
+    if !found {
+        if !append {
+            return fail(format!(
+                "!!! Error: {var} is not set in {}; nothing changed",
+                root.env_file().display()
+            ));
+        }
+        lines.push(new);
+    }
+    fs::write(root.env_file(), lines.join("\n") + "\n")
+        .map_err(|e| (format!("!!! Error: {}: {e}", root.env_file().display()), 1))?;
+    env_update(root);
+    Ok(())
+}
+
+/// Run env-update on the real system, as Gentoo's script does.
+fn env_update(root: &Root) {
+    let tool = Path::new("/usr/sbin/env-update");
+    if root.is_real_root() && tool.exists() {
+        let _ = std::process::Command::new(tool).status();
+        println!("Remember to run: source /etc/profile");
+    }
+}
+
+fn print_env(root: &Root, var: &str) -> Outcome {
+    let lines = env_lines(root)?;
+    match env_value(&lines, var) {
+        Some(v) => println!("{var}={v}"),
+        None => println!("{var} not set."),
+    }
+    Ok(())
+}
+
+/// `<triple>-name[-N]` and `name-N` variants of our compilers present in `bin`.
+fn variants(bin: &Path, crossdev: bool) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let Ok(entries) = fs::read_dir(bin) else {
+        return names;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let base = name
+            .rsplit_once('-')
+            .filter(|(_, v)| v.chars().all(|c| c.is_ascii_digit() || c == '.') && !v.is_empty())
+            .map_or(name.as_str(), |(b, _)| b);
+        let (prefixed, tool) = match base.rsplit_once('-') {
+            Some((triple, tool)) if triple.matches('-').count() >= 1 => (true, tool),
+            _ => (false, base),
+        };
+        if !COMPILERS.contains(&tool) {
+            continue;
+        }
+        if crossdev && !prefixed {
+            continue;
+        }
+        if !prefixed && name == tool {
+            continue; // the plain names are handled separately
+        }
+        names.push(name);
+    }
+    names.sort();
+    names
+}
+
+fn update_masquerade(root: &Root, crossdev: bool) -> Outcome {
+    let dir = root.masq_dir();
+    fs::create_dir_all(&dir).map_err(|e| (format!("!!! Error: {}: {e}", dir.display()), 1))?;
+    for e in fs::read_dir(&dir)
+        .map_err(|e| (format!("!!! Error: {}: {e}", dir.display()), 1))?
+        .flatten()
+    {
+        if e.file_name() == "bin" {
+            continue;
+        }
+        if e.file_type().is_ok_and(|t| !t.is_dir()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    if fs::symlink_metadata(dir.join("bin")).is_err() {
+        let _ = symlink(".", dir.join("bin"));
+    }
+    println!("Creating symlinks...");
+    let bin = root.bin_dir();
+    let mut names: Vec<String> = if crossdev {
+        Vec::new()
+    } else {
+        COMPILERS
+            .iter()
+            .filter(|c| bin.join(c).exists())
+            .map(|c| c.to_string())
+            .collect()
+    };
+    names.extend(variants(&bin, crossdev));
+    for name in names {
+        let link = dir.join(&name);
+        println!("Creating {} symlink...", link.display());
+        symlink("/usr/bin/distcc", &link)
+            .map_err(|e| (format!("!!! Error: {}: {e}", link.display()), 1))?;
+    }
+    Ok(())
+}
+
+fn run(prog: &str, args: &[String]) -> Outcome {
+    if let Some(bad) = args
+        .iter()
+        .find(|a| a.starts_with("--") && !OPTIONS.contains(&a.as_str()))
+    {
+        return fail(format!("!!! Error: {bad} is an invalid option."));
+    }
+    let Some(opt) = args.iter().find(|a| a.starts_with("--")) else {
+        print!("{}", usage(prog));
+        return Ok(());
+    };
+    let values: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(String::as_str)
+        .collect();
+    let root = Root::from_env();
+    match opt.as_str() {
+        "--help" => {
+            print!("{}", usage(prog));
+            Ok(())
+        }
+        "--version" => {
+            print!("{}", distcc::version_text("distcc-config"));
+            Ok(())
+        }
+        "--set-hosts" => set_hosts(&root, values.last().copied()),
+        "--get-hosts" => get_hosts(&root),
+        "--set-verbose" => {
+            need_root(prog, opt)?;
+            match values.last().copied() {
+                Some(v @ ("0" | "1")) => set_env(&root, "DISTCC_VERBOSE", v, true),
+                _ => fail("!!! Error: --set-verbose takes 0 or 1"),
+            }
+        }
+        "--get-verbose" => print_env(&root, "DISTCC_VERBOSE"),
+        "--set-log" => {
+            need_root(prog, opt)?;
+            match values.last() {
+                Some(v) => set_env(&root, "DISTCC_LOG", v, true),
+                None => fail("!!! Error: --set-log needs a file name"),
+            }
+        }
+        "--get-log" => print_env(&root, "DISTCC_LOG"),
+        "--set-env" => {
+            need_root(prog, opt)?;
+            match values.as_slice() {
+                [var, value] => set_env(&root, var, value, false),
+                _ => fail("!!! Error: Awaiting two parameters."),
+            }
+        }
+        "--get-env" => match values.as_slice() {
+            [] => {
+                let text = fs::read_to_string(root.env_file())
+                    .map_err(|e| (format!("!!! Error: {}: {e}", root.env_file().display()), 1))?;
+                print!("{text}");
+                Ok(())
+            }
+            [var] => print_env(&root, var),
+            _ => fail("!!! Error: Specify only one variable."),
+        },
+        "--update-masquerade" | "--update-masquerade-with-crossdev" => {
+            need_root(prog, opt)?;
+            update_masquerade(&root, opt == "--update-masquerade-with-crossdev")
+        }
+        _ => fail(format!("!!! Error: {opt} is an invalid option.")),
+    }
+}
 
 /// Entry point; returns the exit status.
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("distcc-config: not implemented yet");
-    101
+pub fn main(args: Vec<OsString>) -> i32 {
+    let prog = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map_or("distcc-config".to_owned(), |s| {
+            s.to_string_lossy().into_owned()
+        });
+    let args: Vec<String> = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    match run(&prog, &args) {
+        Ok(()) => 0,
+        Err((msg, code)) => {
+            eprintln!("{msg}");
+            code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variants_found() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "gcc",
+            "gcc-12",
+            "x86_64-pc-linux-gnu-gcc",
+            "x86_64-pc-linux-gnu-g++-13",
+            "x86_64-pc-linux-gnu-ld",
+            "clang++-17",
+            "aarch64-unknown-linux-gnu-gcc",
+            "python3",
+        ] {
+            fs::write(d.path().join(n), "").unwrap();
+        }
+        assert_eq!(
+            variants(d.path(), false),
+            vec![
+                "aarch64-unknown-linux-gnu-gcc",
+                "clang++-17",
+                "gcc-12",
+                "x86_64-pc-linux-gnu-g++-13",
+                "x86_64-pc-linux-gnu-gcc"
+            ]
+        );
+        assert_eq!(
+            variants(d.path(), true),
+            vec![
+                "aarch64-unknown-linux-gnu-gcc",
+                "x86_64-pc-linux-gnu-g++-13",
+                "x86_64-pc-linux-gnu-gcc"
+            ]
+        );
+    }
+
+    #[test]
+    fn env_values() {
+        let lines = vec!["# comment".to_owned(), "DISTCC_VERBOSE=\"1\"".to_owned()];
+        assert_eq!(env_value(&lines, "DISTCC_VERBOSE").as_deref(), Some("1"));
+        assert_eq!(env_value(&lines, "DISTCC_LOG"), None);
+    }
 }

@@ -203,7 +203,42 @@ fn normalise(args: &[String]) -> Result<Vec<String>, String> {
             return Err(format!("{a}: unexpected argument"));
         }
     }
-    Ok(out)
+    Ok(last_wins(out))
+}
+
+/// popt lets a later `--port 1` override an earlier `--port 2` (conf.d files build
+/// DISTCCD_OPTS up line by line); argh refuses duplicates. Keep the last of each valued
+/// option except the repeatable `--allow`.
+fn last_wins(args: Vec<String>) -> Vec<String> {
+    let long = |a: &str| -> String {
+        match a {
+            "-p" => "--port",
+            "-j" => "--jobs",
+            "-N" => "--nice",
+            "-P" => "--pid-file",
+            "-a" => "--allow",
+            other => other,
+        }
+        .to_owned()
+    };
+    let mut pairs: Vec<(String, Option<String>)> = Vec::new();
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let name = long(&a);
+        if VALUED_LONG.contains(&name.as_str()) {
+            let value = it.next();
+            if name != "--allow" {
+                pairs.retain(|(n, _)| *n != name);
+            }
+            pairs.push((name, value));
+        } else if !pairs.iter().any(|(n, _)| *n == name) {
+            pairs.push((name, None));
+        }
+    }
+    pairs
+        .into_iter()
+        .flat_map(|(n, v)| std::iter::once(n).chain(v))
+        .collect()
 }
 
 fn number<T: std::str::FromStr>(opt: &str, v: &Option<String>) -> Result<Option<T>, String> {
@@ -386,6 +421,24 @@ mod tests {
             parse(&["--daemon", "--stats"]).unwrap().stats_port,
             Some(3633)
         );
+    }
+
+    #[test]
+    fn later_values_win_like_popt() {
+        let c = parse(&[
+            "--port",
+            "1234",
+            "--allow",
+            "10.0.0.1",
+            "-p",
+            "4321",
+            "--allow=10.0.0.2",
+            "--log-stderr",
+            "--log-stderr",
+        ])
+        .unwrap();
+        assert_eq!(c.port, 4321);
+        assert_eq!(c.allow, s(&["10.0.0.1", "10.0.0.2"]));
     }
 
     #[test]

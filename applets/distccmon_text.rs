@@ -54,6 +54,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
     let delay = match args.as_slice() {
+        [v] if v == "--version" => {
+            print!("{}", distcc::version_text("distccmon-text"));
+            return 0;
+        }
         [] => None,
         [d] => match parse_delay(d) {
             Some(d) => Some(d),
