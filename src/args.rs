@@ -1,1 +1,554 @@
-//! (not built yet)
+//! Argument scanning for the client (distcc 3.4 `arg.c`, `strip.c`, `filename.c`, `dotd.c`;
+//! reference §2.7): what must run locally and why, the input and output, the local
+//! preprocessor's command, the command sent to the server, and compiler rewriting — plus
+//! the one place where we deliberately do better than 3.4: the local preprocessor writes
+//! the `.d` file exactly where and with the target gcc itself would use.
+//!
+//! The server's view of a received command line is in [`crate::daemon::argv`].
+
+use std::path::Path;
+
+/// The result of scanning a compiler command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// The command to run for a local compile (after `-Wp,` expansion and compiler rewriting).
+    pub local_argv: Vec<String>,
+    /// Why the job must run locally; `None` means it can be distributed.
+    pub local_reason: Option<String>,
+    /// `-E`: a local preprocessing-only job (takes the cpp lock, exit 120 semantics).
+    pub cpp_only: bool,
+    pub input: String,
+    pub output: String,
+    /// Command that preprocesses `input` to stdout, writing the `.d` file if one is wanted.
+    pub cpp_argv: Vec<String>,
+    /// Command sent to the server: local-only options stripped, `-o output` explicit.
+    pub server_argv: Vec<String>,
+    /// The input is already preprocessed (`.i`, `.ii`, …): no cpp step.
+    pub preprocessed: bool,
+    /// Extension of the preprocessed temp file (`i`, `ii`, `mi`, `mii`).
+    pub cpp_ext: &'static str,
+}
+
+const SOURCE_EXTS: &[&str] = &[
+    "c", "cc", "cpp", "cxx", "cp", "c++", "C", "i", "ii", "m", "mm", "mi", "mii", "M",
+];
+
+fn ext(path: &str) -> Option<&str> {
+    let name = Path::new(path).file_name()?.to_str()?;
+    let dot = name.rfind('.')?;
+    (dot > 0).then(|| &name[dot + 1..])
+}
+
+/// Whether a word names a source file distcc can compile.
+pub fn is_source(word: &str) -> bool {
+    ext(word).is_some_and(|e| SOURCE_EXTS.contains(&e))
+}
+
+/// Whether a word is an object file (which makes it look like a link).
+pub fn is_object(word: &str) -> bool {
+    ext(word) == Some("o")
+}
+
+fn preprocessed_ext(input: &str) -> (&'static str, bool) {
+    match ext(input).unwrap_or("") {
+        "i" => ("i", true),
+        "ii" => ("ii", true),
+        "mi" => ("mi", true),
+        "mii" => ("mii", true),
+        "c" => ("i", false),
+        "m" => ("mi", false),
+        "mm" | "M" => ("mii", false),
+        _ => ("ii", false),
+    }
+}
+
+/// `-Wp,-MD,f` → `-MD -MF f`; other `-Wp,` items become words (distcc's expansion).
+fn expand_wp(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in argv {
+        if let Some(rest) = a.strip_prefix("-Wp,") {
+            let items: Vec<&str> = rest.split(',').collect();
+            if items.len() == 2 && (items[0] == "-MD" || items[0] == "-MMD") {
+                out.extend([items[0].to_string(), "-MF".into(), items[1].to_string()]);
+                continue;
+            }
+            out.extend(items.iter().map(|s| s.to_string()));
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// Replace a file's extension (or add one), as gcc does for `.d` and `.o` names.
+fn with_ext(path: &str, new: &str) -> String {
+    let p = Path::new(path);
+    let stem_len = match ext(path) {
+        Some(e) => path.len() - e.len() - 1,
+        None => path.len(),
+    };
+    let _ = p;
+    format!("{}.{new}", &path[..stem_len])
+}
+
+fn basename(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// Options whose next word is their argument and that only matter to the preprocessor.
+const STRIP_WITH_ARG: &[&str] = &[
+    "-D",
+    "-I",
+    "-U",
+    "-L",
+    "-l",
+    "-MF",
+    "-MT",
+    "-MQ",
+    "-include",
+    "-imacros",
+    "-iprefix",
+    "-iwithprefix",
+    "-isystem",
+    "-iwithprefixbefore",
+    "-idirafter",
+];
+const STRIP_PREFIX: &[&str] = &[
+    "-Wp,", "-Wl,", "-D", "-U", "-I", "-l", "-L", "-MF", "-MT", "-MQ", "-isystem", "-stdlib",
+];
+const STRIP_EXACT: &[&str] = &[
+    "-undef",
+    "-nostdinc",
+    "-nostdinc++",
+    "-MD",
+    "-MMD",
+    "-MG",
+    "-MP",
+];
+
+fn strip_local_args(argv: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        if i > 0 && STRIP_WITH_ARG.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if i > 0 && (STRIP_EXACT.contains(&a) || STRIP_PREFIX.iter().any(|p| a.starts_with(p))) {
+            i += 1;
+            continue;
+        }
+        out.push(a.to_string());
+        i += 1;
+    }
+    out
+}
+
+/// Options taking a separate argument, so that the argument is not mistaken for an input.
+const TAKES_ARG: &[&str] = &[
+    "-D",
+    "-I",
+    "-U",
+    "-L",
+    "-l",
+    "-MF",
+    "-MT",
+    "-MQ",
+    "-include",
+    "-imacros",
+    "-iprefix",
+    "-iwithprefix",
+    "-isystem",
+    "-iwithprefixbefore",
+    "-idirafter",
+    "-iquote",
+    "-x",
+    "-Xpreprocessor",
+    "-Xassembler",
+    "-Xlinker",
+    "-aux-info",
+    "--param",
+    "-arch",
+    "-target",
+];
+
+/// Scan a compiler command line (argv[0] is the compiler).
+pub fn scan(argv_in: &[String]) -> Scan {
+    let argv = expand_wp(argv_in);
+    let mut local_reason: Option<String> = None;
+    let mut reason = |r: &str| {
+        if local_reason.is_none() {
+            local_reason = Some(r.to_string());
+        }
+    };
+    let (mut seen_c, mut seen_s, mut cpp_only) = (false, false, false);
+    let mut input: Option<String> = None;
+    let mut output: Option<String> = None;
+    let mut wants_dotd = false;
+    let mut has_mf = false;
+    let mut has_mt = false;
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        let next = argv.get(i + 1).map(String::as_str);
+        match a {
+            "-E" => cpp_only = true,
+            "-c" => seen_c = true,
+            "-S" => seen_s = true,
+            "-MD" | "-MMD" => wants_dotd = true,
+            "-MG" | "-MP" => {}
+            "-MF" => has_mf = true,
+            "-MT" | "-MQ" => has_mt = true,
+            "-o" => {
+                if output.is_some() {
+                    reason("called for link? (two outputs)");
+                }
+                output = next.map(str::to_string);
+                if next == Some("-") {
+                    reason("output to stdout");
+                }
+                i += 2;
+                continue;
+            }
+            "-x" => {
+                let lang = next.unwrap_or("");
+                if !["c", "c++", "objective-c", "go"]
+                    .iter()
+                    .any(|l| lang.starts_with(l))
+                {
+                    reason("-x with a language distcc doesn't distribute");
+                }
+            }
+            "-march=native"
+            | "-mtune=native"
+            | "-flto"
+            | "-fprofile-arcs"
+            | "-ftest-coverage"
+            | "--coverage"
+            | "-fprofile-correction"
+            | "-frepo" => reason(a),
+            _ => {}
+        }
+        if a.starts_with("-MF") && a.len() > 3 {
+            has_mf = true;
+        }
+        if (a.starts_with("-MT") || a.starts_with("-MQ")) && a.len() > 3 {
+            has_mt = true;
+        }
+        if a.starts_with("-M")
+            && !["-MD", "-MMD", "-MG", "-MP"].contains(&a)
+            && !a.starts_with("-MF")
+            && !a.starts_with("-MT")
+            && !a.starts_with("-MQ")
+        {
+            reason("-M without -MD: dependency output only");
+        }
+        if a.starts_with("-fprofile-generate")
+            || a.starts_with("-fprofile-use")
+            || a.starts_with("-fauto-profile")
+            || a.starts_with("-dr")
+            || a.starts_with("-specs=")
+        {
+            reason(a);
+        }
+        if a.starts_with("-Wa,") && (a.contains(",-a") || a.contains("--MD")) {
+            reason("assembler listing");
+        }
+        if let Some(o) = a.strip_prefix("-o")
+            && !o.is_empty()
+        {
+            if output.is_some() {
+                reason("called for link? (two outputs)");
+            }
+            output = Some(o.to_string());
+        } else if TAKES_ARG.contains(&a) {
+            i += 2;
+            continue;
+        } else if !a.starts_with('-') {
+            if is_source(a) {
+                if input.is_some() {
+                    reason("do we have two inputs?");
+                }
+                input = Some(a.to_string());
+            } else if is_object(a) {
+                if output.is_some() {
+                    reason("called for link? (two outputs)");
+                }
+                output = Some(a.to_string());
+            }
+        }
+        i += 1;
+    }
+    if cpp_only {
+        reason("-E: preprocessing only");
+    } else if !seen_c && !seen_s {
+        reason("compiler apparently called not for compile");
+    }
+    let input_s = match &input {
+        Some(s) => s.clone(),
+        None => {
+            reason("no source file");
+            String::new()
+        }
+    };
+    if basename(&input_s).starts_with("conftest.")
+        || basename(&input_s).starts_with("tmp.conftest.")
+    {
+        reason("autoconf test");
+    }
+    let explicit_output = output.is_some();
+    let out =
+        output.unwrap_or_else(|| basename(&with_ext(&input_s, if seen_s { "s" } else { "o" })));
+    let (cpp_ext, preprocessed) = preprocessed_ext(&input_s);
+
+    // Preprocessor: drop -o, -c/-S become -E; the .d goes exactly where gcc would put it.
+    let mut cpp_argv = Vec::new();
+    let mut j = 0;
+    while j < argv.len() {
+        let a = argv[j].as_str();
+        if j > 0 && a == "-o" {
+            j += 2;
+            continue;
+        }
+        if j > 0 && a.starts_with("-o") && a.len() > 2 {
+            j += 1;
+            continue;
+        }
+        if j > 0 && (a == "-c" || a == "-S") {
+            if !cpp_argv.iter().any(|w| w == "-E") {
+                cpp_argv.push("-E".to_string());
+            }
+            j += 1;
+            continue;
+        }
+        cpp_argv.push(a.to_string());
+        j += 1;
+    }
+    if wants_dotd {
+        if !has_mf {
+            let dotd = if explicit_output {
+                with_ext(&out, "d")
+            } else {
+                basename(&with_ext(&input_s, "d"))
+            };
+            cpp_argv.extend(["-MF".to_string(), dotd]);
+        }
+        if !has_mt {
+            // gcc's default target: the -o file, or else the input's basename with `.o`
+            // (even with -S).
+            let target = if explicit_output {
+                out.clone()
+            } else {
+                basename(&with_ext(&input_s, "o"))
+            };
+            cpp_argv.extend(["-MQ".to_string(), target]);
+        }
+    }
+
+    let mut server_argv = strip_local_args(&argv);
+    if !explicit_output {
+        server_argv.extend(["-o".to_string(), out.clone()]);
+    }
+    Scan {
+        local_argv: argv,
+        local_reason,
+        cpp_only,
+        input: input_s,
+        output: out,
+        cpp_argv,
+        server_argv,
+        preprocessed,
+        cpp_ext,
+    }
+}
+
+/// Quote a word for logs like distcc's `dcc_argv_tostr`.
+pub fn argv_to_string(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| {
+            if a.is_empty() || a.contains([' ', '\t', '\n', '"', '\'', ';']) {
+                format!("\"{a}\"")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Compiler rewriting (distcc 3.4 §2.7, with upstream HEAD's `-dumpmachine`): so that the
+/// server runs the same compiler we would, not whatever `cc` or `gcc` means there.
+/// * `cc`/`c++` → the gcc/g++/clang/clang++ that PATH's `cc` links to;
+/// * `gcc`, `g++`, `gcc-N`, `g++-N` → `<triple>-<name>` if that is on PATH;
+/// * `clang…` without `-target`/`--target=` → `-target <triple>` appended.
+///
+/// `DISTCC_NO_REWRITE_CROSS` (any value) turns it off.
+///
+/// `child_env` must carry `_DISTCC_SAFEGUARD`: the `-dumpmachine` probe may start a
+/// masquerading distcc, which without it would probe again, forever.
+pub fn rewrite_compiler(
+    argv: &mut [String],
+    path: Option<&std::ffi::OsStr>,
+    child_env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Option<String> {
+    if std::env::var_os("DISTCC_NO_REWRITE_CROSS").is_some() || argv.is_empty() {
+        return None;
+    }
+    use crate::client::invocation::which;
+    let name = argv[0].clone();
+    if name == "cc" || name == "c++" {
+        let mut p = which(&name, path)?;
+        for _ in 0..8 {
+            let Ok(target) = std::fs::read_link(&p) else {
+                break;
+            };
+            p = p.parent().map(|d| d.join(&target)).unwrap_or(target);
+            let base = basename(&p.to_string_lossy());
+            if ["gcc", "g++", "clang", "clang++"].contains(&base.as_str()) {
+                log::debug!("rewriting {name} to {base}");
+                argv[0] = base;
+                break;
+            }
+        }
+    }
+    let name = argv[0].clone();
+    let versioned = |stem: &str| {
+        name == stem
+            || name
+                .strip_prefix(stem)
+                .and_then(|r| r.strip_prefix('-'))
+                .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+    };
+    let is_gcc = versioned("gcc") || versioned("g++");
+    let is_clang = versioned("clang") || versioned("clang++");
+    if !is_gcc && !is_clang {
+        return None;
+    }
+    if is_clang
+        && argv
+            .iter()
+            .any(|a| a == "-target" || a.starts_with("--target="))
+    {
+        return None;
+    }
+    let program = which(&name, path)?;
+    let out = std::process::Command::new(program)
+        .arg("-dumpmachine")
+        .envs(child_env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let triple = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || triple.is_empty() || triple.contains(char::is_whitespace) {
+        return None;
+    }
+    if is_gcc {
+        let full = format!("{triple}-{name}");
+        if which(&full, path).is_some() {
+            log::debug!("rewriting {name} to {full}");
+            argv[0] = full;
+        }
+    }
+    Some(triple)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn plain_compile_is_distributable() {
+        let s = scan(&v("gcc -O2 -DX=1 -Iinc -c a.c -o out/a.o"));
+        assert_eq!(s.local_reason, None);
+        assert_eq!(s.input, "a.c");
+        assert_eq!(s.output, "out/a.o");
+        assert_eq!(s.cpp_argv, v("gcc -O2 -DX=1 -Iinc -E a.c"));
+        assert_eq!(s.server_argv, v("gcc -O2 -c a.c -o out/a.o"));
+    }
+
+    #[test]
+    fn implied_output_and_dotd_like_gcc() {
+        let s = scan(&v("gcc -MD -c sub/a.c"));
+        assert_eq!(s.output, "a.o");
+        assert_eq!(s.server_argv, v("gcc -c sub/a.c -o a.o"));
+        assert_eq!(s.cpp_argv, v("gcc -MD -E sub/a.c -MF a.d -MQ a.o"));
+        let s = scan(&v("gcc -Wp,-MD,dep/x.d -c a.c -o out/b.o"));
+        assert_eq!(s.cpp_argv, v("gcc -MD -MF dep/x.d -E a.c -MQ out/b.o"));
+        let s = scan(&v("gcc -MD -S sub/a.c"));
+        assert_eq!(s.output, "a.s");
+        assert_eq!(s.cpp_argv, v("gcc -MD -E sub/a.c -MF a.d -MQ a.o"));
+        let s = scan(&v("gcc -MMD -MT t -c a.c -o out/b.o"));
+        assert_eq!(s.cpp_argv, v("gcc -MMD -MT t -E a.c -MF out/b.d"));
+    }
+
+    #[test]
+    fn local_reasons() {
+        for cmd in [
+            "gcc a.c -o a",
+            "gcc -E a.c",
+            "gcc -M -c a.c",
+            "gcc -c a.s",
+            "gcc -c conftest.c",
+            "gcc -c a.c -o -",
+            "gcc -march=native -c a.c",
+            "gcc -c a.c b.c",
+        ] {
+            assert!(scan(&v(cmd)).local_reason.is_some(), "{cmd}");
+        }
+        assert!(scan(&v("gcc -E a.c")).cpp_only);
+    }
+
+    #[test]
+    fn preprocessed_input() {
+        let s = scan(&v("g++ -c x.ii"));
+        assert!(s.preprocessed);
+        assert_eq!(s.cpp_ext, "ii");
+        assert_eq!(scan(&v("g++ -c x.cc")).cpp_ext, "ii");
+    }
+
+    #[test]
+    fn compiler_rewriting() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let exe = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        exe("gcc", "echo mips-linux-gnu");
+        exe("mips-linux-gnu-gcc", "");
+        exe("clang", "echo arm-none-eabi");
+        std::os::unix::fs::symlink("gcc", dir.path().join("cc")).unwrap();
+        let path = dir.path().as_os_str();
+        let mut a = v("cc -c x.c");
+        rewrite_compiler(&mut a, Some(path), &[]);
+        assert_eq!(a[0], "mips-linux-gnu-gcc");
+        let mut a = v("clang -c x.c");
+        assert_eq!(
+            rewrite_compiler(&mut a, Some(path), &[]).as_deref(),
+            Some("arm-none-eabi")
+        );
+        let mut a = v("clang -target x -c x.c");
+        assert_eq!(rewrite_compiler(&mut a, Some(path), &[]), None);
+        let mut a = v("/usr/bin/gcc -c x.c");
+        rewrite_compiler(&mut a, Some(path), &[]);
+        assert_eq!(a[0], "/usr/bin/gcc", "only bare names are rewritten");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(
+            argv_to_string(&["a b".into(), "c".into(), "".into()]),
+            "\"a b\" c \"\""
+        );
+    }
+}

@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::cpp::{Preprocess, Preprocessed};
-use super::interim_args::{self, Scan, argv_to_string};
 use super::invocation::Invocation;
 use super::local;
 use super::output::write_output;
 use super::remote::{self, RemoteError};
+use crate::args::{self, Scan, argv_to_string};
 use crate::connection::{ConnError, Connection, io_timeout_from_env};
 use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
@@ -342,12 +342,12 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
     // A nested distcc (safeguard > 0) runs what the outer one already rewrote.
     if !inv.nested()
         && let Some(triple) =
-            interim_args::rewrite_compiler(&mut argv, inv.path.as_deref(), &inv.child_env())
+            args::rewrite_compiler(&mut argv, inv.path.as_deref(), &inv.child_env())
         && argv[0].starts_with("clang")
     {
         argv.extend(["-target".to_string(), triple]);
     }
-    let scan = interim_args::scan(&argv);
+    let scan = args::scan(&argv);
     let state = match crate::temp::state_dir(&crate::temp::ProcessEnv) {
         Ok(d) => Some(StateFile::new(&d, std::process::id())),
         Err(e) => {

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use super::ClientError;
-use super::interim_args::argv_to_string;
 use super::invocation::Invocation;
 use super::local::{command, critique};
+use crate::args::argv_to_string;
 
 /// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1`.
 #[derive(Debug)]

@@ -8,7 +8,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::ClientError;
-use super::interim_args;
+use crate::args;
 
 /// Name of the recursion-guard variable, passed to every compiler and preprocessor we run.
 pub const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
@@ -93,9 +93,7 @@ pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
             "--scan-includes" => return Err(ClientError::Unsupported("--scan-includes".into())),
             _ => {}
         }
-        let implicit = first.starts_with('-')
-            || interim_args::is_source(&first)
-            || interim_args::is_object(&first);
+        let implicit = first.starts_with('-') || args::is_source(&first) || args::is_object(&first);
         let (mode, argv) = if implicit {
             let mut v = vec!["cc".to_string()];
             v.extend(rest);

@@ -5,8 +5,8 @@
 use std::process::{Command, ExitStatus};
 
 use super::ClientError;
-use super::interim_args::argv_to_string;
 use super::invocation::{Invocation, which};
+use crate::args::argv_to_string;
 
 /// A wait status as distcc reports it: the exit code, or 128+signal.
 pub fn critique(status: ExitStatus) -> i32 {

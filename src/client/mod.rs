@@ -8,7 +8,6 @@
 pub mod cleanup;
 pub mod compile;
 pub mod cpp;
-pub mod interim_args;
 pub mod invocation;
 pub mod local;
 pub mod output;

@@ -71,19 +71,13 @@ const PATH_OPTIONS: &[&str] = &[
     "-iquote",
 ];
 
-const SOURCE_EXTS: &[&str] = &[
-    "c", "cc", "cpp", "cxx", "cp", "c++", "C", "i", "ii", "m", "mm", "mi", "mii", "M",
-];
-
 fn extension(word: &str) -> Option<&str> {
     let name = word.rsplit('/').next().unwrap_or(word);
     name.rsplit_once('.').map(|(_, e)| e)
 }
 
-/// Is this word a source file by its extension?
-pub fn is_source(word: &str) -> bool {
-    extension(word).is_some_and(|e| SOURCE_EXTS.contains(&e))
-}
+/// Is this word a source file by its extension? (The client's table.)
+pub use crate::args::is_source;
 
 /// The extension the server gives the received preprocessed source (reference §1.8).
 pub fn temp_input_extension(source: &str) -> &'static str {
