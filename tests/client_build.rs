@@ -5,13 +5,13 @@
 //! DW_AT_comp_dir would name the server's working directory (distccd's temp dir), which is
 //! the one known, expected difference of plain (non-pump) distcc.
 
-mod client_util;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::process::Command;
 
-use client_util::*;
+use common::*;
 
 fn make_with(
     dir: &std::path::Path,
@@ -35,9 +35,9 @@ fn make_with(
     );
 }
 
-fn explicit_build(hosts_opts: &str) {
+fn explicit_build(kind: Kind, hosts_opts: &str) {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(kind, t.path(), &[], &[]);
     reference_build(&t.path().join("ref"));
     let cc = format!("CC={} gcc", distcc().display());
     let cxx = format!("CXX={} g++", distcc().display());
@@ -74,18 +74,37 @@ fn explicit_build(hosts_opts: &str) {
 
 #[test]
 fn explicit_mode_plain_protocol_against_debian_distccd() {
-    explicit_build("");
+    explicit_build(Kind::Debian, "");
 }
 
 #[test]
 fn explicit_mode_lzo_against_debian_distccd() {
-    explicit_build(",lzo");
+    explicit_build(Kind::Debian, ",lzo");
+}
+
+#[test]
+fn explicit_mode_plain_protocol_against_our_distccd() {
+    explicit_build(Kind::Ours, "");
+}
+
+#[test]
+fn explicit_mode_lzo_against_our_distccd() {
+    explicit_build(Kind::Ours, ",lzo");
 }
 
 #[test]
 fn masquerade_mode_against_debian_distccd() {
+    masquerade_build(Kind::Debian);
+}
+
+#[test]
+fn masquerade_mode_against_our_distccd() {
+    masquerade_build(Kind::Ours);
+}
+
+fn masquerade_build(kind: Kind) {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(kind, t.path(), &[], &[]);
     reference_build(&t.path().join("ref"));
     let masq = t.path().join("masq");
     fs::create_dir(&masq).unwrap();
@@ -109,7 +128,7 @@ fn masquerade_mode_against_debian_distccd() {
 #[test]
 fn ccache_in_front_both_ways() {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let hosts = format!("127.0.0.1:{}", d.port);
     reference_build(&t.path().join("ref"));
     let masq = t.path().join("masq");
@@ -156,7 +175,7 @@ fn ccache_in_front_both_ways() {
 #[test]
 fn implicit_mode_and_response_file() {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let src = t.path().join("x.c");
     fs::write(&src, "int twice(int x) { return 2 * x; }\n").unwrap();
     fs::write(t.path().join("rsp"), "-O2 -c x.c").unwrap();
@@ -368,7 +387,7 @@ fn compiler_stderr(o: &std::process::Output) -> String {
 #[test]
 fn stderr_is_what_a_local_compile_prints() {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let hosts = format!("127.0.0.1:{},lzo", d.port);
     // A preprocessor warning on a job that is accepted remotely: printed once, as locally.
     fs::write(t.path().join("w.c"), "#warning careful\nint w;\n").unwrap();
@@ -455,7 +474,7 @@ fn bad_io_timeout_is_a_usage_error() {
 #[test]
 fn uncached_err_fd_and_save_temps() {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     fs::write(t.path().join("x.c"), "int x(void) { return 1; }\n").unwrap();
     let tmp = t.path().join("tmp");
     fs::create_dir(&tmp).unwrap();
@@ -499,7 +518,7 @@ fn uncached_err_fd_and_save_temps() {
 #[test]
 fn pump_hosts_are_used_with_protocol_2_for_now() {
     let t = tempfile::tempdir().unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     fs::write(t.path().join("x.c"), "int x(void) { return 3; }\n").unwrap();
     let out = client_cmd(
         &distcc(),

@@ -3,7 +3,7 @@
 //! garbage or a truncated object. Host faults leave a backoff file; the user's own compile
 //! errors do not (distcc 3.4 backs off a healthy host there; we deliberately don't).
 
-mod client_util;
+mod common;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use client_util::*;
+use common::*;
 
 const SRC: &str = "int add(int a, int b) { return a + b; }\n";
 
@@ -122,8 +122,17 @@ fn backoff_disabled_does_not_loop_forever() {
 
 #[test]
 fn refusing_daemon() {
+    refusing(Kind::Debian);
+}
+
+#[test]
+fn refusing_daemon_ours() {
+    refusing(Kind::Ours);
+}
+
+fn refusing(kind: Kind) {
     let t = setup();
-    let d = DebianDaemon::start(t.path(), &["--allow", "10.9.9.9"]);
+    let d = Daemon::start(kind, t.path(), &["--allow", "10.9.9.9"], &[]);
     let o = compile(t.path(), &format!("127.0.0.1:{},lzo", d.port), &[], "gcc");
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -145,7 +154,7 @@ fn daemon_killed_mid_job() {
         &slow,
         "case \" $* \" in *\" -E \"*) ;; *) sleep 3 ;; esac\nexec gcc \"$@\"",
     );
-    let mut d = DebianDaemon::start(t.path(), &["--enable-tcp-insecure"]);
+    let mut d = Daemon::start(Kind::Debian, t.path(), &["--enable-tcp-insecure"], &[]);
     let hosts = format!("127.0.0.1:{}", d.port);
     let tp = t.path().to_path_buf();
     let slow_s = slow.to_str().unwrap().to_string();
@@ -226,7 +235,7 @@ fn truncated_object_is_never_left_behind() {
 fn users_compile_error_is_not_the_hosts_fault() {
     let t = setup();
     fs::write(t.path().join("x.c"), "int broken( { return 1; }\n").unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let hosts = format!("127.0.0.1:{}", d.port);
     let o = compile(t.path(), &hosts, &[], "gcc");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -266,7 +275,7 @@ fn interrupted_client_leaves_no_temp_files() {
         &slow,
         "case \" $* \" in *\" -E \"*) ;; *) sleep 3 ;; esac\nexec gcc \"$@\"",
     );
-    let d = DebianDaemon::start(t.path(), &["--enable-tcp-insecure"]);
+    let d = Daemon::start(Kind::Debian, t.path(), &["--enable-tcp-insecure"], &[]);
     let mut child = client_cmd(
         &distcc(),
         &t.path().join("dd"),
@@ -299,7 +308,7 @@ fn interrupted_client_leaves_no_temp_files() {
 #[test]
 fn missing_output_directory_fails_like_gcc() {
     let t = setup();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let mut cmd = client_cmd(
         &distcc(),
         &t.path().join("dd"),
@@ -327,7 +336,7 @@ fn missing_output_directory_fails_like_gcc() {
 fn a_dead_host_is_skipped_for_the_next_one() {
     let t = setup();
     let dead = free_port();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let o = compile(
         t.path(),
         &format!("127.0.0.1:{dead} 127.0.0.1:{}", d.port),
@@ -345,7 +354,7 @@ fn a_dead_host_is_skipped_for_the_next_one() {
 fn user_error_without_fallback_shows_the_servers_diagnostics() {
     let t = setup();
     fs::write(t.path().join("x.c"), "int broken( { return 1; }\n").unwrap();
-    let d = DebianDaemon::start(t.path(), &[]);
+    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
     let o = compile(
         t.path(),
         &format!("127.0.0.1:{},lzo", d.port),

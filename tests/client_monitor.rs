@@ -1,13 +1,13 @@
 //! Debian's /usr/bin/distccmon-text shows a job of ours while it runs: our
 //! `binstate_<pid>` files have distcc 3.4's layout.
 
-mod client_util;
+mod common;
 
 use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use client_util::*;
+use common::*;
 
 #[test]
 fn distccmon_text_lists_our_running_job() {
@@ -18,7 +18,7 @@ fn distccmon_text_lists_our_running_job() {
         &slow,
         "case \" $* \" in *\" -E \"*) ;; *) sleep 3 ;; esac\nexec gcc \"$@\"",
     );
-    let d = DebianDaemon::start(t.path(), &["--enable-tcp-insecure"]);
+    let d = Daemon::start(Kind::Debian, t.path(), &["--enable-tcp-insecure"], &[]);
     let dd = t.path().join("dd");
     let mut child = client_cmd(&distcc(), &dd, &format!("127.0.0.1:{}", d.port))
         .args([

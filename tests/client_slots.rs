@@ -2,13 +2,13 @@
 //! run more jobs on a host than its slot limit: our slot locks are the same files, with the
 //! same POSIX record locks, as distcc 3.4's.
 
-mod client_util;
+mod common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use client_util::*;
+use common::*;
 
 #[test]
 fn ours_and_debians_share_slot_limits() {
@@ -32,7 +32,7 @@ fn ours_and_debians_share_slot_limits() {
             c = counts.display()
         ),
     );
-    let d = DebianDaemon::start(t.path(), &["--enable-tcp-insecure"]);
+    let d = Daemon::start(Kind::Debian, t.path(), &["--enable-tcp-insecure"], &[]);
     let hosts = format!("127.0.0.1:{}/2", d.port);
     let dd = t.path().join("dd");
     let mut children = Vec::new();

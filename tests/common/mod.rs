@@ -6,7 +6,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Our binary; applets are picked by argv[0] or by `distcc <applet>`.
@@ -169,4 +169,73 @@ pub fn wait_for_port(port: u16) {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Copy tests/project into `dest`.
+pub fn copy_project(dest: &Path) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/project");
+    let st = Command::new("cp")
+        .arg("-r")
+        .arg(&src)
+        .arg(dest)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Every file under `dir/obj` ending in one of `exts`, relative, sorted.
+pub fn outputs(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
+    fn walk(base: &Path, d: &Path, exts: &[&str], out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, exts, out);
+            } else if exts.iter().any(|x| p.extension().is_some_and(|e| e == *x)) {
+                out.push(p.strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &dir.join("obj"), exts, &mut out);
+    out.sort();
+    out
+}
+
+/// Assert two project builds produced the same objects and .d files, byte for byte.
+pub fn assert_same_outputs(reference: &Path, built: &Path) {
+    let want = outputs(reference, &["o", "d"]);
+    let got = outputs(built, &["o", "d"]);
+    assert_eq!(want, got, "different sets of outputs");
+    assert_eq!(
+        want.len(),
+        10,
+        "5 objects and 5 .d files expected: {want:?}"
+    );
+    for f in &want {
+        let a = fs::read(reference.join(f)).unwrap();
+        let b = fs::read(built.join(f)).unwrap();
+        assert!(a == b, "{} differs from a local compile's", f.display());
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "command failed: {:?}\nstdout: {}\nstderr: {}",
+            cmd,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+/// Build the project locally (no distcc) as the reference.
+pub fn reference_build(dir: &Path) {
+    copy_project(dir);
+    let out = run(Command::new("make")
+        .args(["-s", "-j4", "CC=gcc", "CXX=g++"])
+        .current_dir(dir));
+    assert!(out.status.success());
 }
