@@ -214,6 +214,18 @@ fn implicit_mode_and_response_file() {
 
 #[test]
 fn ssh_host_through_a_stand_in_ssh() {
+    ssh_host("/usr/bin/distccd");
+}
+
+#[test]
+fn ssh_host_running_our_distccd_inetd() {
+    let bin = tempfile::tempdir().unwrap();
+    let ours = bin.path().join("distccd");
+    symlink(distcc(), &ours).unwrap();
+    ssh_host(ours.to_str().unwrap());
+}
+
+fn ssh_host(daemon: &str) {
     let t = tempfile::tempdir().unwrap();
     let logdir = world_writable_dir(t.path(), "log");
     let marker = t.path().join("ssh-was-used");
@@ -234,7 +246,7 @@ fn ssh_host_through_a_stand_in_ssh() {
     let out = run(client_cmd(
         &distcc(),
         &t.path().join("dd"),
-        "bob@box:/usr/bin/distccd,lzo",
+        &format!("bob@box:{daemon},lzo"),
     )
     .env("DISTCC_SSH", format!("{} ", fake_ssh.display()))
     .env("DISTCC_FALLBACK", "0")
@@ -243,7 +255,12 @@ fn ssh_host_through_a_stand_in_ssh() {
     assert!(out.status.success());
     let m = fs::read_to_string(&marker).unwrap();
     assert!(m.contains("user=bob"), "{m}");
-    assert!(m.contains("host=box cmd=/usr/bin/distccd --inetd"), "{m}");
+    assert!(m.contains(&format!("host=box cmd={daemon} --inetd")), "{m}");
+    let log = fs::read_to_string(logdir.join("d.log")).unwrap_or_default();
+    assert!(
+        log.contains("COMPILE_OK"),
+        "the job ran on the ssh host's daemon: {log}"
+    );
     assert!(
         run(Command::new("gcc")
             .args(["-c", "x.c", "-o", "y.o"])
