@@ -18,7 +18,8 @@ all build:
 # The interop tests drive Debian's distcc 3.4. Install it when we can (root + apt-get);
 # otherwise stop and say the one command to run. Never skip them silently.
 check-peer:
-	@if [ ! -x /usr/bin/distccd ] || [ ! -x /usr/bin/distcc ] || [ ! -x /usr/bin/distcc-pump ]; then \
+	@if [ ! -x /usr/bin/distccd ] || [ ! -x /usr/bin/distcc ] || [ ! -x /usr/bin/distcc-pump ] \
+	    || ! command -v ccache >/dev/null || ! command -v man >/dev/null || ! command -v groff >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's distcc 3.4 (the interop peer)…"; \
 	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq distcc distcc-pump ccache man-db >/dev/null || exit 1; \
