@@ -209,8 +209,9 @@ impl Prepared {
         }
     }
 
-    /// Collect the results into a reply (file reads: call it off the executor).
-    pub fn finish(self, status: u32, ending: Ending, extra_stderr: Vec<u8>) -> Finished {
+    /// Collect the results into a reply. The job's files stay until `self` is dropped, so
+    /// the caller can send the reply first and clean up after.
+    pub fn finish(&self, status: u32, ending: Ending, extra_stderr: Vec<u8>) -> Finished {
         let mut reply = Reply {
             version: self.version,
             status,

@@ -47,6 +47,25 @@ pub fn peer_name(peer: Option<SocketAddr>) -> String {
     }
 }
 
+/// Jobs smaller than this do their file work on the executor thread.
+const INLINE_LIMIT: usize = 256 * 1024;
+
+/// The bytes a request carries.
+fn request_size(req: &protocol::Request) -> usize {
+    match &req.body {
+        protocol::Body::Source(protocol::Payload::Plain(d) | protocol::Payload::Lzo(d)) => d.len(),
+        protocol::Body::Files(files) => files
+            .iter()
+            .map(|f| match &f.kind {
+                protocol::FileKind::File(
+                    protocol::Payload::Plain(d) | protocol::Payload::Lzo(d),
+                ) => d.len(),
+                protocol::FileKind::Link(t) => t.len(),
+            })
+            .sum(),
+    }
+}
+
 /// Serve one job on one connection, start to finish.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
@@ -77,7 +96,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let version = req.version;
     let settings = shared.settings.clone();
-    let prepared = match smol::unblock(move || job::prepare(req, &settings)).await {
+    // File work goes to the blocking pool, except for small jobs, where the hand-off to
+    // another thread would cost more than the work itself.
+    let small = request_size(&req) < INLINE_LIMIT;
+    let prepared = if small {
+        job::prepare(req, &settings)
+    } else {
+        smol::unblock(move || job::prepare(req, &settings)).await
+    };
+    let prepared = match prepared {
         Ok(p) => p,
         Err(refusal) => {
             shared.stats.record(JobResult::RejBadReq);
@@ -88,7 +115,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let _slot = shared.slots.acquire().await;
     shared.stats.job_started();
     let (status, ending, serr) = prepared.run(&shared.settings, conn.wait_for_eof()).await;
-    let finished = smol::unblock(move || prepared.finish(status, ending, serr)).await;
+    let (finished, prepared) = if small {
+        (prepared.finish(status, ending, serr), prepared)
+    } else {
+        smol::unblock(move || (prepared.finish(status, ending, serr), prepared)).await
+    };
     let millis = start.elapsed().as_millis();
     shared
         .stats
@@ -105,7 +136,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     if finished.ending != Ending::ClientGone {
         let reply = finished.reply;
-        match smol::unblock(move || protocol::encode_reply(&reply)).await {
+        let encoded = if reply.object.len() < INLINE_LIMIT {
+            protocol::encode_reply(&reply)
+        } else {
+            smol::unblock(move || protocol::encode_reply(&reply)).await
+        };
+        match encoded {
             Ok(bytes) => {
                 if let Err(e) = conn.send(&bytes).await {
                     log::warn!("client {who}: failed to send the reply: {e}");
@@ -119,6 +155,12 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Err(e) => log::error!("client {who}: failed to encode the reply: {e}"),
         }
+    }
+    // The reply is out: now remove the job's files.
+    if small {
+        drop(prepared);
+    } else {
+        smol::unblock(move || drop(prepared)).await;
     }
     shared.stats.record(result);
     log::debug!("job complete (protocol {version})");
