@@ -1,0 +1,215 @@
+//! distccd's life: the pid file, SIGTERM with a job in flight, `--lifetime`, `--stats`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{distcc, free_port, wait_for_port, world_writable_dir};
+use distcc::protocol::{self, Body, Limits, Payload, Request};
+
+fn hello_request() -> Vec<u8> {
+    protocol::encode_request(&Request {
+        version: 2,
+        cwd: None,
+        argv: ["gcc", "-c", "a.c", "-o", "a.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        body: Body::Source(Payload::Plain(b"int a(void){return 1;}\n".to_vec())),
+    })
+    .unwrap()
+}
+
+fn wait_exit(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[test]
+fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = world_writable_dir(work.path(), "run");
+    let masq = world_writable_dir(work.path(), "masq");
+    common::script(&masq.join("slowcc"), "sleep 1; exec gcc \"$@\"");
+    let pid_file = dir.join("distccd.pid");
+    let port = free_port();
+    let mut child = Command::new(distcc())
+        .args([
+            "distccd",
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            "127.0.0.1",
+            "--allow",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--log-stderr",
+            "--user",
+            "root",
+        ])
+        .env("DISTCCD_MASQUERADE_DIRS", &masq)
+        .env("DISTCCD_PATH", format!("{}:/usr/bin:/bin", masq.display()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, child.id(), "the pid file names the daemon");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let req = protocol::encode_request(&Request {
+        version: 1,
+        cwd: None,
+        argv: ["slowcc", "-c", "a.c", "-o", "a.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        body: Body::Source(Payload::Plain(b"int a;\n".to_vec())),
+    })
+    .unwrap();
+    s.write_all(&req).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut reply = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let _ = s.read_to_end(&mut reply);
+    let (r, _) = protocol::decode_reply(&reply, 1, Limits::default())
+        .expect("the running job still got its reply");
+    assert_eq!(r.status, 0);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(15)).is_some(),
+        "daemon exited after SIGTERM"
+    );
+    assert!(!pid_file.exists(), "pid file removed");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no longer accepting"
+    );
+}
+
+#[test]
+fn lifetime_ends_the_daemon() {
+    let port = free_port();
+    let mut child = Command::new(distcc())
+        .args([
+            "distccd",
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            "127.0.0.1",
+            "--lifetime",
+            "1",
+        ])
+        .args(["--port", &port.to_string(), "--log-stderr"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(port);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[test]
+fn detached_daemon_writes_its_pid_file_before_the_parent_returns() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = world_writable_dir(work.path(), "run");
+    let pid_file = dir.join("d.pid");
+    let port = free_port();
+    let status = Command::new(distcc())
+        .args([
+            "distccd",
+            "--daemon",
+            "--listen",
+            "127.0.0.1",
+            "--lifetime",
+            "30",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "--log-file",
+            dir.join("log").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file exists when the parent returns")
+        .trim()
+        .parse()
+        .unwrap();
+    wait_for_port(port);
+    // SAFETY: the detached daemon we just started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // SAFETY: probing with signal 0.
+    while unsafe { libc::kill(pid, 0) } == 0 {
+        assert!(Instant::now() < deadline, "detached daemon did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn stats_page_counts_jobs() {
+    let work = tempfile::tempdir().unwrap();
+    let stats_port = free_port();
+    let d = common::Daemon::start(
+        common::Kind::Ours,
+        work.path(),
+        &[
+            "--stats",
+            "--stats-port",
+            &stats_port.to_string(),
+            "--user",
+            "root",
+        ],
+        &[],
+    );
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+        s.write_all(&hello_request()).unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        assert_eq!(
+            protocol::decode_reply(&reply, 2, Limits::default())
+                .unwrap()
+                .0
+                .status,
+            0
+        );
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", stats_port)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    assert!(
+        page.starts_with("HTTP/1.0 200 OK\nContent-Type: text/plain\n"),
+        "{page}"
+    );
+    assert!(page.contains("\ndcc_compile_ok 2\n"), "{page}");
+    assert!(page.contains("\ndcc_longest_job a.c\n"), "{page}");
+    assert!(page.trim_end().ends_with("</distccstats>"), "{page}");
+}
