@@ -41,6 +41,10 @@ lint:
 clean:
 	$(CARGO) clean
 
+# Benchmarks never run in `make test`; BENCH_ARGS=--quick for a shorter run.
+bench: check-peer build
+	$(CARGO) bench --bench distcc_bench -- $(BENCH_ARGS)
+
 demo: build
 	bash tests/demo/run.sh
 include packaging/install.mk

@@ -1,0 +1,971 @@
+//! The benchmark harness: our distcc against Debian's distcc 3.4, side by side, in one run.
+//!
+//! The machines this runs on are shared and noisy, so every figure is a median over
+//! interleaved rounds (ours, theirs, ours, theirs, …) and is reported as a ratio to its
+//! counterpart; an absolute time on its own means little. Everything listens on loopback,
+//! on free ports; every daemon is stopped by its pid when its guard drops.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How big a run is.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Our binary (target/release/distcc).
+    pub ours: PathBuf,
+    /// Where scratch files go (tests/bench/work).
+    pub work: PathBuf,
+    /// Jobs per round in the per-job suite.
+    pub jobs: usize,
+    /// Interleaved rounds per measurement.
+    pub rounds: usize,
+    /// Daemon counts for the scheduler suite.
+    pub ks: Vec<usize>,
+    /// Build Lua (needs `cargo fetch` of lua-src).
+    pub real_build: bool,
+    /// In-flight jobs for the memory suite.
+    pub mem_jobs: usize,
+}
+
+/// One line of the results table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub suite: &'static str,
+    pub metric: String,
+    pub ours: String,
+    pub theirs: String,
+    pub ratio: String,
+    pub target: String,
+    pub verdict: String,
+}
+
+fn row(suite: &'static str, metric: impl Into<String>) -> Row {
+    Row {
+        suite,
+        metric: metric.into(),
+        ours: "-".into(),
+        theirs: "-".into(),
+        ratio: "-".into(),
+        target: "-".into(),
+        verdict: "-".into(),
+    }
+}
+
+fn pass(ok: bool) -> String {
+    if ok { "PASS" } else { "FAIL" }.into()
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Which distcc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Ours,
+    Theirs,
+}
+
+/// A daemon on `addr:port`, stopped by pid when dropped.
+pub struct Daemon {
+    child: Child,
+    pub port: u16,
+    pub addr: String,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(
+        opts: &Options,
+        side: Side,
+        addr: &str,
+        jobs: usize,
+        env: &[(&str, String)],
+    ) -> Result<Daemon, String> {
+        let port = free_port();
+        let log = opts
+            .work
+            .join(format!("distccd-{side:?}-{addr}-{port}.log"));
+        let _ = fs::write(&log, "");
+        let _ = fs::set_permissions(&log, fs::Permissions::from_mode(0o666));
+        let mut cmd = match side {
+            Side::Ours => {
+                let mut c = Command::new(&opts.ours);
+                c.arg("distccd");
+                c
+            }
+            Side::Theirs => Command::new("/usr/bin/distccd"),
+        };
+        cmd.args([
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            addr,
+            "--allow",
+            "127.0.0.0/8",
+        ])
+        .args(["--port", &port.to_string(), "--jobs", &jobs.to_string()])
+        .args([
+            "--log-file",
+            log.to_str().unwrap_or_default(),
+            "--log-level",
+            "info",
+        ])
+        .args(["-N", "0"])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("start {side:?} distccd: {e}"))?;
+        let mut d = Daemon {
+            child,
+            port,
+            addr: addr.to_owned(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect((addr, port)).is_err() {
+            if Instant::now() > deadline || matches!(d.child.try_wait(), Ok(Some(_))) {
+                return Err(format!("{side:?} distccd on {addr}:{port} did not start"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(d)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn compile_ok(&self) -> usize {
+        fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .matches("COMPILE_OK")
+            .count()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The scratch world: compilers, whitelist, sources.
+pub struct World {
+    pub opts: Options,
+    pub bin: PathBuf,
+    pub cmdlist: PathBuf,
+    pub src: PathBuf,
+    pub path: String,
+}
+
+fn write_exec(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())
+}
+
+fn gcc(args: &[&str]) -> Result<(), String> {
+    let ok = Command::new("gcc")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("gcc {args:?} failed"))
+    }
+}
+
+impl World {
+    pub fn new(opts: &Options) -> Result<World, String> {
+        let _ = fs::remove_dir_all(&opts.work);
+        // Daemons started as root run jobs as `distcc`: it must reach the work dir.
+        if let Some(parent) = opts.work.parent() {
+            let _ = fs::set_permissions(parent, fs::Permissions::from_mode(0o755));
+        }
+        let bin = opts.work.join("bin");
+        let src = opts.work.join("src");
+        for d in [&opts.work, &bin, &src] {
+            fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            let _ = fs::set_permissions(d, fs::Permissions::from_mode(0o777));
+        }
+        // The no-op compiler writes an empty object; the sleeping one waits 200 ms first
+        // (and only when compiling, not for `-E`).
+        let noop = r#"#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int compile = 0; const char *out = 0; int ms = SLEEP_MS;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c")) compile = 1;
+        if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[i + 1];
+    }
+    if (compile && ms) usleep(ms * 1000);
+    if (out) { FILE *f = fopen(out, "w"); if (f) { fputs("o", f); fclose(f); } }
+    return 0;
+}
+"#;
+        let c = opts.work.join("noop.c");
+        fs::write(&c, noop).map_err(|e| e.to_string())?;
+        gcc(&[
+            "-O2",
+            "-DSLEEP_MS=0",
+            "-o",
+            bin.join("noopcc").to_str().unwrap_or_default(),
+            c.to_str().unwrap_or_default(),
+        ])?;
+        gcc(&[
+            "-O2",
+            "-DSLEEP_MS=200",
+            "-o",
+            bin.join("sleepcc").to_str().unwrap_or_default(),
+            c.to_str().unwrap_or_default(),
+        ])?;
+        gcc(&[
+            "-O2",
+            "-DSLEEP_MS=2000",
+            "-o",
+            bin.join("slowcc").to_str().unwrap_or_default(),
+            c.to_str().unwrap_or_default(),
+        ])?;
+        let triple = String::from_utf8(
+            Command::new("gcc")
+                .arg("-dumpmachine")
+                .output()
+                .map_err(|e| e.to_string())?
+                .stdout,
+        )
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+        let mut list = String::new();
+        for name in ["noopcc", "sleepcc", "slowcc"] {
+            let _ = writeln!(list, "{}", bin.join(name).display());
+        }
+        for name in ["gcc", "cc", &format!("{triple}-gcc")] {
+            let _ = writeln!(list, "/usr/bin/{name}");
+        }
+        let cmdlist = opts.work.join("cmdlist");
+        fs::write(&cmdlist, list).map_err(|e| e.to_string())?;
+        fs::write(src.join("x.c"), "int x;\n").map_err(|e| e.to_string())?;
+        fs::write(
+            src.join("hello.c"),
+            "#include <stdio.h>\nint main(void) { printf(\"Hallo distcc!\\n\"); return 0; }\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Ok(World {
+            opts: opts.clone(),
+            bin,
+            cmdlist,
+            src,
+            path,
+        })
+    }
+
+    pub fn daemon(&self, side: Side, addr: &str, jobs: usize) -> Result<Daemon, String> {
+        Daemon::start(
+            &self.opts,
+            side,
+            addr,
+            jobs,
+            &[("DISTCC_CMDLIST", self.cmdlist.display().to_string())],
+        )
+    }
+
+    /// A client command for `side` with its own DISTCC_DIR.
+    pub fn client(&self, side: Side, hosts: &str, tag: &str) -> Command {
+        let dir = self.opts.work.join(format!("dd-{side:?}-{tag}"));
+        let _ = fs::create_dir_all(&dir);
+        let mut c = match side {
+            Side::Ours => Command::new(&self.opts.ours),
+            Side::Theirs => Command::new("/usr/bin/distcc"),
+        };
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            if k.starts_with("DISTCC") || k == "_DISTCC_SAFEGUARD" {
+                c.env_remove(&k);
+            }
+        }
+        c.env("DISTCC_DIR", &dir)
+            .env("DISTCC_HOSTS", hosts)
+            .env("DISTCC_FALLBACK", "0")
+            .env("DISTCC_BACKOFF_PERIOD", "0")
+            .env("PATH", &self.path)
+            .current_dir(&self.src)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+}
+
+/// Run `n` jobs of `args` one after another; seconds taken, and failures.
+fn sequential(
+    world: &World,
+    side: Option<Side>,
+    hosts: &str,
+    args: &[&str],
+    n: usize,
+    tag: &str,
+) -> (f64, usize) {
+    let start = Instant::now();
+    let mut failed = 0;
+    for i in 0..n {
+        let out = format!("{tag}-{i}.o");
+        let status = match side {
+            Some(s) => world
+                .client(s, hosts, tag)
+                .args(args)
+                .args(["-o", &out])
+                .status(),
+            None => Command::new(args[0])
+                .args(&args[1..])
+                .args(["-o", &out])
+                .current_dir(&world.src)
+                .env("PATH", &world.path)
+                .status(),
+        };
+        if !status.map(|s| s.success()).unwrap_or(false) {
+            failed += 1;
+        }
+    }
+    (start.elapsed().as_secs_f64(), failed)
+}
+
+/// `threads` loops of `per` jobs each, at once; jobs per second.
+fn concurrent(
+    world: &World,
+    side: Side,
+    hosts: &str,
+    args: &[&str],
+    threads: usize,
+    per: usize,
+) -> (f64, usize) {
+    let start = Instant::now();
+    let failed: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || sequential(world, Some(side), hosts, args, per, &format!("c{t}")).1)
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(per)).sum()
+    });
+    (
+        (threads * per) as f64 / start.elapsed().as_secs_f64(),
+        failed,
+    )
+}
+
+/// Suite 1: the cost of distcc itself, per job.
+pub fn per_job(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    let ours = world.daemon(Side::Ours, "127.0.0.1", 8)?;
+    let theirs = world.daemon(Side::Theirs, "127.0.0.1", 8)?;
+    let hosts = |d: &Daemon| format!("127.0.0.1:{}/8", d.port);
+    let n = world.opts.jobs;
+    for (label, args) in [
+        ("no-op compiler", &["noopcc", "-c", "x.c"][..]),
+        ("gcc hello.c", &["gcc", "-c", "hello.c"][..]),
+    ] {
+        let (mut o, mut t, mut l) = (Vec::new(), Vec::new(), Vec::new());
+        let mut failures = 0;
+        for _ in 0..world.opts.rounds {
+            let (s, f) = sequential(world, Some(Side::Ours), &hosts(&ours), args, n, "seq");
+            o.push(s * 1000.0 / n as f64);
+            failures += f;
+            let (s, f) = sequential(world, Some(Side::Theirs), &hosts(&theirs), args, n, "seq");
+            t.push(s * 1000.0 / n as f64);
+            failures += f;
+            let (s, _) = sequential(world, None, "", args, n, "local");
+            l.push(s * 1000.0 / n as f64);
+        }
+        let (o, t, l) = (median(&mut o), median(&mut t), median(&mut l));
+        let mut r = row("per-job", format!("{label}: ms/job, concurrency 1"));
+        r.ours = format!("{o:.2}");
+        r.theirs = format!("{t:.2}");
+        r.ratio = format!("{:.2}", o / t);
+        if label == "no-op compiler" {
+            r.target = "≤ 2 ms and ≤ 0.33".into();
+            r.verdict = pass(o <= 2.0 && o / t <= 0.34);
+        }
+        if failures > 0 {
+            r.verdict = format!("{failures} jobs failed");
+        }
+        rows.push(r);
+        let mut r = row("per-job", format!("{label}: local, ms/job"));
+        r.ours = format!("{l:.2}");
+        r.theirs = format!("{l:.2}");
+        rows.push(r);
+        if label == "gcc hello.c" {
+            let mut r = row("per-job", "gcc hello.c: overhead over local, ms/job");
+            r.ours = format!("{:.2}", o - l);
+            r.theirs = format!("{:.2}", t - l);
+            r.ratio = format!("{:.2}", (o - l) / (t - l));
+            r.target = "≤ 0.33".into();
+            r.verdict = pass((o - l) / (t - l) <= 0.34);
+            rows.push(r);
+        }
+    }
+    // Throughput with 8 clients at once.
+    let per = (n / 2).max(2);
+    let (mut o, mut t) = (Vec::new(), Vec::new());
+    let mut failures = 0;
+    for _ in 0..world.opts.rounds {
+        let (r, f) = concurrent(
+            world,
+            Side::Ours,
+            &hosts(&ours),
+            &["noopcc", "-c", "x.c"],
+            8,
+            per,
+        );
+        o.push(r);
+        failures += f;
+        let (r, f) = concurrent(
+            world,
+            Side::Theirs,
+            &hosts(&theirs),
+            &["noopcc", "-c", "x.c"],
+            8,
+            per,
+        );
+        t.push(r);
+        failures += f;
+    }
+    let (o, t) = (median(&mut o), median(&mut t));
+    let mut r = row("per-job", "no-op compiler: jobs/s, concurrency 8");
+    r.ours = format!("{o:.0}");
+    r.theirs = format!("{t:.0}");
+    r.ratio = format!("{:.2}", o / t);
+    r.target = "≥ 1000 jobs/s".into();
+    r.verdict = if failures > 0 {
+        format!("{failures} jobs failed")
+    } else {
+        pass(o >= 1000.0)
+    };
+    rows.push(r);
+    Ok(())
+}
+
+/// Locate the Lua sources that the `lua-src` crate ships (fetched through cargo).
+pub fn lua_sources(work: &Path) -> Result<(PathBuf, String), String> {
+    let proj = work.join("lua-fetch");
+    fs::create_dir_all(proj.join("src")).map_err(|e| e.to_string())?;
+    fs::write(proj.join("Cargo.toml"), "[package]\nname = \"lua-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[dependencies]\nlua-src = \"=551.1.0\"\n")
+        .map_err(|e| e.to_string())?;
+    fs::write(proj.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
+    let fetched = Command::new("cargo")
+        .arg("fetch")
+        .current_dir(&proj)
+        .stderr(Stdio::null())
+        .status();
+    if !fetched.map(|s| s.success()).unwrap_or(false) {
+        return Err("cargo fetch of lua-src failed".into());
+    }
+    let meta = Command::new("cargo")
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(&proj)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&meta.stdout);
+    // The manifest path of lua-src, without a JSON parser: find `.../lua-src-VERSION/Cargo.toml`.
+    let at = text
+        .find("lua-src-")
+        .ok_or("lua-src not in cargo metadata")?;
+    let start = text[..at].rfind('"').map_or(0, |i| i + 1);
+    let end = at + text[at..].find("/Cargo.toml").ok_or("no manifest path")?;
+    let root = PathBuf::from(&text[start..end]);
+    let version = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lua = fs::read_dir(&root)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lua-5.4"))
+        })
+        .ok_or("no lua-5.4 dir in lua-src")?;
+    let lua_version = lua
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((lua, format!("{version} ({lua_version})")))
+}
+
+/// Build every Lua .c with make -j; seconds.
+fn lua_build(
+    world: &World,
+    lua: &Path,
+    dir: &Path,
+    cc: &str,
+    hosts: &str,
+    side: Option<Side>,
+) -> Result<f64, String> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let mut objs = Vec::new();
+    let mut mk = String::from("CFLAGS = -O2 -Wall -DLUA_COMPAT_5_3\n");
+    for e in fs::read_dir(lua).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".c") {
+            objs.push(format!("{stem}.o"));
+            let _ = writeln!(
+                mk,
+                "{stem}.o: {}\n\t$(CC) $(CFLAGS) -c $< -o $@",
+                e.path().display()
+            );
+        }
+    }
+    objs.sort();
+    mk = format!("all: {}\n{mk}", objs.join(" "));
+    fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
+    let mut cmd = match side {
+        Some(s) => {
+            let mut c = world.client(s, hosts, "lua");
+            c.env_remove("DISTCC_FALLBACK");
+            let mut m = Command::new("make");
+            for (k, v) in c.get_envs() {
+                match v {
+                    Some(v) => m.env(k, v),
+                    None => m.env_remove(k),
+                };
+            }
+            m
+        }
+        None => Command::new("make"),
+    };
+    let start = Instant::now();
+    let ok = cmd
+        .args(["-s", "-j8", &format!("CC={cc}")])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        return Err(format!("lua build with {cc} failed"));
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn same_objects(a: &Path, b: &Path) -> (usize, usize) {
+    let (mut same, mut total) = (0, 0);
+    for e in fs::read_dir(a).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "o") {
+            total += 1;
+            if fs::read(&p).ok() == fs::read(b.join(e.file_name())).ok() {
+                same += 1;
+            }
+        }
+    }
+    (same, total)
+}
+
+/// Suite 2: a real C code base over loopback.
+pub fn real_build(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    let (lua, version) = lua_sources(&world.opts.work)?;
+    let ours = world.daemon(Side::Ours, "127.0.0.1", 4)?;
+    let theirs = world.daemon(Side::Theirs, "127.0.0.1", 4)?;
+    let w = &world.opts.work;
+    let oc = format!("{} gcc", world.opts.ours.display());
+    let tc = "/usr/bin/distcc gcc".to_string();
+    let (mut o, mut t, mut l) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..world.opts.rounds.min(3) {
+        l.push(lua_build(
+            world,
+            &lua,
+            &w.join("lua-local"),
+            "gcc",
+            "",
+            None,
+        )?);
+        o.push(lua_build(
+            world,
+            &lua,
+            &w.join("lua-ours"),
+            &oc,
+            &format!("127.0.0.1:{}/4,lzo", ours.port),
+            Some(Side::Ours),
+        )?);
+        t.push(lua_build(
+            world,
+            &lua,
+            &w.join("lua-theirs"),
+            &tc,
+            &format!("127.0.0.1:{}/4,lzo", theirs.port),
+            Some(Side::Theirs),
+        )?);
+    }
+    let (o, t, l) = (median(&mut o), median(&mut t), median(&mut l));
+    let (same, total) = same_objects(&w.join("lua-local"), &w.join("lua-ours"));
+    let remote = ours.compile_ok();
+    let mut r = row(
+        "real build",
+        format!("{version} make -j8: s (ours/theirs), vs local"),
+    );
+    r.ours = format!("{o:.2}");
+    r.theirs = format!("{t:.2}");
+    r.ratio = format!("{:.2}", o / t);
+    r.target = "ours/distcc ≤ 1.00".into();
+    r.verdict = pass(o / t <= 1.0);
+    rows.push(r);
+    let mut r = row("real build", "ours/local (local gcc make -j8)");
+    r.ours = format!("{o:.2}");
+    r.theirs = format!("{l:.2} (local)");
+    r.ratio = format!("{:.2}", o / l);
+    r.target = "≤ 1.00".into();
+    r.verdict = pass(o / l <= 1.0);
+    rows.push(r);
+    let mut r = row("real build", "objects equal to local / compiled remotely");
+    r.ours = format!("{same}/{total} equal, {remote} remote");
+    r.verdict = pass(same == total && total > 0 && remote >= total);
+    rows.push(r);
+    // Compatibility: each client with the other's daemon.
+    let before_t = theirs.compile_ok();
+    let x1 = lua_build(
+        world,
+        &lua,
+        &w.join("lua-ours-theirs"),
+        &oc,
+        &format!("127.0.0.1:{}/4,lzo", theirs.port),
+        Some(Side::Ours),
+    )?;
+    let (s1, n1) = same_objects(&w.join("lua-local"), &w.join("lua-ours-theirs"));
+    let before_o = ours.compile_ok();
+    let x2 = lua_build(
+        world,
+        &lua,
+        &w.join("lua-theirs-ours"),
+        &tc,
+        &format!("127.0.0.1:{}/4,lzo", ours.port),
+        Some(Side::Theirs),
+    )?;
+    let (s2, n2) = same_objects(&w.join("lua-local"), &w.join("lua-theirs-ours"));
+    let mut r = row(
+        "real build",
+        "mixed: our client→their daemon / their client→our daemon",
+    );
+    r.ours = format!(
+        "{x1:.2}s, {s1}/{n1} equal, {} remote",
+        theirs.compile_ok() - before_t
+    );
+    r.theirs = format!(
+        "{x2:.2}s, {s2}/{n2} equal, {} remote",
+        ours.compile_ok() - before_o
+    );
+    r.verdict = pass(s1 == n1 && s2 == n2 && n1 > 0);
+    rows.push(r);
+    Ok(())
+}
+
+/// Suite 3: K daemons of 4 slots, a 200 ms compiler, make -j(4K) of 10×4K jobs.
+pub fn scheduler(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    for &k in &world.opts.ks {
+        let jobs = 10 * 4 * k;
+        let ideal = 10.0 * 0.2;
+        let mut eff = [0.0f64; 2];
+        for (i, side) in [Side::Ours, Side::Theirs].into_iter().enumerate() {
+            let daemons: Vec<Daemon> = (0..k)
+                .map(|j| world.daemon(side, &format!("127.0.0.{}", j + 2), 4))
+                .collect::<Result<_, _>>()?;
+            let hosts: Vec<String> = daemons
+                .iter()
+                .map(|d| format!("{}:{}/4", d.addr, d.port))
+                .collect();
+            let dir = world.opts.work.join(format!("sched-{side:?}-{k}"));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let mut mk = String::from("all:");
+            for j in 0..jobs {
+                let _ = write!(mk, " j{j}.o");
+            }
+            mk.push_str("\n%.o: x.c\n\t$(CC) -c x.c -o $@\n");
+            fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
+            fs::write(dir.join("x.c"), "int x;\n").map_err(|e| e.to_string())?;
+            let client = world.client(side, &hosts.join(" "), &format!("sched{k}"));
+            let mut m = Command::new("make");
+            for (key, v) in client.get_envs() {
+                match v {
+                    Some(v) => m.env(key, v),
+                    None => m.env_remove(key),
+                };
+            }
+            let cc = match side {
+                Side::Ours => format!("{} sleepcc", world.opts.ours.display()),
+                Side::Theirs => "/usr/bin/distcc sleepcc".into(),
+            };
+            let start = Instant::now();
+            let ok = m
+                .args(["-s", &format!("-j{}", 4 * k), &format!("CC={cc}")])
+                .env("DISTCC_PAUSE_TIME_MSEC", "1000")
+                .current_dir(&dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            let took = start.elapsed().as_secs_f64();
+            if !ok {
+                return Err(format!("scheduler make K={k} {side:?} failed"));
+            }
+            eff[i] = ideal / took;
+        }
+        let mut r = row(
+            "scheduler",
+            format!("efficiency, K={k} daemons × 4 slots, {jobs} jobs of 200 ms"),
+        );
+        r.ours = format!("{:.2}", eff[0]);
+        r.theirs = format!("{:.2}", eff[1]);
+        r.ratio = format!("{:.2}", eff[0] / eff[1]);
+        match k {
+            16 => {
+                r.target = "≥ 0.95".into();
+                r.verdict = pass(eff[0] >= 0.95);
+            }
+            64 => {
+                r.target = "≥ 0.90".into();
+                r.verdict = pass(eff[0] >= 0.90);
+            }
+            _ => {}
+        }
+        rows.push(r);
+    }
+    Ok(())
+}
+
+/// `VmHWM` of a process, kB.
+fn hwm_kb(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Pids whose process group is `pgid` (Debian's distccd preforks into its group).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the `(comm)`: state ppid pgrp …
+        let Some(rest) = stat.rsplit_once(") ").map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Suite 4: memory.
+pub fn memory(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    let n = world.opts.mem_jobs;
+    let mut daemon_kb = [(0u64, 0u64); 2];
+    for (i, side) in [Side::Ours, Side::Theirs].into_iter().enumerate() {
+        let d = world.daemon(side, "127.0.0.1", n)?;
+        let hosts = format!("127.0.0.1:{}/{n}", d.port);
+        let clients: Vec<Child> = (0..n)
+            .filter_map(|j| {
+                world
+                    .client(side, &hosts, &format!("mem{j}"))
+                    .args(["slowcc", "-c", "x.c", "-o", &format!("m{j}.o")])
+                    .spawn()
+                    .ok()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: getpgid on a live child.
+        let pgid = unsafe { libc::getpgid(d.pid() as i32) } as u32;
+        let members: Vec<u32> = group_members(pgid)
+            .into_iter()
+            .filter(|p| {
+                fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim().starts_with("distcc"))
+            })
+            .collect();
+        let own = hwm_kb(d.pid()).unwrap_or(0);
+        let sum: u64 = members.iter().filter_map(|p| hwm_kb(*p)).sum();
+        daemon_kb[i] = (own, sum.max(own));
+        for mut c in clients {
+            let _ = c.wait();
+        }
+    }
+    let mut r = row(
+        "memory",
+        format!("daemon peak RSS with {n} jobs in flight, MB (own process / whole group)"),
+    );
+    r.ours = format!(
+        "{:.1} / {:.1}",
+        daemon_kb[0].0 as f64 / 1024.0,
+        daemon_kb[0].1 as f64 / 1024.0
+    );
+    r.theirs = format!(
+        "{:.1} / {:.1}",
+        daemon_kb[1].0 as f64 / 1024.0,
+        daemon_kb[1].1 as f64 / 1024.0
+    );
+    r.ratio = format!(
+        "{:.2}",
+        daemon_kb[0].1 as f64 / daemon_kb[1].1.max(1) as f64
+    );
+    r.target = "≤ 20 MB".into();
+    r.verdict = pass(daemon_kb[0].1 <= 20 * 1024);
+    rows.push(r);
+    // A client's peak RSS for one job: /usr/bin/time's %M.
+    let d_ours = world.daemon(Side::Ours, "127.0.0.1", 4)?;
+    let d_theirs = world.daemon(Side::Theirs, "127.0.0.1", 4)?;
+    let mut kb = [0u64; 2];
+    for (i, (side, d)) in [(Side::Ours, &d_ours), (Side::Theirs, &d_theirs)]
+        .into_iter()
+        .enumerate()
+    {
+        let client = world.client(side, &format!("127.0.0.1:{}", d.port), "rss");
+        let mut t = Command::new("/usr/bin/time");
+        t.arg("-f")
+            .arg("%M")
+            .arg(client.get_program())
+            .args(client.get_args())
+            .args(["gcc", "-c", "hello.c", "-o", "rss.o"]);
+        for (key, v) in client.get_envs() {
+            match v {
+                Some(v) => t.env(key, v),
+                None => t.env_remove(key),
+            };
+        }
+        let out = t
+            .current_dir(&world.src)
+            .output()
+            .map_err(|e| format!("/usr/bin/time: {e}"))?;
+        kb[i] = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0);
+    }
+    let mut r = row("memory", "client peak RSS per job (gcc hello.c), MB");
+    r.ours = format!("{:.1}", kb[0] as f64 / 1024.0);
+    r.theirs = format!("{:.1}", kb[1] as f64 / 1024.0);
+    r.ratio = format!("{:.2}", kb[0] as f64 / kb[1].max(1) as f64);
+    rows.push(r);
+    Ok(())
+}
+
+/// Suite 5: pump mode (placeholder until the applet exists).
+pub fn pump(world: &World, rows: &mut Vec<Row>) {
+    let works = Command::new(&world.opts.ours)
+        .args(["pump", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let mut r = row("pump", "include analysis vs gcc -M; pump vs plain build");
+    r.ours = if works {
+        "pump applet present; not measured by this harness yet".into()
+    } else {
+        "not measured yet (no pump applet)".into()
+    };
+    rows.push(r);
+}
+
+/// Render the table.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| suite | metric | ours | distcc 3.4 | ours/theirs | target | verdict |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.suite, r.metric, r.ours, r.theirs, r.ratio, r.target, r.verdict
+        );
+    }
+    s
+}
+
+/// Run the suites named in `which` (all when empty); a failing suite becomes a row saying so.
+pub fn run(opts: &Options, which: &[String]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if !Path::new("/usr/bin/distccd").exists() {
+        let mut r = row(
+            "setup",
+            "Debian's distcc 3.4 is missing: apt-get install -y distcc distcc-pump",
+        );
+        r.verdict = "theirs not measured".into();
+        rows.push(r);
+    }
+    let world = match World::new(opts) {
+        Ok(w) => w,
+        Err(e) => {
+            let mut r = row("setup", e);
+            r.verdict = "FAIL".into();
+            rows.push(r);
+            return rows;
+        }
+    };
+    let want = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    let suites: [(&str, fn(&World, &mut Vec<Row>) -> Result<(), String>); 4] = [
+        ("per-job", per_job),
+        ("real", real_build),
+        ("scheduler", scheduler),
+        ("memory", memory),
+    ];
+    for (name, f) in suites {
+        if !want(name) || (name == "real" && !opts.real_build) {
+            continue;
+        }
+        if let Err(e) = f(&world, &mut rows) {
+            let mut r = row("error", format!("{name}: {e}"));
+            r.verdict = "FAIL".into();
+            rows.push(r);
+        }
+    }
+    if want("pump") {
+        pump(&world, &mut rows);
+    }
+    rows
+}
