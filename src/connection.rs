@@ -111,6 +111,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             match decode(&self.buf, self.limits) {
                 Ok((value, used)) => {
                     self.buf.drain(..used);
+                    if self.buf.is_empty() {
+                        // Don't hold a large receive buffer through a long compile.
+                        self.buf = Vec::new();
+                    }
                     return Ok(value);
                 }
                 Err(ProtocolError::Incomplete) => {}
@@ -131,11 +135,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Read more bytes into the buffer; 0 means EOF.
     async fn fill(&mut self) -> Result<usize, ConnError> {
-        // Read in large steps: a job's bytes arrive in few system calls, and the codec is
-        // re-run once per step, not once per packet.
-        const STEP: usize = 256 * 1024;
+        // Read in steps that grow with what has arrived: a small request costs a small
+        // buffer (a daemon holds one per waiting client), a large one arrives in few system
+        // calls, and the codec is re-run once per step, not once per packet.
+        const MIN_STEP: usize = 16 * 1024;
+        const MAX_STEP: usize = 1024 * 1024;
         let old = self.buf.len();
-        self.buf.resize(old + STEP, 0);
+        let step = old.clamp(MIN_STEP, MAX_STEP);
+        self.buf.resize(old + step, 0);
         let read = async {
             let n = self.stream.read(&mut self.buf[old..]).await?;
             Ok::<usize, ConnError>(n)

@@ -500,13 +500,13 @@ pub fn lua_sources(work: &Path) -> Result<(PathBuf, String), String> {
         .output()
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&meta.stdout);
-    // The manifest path of lua-src, without a JSON parser: find `.../lua-src-VERSION/Cargo.toml`.
-    let at = text
-        .find("lua-src-")
+    // The manifest path of lua-src, without a JSON parser: the quoted string that ends in
+    // `/lua-src-VERSION/Cargo.toml`.
+    let manifest = text
+        .split('"')
+        .find(|s| s.ends_with("/Cargo.toml") && s.contains("/lua-src-"))
         .ok_or("lua-src not in cargo metadata")?;
-    let start = text[..at].rfind('"').map_or(0, |i| i + 1);
-    let end = at + text[at..].find("/Cargo.toml").ok_or("no manifest path")?;
-    let root = PathBuf::from(&text[start..end]);
+    let root = PathBuf::from(manifest.trim_end_matches("/Cargo.toml"));
     let version = root
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -927,6 +927,9 @@ pub fn table(rows: &[Row]) -> String {
     s
 }
 
+/// A suite: measures and appends its rows.
+type Suite = fn(&World, &mut Vec<Row>) -> Result<(), String>;
+
 /// Run the suites named in `which` (all when empty); a failing suite becomes a row saying so.
 pub fn run(opts: &Options, which: &[String]) -> Vec<Row> {
     let mut rows = Vec::new();
@@ -948,7 +951,7 @@ pub fn run(opts: &Options, which: &[String]) -> Vec<Row> {
         }
     };
     let want = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
-    let suites: [(&str, fn(&World, &mut Vec<Row>) -> Result<(), String>); 4] = [
+    let suites: [(&str, Suite); 4] = [
         ("per-job", per_job),
         ("real", real_build),
         ("scheduler", scheduler),
