@@ -148,8 +148,18 @@ fn strip_local_args(argv: &[String]) -> Vec<String> {
     out
 }
 
-/// Options taking a separate argument, so that the argument is not mistaken for an input.
-const TAKES_ARG: &[&str] = &[
+/// Options taking a separate argument, so that the argument is not mistaken for an input
+/// (the client's scan and the server's, [`crate::daemon::argv`]).
+pub const TAKES_ARG: &[&str] = &[
+    "-isysroot",
+    "--sysroot",
+    "-imultilib",
+    "-Xclang",
+    "-A",
+    "-T",
+    "-z",
+    "-u",
+    "-G",
     "-D",
     "-I",
     "-U",

@@ -20,43 +20,7 @@ pub enum ArgvError {
     MissingOutput,
 }
 
-/// Options whose next word is their argument (so it is not mistaken for a source).
-const TAKES_ARG: &[&str] = &[
-    "-o",
-    "-x",
-    "-MF",
-    "-MT",
-    "-MQ",
-    "-I",
-    "-D",
-    "-U",
-    "-L",
-    "-l",
-    "-include",
-    "-imacros",
-    "-isystem",
-    "-idirafter",
-    "-iprefix",
-    "-iwithprefix",
-    "-iwithprefixbefore",
-    "-iquote",
-    "-isysroot",
-    "--sysroot",
-    "-imultilib",
-    "-Xclang",
-    "-Xpreprocessor",
-    "-Xassembler",
-    "-Xlinker",
-    "-target",
-    "-arch",
-    "-aux-info",
-    "--param",
-    "-A",
-    "-T",
-    "-z",
-    "-u",
-    "-G",
-];
+use crate::args::TAKES_ARG;
 
 /// Options that take a path argument that pump mode must re-root (separate or joined).
 const PATH_OPTIONS: &[&str] = &[
