@@ -227,12 +227,19 @@ fn startup() -> i32 {
         say("Could not start include server: can't find our own executable");
         return 1;
     };
+    let log = match std::fs::File::create(dir.join("stderr")) {
+        Ok(f) => std::process::Stdio::from(f),
+        Err(_) => std::process::Stdio::null(),
+    };
     let child = Command::new(exe)
         .arg0("pump")
         .arg("--serve")
         .arg(&dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
+        // Not our stderr: whoever reads our output (`eval \`pump --startup\``) would
+        // otherwise wait for the server to exit. Like 3.4, its log is `<dir>/stderr`.
+        .stderr(log)
         .spawn();
     let pid = match child {
         Ok(c) => c.id(),
@@ -286,6 +293,10 @@ fn shutdown() -> i32 {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     report_discrepancies(&dir);
+    // Show what the include server logged, as the pump script does.
+    if let Ok(text) = std::fs::read_to_string(dir.join("stderr")) {
+        eprint!("{text}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
     0
 }

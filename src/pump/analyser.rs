@@ -46,6 +46,8 @@ pub struct Command {
     /// `-include` and `-imacros` files, in order.
     pub preincludes: Vec<String>,
     pub nostdinc: bool,
+    /// `-ffreestanding`: no implicit `stdc-predef.h`.
+    pub freestanding: bool,
     /// Flags that change the compiler's default dirs (passed to the probe).
     pub probe_flags: Vec<String>,
     /// `-D NAME=VALUE` pairs: candidate values for computed includes.
@@ -75,6 +77,7 @@ pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered>
         after: vec![],
         preincludes: vec![],
         nostdinc: false,
+        freestanding: false,
         probe_flags: vec![],
         defines: vec![],
     };
@@ -148,6 +151,9 @@ pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered>
             i += n;
         } else if a == "-nostdinc" {
             cmd.nostdinc = true;
+            i += 1;
+        } else if a == "-ffreestanding" {
+            cmd.freestanding = true;
             i += 1;
         } else if a.starts_with("-m") || a.starts_with("-stdlib=") || a == "-nostdinc++" {
             cmd.probe_flags.push(a.to_string());
@@ -454,6 +460,13 @@ impl Analyser {
             path: cmd.source.clone(),
             found: None,
         });
+        // gcc reads `<stdc-predef.h>` before anything else unless told not to.
+        if !cmd.nostdinc
+            && !cmd.freestanding
+            && let Some((path, found)) = self.search(cfg, None, cfg.angle_start, "stdc-predef.h")
+        {
+            queue.push_back(Node { path, found });
+        }
         for pre in &cmd.preincludes {
             let found = if Path::new(pre).is_absolute() {
                 Some((PathBuf::from(pre), None))
