@@ -374,3 +374,75 @@ fn analyser_covers_gcc_m() {
         assert!(deps.iter().any(|d| d.starts_with("/usr")));
     }
 }
+
+/// Absolute -I dirs and source paths (CMake's style): `__FILE__` must name the client's
+/// paths, so the object equals a local build's (3.4's `#line` fix, `.lzo.abs`).
+fn absolute_paths_keep_file_names(kind: Kind, extra: &[&str]) {
+    let work = tempfile::tempdir().unwrap();
+    let dir = project(work.path(), "p");
+    let inc = format!("-I{}", dir.join("include").display());
+    let src = dir.join("src/where.c").display().to_string();
+    let args = [
+        "gcc",
+        inc.as_str(),
+        "-O2",
+        "-MD",
+        "-c",
+        src.as_str(),
+        "-o",
+        "where.o",
+    ];
+    let st = Command::new("gcc")
+        .args(&args[1..])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let local_o = fs::read(dir.join("where.o")).unwrap();
+    let local_d = fs::read(dir.join("where.d")).unwrap();
+    fs::remove_file(dir.join("where.o")).unwrap();
+    fs::remove_file(dir.join("where.d")).unwrap();
+
+    let daemon = Daemon::start(kind, work.path(), extra, &[]);
+    let log = work.path().join("client.log");
+    let d = distcc();
+    let st = client_cmd(
+        &d,
+        &work.path().join("dd"),
+        &format!("127.0.0.1:{},cpp,lzo", daemon.port),
+    )
+    .args(["pump", d.to_str().unwrap()])
+    .args(args)
+    .env("DISTCC_LOG", &log)
+    .env("DISTCC_VERBOSE", "1")
+    .current_dir(&dir)
+    .status()
+    .unwrap();
+    assert!(st.success());
+    let log = fs::read_to_string(&log).unwrap();
+    assert!(log.contains("completed ok (pump)"), "{log}");
+    let remote_o = fs::read(dir.join("where.o")).unwrap();
+    let text = String::from_utf8_lossy(&remote_o);
+    assert!(text.contains(&src), "__FILE__ of the source lost");
+    assert!(
+        text.contains(&dir.join("include/app/where.h").display().to_string()),
+        "__FILE__ of the header lost"
+    );
+    assert!(remote_o == local_o, "object differs from the local build's");
+    assert_eq!(
+        words(&fs::read(dir.join("where.d")).unwrap()),
+        words(&local_d)
+    );
+}
+
+#[test]
+fn absolute_paths_keep_file_names_with_our_daemon() {
+    absolute_paths_keep_file_names(Kind::Ours, &["--user", "root"]);
+}
+
+/// Debian's distccd has no prefix maps: only the `#line` in the shipped files saves
+/// `__FILE__` there.
+#[test]
+fn absolute_paths_keep_file_names_with_debian_distccd() {
+    absolute_paths_keep_file_names(Kind::Debian, &[]);
+}

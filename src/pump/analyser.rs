@@ -32,6 +32,9 @@ pub struct Config {
     pub angle_start: usize,
     /// The compiler's default dirs (never shipped).
     pub system: Vec<PathBuf>,
+    /// Per `chain` entry: it was given as an absolute path, so gcc names files found there
+    /// absolutely (and `__FILE__` must not become the server's temp path).
+    pub chain_abs: Vec<bool>,
 }
 
 /// What [`parse_command`] finds in an argv.
@@ -52,6 +55,10 @@ pub struct Command {
     pub probe_flags: Vec<String>,
     /// `-D NAME=VALUE` pairs: candidate values for computed includes.
     pub defines: Vec<(String, String)>,
+    /// The source was named by an absolute path.
+    pub source_abs: bool,
+    /// Search dirs that were given as absolute paths.
+    pub named_abs: HashSet<PathBuf>,
 }
 
 fn lang_of(source: &str) -> Option<&'static str> {
@@ -67,7 +74,13 @@ fn lang_of(source: &str) -> Option<&'static str> {
 
 /// Read the options that decide where the preprocessor looks (reference §5.3).
 pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered> {
-    let abs = |d: &str| -> PathBuf { cwd.join(d) };
+    let mut named_abs = HashSet::new();
+    let mut abs = |d: &str| -> PathBuf {
+        if Path::new(d).is_absolute() {
+            named_abs.insert(PathBuf::from(d));
+        }
+        cwd.join(d)
+    };
     let mut cmd = Command {
         source: PathBuf::new(),
         lang: "c",
@@ -80,6 +93,8 @@ pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered>
         freestanding: false,
         probe_flags: vec![],
         defines: vec![],
+        source_abs: false,
+        named_abs: HashSet::new(),
     };
     let mut source: Option<String> = None;
     let mut lang: Option<&'static str> = None;
@@ -193,6 +208,8 @@ pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered>
         None => return nc(format!("unknown language of {source}")),
     };
     cmd.source = cwd.join(&source);
+    cmd.source_abs = Path::new(&source).is_absolute();
+    cmd.named_abs = named_abs;
     Ok(cmd)
 }
 
@@ -203,6 +220,8 @@ struct Node {
     path: PathBuf,
     /// Index in the chain where it was found (for `#include_next`).
     found: Option<usize>,
+    /// gcc names it by an absolute path: ship it with a `#line` naming that path.
+    abs_name: bool,
 }
 
 /// What a compile needs shipped, as the server must recreate it.
@@ -220,6 +239,10 @@ pub struct Closure {
     pub system_links: Vec<PathBuf>,
     /// Files seen under the default dirs (not shipped; reported for checking).
     pub system_files: BTreeSet<PathBuf>,
+    /// Files of `files` that gcc names by an absolute path, with that name: they are sent
+    /// with `#line 1 "<name>"` first (3.4's `.lzo.abs`), because on the server that path
+    /// lies under a temp dir and `__FILE__` would name it.
+    pub line_names: BTreeMap<PathBuf, PathBuf>,
 }
 
 /// (compiler, probe flags, language).
@@ -380,10 +403,12 @@ impl Analyser {
         chain.extend(cmd.system_user.iter().cloned());
         chain.extend(system.iter().cloned());
         chain.extend(cmd.after.iter().cloned());
+        let chain_abs = chain.iter().map(|d| cmd.named_abs.contains(d)).collect();
         let cfg = Arc::new(Config {
             chain,
             angle_start,
             system: system.clone(),
+            chain_abs,
         });
         let cfg = match self.configs.get(&cfg) {
             Some(c) => c.clone(),
@@ -426,6 +451,9 @@ impl Analyser {
             if under(&phys, &system) {
                 out.system_files.insert(phys);
             } else if seen_files.insert(phys.clone()) {
+                if n.abs_name {
+                    out.line_names.insert(phys.clone(), n.path.clone());
+                }
                 out.files.push(phys);
             }
         }
@@ -459,22 +487,33 @@ impl Analyser {
         queue.push_back(Node {
             path: cmd.source.clone(),
             found: None,
+            abs_name: cmd.source_abs,
         });
+        let chain_abs = |found: Option<usize>| found.is_some_and(|i| cfg.chain_abs[i]);
         // gcc reads `<stdc-predef.h>` before anything else unless told not to.
         if !cmd.nostdinc
             && !cmd.freestanding
             && let Some((path, found)) = self.search(cfg, None, cfg.angle_start, "stdc-predef.h")
         {
-            queue.push_back(Node { path, found });
+            queue.push_back(Node {
+                path,
+                found,
+                abs_name: false,
+            });
         }
         for pre in &cmd.preincludes {
             let found = if Path::new(pre).is_absolute() {
-                Some((PathBuf::from(pre), None))
+                Some((PathBuf::from(pre), None, true))
             } else {
                 self.search(cfg, Some(cwd), 0, pre)
+                    .map(|(p, f)| (p, f, chain_abs(f)))
             };
-            if let Some((path, found)) = found {
-                queue.push_back(Node { path, found });
+            if let Some((path, found, abs_name)) = found {
+                queue.push_back(Node {
+                    path,
+                    found,
+                    abs_name,
+                });
             }
         }
         while let Some(node) = queue.pop_front() {
@@ -529,7 +568,16 @@ impl Analyser {
                         self.search(cfg, None, cfg.angle_start, &name)
                     };
                     if let Some((path, found)) = hit {
-                        queue.push_back(Node { path, found });
+                        // Found in the includer's own dir: named like the includer.
+                        let abs_name = match found {
+                            None => node.abs_name,
+                            f => chain_abs(f),
+                        };
+                        queue.push_back(Node {
+                            path,
+                            found,
+                            abs_name,
+                        });
                     }
                 }
             }

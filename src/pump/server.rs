@@ -105,11 +105,19 @@ impl ClientRoot {
         };
         let mut reply = Vec::new();
         for f in &c.files {
+            let line_name = c.line_names.get(f);
             let mut m = self.under(f).into_os_string();
-            m.push(".lzo");
+            m.push(if line_name.is_some() {
+                ".lzo.abs"
+            } else {
+                ".lzo"
+            });
             let m = PathBuf::from(m);
             if !m.exists() {
-                let data = fs::read(f).map_err(io(f))?;
+                let mut data = fs::read(f).map_err(io(f))?;
+                if let Some(name) = line_name {
+                    data.splice(0..0, line_directive(name).into_bytes());
+                }
                 let lzo = crate::compress::compress(&data)
                     .map_err(|e| PumpError::Compress(f.display().to_string(), e))?;
                 write_atomically(&m, &lzo).map_err(io(&m))?;
@@ -156,6 +164,18 @@ impl Drop for ClientRoot {
             log::debug!("can't remove {}: {e}", self.top.display());
         }
     }
+}
+
+/// `#line 1 "<name>"`, quoted as a C string literal.
+fn line_directive(name: &Path) -> String {
+    let mut quoted = String::new();
+    for ch in name.to_string_lossy().chars() {
+        if ch == '"' || ch == '\\' {
+            quoted.push('\\');
+        }
+        quoted.push(ch);
+    }
+    format!("#line 1 \"{quoted}\"\n")
 }
 
 /// Write via a temp name and rename, so concurrent jobs never read half a mirror.
