@@ -446,3 +446,93 @@ fn absolute_paths_keep_file_names_with_our_daemon() {
 fn absolute_paths_keep_file_names_with_debian_distccd() {
     absolute_paths_keep_file_names(Kind::Debian, &[]);
 }
+
+/// No include server behind INCLUDE_SERVER_PORT: the job goes protocol 2, still remote.
+#[test]
+fn missing_include_server_means_protocol_2() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().canonicalize().unwrap();
+    fs::write(dir.join("x.c"), "int x(void) { return 3; }\n").unwrap();
+    let daemon = Daemon::start(Kind::Ours, &dir, &["--user", "root"], &[]);
+    let out = client_cmd(
+        &distcc(),
+        &dir.join("dd"),
+        &format!("127.0.0.1:{},cpp,lzo", daemon.port),
+    )
+    .env("INCLUDE_SERVER_PORT", dir.join("no-such-socket"))
+    .env("DISTCC_VERBOSE", "1")
+    .env("DISTCC_FALLBACK", "0")
+    .args(["gcc", "-c", "x.c"])
+    .current_dir(&dir)
+    .output()
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("failed to get includes from include server"),
+        "{err}"
+    );
+    assert!(err.contains("using protocol 2 for x.c"), "{err}");
+    assert!(dir.join("x.o").exists());
+}
+
+/// Once DISTCC_MAX_DISCREPANCY pump jobs failed remotely but compiled locally (the `@`s in
+/// `<socket dir>/discrepancy_counter`), jobs go protocol 2 (reference §5.4).
+#[test]
+fn discrepancies_turn_pump_mode_off() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().canonicalize().unwrap();
+    fs::write(dir.join("x.c"), "int x(void) { return 3; }\n").unwrap();
+    let daemon = Daemon::start(Kind::Ours, &dir, &["--user", "root"], &[]);
+    let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
+    let d = distcc();
+    let out = client_cmd(&d, &dir.join("dd"), &hosts)
+        .args(["pump", "--startup"])
+        .env("TMPDIR", &dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let var = |name: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("export {name}='")))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"));
+        line.split('\'').nth(1).unwrap().to_string()
+    };
+    let (pid, sdir, port) = (
+        var("INCLUDE_SERVER_PID"),
+        var("INCLUDE_SERVER_DIR"),
+        var("INCLUDE_SERVER_PORT"),
+    );
+    let compile = |max: &str| -> String {
+        let out = client_cmd(&d, &dir.join("dd"), &hosts)
+            .env("INCLUDE_SERVER_PORT", &port)
+            .env("DISTCC_MAX_DISCREPANCY", max)
+            .env("DISTCC_VERBOSE", "1")
+            .args(["gcc", "-c", "x.c"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = compile("2");
+    assert!(err.contains("completed ok (pump)"), "{err}");
+    fs::write(Path::new(&sdir).join("discrepancy_counter"), "@").unwrap();
+    let err = compile("2");
+    assert!(
+        err.contains("completed ok (pump)"),
+        "one is below the limit: {err}"
+    );
+    let err = compile("1");
+    assert!(err.contains("pump mode is off"), "{err}");
+    assert!(!err.contains("completed ok (pump)"), "{err}");
+    let st = Command::new(&d)
+        .args(["pump", "--shutdown"])
+        .env("INCLUDE_SERVER_PID", &pid)
+        .env("INCLUDE_SERVER_DIR", &sdir)
+        .output()
+        .unwrap();
+    assert!(st.status.success());
+    assert!(String::from_utf8_lossy(&st.stderr).contains("1 pump-mode compilation(s) failed"));
+}

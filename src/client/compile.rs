@@ -42,6 +42,8 @@ struct Job<'a> {
     /// The preprocessor, started on the first remote attempt and reused by later ones.
     cpp: Option<Preprocess>,
     pre: Option<Preprocessed>,
+    /// The last remote attempt was pump mode (for discrepancy counting, reference §5.4).
+    pumped: bool,
     start: Instant,
 }
 
@@ -229,6 +231,7 @@ impl Job<'_> {
         job: crate::pump::client::PumpJob,
     ) -> Outcome {
         let input = self.scan.input.clone();
+        self.pumped = true;
         self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
         let stream = match remote::connect(host).await {
             Ok(s) => s,
@@ -263,15 +266,18 @@ impl Job<'_> {
         self.phase(Phase::Receive, None, None, None);
         let dotd = reply.dotd.clone();
         let outcome = self.judge(reply, Vec::new());
-        if let (Outcome::Accepted, Some(path)) = (&outcome, &job.dotd) {
+        if !matches!(outcome, Outcome::Accepted) {
+            return outcome;
+        }
+        if let Some(path) = &job.dotd {
             let Some(text) = dotd else {
                 return Outcome::LocalTrouble(format!("{} sent no .d file", host.spec));
             };
             if let Err(e) = write_output(path, &text) {
                 return Outcome::LocalTrouble(format!("failed to write {}: {e}", path.display()));
             }
-            log::info!("compile {input} on {} completed ok (pump)", host.spec);
         }
+        log::info!("compile {input} on {} completed ok (pump)", host.spec);
         outcome
     }
 
@@ -442,6 +448,7 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
         state,
         cpp: None,
         pre: None,
+        pumped: false,
         start: Instant::now(),
     };
     let ret = run_job(&mut job, loaded.map(|_| ()));
@@ -523,7 +530,13 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                     "remote compilation of '{}' failed, retrying locally",
                     job.scan.input
                 );
-                return job.fallback(Some(&host), ret, &serr);
+                let pumped = job.pumped;
+                let ret = job.fallback(Some(&host), ret, &serr);
+                // PUMP HOOK: a pump job that only compiles locally is a discrepancy.
+                if pumped && ret == 0 {
+                    crate::pump::client::note_discrepancy();
+                }
+                return ret;
             }
             Outcome::HostCrash { ret, serr } => {
                 log::warn!("{} failed the job with status {ret}", host.spec);

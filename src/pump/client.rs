@@ -43,7 +43,57 @@ pub fn socket_for(preprocessed: bool) -> Result<PathBuf, String> {
             return Err(format!("{var} is set"));
         }
     }
-    Ok(PathBuf::from(sock))
+    let sock = PathBuf::from(sock);
+    let count = discrepancies(&sock);
+    let max = max_discrepancy();
+    if count >= max {
+        return Err(format!(
+            "{count} pump-mode compilation(s) failed on a server but succeeded locally \
+             (DISTCC_MAX_DISCREPANCY={max}): pump mode is off for this build"
+        ));
+    }
+    Ok(sock)
+}
+
+/// `<dir of the socket>/discrepancy_counter`: one `@` per pump job that failed remotely
+/// but compiled locally (distcc 3.4's file, read by the `pump` applet at the end).
+fn counter_path(socket: &Path) -> Option<PathBuf> {
+    socket.parent().map(|d| d.join("discrepancy_counter"))
+}
+
+fn discrepancies(socket: &Path) -> u64 {
+    counter_path(socket)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len())
+}
+
+/// `DISTCC_MAX_DISCREPANCY`, at least 1 (default 1).
+pub fn max_discrepancy() -> u64 {
+    std::env::var("DISTCC_MAX_DISCREPANCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// Count one discrepancy: a pump-mode job failed on the server but succeeded locally —
+/// usually the server's system headers differ, or the analysis missed a file.
+pub fn note_discrepancy() {
+    let Some(path) = std::env::var_os("INCLUDE_SERVER_PORT")
+        .map(PathBuf::from)
+        .and_then(|s| counter_path(&s))
+    else {
+        return;
+    };
+    log::warn!("pump-mode compilation failed on the server but succeeded locally");
+    let r = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"@"));
+    if let Err(e) = r {
+        log::warn!("can't count the discrepancy in {}: {e}", path.display());
+    }
 }
 
 fn with_ext(path: &str, ext: &str) -> String {

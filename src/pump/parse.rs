@@ -168,6 +168,20 @@ pub fn parse(src: &[u8]) -> Parsed {
                 }
             }
             "if" | "elif" => has_includes(rest, &mut parsed.includes),
+            // `#pragma GCC dependency "file"` makes cc1 open the file (fatal if missing).
+            "pragma" => {
+                let rest = rest.trim_start();
+                if let Some(r) = rest.strip_prefix("GCC")
+                    && let Some(r) = r.trim_start().strip_prefix("dependency")
+                    && let Some(form @ (Form::Quote(_) | Form::Angle(_))) = parse_form(r)
+                {
+                    parsed.includes.push(Include {
+                        next: false,
+                        optional: false,
+                        form,
+                    });
+                }
+            }
             _ => {}
         }
     }
@@ -226,6 +240,12 @@ mod tests {
                 Form::Quote("after.h".into())
             ]
         );
+    }
+
+    #[test]
+    fn pragma_dependency_is_read_too() {
+        let p = parse(b"#pragma GCC dependency \"dep.txt\" extra words\n#pragma once\n");
+        assert_eq!(p.includes, vec![inc(false, Form::Quote("dep.txt".into()))]);
     }
 
     #[test]
