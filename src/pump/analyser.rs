@@ -275,12 +275,17 @@ impl Analyser {
         Self::default()
     }
 
-    fn is_file(&mut self, p: &Path) -> bool {
+    /// Is `p` a file? Found files are remembered for the process; a miss only under the
+    /// compiler's own dirs, because `make -j` generates user headers while other jobs run:
+    /// a header missing for one job may exist for the next.
+    fn is_file(&mut self, p: &Path, system: &[PathBuf]) -> bool {
         if let Some(&b) = self.is_file.get(p) {
             return b;
         }
         let b = fs::metadata(p).is_ok_and(|m| m.is_file());
-        self.is_file.insert(p.to_path_buf(), b);
+        if b || under(p, system) {
+            self.is_file.insert(p.to_path_buf(), b);
+        }
         b
     }
 
@@ -340,22 +345,23 @@ impl Analyser {
                 .map(|(p, i)| (p, (i != usize::MAX).then_some(i)));
         }
         let mut hit = None;
-        if let Some(d) = quote_dir {
-            let p = d.join(name);
-            if self.is_file(&p) {
-                hit = Some((p, usize::MAX));
+        // A result that depends on a user file being absent is not remembered (see
+        // `is_file`).
+        let mut user_miss = false;
+        let candidates = quote_dir
+            .map(|d| (d.join(name), usize::MAX))
+            .into_iter()
+            .chain((start..cfg.chain.len()).map(|i| (cfg.chain[i].join(name), i)));
+        for (p, i) in candidates {
+            if self.is_file(&p, &cfg.system) {
+                hit = Some((p, i));
+                break;
             }
+            user_miss |= !under(&p, &cfg.system);
         }
-        if hit.is_none() {
-            for i in start..cfg.chain.len() {
-                let p = cfg.chain[i].join(name);
-                if self.is_file(&p) {
-                    hit = Some((p, i));
-                    break;
-                }
-            }
+        if !user_miss {
+            self.searches.insert(key, hit.clone());
         }
-        self.searches.insert(key, hit.clone());
         hit.map(|(p, i)| (p, (i != usize::MAX).then_some(i)))
     }
 
@@ -710,6 +716,26 @@ mod tests {
         assert_eq!(cl.links.get(&r.join("sub")), Some(&r.join("real")));
         assert!(cl.dirs.contains(&r.join("i2")));
         assert!(cl.system_links.contains(&PathBuf::from("/usr/include")));
+    }
+
+    #[test]
+    fn a_header_made_later_is_found_by_the_next_job() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(&r.join("m.c"), "#include \"gen.h\"\n");
+        write(&r.join("src/gen.h"), "");
+        let argv = s(&["gcc", "-Ibuild", "-Isrc", "-c", "m.c"]);
+        let mut an = Analyser::new();
+        let first = an.analyse(&r, &argv).unwrap();
+        assert!(first.files.contains(&r.join("src/gen.h")));
+        // make generates build/gen.h, which shadows src/gen.h from now on.
+        write(&r.join("build/gen.h"), "");
+        let second = an.analyse(&r, &argv).unwrap();
+        assert!(
+            second.files.contains(&r.join("build/gen.h")),
+            "{:?}",
+            second.files
+        );
     }
 
     #[test]
