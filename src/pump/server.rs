@@ -55,6 +55,7 @@ impl ClientRoot {
                 );
                 continue;
             }
+            remove_stale(&base);
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
@@ -162,6 +163,31 @@ impl Drop for ClientRoot {
     fn drop(&mut self) {
         if let Err(e) = fs::remove_dir_all(&self.top) {
             log::debug!("can't remove {}: {e}", self.top.display());
+        }
+    }
+}
+
+/// Remove the client roots that include servers which no longer run left in `base` (a
+/// killed `pump` can't clean up after itself), as 3.4's include server does at startup.
+pub fn remove_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((_, tail)) = name.split_once(".include_server-") else {
+            continue;
+        };
+        let Some(pid) = tail.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && e.file_type().is_ok_and(|t| t.is_dir()) {
+            log::debug!("removing {} of a dead include server", e.path().display());
+            let _ = fs::remove_dir_all(e.path());
         }
     }
 }
@@ -280,6 +306,23 @@ impl IncludeServer {
 mod tests {
     use super::*;
     use crate::pump::analyser::Closure;
+
+    #[test]
+    fn stale_roots_of_dead_servers_go() {
+        let t = tempfile::tempdir().unwrap();
+        let dead = t.path().join("tmpa.include_server-2147483646-0");
+        let alive = t
+            .path()
+            .join(format!("tmpb.include_server-{}-0", std::process::id()));
+        let other = t.path().join("unrelated");
+        for d in [&dead, &alive, &other] {
+            fs::create_dir_all(d.join("x")).unwrap();
+        }
+        remove_stale(t.path());
+        assert!(!dead.exists());
+        assert!(alive.exists());
+        assert!(other.exists());
+    }
 
     #[test]
     fn root_has_three_components_and_mirrors() {
