@@ -141,7 +141,8 @@ pub fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, 
             mf = Some(f.to_string());
         } else if a.starts_with("-MT") || a.starts_with("-MQ") {
             has_mt = true;
-        } else if a.starts_with("-M") {
+        } else if a == "-MD" || a == "-MMD" {
+            // Only these make `gcc -c` write a .d file (-MP/-MG alone change nothing).
             wants_dotd = true;
         }
         i += 1;
@@ -298,6 +299,9 @@ mod tests {
         assert_eq!(dotd, Some(PathBuf::from("o/a.d")));
         let (_, dotd) = server_argv(&s(&["gcc", "-c", "a.c"]), "a.c", "a.o");
         assert_eq!(dotd, None);
+        let (argv, dotd) = server_argv(&s(&["gcc", "-MP", "-c", "a.c"]), "a.c", "a.o");
+        assert_eq!(dotd, None);
+        assert!(!argv.contains(&"-MT".to_string()));
     }
 
     #[test]
