@@ -1,9 +1,320 @@
-//! The `pump` applet.
+//! The `pump` / `distcc-pump` applet (distcc 3.4's `pump` script, reference §5.1), with the
+//! include server running in threads of this process instead of a Python child.
+//!
+//! * `pump COMMAND [ARG…]`: start the include server, run COMMAND with
+//!   `INCLUDE_SERVER_PORT` exported and our directory first on `PATH`, then shut down;
+//! * `pump --startup`: start a background include server and print `export` lines;
+//! * `pump --shutdown`: stop the one named by `INCLUDE_SERVER_PID`/`INCLUDE_SERVER_DIR`.
 
 use std::ffi::OsString;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use distcc::pump::server::IncludeServer;
+
+const USAGE: &str = "Usage:
+  pump COMMAND [ARG...]
+or
+  pump --startup
+  pump --shutdown
+
+Description:
+  Pump, also known as distcc-pump, accelerates remote compilation with
+  distcc by also distributing preprocessing to the servers.
+
+  The first form starts an include server, runs COMMAND with INCLUDE_SERVER_PORT
+  set (for example 'pump make -j40'), and shuts the include server down after.
+
+  The second form prints shell 'export' lines for a background include server;
+  use it as eval `pump --startup`, and stop it with 'pump --shutdown'.
+
+  Pump mode needs hosts with the ',cpp,lzo' options in the distcc host list,
+  and the same system headers on the client and the servers.
+";
+
+/// Print a `__________`-prefixed message on stderr, like the pump script.
+fn say(msg: &str) {
+    eprintln!("__________{msg}");
+}
+
+/// Where our executable lives (`DISTCC_LOCATION`): it goes first on the command's PATH.
+fn location() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.parent().map(Path::to_path_buf)
+}
+
+/// `${TMPDIR-/tmp}/distcc-pump.XXXXXX`, mode 0700.
+fn make_dir() -> Result<PathBuf, String> {
+    let base = std::env::var_os("TMPDIR")
+        .filter(|t| !t.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    for attempt in 0..100u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = base.join(format!(
+            "distcc-pump.{:06x}",
+            (nanos ^ std::process::id().rotate_left(12) ^ attempt) & 0xffffff
+        ));
+        let mut b = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        match b.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("can't create {}: {e}", dir.display())),
+        }
+    }
+    Err(format!("can't create a directory in {}", base.display()))
+}
+
+/// How many `,cpp` hosts the host list has; an error message if none.
+fn count_cpp_hosts() -> Result<usize, String> {
+    if std::env::var_os("DISTCC_POTENTIAL_HOSTS").is_some() {
+        say("DISTCC_POTENTIAL_HOSTS (lsdistcc) is not supported; using the distcc host list");
+    }
+    let list = distcc::hosts::load_default().map_err(|e| e.to_string())?;
+    let n = list.hosts.iter().filter(|h| h.protocol == 3).count();
+    if n == 0 {
+        return Err(
+            "pump mode requested, but distcc hosts list does not contain any hosts \
+                    with ',cpp' option"
+                .into(),
+        );
+    }
+    Ok(n)
+}
+
+/// Bind the socket and serve it from a thread of this process.
+fn start_server(dir: &Path) -> Result<(PathBuf, Arc<IncludeServer>), String> {
+    let socket = dir.join("socket");
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| format!("can't listen on {}: {e}", socket.display()))?;
+    let server = Arc::new(IncludeServer::new().map_err(|e| e.to_string())?);
+    let s = server.clone();
+    std::thread::spawn(move || s.serve(listener));
+    Ok((socket, server))
+}
+
+fn path_with(loc: Option<&Path>) -> OsString {
+    let old = std::env::var_os("PATH").unwrap_or_default();
+    match loc {
+        Some(l) => {
+            let mut p = l.as_os_str().to_owned();
+            p.push(":");
+            p.push(old);
+            p
+        }
+        None => old,
+    }
+}
+
+/// The `__________Warning: N pump-mode compilation(s) failed …` report (§5.1, §5.4).
+fn report_discrepancies(dir: &Path) {
+    let n = std::fs::metadata(dir.join("discrepancy_counter")).map_or(0, |m| m.len());
+    if n > 0 {
+        say(&format!(
+            "Warning: {n} pump-mode compilation(s) failed on server, but succeeded locally."
+        ));
+        let max = std::env::var("DISTCC_MAX_DISCREPANCY")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(1);
+        if n >= max {
+            say(
+                "Distcc-pump was demoted to plain mode.  See the Distcc Discrepancy Symptoms section in the include_server(1) man page.",
+            );
+        }
+    }
+}
+
+/// `pump COMMAND…`.
+fn run_command(cmd: &[OsString]) -> i32 {
+    let n = match count_cpp_hosts() {
+        Ok(n) => n,
+        Err(e) => {
+            say(&e);
+            return 1;
+        }
+    };
+    let dir = match make_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            say(&format!("Could not start include server: {e}"));
+            return 1;
+        }
+    };
+    let (socket, server) = match start_server(&dir) {
+        Ok(x) => x,
+        Err(e) => {
+            say(&format!("Could not start include server: {e}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            return 1;
+        }
+    };
+    let loc = location();
+    if let Some(l) = &loc {
+        say(&format!("Using distcc-pump from {}", l.display()));
+    }
+    say(&format!(
+        "Using {n} distcc server{} in pump mode",
+        if n == 1 { "" } else { "s" }
+    ));
+    let status = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .env("INCLUDE_SERVER_PORT", &socket)
+        .env("PATH", path_with(loc.as_deref()))
+        .status();
+    report_discrepancies(&dir);
+    say("Shutting down distcc-pump include server");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    match status {
+        Ok(s) => s.code().unwrap_or_else(|| {
+            128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)
+        }),
+        Err(e) => {
+            say(&format!("can't run {}: {e}", cmd[0].to_string_lossy()));
+            127
+        }
+    }
+}
+
+/// The hidden `--serve DIR` mode behind `--startup`: serve until SIGTERM/SIGINT.
+fn serve_forever(dir: &Path) -> i32 {
+    use smol::stream::StreamExt;
+    let signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
+    let (_, server) = match start_server(dir) {
+        Ok(x) => x,
+        Err(e) => {
+            say(&format!("Could not start include server: {e}"));
+            return 1;
+        }
+    };
+    match signals {
+        Ok(mut s) => {
+            smol::block_on(s.next());
+        }
+        Err(e) => {
+            log::warn!("can't watch signals ({e}); serving until killed");
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+    drop(server);
+    0
+}
+
+/// `pump --startup`: a background include server and the `export` lines for it.
+fn startup() -> i32 {
+    if let Err(e) = count_cpp_hosts() {
+        say(&e);
+        return 1;
+    }
+    let dir = match make_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            say(&format!("Could not start include server: {e}"));
+            return 1;
+        }
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        say("Could not start include server: can't find our own executable");
+        return 1;
+    };
+    let log = match std::fs::File::create(dir.join("stderr")) {
+        Ok(f) => std::process::Stdio::from(f),
+        Err(_) => std::process::Stdio::null(),
+    };
+    let child = Command::new(exe)
+        .arg0("pump")
+        .arg("--serve")
+        .arg(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        // Not our stderr: whoever reads our output (`eval \`pump --startup\``) would
+        // otherwise wait for the server to exit. Like 3.4, its log is `<dir>/stderr`.
+        .stderr(log)
+        .spawn();
+    let pid = match child {
+        Ok(c) => c.id(),
+        Err(e) => {
+            say(&format!("Could not start include server: {e}"));
+            return 1;
+        }
+    };
+    let socket = dir.join("socket");
+    for _ in 0..200 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if !socket.exists() {
+        say("Could not start include server");
+        return 1;
+    }
+    println!("export INCLUDE_SERVER_PID='{pid}'");
+    println!("export INCLUDE_SERVER_DIR='{}'", dir.display());
+    println!("export INCLUDE_SERVER_PORT='{}'", socket.display());
+    if let Ok(h) = std::env::var("DISTCC_HOSTS") {
+        println!("export DISTCC_HOSTS='{h}'");
+    }
+    if let Some(l) = location() {
+        println!("export PATH='{}':$PATH", l.display());
+    }
+    0
+}
+
+/// `pump --shutdown`.
+fn shutdown() -> i32 {
+    let pid = std::env::var("INCLUDE_SERVER_PID")
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok());
+    let dir = std::env::var_os("INCLUDE_SERVER_DIR").map(PathBuf::from);
+    let (Some(pid), Some(dir)) = (pid, dir) else {
+        say("INCLUDE_SERVER_PID and INCLUDE_SERVER_DIR must be set (from 'pump --startup')");
+        return 1;
+    };
+    // SAFETY: kill(2) with a plain pid and signal number has no memory effects.
+    if pid > 0 && unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        say(&format!("include server {pid} is not running"));
+    }
+    for _ in 0..100 {
+        // SAFETY: signal 0 only checks that the process exists.
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    report_discrepancies(&dir);
+    // Show what the include server logged, as the pump script does.
+    if let Ok(text) = std::fs::read_to_string(dir.join("stderr")) {
+        eprint!("{text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    0
+}
+
+use std::os::unix::process::CommandExt;
 
 /// Entry point; returns the exit status.
-pub fn main(_args: Vec<OsString>) -> i32 {
-    eprintln!("pump: not implemented yet");
-    101
+pub fn main(args: Vec<OsString>) -> i32 {
+    distcc::trace::init(&distcc::trace::client_config_from_env());
+    let rest = &args[1.min(args.len())..];
+    match rest.first().and_then(|a| a.to_str()) {
+        None | Some("-h") | Some("--help") => {
+            print!("{USAGE}");
+            0
+        }
+        Some("--startup") => startup(),
+        Some("--shutdown") => shutdown(),
+        Some("--serve") if rest.len() == 2 => serve_forever(Path::new(&rest[1])),
+        Some(_) => run_command(rest),
+    }
 }

@@ -42,6 +42,8 @@ struct Job<'a> {
     /// The preprocessor, started on the first remote attempt and reused by later ones.
     cpp: Option<Preprocess>,
     pre: Option<Preprocessed>,
+    /// The last remote attempt was pump mode (for discrepancy counting, reference §5.4).
+    pumped: bool,
     start: Instant,
 }
 
@@ -168,8 +170,26 @@ impl Job<'_> {
 
     /// One attempt on a remote host whose slot we hold.
     async fn remote_attempt(&mut self, host: &HostSpec, slot: u32) -> Outcome {
-        let version = protocol_for(host);
+        let mut version = protocol_for(host);
         let input = self.scan.input.clone();
+        // PUMP HOOK: protocol 3 when the include server can cover this job, else protocol 2.
+        if version == 3 {
+            let scan = &self.scan;
+            match crate::pump::client::prepare(
+                &scan.local_argv,
+                &scan.input,
+                &scan.output,
+                scan.preprocessed,
+            )
+            .await
+            {
+                Ok(job) => return self.pump_attempt(host, slot, job).await,
+                Err(why) => {
+                    log::warn!("{why}; using protocol 2 for {input}");
+                    version = 2;
+                }
+            }
+        }
         self.phase(
             Phase::Connect,
             Some(&input),
@@ -200,6 +220,64 @@ impl Job<'_> {
             );
             log::info!("compile {} on {} completed ok", self.scan.input, host.spec);
         }
+        outcome
+    }
+
+    /// Pump mode: send the sources and headers (protocol 3), the server preprocesses.
+    async fn pump_attempt(
+        &mut self,
+        host: &HostSpec,
+        slot: u32,
+        job: crate::pump::client::PumpJob,
+    ) -> Outcome {
+        let input = self.scan.input.clone();
+        self.pumped = true;
+        self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
+        let stream = match remote::connect(host).await {
+            Ok(s) => s,
+            Err(e) => return Outcome::HostFault(e),
+        };
+        let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
+        let mut conn = Connection::new(stream, timeout);
+        log::info!(
+            "exec on {} (pump): {}",
+            host.spec,
+            argv_to_string(&job.argv)
+        );
+        let req = protocol::Request {
+            version: 3,
+            cwd: Some(job.cwd.clone()),
+            argv: job.argv.clone(),
+            body: protocol::Body::Files(job.files),
+        };
+        let bytes = match protocol::encode_request(&req) {
+            Ok(b) => b,
+            Err(e) => return Outcome::LocalTrouble(e.to_string()),
+        };
+        if let Err(e) = conn.send(&bytes).await {
+            return Outcome::HostFault(e.into());
+        }
+        self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
+        let reply = match conn.read_reply(3).await {
+            Ok(r) => r,
+            Err(ConnError::NoAnswer) => return Outcome::HostFault(RemoteError::NoAnswer),
+            Err(e) => return Outcome::HostFault(e.into()),
+        };
+        self.phase(Phase::Receive, None, None, None);
+        let dotd = reply.dotd.clone();
+        let outcome = self.judge(reply, Vec::new());
+        if !matches!(outcome, Outcome::Accepted) {
+            return outcome;
+        }
+        if let Some(path) = &job.dotd {
+            let Some(text) = dotd else {
+                return Outcome::LocalTrouble(format!("{} sent no .d file", host.spec));
+            };
+            if let Err(e) = write_output(path, &text) {
+                return Outcome::LocalTrouble(format!("failed to write {}: {e}", path.display()));
+            }
+        }
+        log::info!("compile {input} on {} completed ok (pump)", host.spec);
         outcome
     }
 
@@ -313,19 +391,12 @@ impl Job<'_> {
     }
 }
 
-/// The protocol for a host. Pump mode (protocol 3) is not here yet: a `,cpp` host is used
-/// with protocol 2 and local preprocessing.
-// PUMP HOOK: when the include-server client exists, return 3 here if
-// INCLUDE_SERVER_PORT is set and the input is not preprocessed, and send Body::Files.
+/// The protocol for a host: 3 (pump) only for a `,cpp,lzo` host while an include server
+/// runs (`INCLUDE_SERVER_PORT`); a `,cpp` host without one is used with protocol 2.
+// PUMP HOOK: `remote_attempt` asks `crate::pump::client` whether this job can go as 3.
 fn protocol_for(host: &HostSpec) -> u8 {
     let v = host.protocol;
-    if v == 3 {
-        if std::env::var_os("INCLUDE_SERVER_PORT").is_some() {
-            log::debug!(
-                "pump mode not implemented yet; using protocol 2 with {}",
-                host.spec
-            );
-        }
+    if v == 3 && std::env::var_os("INCLUDE_SERVER_PORT").is_none() {
         return 2;
     }
     v
@@ -377,6 +448,7 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
         state,
         cpp: None,
         pre: None,
+        pumped: false,
         start: Instant::now(),
     };
     let ret = run_job(&mut job, loaded.map(|_| ()));
@@ -458,7 +530,13 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                     "remote compilation of '{}' failed, retrying locally",
                     job.scan.input
                 );
-                return job.fallback(Some(&host), ret, &serr);
+                let pumped = job.pumped;
+                let ret = job.fallback(Some(&host), ret, &serr);
+                // PUMP HOOK: a pump job that only compiles locally is a discrepancy.
+                if pumped && ret == 0 {
+                    crate::pump::client::note_discrepancy();
+                }
+                return ret;
             }
             Outcome::HostCrash { ret, serr } => {
                 log::warn!("{} failed the job with status {ret}", host.spec);

@@ -1,0 +1,751 @@
+//! The include analyser: from a compile command line, the set of files the preprocessor may
+//! read. It must never miss a file (the remote compile would fail), and it may report extra
+//! ones. What it cannot be sure about is [`NotCovered`]: that job is preprocessed locally.
+//!
+//! One [`Analyser`] lives for the whole include server, so parses, stats, search results
+//! and compiler probes are memoised across jobs. Like distcc 3.4's include server it assumes
+//! sources don't change during a build.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use super::defaults;
+use super::parse::{self, Form, Parsed};
+
+/// Why a job can't be analysed; it is then preprocessed locally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("include analysis not covered: {0}")]
+pub struct NotCovered(pub String);
+
+fn nc<T>(msg: impl Into<String>) -> Result<T, NotCovered> {
+    Err(NotCovered(msg.into()))
+}
+
+/// The search configuration of one compile: what gcc derives from the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// `-iquote`, `-I`, `-isystem`, default dirs, `-idirafter`, in search order.
+    pub chain: Vec<PathBuf>,
+    /// Where the bracket (`<...>`) search starts in `chain`.
+    pub angle_start: usize,
+    /// The compiler's default dirs (never shipped).
+    pub system: Vec<PathBuf>,
+    /// Per `chain` entry: it was given as an absolute path, so gcc names files found there
+    /// absolutely (and `__FILE__` must not become the server's temp path).
+    pub chain_abs: Vec<bool>,
+}
+
+/// What [`parse_command`] finds in an argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub source: PathBuf,
+    pub lang: &'static str,
+    pub quote: Vec<PathBuf>,
+    pub bracket: Vec<PathBuf>,
+    pub system_user: Vec<PathBuf>,
+    pub after: Vec<PathBuf>,
+    /// `-include` and `-imacros` files, in order.
+    pub preincludes: Vec<String>,
+    pub nostdinc: bool,
+    /// `-ffreestanding`: no implicit `stdc-predef.h`.
+    pub freestanding: bool,
+    /// Flags that change the compiler's default dirs (passed to the probe).
+    pub probe_flags: Vec<String>,
+    /// `-D NAME=VALUE` pairs: candidate values for computed includes.
+    pub defines: Vec<(String, String)>,
+    /// The source was named by an absolute path.
+    pub source_abs: bool,
+    /// Search dirs that were given as absolute paths.
+    pub named_abs: HashSet<PathBuf>,
+}
+
+fn lang_of(source: &str) -> Option<&'static str> {
+    let ext = source.rsplit_once('.')?.1;
+    Some(match ext {
+        "c" => "c",
+        "cc" | "cpp" | "cxx" | "cp" | "c++" | "C" | "CPP" | "CXX" => "c++",
+        "m" => "objective-c",
+        "mm" | "M" => "objective-c++",
+        _ => return None,
+    })
+}
+
+/// Read the options that decide where the preprocessor looks (reference §5.3).
+pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered> {
+    let mut named_abs = HashSet::new();
+    let mut abs = |d: &str| -> PathBuf {
+        if Path::new(d).is_absolute() {
+            named_abs.insert(PathBuf::from(d));
+        }
+        cwd.join(d)
+    };
+    let mut cmd = Command {
+        source: PathBuf::new(),
+        lang: "c",
+        quote: vec![],
+        bracket: vec![],
+        system_user: vec![],
+        after: vec![],
+        preincludes: vec![],
+        nostdinc: false,
+        freestanding: false,
+        probe_flags: vec![],
+        defines: vec![],
+        source_abs: false,
+        named_abs: HashSet::new(),
+    };
+    let mut source: Option<String> = None;
+    let mut lang: Option<&'static str> = None;
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        let next = argv.get(i + 1).map(String::as_str);
+        // Options with a separate or joined argument.
+        let with_arg = |opt: &str| -> Option<(String, usize)> {
+            if a == opt {
+                next.map(|n| (n.to_string(), 2))
+            } else {
+                a.strip_prefix(opt)
+                    .filter(|r| !r.is_empty())
+                    .map(|r| (r.trim_start_matches('=').to_string(), 1))
+            }
+        };
+        if a == "-I-" {
+            return nc("-I- is not supported");
+        }
+        for bad in [
+            "-imultilib",
+            "-Xpreprocessor",
+            "-iprefix",
+            "-iwithprefix",
+            "-iwithprefixbefore",
+        ] {
+            if a.starts_with(bad) {
+                return nc(format!("{bad} is not supported"));
+            }
+        }
+        if let Some((v, n)) = with_arg("-iquote") {
+            cmd.quote.push(abs(&v));
+            i += n;
+        } else if let Some((v, n)) = with_arg("-isystem") {
+            cmd.system_user.push(abs(&v));
+            i += n;
+        } else if let Some((v, n)) = with_arg("-idirafter") {
+            cmd.after.push(abs(&v));
+            i += n;
+        } else if let Some((v, n)) = with_arg("-include") {
+            cmd.preincludes.push(v);
+            i += n;
+        } else if let Some((v, n)) = with_arg("-imacros") {
+            cmd.preincludes.push(v);
+            i += n;
+        } else if let Some((v, n)) = with_arg("-isysroot") {
+            cmd.probe_flags.extend(["-isysroot".to_string(), v]);
+            i += n;
+        } else if let Some((v, n)) = with_arg("--sysroot") {
+            cmd.probe_flags.push(format!("--sysroot={v}"));
+            i += n;
+        } else if let Some((v, n)) = with_arg("-I") {
+            cmd.bracket.push(abs(&v));
+            i += n;
+        } else if let Some((v, n)) = with_arg("-D") {
+            if let Some((name, value)) = v.split_once('=') {
+                cmd.defines.push((name.to_string(), value.to_string()));
+            }
+            i += n;
+        } else if let Some((v, n)) = with_arg("-x") {
+            lang = Some(match v.as_str() {
+                "c" | "c-header" => "c",
+                "c++" | "c++-header" => "c++",
+                "objective-c" => "objective-c",
+                "objective-c++" => "objective-c++",
+                other => return nc(format!("language {other} is not supported")),
+            });
+            i += n;
+        } else if a == "-nostdinc" {
+            cmd.nostdinc = true;
+            i += 1;
+        } else if a == "-ffreestanding" {
+            cmd.freestanding = true;
+            i += 1;
+        } else if a.starts_with("-m") || a.starts_with("-stdlib=") || a == "-nostdinc++" {
+            cmd.probe_flags.push(a.to_string());
+            i += 1;
+        } else if [
+            "-o",
+            "-MF",
+            "-MT",
+            "-MQ",
+            "-U",
+            "-A",
+            "-target",
+            "-aux-info",
+            "--param",
+            "-arch",
+        ]
+        .contains(&a)
+        {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            if lang_of(a).is_some() || lang.is_some() {
+                if source.is_some() {
+                    return nc("more than one source file");
+                }
+                source = Some(a.to_string());
+            }
+            i += 1;
+        }
+    }
+    let Some(source) = source else {
+        return nc("no source file with a known language");
+    };
+    cmd.lang = match lang.or_else(|| lang_of(&source)) {
+        Some(l) => l,
+        None => return nc(format!("unknown language of {source}")),
+    };
+    cmd.source = cwd.join(&source);
+    cmd.source_abs = Path::new(&source).is_absolute();
+    cmd.named_abs = named_abs;
+    Ok(cmd)
+}
+
+/// One file of the closure, found by a search.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Node {
+    /// The path as the preprocessor names it (lexical, may contain `..`).
+    path: PathBuf,
+    /// Index in the chain where it was found (for `#include_next`).
+    found: Option<usize>,
+    /// gcc names it by an absolute path: ship it with a `#line` naming that path.
+    abs_name: bool,
+}
+
+/// What a compile needs shipped, as the server must recreate it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Closure {
+    /// Regular files to send, by their physical (symlink-free) absolute paths; the source
+    /// first.
+    pub files: Vec<PathBuf>,
+    /// Symlinks met along the paths: link path → the absolute physical path it resolves to.
+    pub links: BTreeMap<PathBuf, PathBuf>,
+    /// Directories that must exist on the server although no file is sent into them
+    /// (the cwd, search dirs, dirs climbed out of with `..`).
+    pub dirs: BTreeSet<PathBuf>,
+    /// The compiler's default dirs that get a LINK (never shipped).
+    pub system_links: Vec<PathBuf>,
+    /// Files seen under the default dirs (not shipped; reported for checking).
+    pub system_files: BTreeSet<PathBuf>,
+    /// Files of `files` that gcc names by an absolute path, with that name: they are sent
+    /// with `#line 1 "<name>"` first (3.4's `.lzo.abs`), because on the server that path
+    /// lies under a temp dir and `__FILE__` would name it.
+    pub line_names: BTreeMap<PathBuf, PathBuf>,
+}
+
+/// (compiler, probe flags, language).
+type ProbeKey = (String, Vec<String>, String);
+/// (config, quote dir, chain start, name); a found index of `usize::MAX` means "quote dir".
+type SearchKey = (Arc<Config>, Option<PathBuf>, usize, String);
+
+/// The memoising analyser; share one per process.
+#[derive(Default)]
+pub struct Analyser {
+    parsed: HashMap<PathBuf, Arc<Parsed>>,
+    is_file: HashMap<PathBuf, bool>,
+    /// Every object-like `#define` seen in any scanned file (or `-D`), by name.
+    defines: HashMap<String, BTreeSet<String>>,
+    /// (compiler, probe flags, language) → default dirs.
+    probes: HashMap<ProbeKey, Result<Vec<PathBuf>, String>>,
+    /// (config, quote dir, start, name) → where it is found.
+    searches: HashMap<SearchKey, Option<(PathBuf, usize)>>,
+    configs: HashSet<Arc<Config>>,
+}
+
+/// Is `p` inside one of `dirs` (lexically)?
+fn under(p: &Path, dirs: &[PathBuf]) -> bool {
+    let n = defaults::normalise(p);
+    dirs.iter().any(|d| n.starts_with(d))
+}
+
+impl Analyser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Is `p` a file? Found files are remembered for the process; a miss only under the
+    /// compiler's own dirs, because `make -j` generates user headers while other jobs run:
+    /// a header missing for one job may exist for the next.
+    fn is_file(&mut self, p: &Path, system: &[PathBuf]) -> bool {
+        if let Some(&b) = self.is_file.get(p) {
+            return b;
+        }
+        let b = fs::metadata(p).is_ok_and(|m| m.is_file());
+        if b || under(p, system) {
+            self.is_file.insert(p.to_path_buf(), b);
+        }
+        b
+    }
+
+    fn parse(&mut self, p: &Path) -> Arc<Parsed> {
+        if let Some(x) = self.parsed.get(p) {
+            return x.clone();
+        }
+        let parsed = Arc::new(match fs::read(p) {
+            Ok(bytes) => parse::parse(&bytes),
+            Err(e) => {
+                log::debug!("can't read {}: {e}", p.display());
+                Parsed::default()
+            }
+        });
+        for (name, value) in &parsed.defines {
+            self.defines
+                .entry(name.clone())
+                .or_default()
+                .insert(value.clone());
+        }
+        self.parsed.insert(p.to_path_buf(), parsed.clone());
+        parsed
+    }
+
+    /// The compiler's default include dirs, memoised per (compiler, flags, language).
+    pub fn system_dirs(
+        &mut self,
+        compiler: &str,
+        flags: &[String],
+        lang: &str,
+    ) -> Result<Vec<PathBuf>, NotCovered> {
+        let key = (compiler.to_string(), flags.to_vec(), lang.to_string());
+        let r = self
+            .probes
+            .entry(key)
+            .or_insert_with(|| defaults::probe(compiler, flags, lang));
+        r.clone().map_err(NotCovered)
+    }
+
+    /// Find `name` like gcc: `quote_dir` first (quote includes), then `chain[start..]`.
+    fn search(
+        &mut self,
+        cfg: &Arc<Config>,
+        quote_dir: Option<&Path>,
+        start: usize,
+        name: &str,
+    ) -> Option<(PathBuf, Option<usize>)> {
+        let key = (
+            cfg.clone(),
+            quote_dir.map(Path::to_path_buf),
+            start,
+            name.to_string(),
+        );
+        if let Some(hit) = self.searches.get(&key) {
+            return hit
+                .clone()
+                .map(|(p, i)| (p, (i != usize::MAX).then_some(i)));
+        }
+        let mut hit = None;
+        // A result that depends on a user file being absent is not remembered (see
+        // `is_file`).
+        let mut user_miss = false;
+        let candidates = quote_dir
+            .map(|d| (d.join(name), usize::MAX))
+            .into_iter()
+            .chain((start..cfg.chain.len()).map(|i| (cfg.chain[i].join(name), i)));
+        for (p, i) in candidates {
+            if self.is_file(&p, &cfg.system) {
+                hit = Some((p, i));
+                break;
+            }
+            user_miss |= !under(&p, &cfg.system);
+        }
+        if !user_miss {
+            self.searches.insert(key, hit.clone());
+        }
+        hit.map(|(p, i)| (p, (i != usize::MAX).then_some(i)))
+    }
+
+    /// Candidate `"x"`/`<x>` forms of a computed include, over every definition seen.
+    fn expand(&self, text: &str, depth: u32, out: &mut BTreeSet<Form>) -> bool {
+        if depth > 8 {
+            return false;
+        }
+        match parse::parse_form(text) {
+            Some(f @ (Form::Quote(_) | Form::Angle(_))) => {
+                out.insert(f);
+                true
+            }
+            Some(Form::Computed(t)) => {
+                let t = t.trim();
+                if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                    return false;
+                }
+                let Some(values) = self.defines.get(t) else {
+                    return false;
+                };
+                let mut ok = false;
+                for v in values.clone() {
+                    ok |= self.expand(&v, depth + 1, out);
+                }
+                ok
+            }
+            None => false,
+        }
+    }
+
+    /// Analyse one compile. `argv[0]` is the compiler, run once per language to find its
+    /// default dirs.
+    pub fn analyse(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
+        let cmd = parse_command(cwd, argv)?;
+        let compiler = argv.first().map(String::as_str).unwrap_or("cc");
+        let system = if cmd.nostdinc {
+            vec![]
+        } else {
+            self.system_dirs(compiler, &cmd.probe_flags, cmd.lang)?
+        };
+        let mut chain = cmd.quote.clone();
+        let angle_start = chain.len();
+        chain.extend(cmd.bracket.iter().cloned());
+        chain.extend(cmd.system_user.iter().cloned());
+        chain.extend(system.iter().cloned());
+        chain.extend(cmd.after.iter().cloned());
+        let chain_abs = chain.iter().map(|d| cmd.named_abs.contains(d)).collect();
+        let cfg = Arc::new(Config {
+            chain,
+            angle_start,
+            system: system.clone(),
+            chain_abs,
+        });
+        let cfg = match self.configs.get(&cfg) {
+            Some(c) => c.clone(),
+            None => {
+                self.configs.insert(cfg.clone());
+                cfg
+            }
+        };
+        for (n, v) in &cmd.defines {
+            self.defines.entry(n.clone()).or_default().insert(v.clone());
+        }
+
+        // Computed includes may depend on #defines met later: repeat until the set of
+        // definitions stops growing.
+        let nodes = loop {
+            let before: usize = self.defines.values().map(BTreeSet::len).sum();
+            let (nodes, unresolved) = self.closure(cwd, &cmd, &cfg)?;
+            let after: usize = self.defines.values().map(BTreeSet::len).sum();
+            if after == before {
+                if let Some(why) = unresolved {
+                    return nc(why);
+                }
+                break nodes;
+            }
+        };
+
+        let mut out = Closure {
+            system_links: defaults::link_roots(&system),
+            ..Closure::default()
+        };
+        let mut seen_files = HashSet::new();
+        for n in &nodes {
+            if under(&n.path, &system) {
+                out.system_files.insert(defaults::normalise(&n.path));
+                continue;
+            }
+            let Some(phys) = physical(&n.path, &system, &mut out.links, &mut out.dirs, 0) else {
+                continue;
+            };
+            if under(&phys, &system) {
+                out.system_files.insert(phys);
+            } else if seen_files.insert(phys.clone()) {
+                if n.abs_name {
+                    out.line_names.insert(phys.clone(), n.path.clone());
+                }
+                out.files.push(phys);
+            }
+        }
+        // Directories the compile may look into: they must exist on the server.
+        let mut wanted_dirs = vec![cwd.to_path_buf()];
+        wanted_dirs.extend(cfg.chain.iter().filter(|d| !under(d, &system)).cloned());
+        for d in wanted_dirs {
+            if let Some(p) = physical(&d, &system, &mut out.links, &mut out.dirs, 0)
+                && fs::metadata(&p).is_ok_and(|m| m.is_dir())
+                && !under(&p, &system)
+            {
+                out.dirs.insert(p);
+            }
+        }
+        out.dirs
+            .retain(|d| !under(d, &system) && d != Path::new("/"));
+        Ok(out)
+    }
+
+    /// The files reachable from the source (and the `-include` files).
+    fn closure(
+        &mut self,
+        cwd: &Path,
+        cmd: &Command,
+        cfg: &Arc<Config>,
+    ) -> Result<(Vec<Node>, Option<String>), NotCovered> {
+        let mut unresolved = None;
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        let mut queue = VecDeque::new();
+        queue.push_back(Node {
+            path: cmd.source.clone(),
+            found: None,
+            abs_name: cmd.source_abs,
+        });
+        let chain_abs = |found: Option<usize>| found.is_some_and(|i| cfg.chain_abs[i]);
+        // gcc reads `<stdc-predef.h>` before anything else unless told not to.
+        if !cmd.nostdinc
+            && !cmd.freestanding
+            && let Some((path, found)) = self.search(cfg, None, cfg.angle_start, "stdc-predef.h")
+        {
+            queue.push_back(Node {
+                path,
+                found,
+                abs_name: false,
+            });
+        }
+        for pre in &cmd.preincludes {
+            let found = if Path::new(pre).is_absolute() {
+                Some((PathBuf::from(pre), None, true))
+            } else {
+                self.search(cfg, Some(cwd), 0, pre)
+                    .map(|(p, f)| (p, f, chain_abs(f)))
+            };
+            if let Some((path, found, abs_name)) = found {
+                queue.push_back(Node {
+                    path,
+                    found,
+                    abs_name,
+                });
+            }
+        }
+        while let Some(node) = queue.pop_front() {
+            if !seen.insert(node.clone()) {
+                continue;
+            }
+            let in_system = under(&node.path, &cfg.system);
+            let parsed = self.parse(&node.path);
+            let dir = node.path.parent().unwrap_or(Path::new("/")).to_path_buf();
+            for inc in &parsed.includes {
+                let forms = match &inc.form {
+                    Form::Computed(text) => {
+                        let mut forms = BTreeSet::new();
+                        if !self.expand(text, 0, &mut forms) {
+                            // Its #define may be in a file not scanned yet: the caller
+                            // decides once no new definitions turn up.
+                            if !in_system && unresolved.is_none() {
+                                unresolved = Some(format!(
+                                    "can't resolve the computed include `{text}` in {}",
+                                    node.path.display()
+                                ));
+                            }
+                            continue;
+                        }
+                        forms
+                    }
+                    f => BTreeSet::from([f.clone()]),
+                };
+                for form in forms {
+                    let (name, quote) = match &form {
+                        Form::Quote(n) => (n.clone(), true),
+                        Form::Angle(n) => (n.clone(), false),
+                        Form::Computed(_) => continue,
+                    };
+                    if Path::new(&name).is_absolute() {
+                        if in_system {
+                            continue;
+                        }
+                        return nc(format!(
+                            "Filepath must be relative but isn't: {name} in {}",
+                            node.path.display()
+                        ));
+                    }
+                    let hit = if inc.next {
+                        // Continue after where the includer was found; a file not found
+                        // through the chain (the source, or via its own dir) searches it all.
+                        let start = node.found.map_or(0, |i| i + 1);
+                        self.search(cfg, None, start, &name)
+                    } else if quote {
+                        self.search(cfg, Some(&dir), 0, &name)
+                    } else {
+                        self.search(cfg, None, cfg.angle_start, &name)
+                    };
+                    if let Some((path, found)) = hit {
+                        // Found in the includer's own dir: named like the includer.
+                        let abs_name = match found {
+                            None => node.abs_name,
+                            f => chain_abs(f),
+                        };
+                        queue.push_back(Node {
+                            path,
+                            found,
+                            abs_name,
+                        });
+                    }
+                }
+            }
+            order.push(node);
+        }
+        Ok((order, unresolved))
+    }
+}
+
+/// Walk `p` component by component as the kernel would, recording symlinks met (and the
+/// directories climbed out of with `..`, which must exist on the server). Returns the
+/// physical path, or `None` if it doesn't exist.
+fn physical(
+    p: &Path,
+    system: &[PathBuf],
+    links: &mut BTreeMap<PathBuf, PathBuf>,
+    dirs: &mut BTreeSet<PathBuf>,
+    depth: u32,
+) -> Option<PathBuf> {
+    if depth > 32 {
+        return None;
+    }
+    let mut cur = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                dirs.insert(cur.clone());
+                cur.pop();
+            }
+            Component::Normal(name) => {
+                let next = cur.join(name);
+                if under(&next, system) {
+                    cur = next;
+                    continue;
+                }
+                let meta = fs::symlink_metadata(&next).ok()?;
+                if meta.file_type().is_symlink() {
+                    let target = fs::read_link(&next).ok()?;
+                    let target = if target.is_absolute() {
+                        target
+                    } else {
+                        cur.join(target)
+                    };
+                    let resolved = physical(&target, system, links, dirs, depth + 1)?;
+                    links.insert(next, resolved.clone());
+                    cur = resolved;
+                } else {
+                    cur = next;
+                }
+            }
+        }
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn write(p: &Path, text: &str) {
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn command_options_joined_and_separate() {
+        let cwd = Path::new("/w");
+        let c = parse_command(
+            cwd,
+            &s(&[
+                "gcc",
+                "-Ia",
+                "-I",
+                "b",
+                "-iquote",
+                "q",
+                "-isystem/s",
+                "-idirafter",
+                "z",
+                "-include",
+                "p.h",
+                "-DX=\"y.h\"",
+                "-c",
+                "m.cc",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.bracket,
+            vec![PathBuf::from("/w/a"), PathBuf::from("/w/b")]
+        );
+        assert_eq!(c.quote, vec![PathBuf::from("/w/q")]);
+        assert_eq!(c.system_user, vec![PathBuf::from("/s")]);
+        assert_eq!(c.after, vec![PathBuf::from("/w/z")]);
+        assert_eq!(c.preincludes, vec!["p.h".to_string()]);
+        assert_eq!(c.lang, "c++");
+        assert_eq!(c.source, PathBuf::from("/w/m.cc"));
+        assert_eq!(c.defines, vec![("X".into(), "\"y.h\"".into())]);
+        assert!(parse_command(cwd, &s(&["gcc", "-imultilib", "x", "-c", "a.c"])).is_err());
+        assert!(parse_command(cwd, &s(&["gcc", "-c", "a.f90"])).is_err());
+    }
+
+    #[test]
+    fn follows_includes_next_computed_and_links() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(
+            &r.join("main.c"),
+            "#include \"a.h\"\n#include <b.h>\n#include COMP\n",
+        );
+        write(&r.join("a.h"), "#define COMP \"c.h\"\n");
+        write(&r.join("c.h"), "");
+        write(&r.join("i1/b.h"), "#include_next <b.h>\n");
+        write(&r.join("i2/b.h"), "#include \"../sub/d.h\"\n");
+        write(&r.join("real/d.h"), "");
+        std::os::unix::fs::symlink(r.join("real"), r.join("sub")).unwrap();
+        let mut an = Analyser::new();
+        let cl = an
+            .analyse(&r, &s(&["gcc", "-Ii1", "-Ii2", "-c", "main.c"]))
+            .unwrap();
+        for f in ["main.c", "a.h", "c.h", "i1/b.h", "i2/b.h", "real/d.h"] {
+            assert!(cl.files.contains(&r.join(f)), "{f} missing: {:?}", cl.files);
+        }
+        assert_eq!(cl.files[0], r.join("main.c"));
+        assert_eq!(cl.links.get(&r.join("sub")), Some(&r.join("real")));
+        assert!(cl.dirs.contains(&r.join("i2")));
+        assert!(cl.system_links.contains(&PathBuf::from("/usr/include")));
+    }
+
+    #[test]
+    fn a_header_made_later_is_found_by_the_next_job() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(&r.join("m.c"), "#include \"gen.h\"\n");
+        write(&r.join("src/gen.h"), "");
+        let argv = s(&["gcc", "-Ibuild", "-Isrc", "-c", "m.c"]);
+        let mut an = Analyser::new();
+        let first = an.analyse(&r, &argv).unwrap();
+        assert!(first.files.contains(&r.join("src/gen.h")));
+        // make generates build/gen.h, which shadows src/gen.h from now on.
+        write(&r.join("build/gen.h"), "");
+        let second = an.analyse(&r, &argv).unwrap();
+        assert!(
+            second.files.contains(&r.join("build/gen.h")),
+            "{:?}",
+            second.files
+        );
+    }
+
+    #[test]
+    fn absolute_and_unresolvable_includes_are_not_covered() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(&r.join("abs.c"), "#include \"/etc/hostname\"\n");
+        write(&r.join("mac.c"), "#include NOWHERE_DEFINED_XYZ\n");
+        let mut an = Analyser::new();
+        assert!(an.analyse(&r, &s(&["gcc", "-c", "abs.c"])).is_err());
+        assert!(an.analyse(&r, &s(&["gcc", "-c", "mac.c"])).is_err());
+    }
+}

@@ -1,0 +1,335 @@
+//! The compile client's side of pump mode (reference §5.4, §1.5): decide whether a job may
+//! use protocol 3, ask the include server which files to ship, and turn its answer into
+//! the request's FILE/LINK entries. Any failure here only demotes the job to protocol 2.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::PumpError;
+use crate::connection::Connection;
+use crate::protocol::{FileEntry, FileKind, Payload, include};
+
+/// How long the include server may take to answer one job.
+const ASK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A job ready to go out as protocol 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PumpJob {
+    pub cwd: String,
+    /// The full argv the server gets (with `-o` and, when needed, `-MT`).
+    pub argv: Vec<String>,
+    pub files: Vec<FileEntry>,
+    /// Where the server's `.d` must be written, when the compile makes one.
+    pub dotd: Option<PathBuf>,
+}
+
+/// The include server's socket, if this job may use pump mode at all (the environment
+/// part of §5.4; the host's `,cpp,lzo` is the caller's check).
+pub fn socket_for(preprocessed: bool) -> Result<PathBuf, String> {
+    let Some(sock) = std::env::var_os("INCLUDE_SERVER_PORT") else {
+        return Err("INCLUDE_SERVER_PORT is not set".into());
+    };
+    if preprocessed {
+        return Err("the input is already preprocessed".into());
+    }
+    for var in [
+        "CPATH",
+        "C_INCLUDE_PATH",
+        "CPLUS_INCLUDE_PATH",
+        "DEPENDENCIES_OUTPUT",
+        "SUNPRO_DEPENDENCIES",
+    ] {
+        if std::env::var_os(var).is_some() {
+            return Err(format!("{var} is set"));
+        }
+    }
+    let sock = PathBuf::from(sock);
+    let count = discrepancies(&sock);
+    let max = max_discrepancy();
+    if count >= max {
+        return Err(format!(
+            "{count} pump-mode compilation(s) failed on a server but succeeded locally \
+             (DISTCC_MAX_DISCREPANCY={max}): pump mode is off for this build"
+        ));
+    }
+    Ok(sock)
+}
+
+/// `<dir of the socket>/discrepancy_counter`: one `@` per pump job that failed remotely
+/// but compiled locally (distcc 3.4's file, read by the `pump` applet at the end).
+fn counter_path(socket: &Path) -> Option<PathBuf> {
+    socket.parent().map(|d| d.join("discrepancy_counter"))
+}
+
+fn discrepancies(socket: &Path) -> u64 {
+    counter_path(socket)
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map_or(0, |m| m.len())
+}
+
+/// `DISTCC_MAX_DISCREPANCY`, at least 1 (default 1).
+pub fn max_discrepancy() -> u64 {
+    std::env::var("DISTCC_MAX_DISCREPANCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
+}
+
+/// Count one discrepancy: a pump-mode job failed on the server but succeeded locally —
+/// usually the server's system headers differ, or the analysis missed a file.
+pub fn note_discrepancy() {
+    let Some(path) = std::env::var_os("INCLUDE_SERVER_PORT")
+        .map(PathBuf::from)
+        .and_then(|s| counter_path(&s))
+    else {
+        return;
+    };
+    log::warn!("pump-mode compilation failed on the server but succeeded locally");
+    let r = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"@"));
+    if let Err(e) = r {
+        log::warn!("can't count the discrepancy in {}: {e}", path.display());
+    }
+}
+
+fn with_ext(path: &str, ext: &str) -> String {
+    let p = Path::new(path);
+    p.with_extension(ext).display().to_string()
+}
+
+fn basename(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The argv for the server and the local `.d` path (reference §1.5, §2.8): `-o` made
+/// explicit; if a `.d` is wanted and no `-MT`/`-MQ` given, `-MT <output>` appended (the
+/// target gcc would use locally). `argv` is already `-Wp,`-expanded.
+pub fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, Option<PathBuf>) {
+    let mut out = argv.to_vec();
+    let mut explicit_o = false;
+    let mut wants_dotd = false;
+    let mut mf: Option<String> = None;
+    let mut has_mt = false;
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        let next = argv.get(i + 1);
+        match a {
+            "-o" => explicit_o = true,
+            "-MF" => {
+                mf = next.cloned();
+                i += 2;
+                continue;
+            }
+            "-MT" | "-MQ" => {
+                has_mt = true;
+                i += 2;
+                continue;
+            }
+            _ => {}
+        }
+        if a.starts_with("-o") {
+            explicit_o = true;
+        } else if let Some(f) = a.strip_prefix("-MF") {
+            mf = Some(f.to_string());
+        } else if a.starts_with("-MT") || a.starts_with("-MQ") {
+            has_mt = true;
+        } else if a == "-MD" || a == "-MMD" {
+            // Only these make `gcc -c` write a .d file (-MP/-MG alone change nothing).
+            wants_dotd = true;
+        }
+        i += 1;
+    }
+    if !explicit_o {
+        out.extend(["-o".to_string(), output.to_string()]);
+    }
+    if !wants_dotd {
+        return (out, None);
+    }
+    let dotd = mf.unwrap_or_else(|| {
+        if explicit_o {
+            with_ext(output, "d")
+        } else {
+            basename(&with_ext(input, "d"))
+        }
+    });
+    if !has_mt {
+        out.extend(["-MT".to_string(), output.to_string()]);
+    }
+    (out, Some(PathBuf::from(dotd)))
+}
+
+/// Ask the include server at `socket` which files `argv` needs (§5.2).
+pub async fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
+    let stream = async_net::unix::UnixStream::connect(socket)
+        .await
+        .map_err(|source| PumpError::Io {
+            what: format!(
+                "can't connect to the include server at {}",
+                socket.display()
+            ),
+            source,
+        })?;
+    let mut conn = Connection::new(stream, ASK_TIMEOUT);
+    let req = include::IncludeRequest {
+        cwd: cwd.to_string(),
+        argv: argv.to_vec(),
+    };
+    conn.send(&include::encode_request(&req))
+        .await
+        .map_err(|e| PumpError::Server(e.to_string()))?;
+    conn.read_include_reply()
+        .await
+        .map_err(|e| PumpError::Server(e.to_string()))
+}
+
+/// The client path of a mirror path: drop the root's 3 components, then `.abs`, then `.lzo`.
+pub fn original_name(mirror: &str) -> Option<String> {
+    let rest = mirror.strip_prefix('/')?;
+    let mut parts = rest.splitn(4, '/');
+    let (_, _, _, tail) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let name = format!("/{tail}");
+    let name = name.strip_suffix(".abs").unwrap_or(&name);
+    let name = name.strip_suffix(".lzo").unwrap_or(name);
+    Some(name.to_string())
+}
+
+/// Turn the include server's answer into request entries: symlinks as LINK (their
+/// `readlink` text), files as FILE carrying the mirror's LZO bytes as they are.
+pub fn entries(paths: &[String]) -> Result<Vec<FileEntry>, PumpError> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| PumpError::Io { what, source }
+    };
+    let mut out = Vec::with_capacity(paths.len());
+    for p in paths {
+        let name = original_name(p)
+            .ok_or_else(|| PumpError::Server(format!("path outside a client root: {p}")))?;
+        let meta = std::fs::symlink_metadata(p).map_err(io(p))?;
+        let kind = if meta.file_type().is_symlink() {
+            let t = std::fs::read_link(p).map_err(io(p))?;
+            FileKind::Link(t.to_string_lossy().into_owned())
+        } else {
+            FileKind::File(Payload::Lzo(std::fs::read(p).map_err(io(p))?))
+        };
+        out.push(FileEntry { name, kind });
+    }
+    Ok(out)
+}
+
+/// Everything before sending: eligibility, the include server's answer, the entries.
+/// `Err` carries the reason this job goes protocol 2 instead.
+pub async fn prepare(
+    argv: &[String],
+    input: &str,
+    output: &str,
+    preprocessed: bool,
+) -> Result<PumpJob, String> {
+    let socket = socket_for(preprocessed)?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| format!("can't get the current directory: {e}"))?
+        .display()
+        .to_string();
+    let (argv, dotd) = server_argv(argv, input, output);
+    let paths = ask(&socket, &cwd, &argv).await.map_err(|e| {
+        format!("failed to get includes from include server ({e}), preprocessing locally")
+    })?;
+    if paths.is_empty() {
+        return Err("include server gave up analyzing".into());
+    }
+    let files = entries(&paths).map_err(|e| e.to_string())?;
+    Ok(PumpJob {
+        cwd,
+        argv,
+        files,
+        dotd,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn maps_mirror_paths_back() {
+        assert_eq!(
+            original_name("/dev/shm/tmpX.include_server-1-0/home/u/a.h.lzo").as_deref(),
+            Some("/home/u/a.h")
+        );
+        assert_eq!(
+            original_name("/tmp/x.include_server-1-0/padding/p/b.c.lzo.abs").as_deref(),
+            Some("/p/b.c")
+        );
+        assert_eq!(original_name("/dev/shm/x").as_deref(), None);
+    }
+
+    #[test]
+    fn argv_gets_output_and_target() {
+        let (argv, dotd) = server_argv(&s(&["gcc", "-MD", "-c", "a.c"]), "a.c", "a.o");
+        assert_eq!(
+            argv,
+            s(&["gcc", "-MD", "-c", "a.c", "-o", "a.o", "-MT", "a.o"])
+        );
+        assert_eq!(dotd, Some(PathBuf::from("a.d")));
+        let (argv, dotd) = server_argv(
+            &s(&[
+                "gcc", "-MMD", "-MF", "x/y.d", "-MT", "t", "-c", "a.c", "-o", "o/a.o",
+            ]),
+            "a.c",
+            "o/a.o",
+        );
+        assert_eq!(argv.len(), 10);
+        assert_eq!(dotd, Some(PathBuf::from("x/y.d")));
+        let (_, dotd) = server_argv(
+            &s(&["gcc", "-MD", "-c", "a.c", "-o", "o/a.o"]),
+            "a.c",
+            "o/a.o",
+        );
+        assert_eq!(dotd, Some(PathBuf::from("o/a.d")));
+        let (_, dotd) = server_argv(&s(&["gcc", "-c", "a.c"]), "a.c", "a.o");
+        assert_eq!(dotd, None);
+        let (argv, dotd) = server_argv(&s(&["gcc", "-MP", "-c", "a.c"]), "a.c", "a.o");
+        assert_eq!(dotd, None);
+        assert!(!argv.contains(&"-MT".to_string()));
+    }
+
+    #[test]
+    fn asks_a_real_include_server() {
+        use crate::pump::server::IncludeServer;
+        use std::sync::Arc;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        std::fs::write(dir.join("m.c"), "#include \"h.h\"\n#include <stdio.h>\n").unwrap();
+        std::fs::write(dir.join("h.h"), "int h;\n").unwrap();
+        let sock = dir.join("socket");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        let server = Arc::new(IncludeServer::new().unwrap());
+        let s2 = server.clone();
+        std::thread::spawn(move || s2.serve(listener));
+        let argv = s(&["gcc", "-c", "m.c", "-o", "m.o"]);
+        let paths = smol::block_on(ask(&sock, &dir.display().to_string(), &argv)).unwrap();
+        let files = entries(&paths).unwrap();
+        let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names[0], dir.join("m.c").to_str().unwrap());
+        assert!(names.contains(&dir.join("h.h").to_str().unwrap()));
+        assert!(files.iter().any(|f| f.name == "/usr/include"
+            && matches!(&f.kind, FileKind::Link(t) if t.ends_with("../usr/include"))));
+        assert!(!names.iter().any(|n| n.ends_with("stdio.h")));
+        // A job the analyser can't cover: ARGC 0.
+        std::fs::write(dir.join("abs.c"), "#include \"/etc/passwd\"\n").unwrap();
+        let argv = s(&["gcc", "-c", "abs.c", "-o", "abs.o"]);
+        let paths = smol::block_on(ask(&sock, &dir.display().to_string(), &argv)).unwrap();
+        assert!(paths.is_empty());
+    }
+}

@@ -1,0 +1,40 @@
+//! Pump mode without Python: the include analyser, the include server that serves it over
+//! a unix socket (distcc 3.4's `include_server.py`, reference §5.2–5.3), and the client side
+//! that turns its answer into a protocol-3 request (§1.5, §5.4).
+//!
+//! * [`parse`]: directives-only scanner;
+//! * [`defaults`]: the compiler's built-in include dirs;
+//! * [`analyser`]: command line + scanner → the files a compile may read;
+//! * [`server`]: the include server and its client root of LZO mirrors;
+//! * [`client`]: the compile client's side: ask, map back, build the protocol-3 request.
+
+pub mod analyser;
+pub mod client;
+pub mod defaults;
+pub mod parse;
+pub mod server;
+
+pub use analyser::{Analyser, Closure, NotCovered};
+
+/// What can go wrong in pump mode. Every one of them means "this job goes protocol 2".
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    #[error(transparent)]
+    NotCovered(#[from] NotCovered),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("can't compress {0}: {1}")]
+    Compress(String, crate::compress::CompressError),
+    #[error("include server protocol error: {0}")]
+    Protocol(#[from] crate::protocol::ProtocolError),
+    #[error(
+        "can't make the include server's client root: {0}; set DISTCC_CLIENT_TMP to a directory like /dev/shm"
+    )]
+    ClientRoot(String),
+    #[error("include server: {0}")]
+    Server(String),
+}

@@ -1,0 +1,1 @@
+#define COMPUTED_VALUE 7

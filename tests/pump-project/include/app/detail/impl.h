@@ -1,0 +1,1 @@
+#define IMPL_FACTOR 2

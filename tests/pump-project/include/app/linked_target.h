@@ -1,0 +1,2 @@
+/* Reached through the symlink include/link.h. */
+#define LINKED_VALUE 41

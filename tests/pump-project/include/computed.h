@@ -1,0 +1,1 @@
+#define COMP_HEADER "app/comp_impl.h"
