@@ -11,6 +11,16 @@ use std::process::Command;
 
 use common::{Daemon, Kind, client_cmd, distcc};
 
+/// Stops a `pump --startup` include server by PID even when an assertion fails first.
+struct ServerGuard(i32);
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the PID `pump --startup` printed for the server it started.
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+    }
+}
+
 const SOURCES: &[&str] = &["src/main.c", "src/util.cc", "src/comp.c", "src/sub/deep.c"];
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -292,6 +302,7 @@ fn pump_startup_and_shutdown() {
         var("INCLUDE_SERVER_DIR"),
         var("INCLUDE_SERVER_PORT"),
     );
+    let _guard = ServerGuard(pid.parse().unwrap());
     assert!(Path::new(&port).exists());
     let st = Command::new(&d)
         .args(["pump", "--shutdown"])
@@ -504,6 +515,7 @@ fn discrepancies_turn_pump_mode_off() {
         var("INCLUDE_SERVER_DIR"),
         var("INCLUDE_SERVER_PORT"),
     );
+    let _guard = ServerGuard(pid.parse().unwrap());
     let compile = |max: &str| -> String {
         let out = client_cmd(&d, &dir.join("dd"), &hosts)
             .env("INCLUDE_SERVER_PORT", &port)
