@@ -531,29 +531,3 @@ fn uncached_err_fd_and_save_temps() {
         "{kept:?}"
     );
 }
-
-#[test]
-fn pump_hosts_are_used_with_protocol_2_for_now() {
-    let t = tempfile::tempdir().unwrap();
-    let d = Daemon::start(Kind::Debian, t.path(), &[], &[]);
-    fs::write(t.path().join("x.c"), "int x(void) { return 3; }\n").unwrap();
-    let out = client_cmd(
-        &distcc(),
-        &t.path().join("dd"),
-        &format!("127.0.0.1:{},cpp,lzo", d.port),
-    )
-    .env("INCLUDE_SERVER_PORT", t.path().join("no-such-socket"))
-    .env("DISTCC_VERBOSE", "1")
-    .env("DISTCC_FALLBACK", "0")
-    .args(["gcc", "-c", "x.c"])
-    .current_dir(t.path())
-    .output()
-    .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(
-        err.contains("pump mode not implemented yet; using protocol 2"),
-        "{err}"
-    );
-    assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
-}
