@@ -312,6 +312,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
             print!("{USAGE}");
             0
         }
+        Some("--version") => {
+            print!("{}", distcc::version_text("pump"));
+            0
+        }
         Some("--startup") => startup(),
         Some("--shutdown") => shutdown(),
         Some("--serve") if rest.len() == 2 => serve_forever(Path::new(&rest[1])),

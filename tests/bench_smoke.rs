@@ -60,5 +60,4 @@ fn harness_runs_with_tiny_sizes() {
         "{}",
         mem.ours
     );
-    assert!(find("pump", "include analysis").ours.len() > 3);
 }

@@ -71,14 +71,26 @@ fn install_tree_links_versions_and_uninstall() {
         !bin.join("distccd").symlink_metadata().unwrap().is_file(),
         "applets are links"
     );
-    for applet in ["distcc", "distccd", "distcc-config", "distccmon-text"] {
+    for applet in [
+        "distcc",
+        "distccd",
+        "distcc-config",
+        "distccmon-text",
+        "pump",
+        "distcc-pump",
+    ] {
         let o = Command::new(bin.join(applet))
             .arg("--version")
             .output()
             .unwrap();
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success(), "{applet} --version");
-        assert!(out.starts_with(&format!("{applet} ")), "{applet}: {out}");
+        let name = if applet == "distcc-pump" {
+            "pump"
+        } else {
+            applet
+        };
+        assert!(out.starts_with(&format!("{name} ")), "{applet}: {out}");
         assert!(
             out.contains("(protocols 1, 2 and 3) (default port 3632)"),
             "{applet}: {out}"

@@ -366,6 +366,19 @@ impl Analyser {
     }
 
     /// Candidate `"x"`/`<x>` forms of a computed include, over every definition seen.
+    /// Is this computed include a bare macro name that nothing defines?
+    fn never_defined(&self, text: &str) -> bool {
+        match parse::parse_form(text) {
+            Some(Form::Computed(t)) => {
+                let t = t.trim();
+                !t.is_empty()
+                    && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                    && !self.defines.contains_key(t)
+            }
+            _ => false,
+        }
+    }
+
     fn expand(&self, text: &str, depth: u32, out: &mut BTreeSet<Form>) -> bool {
         if depth > 8 {
             return false;
@@ -533,6 +546,13 @@ impl Analyser {
                 let forms = match &inc.form {
                     Form::Computed(text) => {
                         let mut forms = BTreeSet::new();
+                        if self.never_defined(text) {
+                            // `#include MACRO` with MACRO defined nowhere (not in any file
+                            // seen, not with -D): gcc could not process it either, so it
+                            // sits in a dead branch (Lua's `#include LUA_USER_H`). If a
+                            // later file defines it, the fixpoint loop comes back here.
+                            continue;
+                        }
                         if !self.expand(text, 0, &mut forms) {
                             // Its #define may be in a file not scanned yet: the caller
                             // decides once no new definitions turn up.
@@ -743,9 +763,22 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = t.path().canonicalize().unwrap();
         write(&r.join("abs.c"), "#include \"/etc/hostname\"\n");
-        write(&r.join("mac.c"), "#include NOWHERE_DEFINED_XYZ\n");
+        write(&r.join("mac.c"), "#define HDR(x) #x\n#include HDR(foo.h)\n");
+        write(
+            &r.join("dead.c"),
+            "#if defined(USER_H)\n#include USER_H\n#endif\n",
+        );
         let mut an = Analyser::new();
         assert!(an.analyse(&r, &s(&["gcc", "-c", "abs.c"])).is_err());
         assert!(an.analyse(&r, &s(&["gcc", "-c", "mac.c"])).is_err());
+        // A macro nothing defines can only sit in a dead branch: covered, nothing to add.
+        let dead = an.analyse(&r, &s(&["gcc", "-c", "dead.c"])).unwrap();
+        assert_eq!(dead.files, vec![r.join("dead.c")]);
+        // …unless the command line defines it.
+        write(&r.join("user.h"), "int u;\n");
+        let live = an
+            .analyse(&r, &s(&["gcc", "-DUSER_H=\"user.h\"", "-c", "dead.c"]))
+            .unwrap();
+        assert!(live.files.contains(&r.join("user.h")), "{:?}", live.files);
     }
 }

@@ -332,6 +332,19 @@ int main(int argc, char **argv) {
     }
 }
 
+/// A command for `program` with the environment a client command for `side` would get.
+fn with_client_env(world: &World, side: Side, hosts: &str, tag: &str, program: &Path) -> Command {
+    let client = world.client(side, hosts, tag);
+    let mut cmd = Command::new(program);
+    for (k, v) in client.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
 /// Run `n` jobs of `args` one after another; seconds taken, and failures.
 fn sequential(
     world: &World,
@@ -535,6 +548,7 @@ fn lua_build(
     cc: &str,
     hosts: &str,
     side: Option<Side>,
+    pump: bool,
 ) -> Result<f64, String> {
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
@@ -554,21 +568,16 @@ fn lua_build(
     objs.sort();
     mk = format!("all: {}\n{mk}", objs.join(" "));
     fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
-    let mut cmd = match side {
-        Some(s) => {
-            let mut c = world.client(s, hosts, "lua");
-            c.env_remove("DISTCC_FALLBACK");
-            let mut m = Command::new("make");
-            for (k, v) in c.get_envs() {
-                match v {
-                    Some(v) => m.env(k, v),
-                    None => m.env_remove(k),
-                };
-            }
-            m
+    let mut cmd = match (side, pump) {
+        (Some(s), false) => with_client_env(world, s, hosts, "lua", Path::new("make")),
+        (Some(s), true) => {
+            let mut c = with_client_env(world, s, hosts, "lua", &world.opts.ours);
+            c.args(["pump", "make"]);
+            c
         }
-        None => Command::new("make"),
+        (None, _) => Command::new("make"),
     };
+    cmd.env_remove("DISTCC_FALLBACK");
     let start = Instant::now();
     let ok = cmd
         .args(["-s", "-j8", &format!("CC={cc}")])
@@ -615,6 +624,7 @@ pub fn real_build(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
             "gcc",
             "",
             None,
+            false,
         )?);
         o.push(lua_build(
             world,
@@ -623,6 +633,7 @@ pub fn real_build(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
             &oc,
             &format!("127.0.0.1:{}/4,lzo", ours.port),
             Some(Side::Ours),
+            false,
         )?);
         t.push(lua_build(
             world,
@@ -631,6 +642,7 @@ pub fn real_build(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
             &tc,
             &format!("127.0.0.1:{}/4,lzo", theirs.port),
             Some(Side::Theirs),
+            false,
         )?);
     }
     let (o, t, l) = (median(&mut o), median(&mut t), median(&mut l));
@@ -666,6 +678,7 @@ pub fn real_build(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
         &oc,
         &format!("127.0.0.1:{}/4,lzo", theirs.port),
         Some(Side::Ours),
+        false,
     )?;
     let (s1, n1) = same_objects(&w.join("lua-local"), &w.join("lua-ours-theirs"));
     let before_o = ours.compile_ok();
@@ -676,6 +689,7 @@ pub fn real_build(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
         &tc,
         &format!("127.0.0.1:{}/4,lzo", ours.port),
         Some(Side::Theirs),
+        false,
     )?;
     let (s2, n2) = same_objects(&w.join("lua-local"), &w.join("lua-theirs-ours"));
     let mut r = row(
@@ -719,14 +733,13 @@ pub fn scheduler(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
             mk.push_str("\n%.o: x.c\n\t$(CC) -c x.c -o $@\n");
             fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
             fs::write(dir.join("x.c"), "int x;\n").map_err(|e| e.to_string())?;
-            let client = world.client(side, &hosts.join(" "), &format!("sched{k}"));
-            let mut m = Command::new("make");
-            for (key, v) in client.get_envs() {
-                match v {
-                    Some(v) => m.env(key, v),
-                    None => m.env_remove(key),
-                };
-            }
+            let mut m = with_client_env(
+                world,
+                side,
+                &hosts.join(" "),
+                &format!("sched{k}"),
+                Path::new("make"),
+            );
             let cc = match side {
                 Side::Ours => format!("{} sleepcc", world.opts.ours.display()),
                 Side::Theirs => "/usr/bin/distcc sleepcc".into(),
@@ -899,22 +912,135 @@ pub fn memory(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
     Ok(())
 }
 
-/// Suite 5: pump mode (placeholder until the applet exists).
-pub fn pump(world: &World, rows: &mut Vec<Row>) {
-    let works = Command::new(&world.opts.ours)
-        .args(["pump", "--help"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let mut r = row("pump", "include analysis vs gcc -M; pump vs plain build");
-    r.ours = if works {
-        "pump applet present; not measured by this harness yet".into()
+/// gcc -M's dependencies of `file` (compiled in `dir`), canonicalised.
+fn gcc_m(dir: &Path, file: &str) -> Result<Vec<PathBuf>, String> {
+    let out = Command::new("gcc")
+        .args(["-O2", "-M", file])
+        .current_dir(dir)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!("gcc -M {file} failed"));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
+    Ok(text
+        .split_once(':')
+        .map(|(_, deps)| deps)
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|p| dir.join(p).canonicalize().ok())
+        .collect())
+}
+
+/// The Lua sources' names, sorted.
+fn lua_files(lua: &Path) -> Result<Vec<String>, String> {
+    let mut files: Vec<String> = fs::read_dir(lua)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".c"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Include analysis of every Lua file: (seconds for our analyser in one process, seconds
+/// for `gcc -M` per file, files whose set ⊇ gcc -M's, files analysed).
+pub fn analysis_vs_gcc_m(lua: &Path) -> Result<(f64, f64, usize, usize), String> {
+    let files = lua_files(lua)?;
+    let mut analyser = distcc::pump::Analyser::new();
+    let start = Instant::now();
+    let mut closures = Vec::new();
+    for f in &files {
+        let argv: Vec<String> = ["gcc", "-O2", "-c", f.as_str()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        closures.push(
+            analyser
+                .analyse(lua, &argv)
+                .map_err(|e| format!("{f}: not covered: {}", e.0))?,
+        );
+    }
+    let ours = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut deps = Vec::new();
+    for f in &files {
+        deps.push(gcc_m(lua, f)?);
+    }
+    let theirs = start.elapsed().as_secs_f64();
+    let mut superset = 0;
+    for (c, d) in closures.iter().zip(&deps) {
+        let have: std::collections::BTreeSet<PathBuf> = c
+            .files
+            .iter()
+            .chain(c.system_files.iter())
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        if d.iter().all(|p| have.contains(p)) {
+            superset += 1;
+        }
+    }
+    Ok((ours, theirs, superset, files.len()))
+}
+
+/// Suite 5: pump mode — include analysis against gcc -M, and a pump build against a plain
+/// one, both through our client and daemon.
+pub fn pump(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    let (lua, version) = lua_sources(&world.opts.work)?;
+    let (ours, gcc, superset, n) = analysis_vs_gcc_m(&lua)?;
+    let mut r = row(
+        "pump",
+        format!("include analysis of {version}, {n} files: ms (ours in-process / gcc -M per file)"),
+    );
+    r.ours = format!("{:.1}", ours * 1000.0);
+    r.theirs = format!("{:.1} (gcc -M)", gcc * 1000.0);
+    r.ratio = format!("{:.2}", ours / gcc);
+    rows.push(r);
+    let mut r = row("pump", "analyser's file set ⊇ gcc -M's");
+    r.ours = format!("{superset}/{n} files");
+    r.verdict = pass(superset == n);
+    rows.push(r);
+    let d = world.daemon(Side::Ours, "127.0.0.1", 4)?;
+    let oc = format!("{} gcc", world.opts.ours.display());
+    let w = &world.opts.work;
+    let (mut plain, mut pumped) = (Vec::new(), Vec::new());
+    for _ in 0..world.opts.rounds.min(3) {
+        plain.push(lua_build(
+            world,
+            &lua,
+            &w.join("lua-plain"),
+            &oc,
+            &format!("127.0.0.1:{}/4,lzo", d.port),
+            Some(Side::Ours),
+            false,
+        )?);
+        pumped.push(lua_build(
+            world,
+            &lua,
+            &w.join("lua-pump"),
+            &oc,
+            &format!("127.0.0.1:{}/4,cpp,lzo", d.port),
+            Some(Side::Ours),
+            true,
+        )?);
+    }
+    let (plain, pumped) = (median(&mut plain), median(&mut pumped));
+    let (same, total) = same_objects(&w.join("lua-plain"), &w.join("lua-pump"));
+    let mut r = row(
+        "pump",
+        format!("{version} make -j8 through our client+daemon: s (pump / plain)"),
+    );
+    r.ours = format!("{pumped:.2}");
+    r.theirs = format!("{plain:.2} (plain)");
+    r.ratio = format!("{:.2}", pumped / plain);
+    r.verdict = if same == total && total > 0 {
+        format!("{same}/{total} objects equal")
     } else {
-        "not measured yet (no pump applet)".into()
+        format!("FAIL: {same}/{total} objects equal")
     };
     rows.push(r);
+    Ok(())
 }
 
 /// Render the table.
@@ -972,8 +1098,13 @@ pub fn run(opts: &Options, which: &[String]) -> Vec<Row> {
             rows.push(r);
         }
     }
-    if want("pump") {
-        pump(&world, &mut rows);
+    if want("pump")
+        && opts.real_build
+        && let Err(e) = pump(&world, &mut rows)
+    {
+        let mut r = row("error", format!("pump: {e}"));
+        r.verdict = "FAIL".into();
+        rows.push(r);
     }
     rows
 }
