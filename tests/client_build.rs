@@ -256,7 +256,7 @@ fn ssh_host(daemon: &str) {
     let m = fs::read_to_string(&marker).unwrap();
     assert!(m.contains("user=bob"), "{m}");
     assert!(m.contains(&format!("host=box cmd={daemon} --inetd")), "{m}");
-    let log = fs::read_to_string(logdir.join("d.log")).unwrap_or_default();
+    let log = wait_for_log(&logdir.join("d.log"), "COMPILE_OK");
     assert!(
         log.contains("COMPILE_OK"),
         "the job ran on the ssh host's daemon: {log}"

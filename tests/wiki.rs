@@ -297,7 +297,7 @@ fn hallo_distcc_with_the_pages_daemon_options() {
     );
     let run = Command::new(src.join("main")).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&run.stdout), "Hallo distcc!\n");
-    let log = fs::read_to_string(logdir.join("distccd.log")).unwrap();
+    let log = common::wait_for_log(&logdir.join("distccd.log"), "COMPILE_OK");
     assert!(
         log.contains("COMPILE_OK exit:0 sig:0 core:0 ret:0") && log.contains("gcc main.c"),
         "{log}"

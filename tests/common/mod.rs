@@ -103,9 +103,25 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Jobs the daemon logged as compiled successfully.
+    /// Jobs the daemon logged as compiled successfully. A daemon logs a job's summary just
+    /// after sending its reply, so wait until the count holds still for a moment.
     pub fn compile_ok_count(&self) -> usize {
-        self.log_text().matches("COMPILE_OK").count()
+        self.settled_count("COMPILE_OK")
+    }
+
+    /// How many times `needle` is in the log, once that number holds still for a moment.
+    pub fn settled_count(&self, needle: &str) -> usize {
+        let count = || self.log_text().matches(needle).count();
+        let mut last = count();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 
     /// Is the process still running?
@@ -238,4 +254,17 @@ pub fn reference_build(dir: &Path) {
         .args(["-s", "-j4", "CC=gcc", "CXX=g++"])
         .current_dir(dir));
     assert!(out.status.success());
+}
+
+/// A log file's text once it contains `needle` (daemons log a job's summary just after
+/// the reply, so the client may finish first); gives up after 5 s and returns what is there.
+pub fn wait_for_log(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
