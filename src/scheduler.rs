@@ -252,14 +252,26 @@ impl Scheduler {
         }
         .max(1);
         let mut pool = LockPool::new(&self.lock_dir);
-        let found = self.wait_loop(&mut pool, wait, || {
-            Some(
-                (0..n)
-                    .map(|slot| (usize::MAX, "localhost".to_string(), slot))
-                    .collect(),
-            )
-        })?;
-        Ok(found.map(|(_, slot, lock)| LocalSlot { slot, lock }))
+        let candidates: Vec<(usize, String, u32)> = (0..n)
+            .map(|slot| (usize::MAX, "localhost".to_string(), slot))
+            .collect();
+        if let Some((_, slot, lock)) =
+            self.wait_loop(&mut pool, false, || Some(candidates.clone()))?
+        {
+            return Ok(Some(LocalSlot { slot, lock }));
+        }
+        if !wait {
+            return Ok(None);
+        }
+        // All local slots are busy. Local slots are interchangeable and held briefly, so
+        // queue on one of them in the kernel (spread by pid) rather than waking every waiter
+        // on every release, which with `make -j256` and 8 cpp slots cost more CPU than the
+        // jobs themselves.
+        let slot = std::process::id() % n;
+        let mut lock = SlotLock::open(&self.lock_dir.join(lock_file_name("localhost", slot)))?;
+        log::debug!("all local slots busy; queueing for slot {slot}");
+        lock.lock_blocking()?;
+        Ok(Some(LocalSlot { slot, lock }))
     }
 
     /// Try the candidates that `order` lists (None: nothing usable), and if `wait`, keep
