@@ -188,11 +188,11 @@ fn a_stalled_client_holds_no_slot() {
     assert!(d.log_text().contains("timed out"), "{}", d.log_text());
 }
 
-#[test]
-fn job_lifetime_kills_a_hanging_compiler() {
-    let work = tempfile::tempdir().unwrap();
-    let masq = world_writable_dir(work.path(), "masq");
-    let flag = world_writable_dir(work.path(), "flag");
+/// Our daemon whitelisting `slowcc`, a compiler that writes its pid to `<flag>/pid` and
+/// hangs; returns the daemon and the flag dir.
+fn daemon_with_hanging_compiler(work: &Path, extra: &[&str]) -> (Daemon, std::path::PathBuf) {
+    let masq = world_writable_dir(work, "masq");
+    let flag = world_writable_dir(work, "flag");
     script(
         &masq.join("slowcc"),
         &format!("echo $$ > {}/pid; exec sleep 60", flag.display()),
@@ -200,13 +200,20 @@ fn job_lifetime_kills_a_hanging_compiler() {
     let path = format!("{}:/usr/bin:/bin", masq.display());
     let d = Daemon::start(
         Kind::Ours,
-        work.path(),
-        &["--job-lifetime", "1"],
+        work,
+        extra,
         &[
             ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
             ("DISTCCD_PATH", &path),
         ],
     );
+    (d, flag)
+}
+
+#[test]
+fn job_lifetime_kills_a_hanging_compiler() {
+    let work = tempfile::tempdir().unwrap();
+    let (d, flag) = daemon_with_hanging_compiler(work.path(), &["--job-lifetime", "1"]);
     let start = Instant::now();
     let bytes = exchange(
         d.port,
@@ -230,22 +237,7 @@ fn job_lifetime_kills_a_hanging_compiler() {
 #[test]
 fn a_client_that_leaves_kills_its_compiler() {
     let work = tempfile::tempdir().unwrap();
-    let masq = world_writable_dir(work.path(), "masq");
-    let flag = world_writable_dir(work.path(), "flag");
-    script(
-        &masq.join("slowcc"),
-        &format!("echo $$ > {}/pid; exec sleep 60", flag.display()),
-    );
-    let path = format!("{}:/usr/bin:/bin", masq.display());
-    let d = Daemon::start(
-        Kind::Ours,
-        work.path(),
-        &[],
-        &[
-            ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
-            ("DISTCCD_PATH", &path),
-        ],
-    );
+    let (d, flag) = daemon_with_hanging_compiler(work.path(), &[]);
     let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
     s.write_all(&request(&["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n"))
         .unwrap();
