@@ -171,17 +171,7 @@ pub fn trim_path(arg0: &str, path: &std::ffi::OsStr, cwd: Option<&Path>) -> Opti
 
 /// Lexically clean a path (`a/./b/../c` → `a/c`) without touching the disk.
 fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
+    crate::pump::defaults::normalise(p)
 }
 
 /// Find an executable on a PATH string.
