@@ -19,13 +19,13 @@ all build:
 # otherwise stop and say the one command to run. Never skip them silently.
 check-peer:
 	@if [ ! -x /usr/bin/distccd ] || [ ! -x /usr/bin/distcc ] || [ ! -x /usr/bin/distcc-pump ] \
-	    || ! command -v ccache >/dev/null || ! command -v man >/dev/null || ! command -v groff >/dev/null; then \
+	    || ! command -v ccache >/dev/null || ! command -v python3 >/dev/null || ! command -v man >/dev/null || ! command -v groff >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's distcc 3.4 (the interop peer)…"; \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq distcc distcc-pump ccache man-db >/dev/null || exit 1; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq distcc distcc-pump ccache man-db python3 >/dev/null || exit 1; \
 	  else \
 	    echo "The interop tests need Debian's distcc 3.4. Run:"; \
-	    echo "    sudo apt-get install -y distcc distcc-pump ccache man-db"; \
+	    echo "    sudo apt-get install -y distcc distcc-pump ccache man-db python3"; \
 	    exit 1; \
 	  fi; \
 	fi

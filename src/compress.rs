@@ -170,7 +170,7 @@ mod tests {
         // p2-hello: DOTO body is LZO; the decoded object equals the written one.
         let dir = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/wire-distcc-3.4"
+            "/tests/fixtures/wire-distcc-3.4"
         );
         let Ok(resp) = std::fs::read(format!("{dir}/p2-hello.resp")) else {
             panic!("fixtures missing: {dir}");

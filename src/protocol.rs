@@ -599,7 +599,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../shared/fixtures/wire-distcc-3.4/{name}",
+            "{}/tests/fixtures/wire-distcc-3.4/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -159,10 +159,10 @@ pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
     cmd
 }
 
-/// The captured distcc 3.4 conversations in shared/.
+/// The captured distcc 3.4 conversations (tests/fixtures/wire-distcc-3.4, see its README).
 pub fn fixture(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/wire-distcc-3.4")
+        .join("tests/fixtures/wire-distcc-3.4")
         .join(name);
     fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
