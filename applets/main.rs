@@ -3,7 +3,8 @@
 //! `distccd`, `distcc-config`, `distccmon-text`, `pump`/`distcc-pump` are exact names; any
 //! other name containing `distcc` is the client; any other name at all (`gcc`, `cc`, `c++`,
 //! `x86_64-pc-linux-gnu-gcc-13`, …) is the client masquerading as that compiler. `distcc
-//! <applet> ARGS…` also runs an applet by name.
+//! <applet> ARGS…` also runs an applet by name — only under the multicall name `distcc`
+//! itself, so that `distcc-config distccd …` or `distcc-pump distccd …` never start a daemon.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -43,23 +44,27 @@ fn basename(arg0: &OsString) -> String {
         .unwrap_or_default()
 }
 
-fn main() {
-    let mut args: Vec<OsString> = std::env::args_os().collect();
+/// The applet for a whole command line, and the argv it gets. `distcc <applet> ARGS…` runs
+/// the applet (busybox style) when started as exactly `distcc`; `distcc distcc …` and
+/// `distcc gcc -c x.c` stay the client.
+fn dispatch(mut args: Vec<OsString>) -> (AppletMain, Vec<OsString>) {
     if args.is_empty() {
         args.push(OsString::from("distcc"));
     }
     let name = basename(&args[0]);
-    // `distcc distccd --daemon …` runs the daemon, busybox style. Only exact applet names other
-    // than the client itself count, so `distcc gcc -c x.c` stays a compile.
-    if name.contains("distcc") && name != "distccd" && args.len() > 1 {
-        let sub = args[1].to_string_lossy().into_owned();
-        if sub != "distcc" && APPLETS.iter().any(|(n, _)| *n == sub) {
-            args.remove(0);
-            let f = lookup(&sub);
-            std::process::exit(f(args));
-        }
+    if name == "distcc"
+        && let Some(sub) = args.get(1).and_then(|a| a.to_str())
+        && sub != "distcc"
+        && let Some((_, f)) = APPLETS.iter().find(|(n, _)| *n == sub)
+    {
+        args.remove(0);
+        return (*f, args);
     }
-    let f = lookup(&name);
+    (lookup(&name), args)
+}
+
+fn main() {
+    let (f, args) = dispatch(std::env::args_os().collect());
     std::process::exit(f(args));
 }
 
@@ -81,5 +86,31 @@ mod tests {
         assert!(same(lookup("distcc"), distcc::main));
         assert!(same(lookup("x86_64-pc-linux-gnu-gcc-13"), distcc::main));
         assert!(same(lookup("gcc"), distcc::main));
+    }
+
+    fn argv(words: &str) -> Vec<OsString> {
+        words.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_the_multicall_name_takes_an_applet_argument() {
+        let (f, a) = dispatch(argv("/usr/bin/distcc distccd --version"));
+        assert!(same(f, distccd::main));
+        assert_eq!(a, argv("distccd --version"));
+        let (f, a) = dispatch(argv("distcc distcc gcc -c x.c"));
+        assert!(same(f, distcc::main));
+        assert_eq!(a.len(), 5, "the client gets its argv untouched");
+        for cmd in [
+            "distcc-config distccd --version",
+            "distcc-pump distccd --daemon",
+            "/usr/bin/pump distccd --daemon",
+            "distccmon-text distccd",
+            "gcc distccd",
+        ] {
+            let (f, a) = dispatch(argv(cmd));
+            assert!(!same(f, distccd::main), "{cmd} must not start the daemon");
+            assert_eq!(a, argv(cmd), "{cmd}");
+        }
+        assert!(same(dispatch(Vec::new()).0, distcc::main));
     }
 }
