@@ -3,6 +3,7 @@
 #   make test       all tests; needs Debian's distcc 3.4 as the interop peer
 #   make demo       the main job on an embedded default (see README)
 #   make bench      side-by-side benchmarks against distcc 3.4 (tests/bench/)
+#   make fuzz       coverage-guided fuzzing of every untrusted-input parser (FUZZ_SECONDS=60)
 #   make install    PREFIX=/usr DESTDIR=… ; make uninstall undoes it
 
 CARGO ?= cargo
@@ -10,7 +11,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BIN := target/release/distcc
 
-.PHONY: all build test check-peer demo bench install uninstall lint clean
+.PHONY: all build test check-peer demo bench fuzz install uninstall lint clean
 
 all build:
 	$(CARGO) build --release
@@ -44,6 +45,18 @@ clean:
 # Benchmarks never run in `make test`; BENCH_ARGS=--quick for a shorter run.
 bench: check-peer build
 	$(CARGO) bench --bench distcc_bench -- $(BENCH_ARGS)
+
+# Coverage-guided fuzzing of every parser that reads untrusted bytes, on the stable toolchain:
+# SanitizerCoverage's trace-pc-guard callbacks are ours (src/fuzz.rs). `--target` keeps the
+# flags off build scripts and proc macros. FUZZ_SECONDS per target; findings go to
+# target/fuzz-findings/.
+FUZZ_SECONDS ?= 60
+FUZZ_RUSTFLAGS := --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=3 \
+	-Cllvm-args=-sanitizer-coverage-trace-pc-guard -Cllvm-args=-sanitizer-coverage-prune-blocks=0 \
+	-Cdebug-assertions -Coverflow-checks
+fuzz:
+	RUSTFLAGS="$(FUZZ_RUSTFLAGS)" FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release \
+	  --target $$(rustc -vV | sed -n 's/^host: //p') --target-dir target/fuzz --test fuzz
 
 demo: build
 	bash tests/demo/run.sh

@@ -29,6 +29,8 @@ pub mod compress;
 pub mod connection;
 pub mod daemon;
 pub mod exitcode;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hosts;
 pub mod lock;
 pub mod protocol;
