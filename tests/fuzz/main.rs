@@ -7,6 +7,10 @@
 //!   for `FUZZ_SECONDS` (default 60), keeping every case that reaches new edges (a small
 //!   libFuzzer-style loop; see `distcc::fuzz::coverage`).
 //!
+//! * The `daemon` target mutates the captured requests against a live distccd of ours
+//!   (`daemon.rs`): after each case it must still serve, clean up and stay bounded
+//!   (`FUZZ_DAEMON_RUNS` cases in `make test`, default 300).
+//!
 //! Findings are written to `target/fuzz-findings/<target>-<n>` so they can be replayed with
 //! `FUZZ_REPLAY=<file> FUZZ_TARGETS=<target>`.
 //!
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use distcc::fuzz::{GUIDED, Seeds, TARGETS, Target, take_coverage};
+
+mod daemon;
 
 /// One case longer than this is a finding: nothing a parser does may stall the daemon.
 const SLOW: Duration = Duration::from_secs(1);
@@ -287,6 +293,64 @@ fn fuzz_target(
     }
 }
 
+/// Mutated captures against a live daemon; returns the cases run.
+fn fuzz_daemon(
+    runs: Option<u64>,
+    deadline: Option<Duration>,
+    rng: &mut fastrand::Rng,
+    findings: &mut Vec<Finding>,
+) -> u64 {
+    let work = std::env::temp_dir().join(format!("distcc-fuzz-daemon-{}", std::process::id()));
+    let mut d = daemon::LiveDaemon::start(Path::new(env!("CARGO_BIN_EXE_distcc")), work);
+    let corpus = seeds(Seeds::Requests);
+    let good = std::fs::read(manifest().join("tests/fixtures/wire-distcc-3.4/p2-hello.req"))
+        .unwrap_or_else(|e| panic!("p2-hello.req: {e}"));
+    let report = |what: String, data: &[u8], findings: &mut Vec<Finding>| {
+        let file = save("daemon", findings.len(), data);
+        eprintln!("fuzz daemon: {what} (saved to {})", file.display());
+        findings.push(Finding {
+            target: "daemon",
+            what,
+            file,
+        });
+    };
+    if let Err(e) = d.check_serves(&good) {
+        report(e, &good, findings);
+        return 0;
+    }
+    let start = Instant::now();
+    let mut execs = 0;
+    loop {
+        if runs.is_some_and(|r| execs >= r) || deadline.is_some_and(|t| start.elapsed() >= t) {
+            break;
+        }
+        let mut data = corpus[rng.usize(0..corpus.len())].clone();
+        for _ in 0..rng.usize(1..=3) {
+            mutate(rng, &mut data, &corpus);
+        }
+        execs += 1;
+        d.send(&data, true);
+        let mut problem = d.check_clean().err();
+        if !d.alive() {
+            problem = Some(format!("daemon died: {}", d.log()));
+        } else if problem.is_none() && execs % 25 == 0 {
+            problem = d.check_serves(&good).and_then(|()| d.check_bounded()).err();
+        }
+        if let Some(what) = problem {
+            report(what, &data, findings);
+            if !d.alive() {
+                break;
+            }
+        }
+    }
+    if d.alive()
+        && let Err(e) = d.check_serves(&good).and_then(|()| d.check_bounded())
+    {
+        report(e, b"", findings);
+    }
+    execs
+}
+
 fn peak_rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -312,7 +376,13 @@ fn main() {
                 .is_none_or(|w| w.iter().any(|n| n == t.name))
         })
         .collect();
-    assert!(!targets.is_empty(), "FUZZ_TARGETS names no known target");
+    let with_daemon = wanted
+        .as_ref()
+        .is_none_or(|w| w.iter().any(|n| n == "daemon"));
+    assert!(
+        !targets.is_empty() || with_daemon,
+        "FUZZ_TARGETS names no known target"
+    );
 
     if let Some(file) = std::env::var_os("FUZZ_REPLAY") {
         let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
@@ -359,12 +429,28 @@ fn main() {
             if ok { "ok" } else { "FINDINGS" }
         );
     }
+    let mut total = targets.len();
+    if with_daemon {
+        total += 1;
+        let before = findings.len();
+        let daemon_runs =
+            env_num("FUZZ_DAEMON_RUNS").or(if seconds.is_none() { Some(300) } else { None });
+        let n = fuzz_daemon(daemon_runs, deadline, &mut rng, &mut findings);
+        let ok = findings.len() == before;
+        passed += usize::from(ok);
+        println!(
+            "fuzz {:<16} {:>9} cases against a live distccd: {}",
+            "daemon",
+            n,
+            if ok { "ok" } else { "FINDINGS" }
+        );
+    }
     let rss = peak_rss_kb();
     println!("fuzz: peak RSS {} MB", rss / 1024);
     for f in &findings {
         println!("finding: {} {} ({})", f.target, f.what, f.file.display());
     }
-    let mut failed = targets.len() - passed;
+    let mut failed = total - passed;
     if rss > MAX_RSS_KB {
         println!("fuzz: peak RSS {rss} kB is over {MAX_RSS_KB} kB");
         failed += 1;
