@@ -150,16 +150,22 @@ fn daemon_killed_mid_job() {
     let slow = t.path().join("slowcc");
     // Slow only on the server side (not for -E, and not for our local fallback, which
     // runs in the test's cwd with x.c present: it sleeps there too, which is fine).
+    // The server's compiler runs as distccd's unprivileged user: the marker dir is writable.
+    let started = world_writable_dir(t.path(), "mark").join("compiling");
     script(
         &slow,
-        "case \" $* \" in *\" -E \"*) ;; *) sleep 3 ;; esac\nexec gcc \"$@\"",
+        &format!(
+            "case \" $* \" in *\" -E \"*) ;; *) touch {}; sleep 3 ;; esac\nexec gcc \"$@\"",
+            started.display()
+        ),
     );
     let mut d = Daemon::start(Kind::Debian, t.path(), &["--enable-tcp-insecure"], &[]);
     let hosts = format!("127.0.0.1:{}", d.port);
     let tp = t.path().to_path_buf();
     let slow_s = slow.to_str().unwrap().to_string();
     let client = std::thread::spawn(move || compile(&tp, &hosts, &[], &slow_s));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The server's compiler is running: now the daemon dies mid-job.
+    common::wait_for_file(&started);
     assert!(d.log_text().is_empty() || !d.log_text().contains("COMPILE_OK"));
     d.kill();
     let o = client.join().unwrap();
@@ -266,9 +272,14 @@ fn interrupted_client_leaves_no_temp_files() {
     let tmp = t.path().join("tmp");
     fs::create_dir(&tmp).unwrap();
     let slow = t.path().join("slowcc");
+    // The server's compiler runs as distccd's unprivileged user: the marker dir is writable.
+    let started = world_writable_dir(t.path(), "mark").join("compiling");
     script(
         &slow,
-        "case \" $* \" in *\" -E \"*) ;; *) sleep 3 ;; esac\nexec gcc \"$@\"",
+        &format!(
+            "case \" $* \" in *\" -E \"*) ;; *) touch {}; sleep 3 ;; esac\nexec gcc \"$@\"",
+            started.display()
+        ),
     );
     let d = Daemon::start(Kind::Debian, t.path(), &["--enable-tcp-insecure"], &[]);
     let mut child = client_cmd(
@@ -281,16 +292,12 @@ fn interrupted_client_leaves_no_temp_files() {
     .current_dir(t.path())
     .spawn()
     .unwrap();
-    // Wait until the job is on the server (the preprocessed temp file exists meanwhile).
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while fs::read_dir(&tmp).unwrap().count() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "cpp temp file never appeared"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the job is on the server (the client's temp files exist meanwhile).
+    common::wait_for_file(&started);
+    assert!(
+        fs::read_dir(&tmp).unwrap().count() > 0,
+        "the client's temp files should exist while the server compiles"
+    );
     // SAFETY: signalling a child we started.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();

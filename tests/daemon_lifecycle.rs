@@ -42,7 +42,13 @@ fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
     let work = tempfile::tempdir().unwrap();
     let dir = world_writable_dir(work.path(), "run");
     let masq = world_writable_dir(work.path(), "masq");
-    common::script(&masq.join("slowcc"), "sleep 1; exec gcc \"$@\"");
+    // The compiler runs as the daemon's unprivileged user: its marker goes in `masq`, which
+    // everybody can write.
+    let started = masq.join("started");
+    common::script(
+        &masq.join("slowcc"),
+        &format!("touch {}; sleep 1; exec gcc \"$@\"", started.display()),
+    );
     let pid_file = dir.join("distccd.pid");
     let port = free_port();
     let mut child = Command::new(distcc())
@@ -61,8 +67,6 @@ fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
             "--pid-file",
             pid_file.to_str().unwrap(),
             "--log-stderr",
-            "--user",
-            "root",
         ])
         .env("DISTCCD_MASQUERADE_DIRS", &masq)
         .env("DISTCCD_PATH", format!("{}:/usr/bin:/bin", masq.display()))
@@ -88,7 +92,8 @@ fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
     })
     .unwrap();
     s.write_all(&req).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // SIGTERM while the job's compiler runs.
+    common::wait_for_file(&started);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut reply = Vec::new();
@@ -179,13 +184,7 @@ fn stats_page_counts_jobs() {
     let d = common::Daemon::start(
         common::Kind::Ours,
         work.path(),
-        &[
-            "--stats",
-            "--stats-port",
-            &stats_port.to_string(),
-            "--user",
-            "root",
-        ],
+        &["--stats", "--stats-port", &stats_port.to_string()],
         &[],
     );
     for _ in 0..2 {

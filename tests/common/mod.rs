@@ -268,3 +268,17 @@ pub fn wait_for_log(path: &Path, needle: &str) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Wait (up to 20 s) until `path` exists: a marker a script touches when it reaches the state
+/// a test needs, instead of a sleep that is long enough on a quiet machine.
+pub fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
