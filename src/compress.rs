@@ -106,7 +106,10 @@ pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
         };
         match rc {
             LZO_E_OK => {
+                // Give the guess back: a pump request of thousands of small headers would
+                // otherwise hold a ≥64 KiB buffer for each of them.
                 out.truncate(out_len);
+                out.shrink_to_fit();
                 return Ok(out);
             }
             LZO_E_OUTPUT_OVERRUN if cap < limit => {
@@ -122,6 +125,14 @@ pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn small_bodies_hold_no_oversized_buffer() {
+        let packed = compress(b"int x;\n").unwrap();
+        let out = decompress(&packed, 1 << 30).unwrap();
+        assert_eq!(out, b"int x;\n");
+        assert!(out.capacity() < 1024, "capacity {}", out.capacity());
+    }
 
     #[test]
     fn empty_is_empty_both_ways() {
