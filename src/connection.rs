@@ -13,7 +13,7 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use thiserror::Error;
 
 use crate::exitcode::ExitCode;
-use crate::protocol::{self, Limits, ProtocolError, Reply, Request, include};
+use crate::protocol::{self, Limits, ProtocolError, Reply, Request, RequestFramer, include};
 
 /// distcc's default I/O timeout.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
@@ -165,8 +165,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Read one request. Its framing is walked once as bytes arrive ([`RequestFramer`]),
+    /// it is decoded once when whole, and the whole request must arrive within the I/O
+    /// timeout: a client that drips a byte at a time cannot hold a connection for ever.
     pub async fn read_request(&mut self) -> Result<Request, ConnError> {
-        self.receive(protocol::decode_request).await
+        let deadline = std::time::Instant::now() + self.timeout;
+        let mut framer = RequestFramer::new();
+        let end = loop {
+            match framer.advance(&self.buf, self.limits) {
+                Ok(Some(end)) => break end,
+                Ok(None) => {}
+                Err(e) => return Err(ConnError::Protocol(e)),
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ConnError::Timeout(self.timeout));
+            }
+            let n = match with_timeout(left, self.fill()).await {
+                Err(ConnError::Timeout(_)) => return Err(ConnError::Timeout(self.timeout)),
+                other => other?,
+            };
+            if n == 0 {
+                return Err(if self.buf.is_empty() {
+                    ConnError::NoAnswer
+                } else {
+                    ConnError::Truncated {
+                        got: self.buf.len(),
+                    }
+                });
+            }
+        };
+        let (req, used) =
+            protocol::decode_request(&self.buf[..end], self.limits).map_err(ConnError::Protocol)?;
+        self.buf.drain(..used);
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+        Ok(req)
     }
 
     pub async fn read_reply(&mut self, version: u8) -> Result<Reply, ConnError> {
@@ -300,6 +335,54 @@ mod tests {
             let e = conn.read_request().await.unwrap_err();
             assert!(matches!(e, ConnError::Timeout(_)), "{e}");
         });
+    }
+
+    #[test]
+    fn a_drip_fed_request_times_out_as_a_whole() {
+        smol::block_on(async {
+            let (mut a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            let bytes = protocol::encode_request(&req()).unwrap();
+            // One byte every 20 ms: each read is well within the 150 ms I/O timeout, but
+            // the request as a whole is not.
+            let writer = smol::spawn(async move {
+                for byte in bytes.iter().take(100) {
+                    if a.write_all(std::slice::from_ref(byte)).await.is_err() {
+                        return;
+                    }
+                    smol::Timer::after(Duration::from_millis(20)).await;
+                }
+            });
+            let mut conn = Connection::new(b, Duration::from_millis(150));
+            let started = std::time::Instant::now();
+            let e = conn.read_request().await.unwrap_err();
+            assert!(matches!(e, ConnError::Timeout(_)), "{e}");
+            assert!(started.elapsed() < Duration::from_secs(1));
+            drop(conn);
+            writer.await;
+        });
+    }
+
+    #[test]
+    fn large_words_in_many_reads_are_walked_once() {
+        // 64 words of 256 KiB in 4 KiB pieces: re-walking from the start after each read
+        // copies ~2 GB; walking once, ~16 MB. Count the framer's work through its position.
+        let big = "x".repeat(256 * 1024);
+        let mut r = req();
+        r.argv.extend(std::iter::repeat_n(big, 64));
+        let bytes = protocol::encode_request(&r).unwrap();
+        let mut framer = RequestFramer::new();
+        let mut end = None;
+        for n in (4096..=bytes.len()).step_by(4096).chain([bytes.len()]) {
+            if let Some(e) = framer.advance(&bytes[..n], Limits::default()).unwrap() {
+                end = Some(e);
+                break;
+            }
+            // The next call resumes at the packet the buffer ends in: never further back.
+            assert!(framer.resume_at() + 256 * 1024 + 2 * protocol::HEADER_LEN >= n);
+        }
+        assert_eq!(end, Some(bytes.len()));
+        let (back, used) = protocol::decode_request(&bytes, Limits::default()).unwrap();
+        assert_eq!((back, used), (r, bytes.len()));
     }
 
     #[test]

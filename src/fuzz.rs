@@ -38,6 +38,7 @@ fn limits() -> Limits {
         max_unpacked: 1 << 24,
         max_argc: 4096,
         max_files: 4096,
+        max_request: 1 << 24,
     }
 }
 
@@ -51,7 +52,24 @@ fn words(data: &[u8]) -> Vec<String> {
 }
 
 fn request(data: &[u8]) {
-    let _ = protocol::decode_request(data, limits());
+    let decoded = protocol::decode_request(data, limits());
+    // The resumable framer, fed in pieces, must agree with the one-shot decoder.
+    let mut framer = protocol::RequestFramer::new();
+    let mut framed = Ok(None);
+    for end in (0..=data.len()).step_by(97).chain([data.len()]) {
+        framed = framer.advance(&data[..end], limits());
+        if !matches!(framed, Ok(None)) {
+            break;
+        }
+    }
+    match (&decoded, &framed) {
+        (Ok((_, used)), Ok(Some(end))) => assert_eq!(used, end, "framer and decoder disagree"),
+        (Ok(_), other) => panic!("decoder took a request the framer did not: {other:?}"),
+        (Err(protocol::ProtocolError::Incomplete), Ok(Some(_))) => {
+            panic!("framer found a whole request the decoder calls incomplete")
+        }
+        _ => {}
+    }
 }
 
 fn reply(data: &[u8]) {

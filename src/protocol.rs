@@ -79,6 +79,8 @@ pub struct Limits {
     pub max_argc: u32,
     /// Most files in a pump (protocol 3) request.
     pub max_files: u32,
+    /// Most bytes of one whole request on the wire (argv, names, bodies, headers).
+    pub max_request: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +91,7 @@ impl Default for Limits {
             max_unpacked: 2 << 30,
             max_argc: 100_000,
             max_files: 1_000_000,
+            max_request: 4 << 30,
         }
     }
 }
@@ -303,6 +306,27 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// A framing-only decoder that starts at `pos` (where an earlier walk stopped).
+    fn frame_at(buf: &'a [u8], pos: usize, limits: Limits) -> Self {
+        Decoder {
+            pos,
+            ..Decoder::frame_only(buf, limits)
+        }
+    }
+
+    /// Check a string packet without copying it (framing only).
+    fn skip_string(&mut self, token: &Token) -> Result<(), ProtocolError> {
+        let start = self.pos;
+        let body = self.read_body(token, self.limits.max_string)?;
+        if body.contains(&0) || std::str::from_utf8(body).is_err() {
+            self.pos = start;
+            return Err(ProtocolError::BadString {
+                token: tok_name(token),
+            });
+        }
+        Ok(())
+    }
+
     /// Bytes consumed so far.
     pub fn position(&self) -> usize {
         self.pos
@@ -471,6 +495,127 @@ fn tok_name(t: &Token) -> String {
 /// Up to the given bytes as text, with unprintables escaped, for error messages.
 pub fn printable(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
+}
+
+/// Where a resumable walk over a request's framing stands: the next packet it expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Expect {
+    #[default]
+    Version,
+    Cwd,
+    Argc,
+    /// This many `ARGV` words still to come.
+    Argv(u32),
+    Source,
+    Nfil,
+    /// This many files still to come; `named` once the current file's `NAME` is read.
+    Files {
+        left: u32,
+        named: bool,
+    },
+    Done,
+}
+
+/// Learns, read by read, where a whole request ends, walking each byte once: a request
+/// that arrives in thousands of reads is not re-walked from its start after each of them
+/// (a few large argv words made that quadratic). Limits are checked as each header
+/// arrives, before its body does. Sans-IO like the rest of the codec: give it the buffer
+/// after every read.
+#[derive(Debug, Default)]
+pub struct RequestFramer {
+    /// End of the last whole packet walked.
+    pos: usize,
+    version: u8,
+    expect: Expect,
+}
+
+impl RequestFramer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Where the next [`RequestFramer::advance`] starts walking: the end of the last whole
+    /// packet.
+    pub fn resume_at(&self) -> usize {
+        self.pos
+    }
+
+    /// `Some(len)` once `buf[..len]` holds a whole request; `None` to read more.
+    pub fn advance(&mut self, buf: &[u8], limits: Limits) -> Result<Option<usize>, ProtocolError> {
+        loop {
+            if self.expect == Expect::Done {
+                return Ok(Some(self.pos));
+            }
+            let mut d = Decoder::frame_at(buf, self.pos, limits);
+            // A header that announces more than the request may hold is refused now.
+            if let Ok((token, len)) = d.peek_header() {
+                let end = self.pos.saturating_add(HEADER_LEN);
+                let body = if [
+                    tok::ARGV,
+                    tok::CDIR,
+                    tok::NAME,
+                    tok::LINK,
+                    tok::DOTI,
+                    tok::FILE,
+                ]
+                .contains(&token)
+                {
+                    len as usize
+                } else {
+                    0
+                };
+                if end.saturating_add(body) > limits.max_request {
+                    return Err(ProtocolError::TooLong {
+                        token: "request".into(),
+                        len: (end.saturating_add(body)) as u64,
+                        max: limits.max_request,
+                    });
+                }
+            }
+            let step = match self.expect {
+                Expect::Version => d.read_version(&tok::DIST).map(|v| {
+                    self.version = v;
+                    if v >= 3 { Expect::Cwd } else { Expect::Argc }
+                }),
+                Expect::Cwd => d.skip_string(&tok::CDIR).map(|()| Expect::Argc),
+                Expect::Argc => d.read_count(&tok::ARGC, limits.max_argc).map(Expect::Argv),
+                Expect::Argv(0) => Ok(if self.version >= 3 {
+                    Expect::Nfil
+                } else {
+                    Expect::Source
+                }),
+                Expect::Argv(n) => d.skip_string(&tok::ARGV).map(|()| Expect::Argv(n - 1)),
+                Expect::Source => d.read_bulk(&tok::DOTI, self.version).map(|_| Expect::Done),
+                Expect::Nfil => d
+                    .read_count(&tok::NFIL, limits.max_files)
+                    .map(|left| Expect::Files { left, named: false }),
+                Expect::Files { left: 0, .. } => Ok(Expect::Done),
+                Expect::Files { left, named: false } => d
+                    .skip_string(&tok::NAME)
+                    .map(|()| Expect::Files { left, named: true }),
+                Expect::Files { left, named: true } => {
+                    let done = Expect::Files {
+                        left: left - 1,
+                        named: false,
+                    };
+                    match d.peek_header() {
+                        Ok((t, _)) if t == tok::LINK => d.skip_string(&tok::LINK).map(|()| done),
+                        Ok(_) => d.read_bulk(&tok::FILE, 3).map(|_| done),
+                        Err(e) => Err(e),
+                    }
+                }
+                Expect::Done => Ok(Expect::Done),
+            };
+            match step {
+                Ok(next) => {
+                    self.pos = d.position();
+                    self.expect = next;
+                }
+                Err(ProtocolError::Incomplete) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Decode a whole request. Returns it with the number of bytes it took.
