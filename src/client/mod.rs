@@ -12,6 +12,7 @@ pub mod invocation;
 pub mod local;
 pub mod output;
 pub mod remote;
+pub mod socks;
 
 use std::ffi::OsString;
 use std::io::Write;

@@ -24,6 +24,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 pub enum RemoteError {
     #[error("failed to connect to {host}: {source}")]
     Connect { host: String, source: io::Error },
+    #[error("failed to reach {host} through DISTCC_SOCKS_PROXY: {source}")]
+    Proxy { host: String, source: io::Error },
     #[error("timed out connecting to {0} after 4 s; is distccd running there?")]
     ConnectTimeout(String),
     #[error("failed to start ssh for {host} ({cmd}): {source}")]
@@ -44,7 +46,9 @@ impl RemoteError {
     /// distcc's exit code for this failure (used when fallback is disabled).
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            RemoteError::Connect { .. } | RemoteError::Ssh { .. } => ExitCode::ConnectFailed,
+            RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
+                ExitCode::ConnectFailed
+            }
             RemoteError::ConnectTimeout(_) => ExitCode::Timeout,
             RemoteError::NoAnswer => ExitCode::Truncated,
             RemoteError::Conn(e) => e.exit_code(),
@@ -63,6 +67,8 @@ pub struct SshStream {
 /// A connection to a server, by either transport.
 pub enum Stream {
     Tcp(async_net::TcpStream),
+    /// A tunnel through a SOCKS proxy on a UNIX socket (Portage's network sandbox).
+    Unix(async_net::unix::UnixStream),
     Ssh(Box<SshStream>),
 }
 
@@ -74,6 +80,7 @@ impl AsyncRead for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Ssh(s) => Pin::new(&mut s.stdout).poll_read(cx, buf),
         }
     }
@@ -87,6 +94,7 @@ impl AsyncWrite for Stream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Ssh(s) => Pin::new(&mut s.stdin).poll_write(cx, buf),
         }
     }
@@ -94,6 +102,7 @@ impl AsyncWrite for Stream {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
             Stream::Ssh(s) => Pin::new(&mut s.stdin).poll_flush(cx),
         }
     }
@@ -101,6 +110,7 @@ impl AsyncWrite for Stream {
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_close(cx),
+            Stream::Unix(s) => Pin::new(s).poll_close(cx),
             Stream::Ssh(s) => Pin::new(&mut s.stdin).poll_close(cx),
         }
     }
@@ -127,28 +137,70 @@ pub fn ssh_argv(user: Option<&str>, host: &str, command: Option<&str>) -> Vec<St
     argv
 }
 
+async fn tcp_connect(host: &str, port: u16) -> io::Result<async_net::TcpStream> {
+    let s = async_net::TcpStream::connect((host, port)).await?;
+    // The request goes out in two writes (head, then the source once cpp is done);
+    // don't let Nagle hold the second back.
+    let _ = s.set_nodelay(true);
+    Ok(s)
+}
+
+/// Connect through `DISTCC_SOCKS_PROXY`: to the proxy, then CONNECT to the host.
+async fn via_proxy(proxy: &super::socks::Proxy, host: &str, port: u16) -> io::Result<Stream> {
+    use super::socks::{Proxy, handshake};
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("{proxy}: {e}"));
+    match proxy {
+        Proxy::Unix(path) => {
+            let mut s = async_net::unix::UnixStream::connect(path)
+                .await
+                .map_err(named)?;
+            handshake(&mut s, proxy, host, port).await.map_err(named)?;
+            Ok(Stream::Unix(s))
+        }
+        Proxy::Tcp {
+            host: phost,
+            port: pport,
+        } => {
+            let mut s = tcp_connect(phost, *pport).await.map_err(named)?;
+            handshake(&mut s, proxy, host, port).await.map_err(named)?;
+            Ok(Stream::Tcp(s))
+        }
+    }
+}
+
 /// Open a connection to `host` (which must not be `localhost`).
 pub async fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
     match &host.kind {
         HostKind::Tcp { host: name, port } => {
             let target = format!("{name}:{port}");
+            let proxy = super::socks::Proxy::from_env().map_err(|e| RemoteError::Connect {
+                host: target.clone(),
+                source: io::Error::other(e.to_string()),
+            })?;
             let connect = async {
-                async_net::TcpStream::connect((name.as_str(), *port))
-                    .await
-                    .map_err(|source| RemoteError::Connect {
-                        host: target.clone(),
-                        source,
-                    })
+                match &proxy {
+                    None => tcp_connect(name, *port)
+                        .await
+                        .map(Stream::Tcp)
+                        .map_err(|source| RemoteError::Connect {
+                            host: target.clone(),
+                            source,
+                        }),
+                    Some(p) => {
+                        via_proxy(p, name, *port)
+                            .await
+                            .map_err(|source| RemoteError::Proxy {
+                                host: target.clone(),
+                                source,
+                            })
+                    }
+                }
             };
             let timeout = async {
                 smol::Timer::after(CONNECT_TIMEOUT).await;
                 Err(RemoteError::ConnectTimeout(target.clone()))
             };
-            let s = smol::future::or(connect, timeout).await?;
-            // The request goes out in two writes (head, then the source once cpp is done);
-            // don't let Nagle hold the second back.
-            let _ = s.set_nodelay(true);
-            Ok(Stream::Tcp(s))
+            smol::future::or(connect, timeout).await
         }
         HostKind::Ssh {
             user,
