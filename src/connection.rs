@@ -166,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Read one request. Its framing is walked once as bytes arrive ([`RequestFramer`]),
-    /// it is decoded once when whole, and the whole request must arrive within the I/O
+    /// it is decoded once when whole (LZO bodies left compressed for the job to unpack), and the whole request must arrive within the I/O
     /// timeout: a client that drips a byte at a time cannot hold a connection for ever.
     pub async fn read_request(&mut self) -> Result<Request, ConnError> {
         let deadline = std::time::Instant::now() + self.timeout;
@@ -195,8 +195,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 });
             }
         };
-        let (req, used) =
-            protocol::decode_request(&self.buf[..end], self.limits).map_err(ConnError::Protocol)?;
+        let (req, used) = protocol::decode_request_compressed(&self.buf[..end], self.limits)
+            .map_err(ConnError::Protocol)?;
         self.buf.drain(..used);
         if self.buf.is_empty() {
             self.buf = Vec::new();
@@ -303,7 +303,19 @@ mod tests {
                 }
             });
             let mut conn = Connection::new(b, Duration::from_secs(5));
-            assert_eq!(conn.read_request().await.unwrap(), req());
+            let got = conn.read_request().await.unwrap();
+            // The LZO body arrives compressed; unpacked, it is what was sent.
+            let Body::Source(Payload::Lzo(packed)) = &got.body else {
+                panic!("protocol 2 source should stay compressed: {:?}", got.body);
+            };
+            let unpacked = crate::compress::decompress(packed, 1 << 30).unwrap();
+            assert_eq!(
+                Request {
+                    body: Body::Source(Payload::Plain(unpacked)),
+                    ..got
+                },
+                req()
+            );
             writer.await;
         });
     }

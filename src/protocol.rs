@@ -97,7 +97,8 @@ impl Default for Limits {
 }
 
 /// A body that may already be LZO-compressed. Pump mode's include server stores headers
-/// compressed, and those bytes go on the wire as they are.
+/// compressed, and those bytes go on the wire as they are; the daemon receives them
+/// compressed ([`decode_request_compressed`]) and unpacks each into its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     Plain(Vec<u8>),
@@ -286,6 +287,9 @@ pub struct Decoder<'a> {
     /// Walk the framing only: bulk bodies are skipped, not decompressed. Used to learn
     /// whether a whole message has arrived before paying for decompression.
     frame_only: bool,
+    /// Leave LZO bodies compressed ([`Payload::Lzo`]): the daemon decompresses each one
+    /// into its job file, off the executor and under a cap, instead of holding them all.
+    keep_compressed: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -295,6 +299,7 @@ impl<'a> Decoder<'a> {
             pos: 0,
             limits,
             frame_only: false,
+            keep_compressed: false,
         }
     }
 
@@ -429,6 +434,16 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// Read a bulk packet as a [`Payload`]: compressed bodies stay compressed when the
+    /// decoder keeps them so.
+    fn read_payload(&mut self, token: &Token, version: u8) -> Result<Payload, ProtocolError> {
+        if self.keep_compressed && uses_lzo(version) && !self.frame_only {
+            let body = self.read_body(token, self.limits.max_bulk)?;
+            return Ok(Payload::Lzo(body.to_vec()));
+        }
+        self.read_bulk(token, version).map(Payload::Plain)
+    }
+
     /// Read `ARGC n` and n `ARGV` words.
     pub fn read_argv(&mut self) -> Result<Vec<String>, ProtocolError> {
         let start = self.pos;
@@ -480,7 +495,7 @@ impl<'a> Decoder<'a> {
             let kind = if token == tok::LINK {
                 FileKind::Link(self.read_string(&tok::LINK)?)
             } else {
-                FileKind::File(Payload::Plain(self.read_bulk(&tok::FILE, 3)?))
+                FileKind::File(self.read_payload(&tok::FILE, 3)?)
             };
             files.push(FileEntry { name, kind });
         }
@@ -626,6 +641,19 @@ pub fn decode_request(buf: &[u8], limits: Limits) -> Result<(Request, usize), Pr
     request_with(Decoder::new(buf, limits))
 }
 
+/// Decode a whole request whose framing is known to be complete, leaving LZO bodies
+/// compressed ([`Payload::Lzo`]): nothing is decompressed, so a small request that would
+/// unpack to gigabytes costs no more than its size here.
+pub fn decode_request_compressed(
+    buf: &[u8],
+    limits: Limits,
+) -> Result<(Request, usize), ProtocolError> {
+    request_with(Decoder {
+        keep_compressed: true,
+        ..Decoder::new(buf, limits)
+    })
+}
+
 fn request_with(mut d: Decoder) -> Result<(Request, usize), ProtocolError> {
     let version = d.read_version(&tok::DIST)?;
     let cwd = if version >= 3 {
@@ -637,7 +665,7 @@ fn request_with(mut d: Decoder) -> Result<(Request, usize), ProtocolError> {
     let body = if version >= 3 {
         Body::Files(d.read_files()?)
     } else {
-        Body::Source(Payload::Plain(d.read_bulk(&tok::DOTI, version)?))
+        Body::Source(d.read_payload(&tok::DOTI, version)?)
     };
     let req = Request {
         version,
