@@ -56,7 +56,7 @@ fn compile(
 #[test]
 fn debian_client_gets_identical_results_from_our_daemon() {
     let work = tempfile::tempdir().unwrap();
-    let ours = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let ours = Daemon::start(Kind::Ours, work.path(), &[], &[]);
     let theirs = Daemon::start(Kind::Debian, work.path(), &[], &[]);
     let cases: &[(&str, &[&str], &str)] = &[
         ("gcc", &["-O2"], "hello.c"),
@@ -127,7 +127,7 @@ pub fn exchange(port: u16, request: &[u8]) -> Vec<u8> {
 #[test]
 fn captured_distcc_requests_replay() {
     let work = tempfile::tempdir().unwrap();
-    let ours = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let ours = Daemon::start(Kind::Ours, work.path(), &[], &[]);
     for (name, object) in [
         ("p1-hello", Some("p1-hello.o")),
         ("p2-hello", None),

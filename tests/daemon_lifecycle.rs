@@ -61,8 +61,6 @@ fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
             "--pid-file",
             pid_file.to_str().unwrap(),
             "--log-stderr",
-            "--user",
-            "root",
         ])
         .env("DISTCCD_MASQUERADE_DIRS", &masq)
         .env("DISTCCD_PATH", format!("{}:/usr/bin:/bin", masq.display()))
@@ -183,8 +181,6 @@ fn stats_page_counts_jobs() {
             "--stats",
             "--stats-port",
             &stats_port.to_string(),
-            "--user",
-            "root",
         ],
         &[],
     );
