@@ -177,11 +177,7 @@ fn stats_page_counts_jobs() {
     let d = common::Daemon::start(
         common::Kind::Ours,
         work.path(),
-        &[
-            "--stats",
-            "--stats-port",
-            &stats_port.to_string(),
-        ],
+        &["--stats", "--stats-port", &stats_port.to_string()],
         &[],
     );
     for _ in 0..2 {
