@@ -110,13 +110,6 @@ fn a_closed_uncached_err_fd_is_not_written_to() {
             .current_dir(&src),
     );
     assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("distcc["),
-        "the log goes to stderr instead: {stderr}"
-    );
-    let object = std::fs::read(src.join("y.o")).unwrap();
-    assert!(object.starts_with(b"\x7fELF"));
     let mut files = Vec::new();
     all_files(w, &mut files);
     for f in files {
@@ -130,6 +123,13 @@ fn a_closed_uncached_err_fd_is_not_written_to() {
             f.display()
         );
     }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("distcc["),
+        "the log goes to stderr instead: {stderr}"
+    );
+    let object = std::fs::read(src.join("y.o")).unwrap();
+    assert!(object.starts_with(b"\x7fELF"));
 }
 
 #[test]
