@@ -46,7 +46,7 @@ struct Options {
     /// niceness of compilers (5)
     #[argh(option, short = 'N')]
     nice: Option<String>,
-    /// user to run as when started as root (distcc)
+    /// user to run as when started as root (distcc, else distccd, else nobody; never root)
     #[argh(option)]
     user: Option<String>,
     /// write the daemon's pid here
@@ -101,7 +101,8 @@ Options:
     --version                  show version and exit
     -P, --pid-file FILE        save daemon process id to file
     -N, --nice LEVEL           lower priority, 20=most nice (default 5)
-    --user USER                if run by root, change to this persona (default distcc)
+    --user USER                if run by root, change to this persona (default distcc,
+                               then distccd, then nobody; root or an unknown user: exit 112)
     --jobs, -j LIMIT           maximum tasks at any time (default CPUs+2)
     --job-lifetime SECONDS     maximum lifetime of a compile request
   Networking:

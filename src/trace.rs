@@ -39,6 +39,52 @@ pub enum TraceError {
     BadLevel(String),
 }
 
+/// Make text safe for a one-line log record or a line of the stats page: backslash and
+/// every control character (newline, carriage return, escape, NUL, C1 controls, and the
+/// Unicode line and paragraph separators) become a visible escape (`\\`, `\n`, `\r`,
+/// `\t`, `\x1b`, `\u{2028}`). Request text (file and compiler names, arguments) is under a
+/// client's control; unescaped, a newline in a source name would write a forged summary
+/// line into the daemon's log, and a terminal escape would rewrite the screen of whoever
+/// reads it. Backslash is escaped too, so an escape in the log always means one character.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    fn special(c: char) -> bool {
+        c == '\\' || c.is_control() || c == '\u{2028}' || c == '\u{2029}'
+    }
+    if !text.contains(special) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if special(c) && u32::from(c) < 0x100 => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c if special(c) => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A log record's message, escaped (see [`escape`]): every record is exactly one line,
+/// whatever request text it quotes. Call sites pass request text as it is.
+fn message(record: &Record) -> String {
+    match record.args().as_str() {
+        Some(s) => escape(s).into_owned(),
+        None => {
+            let text = record.args().to_string();
+            match escape(&text) {
+                std::borrow::Cow::Borrowed(_) => text,
+                std::borrow::Cow::Owned(o) => o,
+            }
+        }
+    }
+}
+
 /// The program name and where/how much to log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -82,7 +128,7 @@ pub fn client_config_from_env() -> LogConfig {
     } else if let Some(fd) = std::env::var("UNCACHED_ERR_FD")
         .ok()
         .and_then(|v| v.trim().parse::<i32>().ok())
-        .filter(|fd| *fd > 2)
+        .filter(|fd| usable_fd(*fd).is_ok())
     {
         (Destination::Fd(fd), LevelFilter::Warn)
     } else {
@@ -96,6 +142,32 @@ pub fn client_config_from_env() -> LogConfig {
             quiet_level
         },
         destination,
+    }
+}
+
+/// Largest descriptor number `UNCACHED_ERR_FD` may name; anything above is a mistake.
+const MAX_ERR_FD: i32 = 1 << 20;
+
+/// Can we log to the inherited descriptor `fd`? It must be above stderr, of a sane size,
+/// open, and open for writing. A stale `UNCACHED_ERR_FD` (set by a ccache far up the
+/// process tree, its descriptor long closed) must not be adopted: the number would later
+/// be reused by a file we open — a lock, a temp file, an object — and log lines written
+/// into it.
+pub fn usable_fd(fd: i32) -> Result<(), String> {
+    if !(3..=MAX_ERR_FD).contains(&fd) {
+        return Err(format!("{fd} is not a descriptor above stderr"));
+    }
+    // SAFETY: F_GETFL only reads the descriptor's flags; an invalid fd gives -1/EBADF.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags == -1 {
+        return Err(format!(
+            "descriptor {fd} is not open: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    match flags & libc::O_ACCMODE {
+        libc::O_WRONLY | libc::O_RDWR => Ok(()),
+        _ => Err(format!("descriptor {fd} is not open for writing")),
     }
 }
 
@@ -115,6 +187,7 @@ pub fn init(config: &LogConfig) {
         return;
     }
     let mut open_error = None;
+    let mut fd_note = None;
     let target: Box<dyn Write + Send> = match &destination {
         Destination::File(path) => match OpenOptions::new().append(true).create(true).open(path) {
             Ok(f) => Box::new(f),
@@ -126,9 +199,15 @@ pub fn init(config: &LogConfig) {
                 Box::new(std::io::stderr())
             }
         },
-        // SAFETY: the user told us this descriptor is open for us to write; we never close it
-        // (the File is leaked into the logger for the life of the process).
-        Destination::Fd(fd) => Box::new(unsafe { std::fs::File::from_raw_fd(*fd) }),
+        Destination::Fd(fd) => match usable_fd(*fd) {
+            // SAFETY: checked just above to be open for writing; we never close it (the File
+            // lives in the logger for the life of the process).
+            Ok(()) => Box::new(unsafe { std::fs::File::from_raw_fd(*fd) }),
+            Err(why) => {
+                fd_note = Some(why);
+                Box::new(std::io::stderr())
+            }
+        },
         Destination::Stderr | Destination::Syslog => Box::new(std::io::stderr()),
     };
     let pid = std::process::id();
@@ -139,13 +218,16 @@ pub fn init(config: &LogConfig) {
                 buf,
                 "{program}[{pid}] {}{}",
                 severity(record.level()),
-                record.args()
+                message(record)
             )
         })
         .target(env_logger::Target::Pipe(target))
         .try_init();
     if let Some(e) = open_error {
         log::error!("{e}");
+    }
+    if let Some(why) = fd_note {
+        log::debug!("UNCACHED_ERR_FD ignored: {why}; logging to stderr");
     }
 }
 
@@ -181,7 +263,7 @@ impl Log for SyslogLogger {
             Level::Info => libc::LOG_NOTICE,
             Level::Debug | Level::Trace => libc::LOG_DEBUG,
         };
-        let text = format!("{}{}", severity(record.level()), record.args()).replace('\0', " ");
+        let text = format!("{}{}", severity(record.level()), message(record));
         if let Ok(msg) = CString::new(text) {
             // SAFETY: "%s" with one valid C string argument.
             unsafe { libc::syslog(priority, c"%s".as_ptr(), msg.as_ptr()) };
@@ -202,6 +284,40 @@ mod tests {
         assert_eq!(parse_level("notice").unwrap(), LevelFilter::Info);
         assert_eq!(parse_level("DEBUG").unwrap(), LevelFilter::Debug);
         assert!(matches!(parse_level("loud"), Err(TraceError::BadLevel(_))));
+    }
+
+    #[test]
+    fn escapes_control_characters_and_backslash() {
+        assert!(matches!(
+            escape("plain a.c"),
+            std::borrow::Cow::Borrowed("plain a.c")
+        ));
+        assert_eq!(
+            escape("x.c\nclient: 6.6.6.6 COMPILE_OK"),
+            "x.c\\nclient: 6.6.6.6 COMPILE_OK"
+        );
+        assert_eq!(
+            escape("a\\n\r\t\u{1b}[2J\0\u{7f}"),
+            "a\\\\n\\r\\t\\x1b[2J\\x00\\x7f"
+        );
+        assert_eq!(escape("\u{85}\u{2028}caf\u{e9}"), "\\x85\\u{2028}caf\u{e9}");
+        assert!(!escape("a\nb\rc\u{2029}d").contains(['\n', '\r', '\u{2029}']));
+    }
+
+    #[test]
+    fn only_open_writable_descriptors_are_adopted() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let w = std::fs::File::create(dir.path().join("w")).unwrap();
+        assert_eq!(usable_fd(w.as_raw_fd()), Ok(()));
+        let r = std::fs::File::open(dir.path().join("w")).unwrap();
+        assert!(usable_fd(r.as_raw_fd()).is_err(), "read-only");
+        // A number in range that nothing has open (other tests' files come and go in
+        // parallel, so not the number just closed).
+        assert!(usable_fd(999_999).is_err(), "closed");
+        for bad in [-1, 0, 1, 2, i32::MAX] {
+            assert!(usable_fd(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -139,7 +139,7 @@ fn unvetted_commands_run_nothing() {
 #[test]
 fn garbage_and_absurd_lengths_leave_the_daemon_serving() {
     let work = tempfile::tempdir().unwrap();
-    let d = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let d = Daemon::start(Kind::Ours, work.path(), &[], &[]);
     let mut huge_argv = b"DIST00000001ARGC00000001".to_vec();
     huge_argv.extend_from_slice(b"ARGVffffffff");
     let mut huge_doti = b"DIST00000002ARGC00000001ARGV00000003gcc".to_vec();
@@ -164,7 +164,7 @@ fn a_stalled_client_holds_no_slot() {
     let d = Daemon::start(
         Kind::Ours,
         work.path(),
-        &["--jobs", "1", "--user", "root"],
+        &["--jobs", "1"],
         &[("DISTCC_IO_TIMEOUT", "2")],
     );
     let mut stalled = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
@@ -303,7 +303,7 @@ fn pump_requests_cannot_write_outside_their_root() {
     use distcc::protocol::{FileEntry, FileKind};
     let work = tempfile::tempdir().unwrap();
     let outside = world_writable_dir(work.path(), "outside");
-    let d = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let d = Daemon::start(Kind::Ours, work.path(), &[], &[]);
     let file = |name: &str| FileEntry {
         name: name.into(),
         kind: FileKind::File(Payload::Plain(b"int x;\n".to_vec())),

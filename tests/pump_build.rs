@@ -159,7 +159,7 @@ fn wait_for_jobs(daemon: &Daemon) -> String {
 
 #[test]
 fn pump_make_with_our_daemon_matches_local_build() {
-    let (daemon, _) = check_same_as_local(Kind::Ours, &["--user", "root"]);
+    let (daemon, _) = check_same_as_local(Kind::Ours, &[]);
     let text = wait_for_jobs(&daemon);
     assert_eq!(text.matches("COMPILE_OK").count(), SOURCES.len(), "{text}");
 }
@@ -183,7 +183,7 @@ fn pump_make_with_debian_distccd_matches_local_build() {
 fn pump_debug_info_names_client_paths() {
     let work = tempfile::tempdir().unwrap();
     let remote = project(work.path(), "remote");
-    let daemon = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let daemon = Daemon::start(Kind::Ours, work.path(), &[], &[]);
     pump_build(&remote, work.path(), daemon.port, "-O2 -MD -g");
     let out = Command::new("readelf")
         .args(["--debug-dump=info", "src/main.o"])
@@ -220,7 +220,7 @@ fn absolute_include_falls_back_and_still_builds() {
         ),
     )
     .unwrap();
-    let daemon = Daemon::start(Kind::Ours, &dir, &["--user", "root"], &[]);
+    let daemon = Daemon::start(Kind::Ours, &dir, &[], &[]);
     let log = dir.join("client.log");
     let d = distcc();
     let st = client_cmd(
@@ -448,7 +448,7 @@ fn absolute_paths_keep_file_names(kind: Kind, extra: &[&str]) {
 
 #[test]
 fn absolute_paths_keep_file_names_with_our_daemon() {
-    absolute_paths_keep_file_names(Kind::Ours, &["--user", "root"]);
+    absolute_paths_keep_file_names(Kind::Ours, &[]);
 }
 
 /// Debian's distccd has no prefix maps: only the `#line` in the shipped files saves
@@ -464,7 +464,7 @@ fn missing_include_server_means_protocol_2() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().canonicalize().unwrap();
     fs::write(dir.join("x.c"), "int x(void) { return 3; }\n").unwrap();
-    let daemon = Daemon::start(Kind::Ours, &dir, &["--user", "root"], &[]);
+    let daemon = Daemon::start(Kind::Ours, &dir, &[], &[]);
     let out = client_cmd(
         &distcc(),
         &dir.join("dd"),
@@ -494,7 +494,7 @@ fn discrepancies_turn_pump_mode_off() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().canonicalize().unwrap();
     fs::write(dir.join("x.c"), "int x(void) { return 3; }\n").unwrap();
-    let daemon = Daemon::start(Kind::Ours, &dir, &["--user", "root"], &[]);
+    let daemon = Daemon::start(Kind::Ours, &dir, &[], &[]);
     let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
     let d = distcc();
     let out = client_cmd(&d, &dir.join("dd"), &hosts)

@@ -35,7 +35,7 @@ fn startup(bin: &Path, hosts: &str) -> Vec<(String, String)> {
 fn debian_client_uses_our_include_server() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let d = Daemon::start(Kind::Ours, w, &["--user", "root"], &[]);
+    let d = Daemon::start(Kind::Ours, w, &[], &[]);
     let hosts = format!("127.0.0.1:{},cpp,lzo", d.port);
     let bin = w.join("bin");
     fs::create_dir(&bin).unwrap();

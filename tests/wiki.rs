@@ -249,7 +249,7 @@ fn hallo_distcc_with_the_pages_daemon_options() {
     let mut daemon = Command::new(distcc());
     daemon
         .arg("distccd")
-        .args(["--user", "root", "--daemon", "--no-detach"])
+        .args(["--daemon", "--no-detach"])
         .args(opts.split_whitespace())
         .args(["--allow", "127.0.0.1", "--listen", "127.0.0.1"]);
     let child = daemon.spawn().unwrap();
@@ -344,7 +344,7 @@ fn server_side_ccache_hits_the_second_time() {
     let d = Daemon::start(
         Kind::Ours,
         w,
-        &["--user", "root"],
+        &[],
         &[
             ("DISTCCD_PATH", &path),
             ("CCACHE_DIR", cache.to_str().unwrap()),

@@ -8,6 +8,7 @@
 //!   off a healthy host for 60 s because of a typo — and a local retry so that the error
 //!   messages come from the local compiler, exactly as without distcc.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -45,6 +46,9 @@ struct Job<'a> {
     /// The last remote attempt was pump mode (for discrepancy counting, reference §5.4).
     pumped: bool,
     start: Instant,
+    /// The command line with the user's exact bytes, when a word is not UTF-8: such a job
+    /// only runs here, with these words (see [`build_somewhere_exact`]).
+    exact: Option<Vec<OsString>>,
 }
 
 /// What one remote attempt came to.
@@ -130,7 +134,7 @@ impl Job<'_> {
             .or(local.as_ref().map(|l| l.slot));
         let input = self.scan.input.clone();
         self.phase(Phase::Compile, Some(&input), Some("localhost"), slot);
-        let ret = match local::run(self.inv, &self.scan.local_argv) {
+        let ret = match self.local_run() {
             Ok(r) => r,
             Err(e) => {
                 log::error!("{e}");
@@ -139,6 +143,14 @@ impl Job<'_> {
         };
         drop((held, local));
         ret
+    }
+
+    /// Run the compiler here: the exact command line if there is one, else the scanned one.
+    fn local_run(&self) -> Result<i32, super::ClientError> {
+        match &self.exact {
+            Some(argv) => local::run(self.inv, argv),
+            None => local::run(self.inv, &self.scan.local_argv),
+        }
     }
 
     fn finish_cpp_quietly(&mut self) {
@@ -404,6 +416,14 @@ fn protocol_for(host: &HostSpec) -> u8 {
 
 /// Compile `inv` somewhere: remotely if we can, locally if we must. Returns the exit status.
 pub fn build_somewhere(inv: &Invocation) -> i32 {
+    build_somewhere_exact(inv, None)
+}
+
+/// [`build_somewhere`], where `exact` is the command line with the user's own bytes when
+/// some word is not UTF-8 (`inv` then holds a lossy copy). Such a job runs locally with
+/// exactly those words: our scanning and the protocol work on text, and a lossy name
+/// would make the compiler look for a file that does not exist.
+pub fn build_somewhere_exact(inv: &Invocation, exact: Option<Vec<OsString>>) -> i32 {
     if let Err(msg) = io_timeout_from_env() {
         log::error!("{msg}");
         return ExitCode::BadArguments.code();
@@ -450,6 +470,7 @@ pub fn build_somewhere(inv: &Invocation) -> i32 {
         pre: None,
         pumped: false,
         start: Instant::now(),
+        exact,
     };
     let ret = run_job(&mut job, loaded.map(|_| ()));
     job.phase(Phase::Done, None, None, None);
@@ -466,10 +487,17 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
         log::debug!("nested distcc invocation; compiling locally without a lock");
         let input = job.scan.input.clone();
         job.phase(Phase::Compile, Some(&input), Some("localhost"), Some(0));
-        return local::run(job.inv, &job.scan.local_argv).unwrap_or_else(|e| {
+        return job.local_run().unwrap_or_else(|e| {
             log::error!("{e}");
             e.exit_code().code()
         });
+    }
+    if job.exact.is_some() {
+        log::info!(
+            "argument is not UTF-8; compiling locally: {}",
+            argv_to_string(&job.scan.local_argv)
+        );
+        return job.run_local(None);
     }
     if let Some(reason) = job.scan.local_reason.clone() {
         log::debug!(

@@ -2,6 +2,9 @@
 //! distributed, for `localhost` slots, and as the fallback when remote compilation fails.
 //! stdin/stdout/stderr are inherited, so the user sees exactly what a plain compile shows.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use super::ClientError;
@@ -29,10 +32,16 @@ pub fn critique_raw(wait_status: u32) -> i32 {
 }
 
 /// A `Command` for `argv` with our children's environment (trimmed PATH, safeguard).
-pub fn command(inv: &Invocation, argv: &[String]) -> Result<Command, ClientError> {
-    let name = argv.first().ok_or(ClientError::NoCompiler)?;
+/// The words go to the compiler byte for byte (they may be `OsString`s that are not UTF-8).
+pub fn command<S: AsRef<OsStr>>(inv: &Invocation, argv: &[S]) -> Result<Command, ClientError> {
+    let name = argv.first().ok_or(ClientError::NoCompiler)?.as_ref();
     let path = inv.path.as_deref();
-    let program = which(name, path).ok_or_else(|| ClientError::CompilerMissing(name.clone()))?;
+    let program = if name.as_bytes().contains(&b'/') {
+        Some(PathBuf::from(name))
+    } else {
+        name.to_str().and_then(|n| which(n, path))
+    }
+    .ok_or_else(|| ClientError::CompilerMissing(name.to_string_lossy().into_owned()))?;
     let mut cmd = Command::new(program);
     cmd.arg0(name);
     cmd.args(&argv[1..]);
@@ -42,13 +51,22 @@ pub fn command(inv: &Invocation, argv: &[String]) -> Result<Command, ClientError
 
 use std::os::unix::process::CommandExt;
 
+/// `argv` as one line of text for messages (lossy for words that are not UTF-8).
+fn display<S: AsRef<OsStr>>(argv: &[S]) -> String {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect();
+    argv_to_string(&words)
+}
+
 /// Run `argv` here with inherited stdio; returns distcc's view of its status.
-pub fn run(inv: &Invocation, argv: &[String]) -> Result<i32, ClientError> {
-    log::debug!("exec locally: {}", argv_to_string(argv));
+pub fn run<S: AsRef<OsStr>>(inv: &Invocation, argv: &[S]) -> Result<i32, ClientError> {
+    log::debug!("exec locally: {}", display(argv));
     let mut cmd = command(inv, argv)?;
     let status = cmd
         .status()
-        .map_err(|e| ClientError::Exec(argv_to_string(argv), e))?;
+        .map_err(|e| ClientError::Exec(display(argv), e))?;
     Ok(critique(status))
 }
 

@@ -101,6 +101,8 @@ DISTCC_DIR, TMPDIR.
 /// The client's entry point: full argv (argv[0] included); returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
     crate::trace::init(&crate::trace::client_config_from_env());
+    // Text for classifying; a word that is not UTF-8 makes the job local, with the
+    // original bytes (`exact_argv`).
     let argv: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
@@ -143,6 +145,84 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
             0
         }
-        Action::Compile(inv) => compile::build_somewhere(&inv),
+        Action::Compile(inv) => compile::build_somewhere_exact(&inv, exact_argv(&inv, &args)),
+    }
+}
+
+/// The compiler's command line with the user's exact bytes, when some word of `args` (our
+/// whole argv) is not UTF-8; `None` when all are. It is the compiler `inv` names followed
+/// by the original words after it; response files are left for the compiler, which reads
+/// `@file` itself. When the compiler itself came out of a response file (`distcc @f`),
+/// the words cannot be lined up, and the lossy command line is used.
+fn exact_argv(inv: &invocation::Invocation, args: &[OsString]) -> Option<Vec<OsString>> {
+    use invocation::Mode;
+    // (Our own argv[0] is not passed on: a directory name that is not UTF-8 is fine.)
+    if args.iter().skip(1).all(|a| a.to_str().is_some()) {
+        return None;
+    }
+    let compiler = inv.argv.first()?;
+    let (first, rest) = match inv.mode {
+        Mode::Masquerade | Mode::Implicit => (OsString::from(compiler), args.get(1..)?),
+        Mode::Explicit => {
+            let given = args.get(1)?;
+            if given.to_string_lossy() != compiler.as_str() {
+                log::warn!("argument is not UTF-8, and the compiler came from a response file");
+                return None;
+            }
+            (given.clone(), args.get(2..)?)
+        }
+    };
+    let mut v = vec![first];
+    v.extend(rest.iter().cloned());
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use invocation::{Invocation, Mode};
+    use std::os::unix::ffi::OsStringExt;
+
+    fn inv(mode: Mode, argv: &[&str]) -> Invocation {
+        Invocation {
+            mode,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            path: None,
+            safeguard_level: 0,
+        }
+    }
+
+    fn os(words: &[&[u8]]) -> Vec<OsString> {
+        words
+            .iter()
+            .map(|w| OsString::from_vec(w.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn exact_words_for_arguments_that_are_not_utf8() {
+        let latin1: &[u8] = b"caf\xe9.c";
+        let lossy = String::from_utf8_lossy(latin1).into_owned();
+        // All UTF-8: nothing to do.
+        let args = os(&[b"distcc", b"gcc", b"-c", b"a.c"]);
+        assert_eq!(
+            exact_argv(&inv(Mode::Explicit, &["gcc", "-c", "a.c"]), &args),
+            None
+        );
+        // Explicit.
+        let args = os(&[b"/usr/bin/distcc", b"gcc", b"-c", latin1]);
+        let i = inv(Mode::Explicit, &["gcc", "-c", &lossy]);
+        assert_eq!(exact_argv(&i, &args), Some(os(&[b"gcc", b"-c", latin1])));
+        // Implicit: `distcc -c café.c` means cc.
+        let args = os(&[b"distcc", b"-c", latin1]);
+        let i = inv(Mode::Implicit, &["cc", "-c", &lossy]);
+        assert_eq!(exact_argv(&i, &args), Some(os(&[b"cc", b"-c", latin1])));
+        // Masquerade: argv[0] is the link; the compiler is its base name.
+        let args = os(&[b"/usr/lib/distcc/gcc", b"-c", latin1, b"-o", b"x.o"]);
+        let i = inv(Mode::Masquerade, &["gcc", "-c", &lossy, "-o", "x.o"]);
+        assert_eq!(
+            exact_argv(&i, &args),
+            Some(os(&[b"gcc", b"-c", latin1, b"-o", b"x.o"]))
+        );
     }
 }

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use smol::lock::Semaphore;
+use thiserror::Error;
 
 use crate::connection::Duplex;
 use crate::exitcode::ExitCode;
@@ -58,6 +59,21 @@ pub fn default_jobs() -> usize {
 
 /// Run the daemon; returns the exit status.
 pub fn run(config: Config) -> i32 {
+    // A panic's message can quote request text: send it through our logger (which
+    // escapes it) instead of the default hook's raw multi-line stderr output. A panic in
+    // a job is then also logged as a refused job by `serve::guarded`.
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        match info.location() {
+            Some(l) => log::error!("internal error at {}:{}: {what}", l.file(), l.line()),
+            None => log::error!("internal error: {what}"),
+        }
+    }));
     if config.nice != 0 {
         // SAFETY: nice(2) has no memory effects.
         unsafe { libc::nice(config.nice) };
@@ -84,6 +100,15 @@ pub fn run(config: Config) -> i32 {
         );
         return ExitCode::CompilerMissing.code();
     }
+    // Decide whom to become before anything forks, so a bad --user stops the daemon with
+    // an exit status its starter sees.
+    let persona = match choose_persona(&Os, config.user.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::Setuid.code();
+        }
+    };
     let acl = match Acl::new(&config.allow, config.allow_private) {
         Ok(a) => a,
         Err(e) => {
@@ -105,31 +130,38 @@ pub fn run(config: Config) -> i32 {
         stats: Stats::default(),
     };
     if config.inetd {
-        return serve_inetd(config, shared);
+        return serve_inetd(shared, persona.as_ref());
     }
-    serve_tcp(config, shared, tmp_dir)
+    serve_tcp(config, shared, tmp_dir, persona.as_ref())
 }
 
 /// `--inetd`: one job on stdin/stdout (SSH clients run `distccd --inetd`).
-fn serve_inetd(config: Config, shared: Shared) -> i32 {
+fn serve_inetd(shared: Shared, persona: Option<&Persona>) -> i32 {
     let peer = stdin_peer();
-    if let Some(p) = peer
-        && !shared.acl.is_default()
-        && !shared.acl.allows(p.ip())
-    {
+    if !inetd_admits(&shared.acl, peer) {
         log::error!(
             "connection from client '{}' denied by access list",
             serve::peer_name(peer)
         );
         return ExitCode::AccessDenied.code();
     }
-    drop_privileges(config.user.as_deref());
+    if let Err(code) = drop_privileges(persona) {
+        return code;
+    }
     let stream = Duplex {
         reader: smol::Unblock::new(std::io::stdin()),
         writer: smol::Unblock::new(std::io::stdout()),
     };
     smol::block_on(serve::serve(&shared, stream, peer));
     0
+}
+
+/// May `--inetd` serve the peer on stdin? The same access list as daemon mode, default
+/// (loopback only) included — inetd hands us any peer that reached its port. Without a
+/// socket peer (ssh: stdin is a pipe) there is no address to check, and ssh has already
+/// authenticated the client.
+pub(crate) fn inetd_admits(acl: &Acl, peer: Option<SocketAddr>) -> bool {
+    peer.is_none_or(|p| acl.allows(p.ip()))
 }
 
 /// The peer of stdin when it is a socket (inetd); None for pipes (ssh).
@@ -165,7 +197,7 @@ fn bind(config: &Config, port: u16) -> std::io::Result<std::net::TcpListener> {
     Ok(sock.into())
 }
 
-fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf) -> i32 {
+fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&Persona>) -> i32 {
     let listener = match bind(&config, config.port) {
         Ok(l) => l,
         Err(e) => {
@@ -216,7 +248,12 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf) -> i32 {
         unsafe { libc::setpgid(0, 0) };
         write_pid_file(&config, std::process::id());
     }
-    drop_privileges(config.user.as_deref());
+    if let Err(code) = drop_privileges(persona) {
+        if let Some(p) = &config.pid_file {
+            let _ = std::fs::remove_file(p);
+        }
+        return code;
+    }
     log::info!(
         "distccd {} started on port {} (protocols 1, 2 and 3)",
         crate::VERSION,
@@ -314,50 +351,195 @@ fn redirect_stdio_to_null() {
     }
 }
 
-/// When started as root, become `--user` (default `distcc`, then `nobody`, then 65534).
-fn drop_privileges(user: Option<&str>) {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+/// Why the daemon cannot become an unprivileged user. Every one of these stops the daemon
+/// with distcc's setuid exit code (112): serving compilers as root, or as a half-dropped
+/// user, would hand any client that passes the access list a root shell.
+#[derive(Debug, Error)]
+pub enum PrivError {
+    #[error("no such user {0:?} (--user): refusing to start rather than run compilers as root")]
+    NoSuchUser(String),
+    #[error("--user {0} is uid 0: distccd does not run compilers as root")]
+    RootUser(String),
+    #[error("failed to discard root privileges: {call}({id}) failed: {source}")]
+    Call {
+        call: &'static str,
+        id: u32,
+        source: std::io::Error,
+    },
+    #[error("still have root privileges after trying to discard them: {0}")]
+    StillRoot(String),
+}
+
+/// The user the daemon becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Persona {
+    pub name: String,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+}
+
+/// The credential calls [`become_persona`] makes, behind a trait so that a test can make
+/// any one of them fail and see the daemon refuse to go on.
+pub(crate) trait Credentials {
+    /// Real or effective uid 0.
+    fn is_root(&self) -> bool;
+    fn lookup(&self, name: &str) -> Option<(libc::uid_t, libc::gid_t)>;
+    fn setgid(&mut self, gid: libc::gid_t) -> std::io::Result<()>;
+    fn setgroups(&mut self, gid: libc::gid_t) -> std::io::Result<()>;
+    fn setuid(&mut self, uid: libc::uid_t) -> std::io::Result<()>;
+    /// (real, effective, saved) uids and gids.
+    fn ids(&self) -> std::io::Result<([libc::uid_t; 3], [libc::gid_t; 3])>;
+    fn no_new_privs(&mut self) -> std::io::Result<()>;
+}
+
+/// The real calls.
+pub(crate) struct Os;
+
+fn check(rc: libc::c_int) -> std::io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+impl Credentials for Os {
+    fn is_root(&self) -> bool {
+        // SAFETY: getuid and geteuid have no preconditions.
+        unsafe { libc::getuid() == 0 || libc::geteuid() == 0 }
+    }
+
+    fn lookup(&self, name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+        lookup_user(name)
+    }
+
+    fn setgid(&mut self, gid: libc::gid_t) -> std::io::Result<()> {
+        // SAFETY: plain credential syscall.
+        check(unsafe { libc::setgid(gid) })
+    }
+
+    fn setgroups(&mut self, gid: libc::gid_t) -> std::io::Result<()> {
+        let groups = [gid];
+        // SAFETY: one gid from a live array.
+        check(unsafe { libc::setgroups(1, groups.as_ptr()) })
+    }
+
+    fn setuid(&mut self, uid: libc::uid_t) -> std::io::Result<()> {
+        // SAFETY: plain credential syscall.
+        check(unsafe { libc::setuid(uid) })
+    }
+
+    fn ids(&self) -> std::io::Result<([libc::uid_t; 3], [libc::gid_t; 3])> {
+        let (mut u, mut g) = ([0; 3], [0; 3]);
+        // SAFETY: each pointer is to a live local.
+        unsafe {
+            check(libc::getresuid(&mut u[0], &mut u[1], &mut u[2]))?;
+            check(libc::getresgid(&mut g[0], &mut g[1], &mut g[2]))?;
+        }
+        Ok((u, g))
+    }
+
+    fn no_new_privs(&mut self) -> std::io::Result<()> {
+        // SAFETY: prctl with integer arguments only.
+        check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) })
+    }
+}
+
+/// The personas tried, in order, when root starts the daemon without `--user`: Gentoo's
+/// user, Debian's, then nobody.
+const DEFAULT_PERSONAS: &[&str] = &["distcc", "distccd", "nobody"];
+
+/// Whom to become. `None` when not started as root (then there is nothing to drop, and a
+/// `--user` is only worth a warning). A `--user` that does not exist or is uid 0 is an error
+/// (distcc 3.4 falls back to `nobody` for an unknown user; a typo should not go unnoticed).
+pub(crate) fn choose_persona(
+    creds: &impl Credentials,
+    user: Option<&str>,
+) -> Result<Option<Persona>, PrivError> {
+    if !creds.is_root() {
         if let Some(u) = user {
             log::warn!("--user {u} is ignored: not running as root");
         }
-        return;
+        return Ok(None);
     }
-    let candidates: Vec<&str> = match user {
-        Some(u) => vec![u],
-        None => vec!["distcc", "nobody"],
-    };
-    let found = candidates.iter().find_map(|name| lookup_user(name));
-    let (uid, gid) = match found {
-        Some(ids) => ids,
-        None if user.is_some() => {
-            log::error!(
-                "no such user {:?}; staying as root is not safe, using 65534",
-                user
-            );
-            (65534, 65534)
+    let persona = match user {
+        Some(name) => {
+            let (uid, gid) = creds
+                .lookup(name)
+                .ok_or_else(|| PrivError::NoSuchUser(name.to_owned()))?;
+            Persona {
+                name: name.to_owned(),
+                uid,
+                gid,
+            }
         }
-        None => (65534, 65534),
+        None => DEFAULT_PERSONAS
+            .iter()
+            .find_map(|name| {
+                creds.lookup(name).map(|(uid, gid)| Persona {
+                    name: (*name).to_owned(),
+                    uid,
+                    gid,
+                })
+            })
+            .unwrap_or(Persona {
+                name: "65534".to_owned(),
+                uid: 65534,
+                gid: 65534,
+            }),
     };
-    if uid == 0 {
-        return;
+    if persona.uid == 0 {
+        return Err(PrivError::RootUser(persona.name));
     }
-    // SAFETY: plain credential syscalls; failures are logged.
-    unsafe {
-        let groups = [gid];
-        if libc::setgid(gid) != 0
-            || libc::setgroups(1, groups.as_ptr()) != 0
-            || libc::setuid(uid) != 0
-        {
-            log::error!(
-                "failed to drop privileges: {}",
-                std::io::Error::last_os_error()
-            );
-            return;
-        }
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    Ok(Some(persona))
+}
+
+/// Become `persona` for good: group, supplementary groups, user, then check that no uid
+/// is 0 any more, and forbid gaining privileges through exec. Any failure is an error:
+/// carrying on would serve as (part) root.
+pub(crate) fn become_persona(
+    creds: &mut impl Credentials,
+    persona: &Persona,
+) -> Result<(), PrivError> {
+    let call = |call: &'static str, id: u32| move |source| PrivError::Call { call, id, source };
+    creds
+        .setgid(persona.gid)
+        .map_err(call("setgid", persona.gid))?;
+    creds
+        .setgroups(persona.gid)
+        .map_err(call("setgroups", persona.gid))?;
+    creds
+        .setuid(persona.uid)
+        .map_err(call("setuid", persona.uid))?;
+    let (uids, gids) = creds
+        .ids()
+        .map_err(|e| PrivError::StillRoot(format!("can't read our ids: {e}")))?;
+    if uids.contains(&0) || gids.iter().any(|g| *g != persona.gid) {
+        return Err(PrivError::StillRoot(format!(
+            "uids {uids:?}, gids {gids:?}"
+        )));
     }
-    log::debug!("running as uid {uid}, gid {gid}");
+    creds
+        .no_new_privs()
+        .map_err(call("prctl(PR_SET_NO_NEW_PRIVS)", 1))?;
+    log::debug!(
+        "running as {} (uid {}, gid {})",
+        persona.name,
+        persona.uid,
+        persona.gid
+    );
+    Ok(())
+}
+
+/// [`become_persona`] for the daemon: the exit status to leave with on failure.
+fn drop_privileges(persona: Option<&Persona>) -> Result<(), i32> {
+    let Some(p) = persona else {
+        return Ok(());
+    };
+    become_persona(&mut Os, p).map_err(|e| {
+        log::error!("{e}");
+        ExitCode::Setuid.code()
+    })
 }
 
 fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
@@ -369,5 +551,144 @@ fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
             return None;
         }
         Some(((*pw).pw_uid, (*pw).pw_gid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fake credentials: `fail` names the call that fails; `stuck` keeps uid 0 after setuid.
+    #[derive(Default)]
+    struct Fake {
+        root: bool,
+        fail: Option<&'static str>,
+        stuck: bool,
+        calls: Vec<&'static str>,
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    }
+
+    impl Fake {
+        fn step(&mut self, name: &'static str) -> std::io::Result<()> {
+            self.calls.push(name);
+            if self.fail == Some(name) {
+                Err(std::io::Error::from_raw_os_error(libc::EPERM))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Credentials for Fake {
+        fn is_root(&self) -> bool {
+            self.root
+        }
+        fn lookup(&self, name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+            match name {
+                "root" => Some((0, 0)),
+                "distccd" => Some((102, 65534)),
+                "nobody" => Some((65534, 65534)),
+                _ => None,
+            }
+        }
+        fn setgid(&mut self, gid: libc::gid_t) -> std::io::Result<()> {
+            self.step("setgid")?;
+            self.gid = gid;
+            Ok(())
+        }
+        fn setgroups(&mut self, _: libc::gid_t) -> std::io::Result<()> {
+            self.step("setgroups")
+        }
+        fn setuid(&mut self, uid: libc::uid_t) -> std::io::Result<()> {
+            self.step("setuid")?;
+            if !self.stuck {
+                self.uid = uid;
+            }
+            Ok(())
+        }
+        fn ids(&self) -> std::io::Result<([libc::uid_t; 3], [libc::gid_t; 3])> {
+            Ok(([self.uid; 3], [self.gid; 3]))
+        }
+        fn no_new_privs(&mut self) -> std::io::Result<()> {
+            self.step("no_new_privs")
+        }
+    }
+
+    fn root() -> Fake {
+        Fake {
+            root: true,
+            ..Fake::default()
+        }
+    }
+
+    #[test]
+    fn inetd_applies_the_default_access_list() {
+        let default = Acl::new(&[], false).unwrap();
+        let peer = |s: &str| Some(SocketAddr::new(s.parse().unwrap(), 4000));
+        for far in [
+            "10.1.2.3",
+            "192.168.0.2",
+            "fd00::5",
+            "2001:db8::1",
+            "::ffff:10.1.2.3",
+        ] {
+            assert!(!inetd_admits(&default, peer(far)), "{far} admitted");
+        }
+        for near in ["127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"] {
+            assert!(inetd_admits(&default, peer(near)), "{near} refused");
+        }
+        assert!(inetd_admits(&default, None), "ssh (a pipe) is served");
+        let listed = Acl::new(&["10.0.0.0/8".to_owned()], false).unwrap();
+        assert!(inetd_admits(&listed, peer("10.1.2.3")));
+        assert!(!inetd_admits(&listed, peer("127.0.0.1")));
+    }
+
+    #[test]
+    fn personas() {
+        let p = choose_persona(&root(), None).unwrap().unwrap();
+        assert_eq!((p.name.as_str(), p.uid), ("distccd", 102));
+        let p = choose_persona(&root(), Some("nobody")).unwrap().unwrap();
+        assert_eq!(p.uid, 65534);
+        assert!(matches!(
+            choose_persona(&root(), Some("root")),
+            Err(PrivError::RootUser(_))
+        ));
+        assert!(matches!(
+            choose_persona(&root(), Some("nosuch")),
+            Err(PrivError::NoSuchUser(_))
+        ));
+        assert_eq!(
+            choose_persona(&Fake::default(), Some("root")).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn every_failed_step_is_an_error() {
+        let persona = choose_persona(&root(), None).unwrap().unwrap();
+        let mut ok = root();
+        become_persona(&mut ok, &persona).unwrap();
+        assert_eq!(ok.calls, ["setgid", "setgroups", "setuid", "no_new_privs"]);
+        for step in ["setgid", "setgroups", "setuid", "no_new_privs"] {
+            let mut f = Fake {
+                fail: Some(step),
+                ..root()
+            };
+            let e = become_persona(&mut f, &persona).unwrap_err();
+            assert!(
+                matches!(e, PrivError::Call { call, .. } if call.starts_with(step) || step == "no_new_privs"),
+                "{step}: {e}"
+            );
+            assert_eq!(f.calls.last(), Some(&step), "stopped at the failure");
+        }
+        let mut stuck = Fake {
+            stuck: true,
+            ..root()
+        };
+        assert!(matches!(
+            become_persona(&mut stuck, &persona),
+            Err(PrivError::StillRoot(_))
+        ));
     }
 }

@@ -8,6 +8,7 @@
 //! client and the reason.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use super::acl::Acl;
 use super::job::{self, Ending, JobSettings};
 use super::stats::{JobResult, Stats, summary_line};
 use crate::connection::{ConnError, Connection};
+use crate::exitcode::ExitCode;
 use crate::protocol;
 
 /// What every connection shares.
@@ -66,7 +68,10 @@ fn request_size(req: &protocol::Request) -> usize {
     }
 }
 
-/// Serve one job on one connection, start to finish.
+/// Serve one job on one connection, start to finish. Nothing a client sends should make
+/// the job panic; if it still does, the panic stops at this connection: it is logged as a
+/// refused job (`REJ_BAD_REQ`, `ret:109`) with the client's address, the job's files are
+/// removed as the stack unwinds, and the daemon goes on serving.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     stream: S,
@@ -74,6 +79,60 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let start = Instant::now();
     let who = peer_name(peer);
+    guarded(
+        &shared.stats,
+        &who,
+        start,
+        serve_job(shared, stream, &who, start),
+    )
+    .await;
+}
+
+/// Run one connection's job, catching a panic in it (or in blocking work it awaits: the
+/// blocking pool hands a panic back to the awaiting task). Returns the summary line
+/// logged for a panicked job.
+pub(crate) async fn guarded(
+    stats: &Stats,
+    who: &str,
+    start: Instant,
+    job: impl Future<Output = ()>,
+) -> Option<String> {
+    use smol::future::FutureExt;
+    let payload = AssertUnwindSafe(job).catch_unwind().await.err()?;
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned());
+    stats.record(JobResult::RejBadReq);
+    log::error!("client {who}: the job panicked, closing: {what}");
+    let line = summary_line(
+        who,
+        JobResult::RejBadReq,
+        0,
+        ExitCode::ProtocolError.code(),
+        start.elapsed().as_millis(),
+        None,
+    );
+    log::info!("{line}");
+    Some(line)
+}
+
+/// Counts a compiler as running until dropped, even when the job unwinds.
+struct Running<'a>(&'a Stats);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.job_stopped();
+    }
+}
+
+async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
+    shared: &Shared,
+    stream: S,
+    who: &str,
+    start: Instant,
+) {
     shared.stats.record(JobResult::TcpAccept);
     let mut conn = Connection::new(stream, shared.io_timeout);
     let req = match conn.read_request().await {
@@ -109,11 +168,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Err(refusal) => {
             shared.stats.record(JobResult::RejBadReq);
             log::error!("client {who}: refused, closing: {refusal}");
+            log::info!(
+                "{}",
+                summary_line(
+                    who,
+                    JobResult::RejBadReq,
+                    0,
+                    refusal.exit_code().code(),
+                    start.elapsed().as_millis(),
+                    None
+                )
+            );
             return;
         }
     };
     let _slot = shared.slots.acquire().await;
     shared.stats.job_started();
+    let _running = Running(&shared.stats);
     let (status, ending, serr) = prepared.run(&shared.settings, conn.wait_for_eof()).await;
     let (finished, prepared) = if small {
         (prepared.finish(status, ending, serr), prepared)
@@ -148,7 +219,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     shared.stats.record(JobResult::CliDisconn);
                     log::info!(
                         "{}",
-                        summary_line(&who, JobResult::CliDisconn, status, 107, millis, job)
+                        summary_line(who, JobResult::CliDisconn, status, 107, millis, job)
                     );
                     return;
                 }
@@ -164,7 +235,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
     shared.stats.record(result);
     log::debug!("job complete (protocol {version})");
-    log::info!("{}", summary_line(&who, result, status, 0, millis, job));
+    log::info!("{}", summary_line(who, result, status, 0, millis, job));
 }
 
 /// Accept connections until `stop` resolves; each runs as its own task.
@@ -241,5 +312,50 @@ fn free_space_mb(dir: &std::path::Path) -> i64 {
             return -1;
         }
         (s.f_bavail as i64).saturating_mul(s.f_frsize as i64) / (1024 * 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_job_is_a_refused_job() {
+        let stats = Stats::default();
+        let line = smol::block_on(guarded(&stats, "10.0.0.7:4321", Instant::now(), async {
+            smol::future::yield_now().await;
+            let name = std::hint::black_box("/usr/bin\u{20ac}gcc");
+            let _ = &name[..9];
+        }))
+        .expect("the panic is caught and reported");
+        assert!(
+            line.starts_with("client: 10.0.0.7:4321 REJ_BAD_REQ "),
+            "{line}"
+        );
+        assert!(line.contains(" ret:109 "), "{line}");
+        assert!(stats.page(0).contains("\ndcc_rej_bad_req 1\n"));
+        // A job that does not panic is left alone.
+        let quiet = smol::block_on(guarded(&stats, "x:1", Instant::now(), async {}));
+        assert_eq!(quiet, None);
+    }
+
+    #[test]
+    fn a_panic_in_blocking_work_is_caught_too() {
+        let stats = Stats::default();
+        let line = smol::block_on(guarded(&stats, "h:1", Instant::now(), async {
+            smol::unblock(|| panic!("in the pool")).await
+        }));
+        assert!(line.is_some_and(|l| l.contains("REJ_BAD_REQ")));
+    }
+
+    #[test]
+    fn running_count_survives_a_panic() {
+        let stats = Stats::default();
+        let _ = smol::block_on(guarded(&stats, "h:1", Instant::now(), async {
+            stats.job_started();
+            let _r = Running(&stats);
+            panic!("mid-compile");
+        }));
+        assert_eq!(stats.running(), 0);
     }
 }

@@ -97,8 +97,14 @@ impl Stats {
         n
     }
 
-    pub fn job_ended(&self, millis: u128, compiler: &str, file: &str) {
+    /// A compiler is no longer running (serve.rs calls this from a guard, so that a job
+    /// that unwinds is not counted forever).
+    pub fn job_stopped(&self) {
         self.running.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A job finished in `millis`: remember it if it is the longest so far.
+    pub fn job_ended(&self, millis: u128, compiler: &str, file: &str) {
         if let Ok(mut l) = self.longest.lock()
             && l.as_ref().is_none_or(|(m, _, _)| millis > *m)
         {
@@ -116,7 +122,12 @@ impl Stats {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (longest, longest_cc, longest_ms) =
             match self.longest.lock().ok().and_then(|l| l.clone()) {
-                Some((ms, file, cc)) => (file, cc, ms as i64),
+                // Request text: escaped, so that a name cannot add lines to the page.
+                Some((ms, file, cc)) => (
+                    crate::trace::escape(&file).into_owned(),
+                    crate::trace::escape(&cc).into_owned(),
+                    ms as i64,
+                ),
                 None => ("none".into(), "none".into(), -1),
             };
         let mut s =
@@ -215,6 +226,7 @@ mod tests {
         s.record(JobResult::RejBadReq);
         assert_eq!(s.job_started(), 1);
         s.job_ended(42, "gcc", "a.c");
+        s.job_stopped();
         let page = s.page(100);
         assert!(page.starts_with("HTTP/1.0 200 OK\nContent-Type: text/plain\n"));
         assert!(page.contains("\ndcc_compile_ok 2\n"));
@@ -223,5 +235,30 @@ mod tests {
         assert!(page.contains("\ndcc_longest_job_time_msecs 42\n"));
         assert!(page.contains("\ndcc_max_kids 1\n"));
         assert!(page.ends_with("dcc_free_space 100 MB\n</distccstats>\n"));
+        assert!(page.contains("\ndcc_current_load 0\n"));
+    }
+
+    #[test]
+    fn names_cannot_add_lines_to_the_page() {
+        let s = Stats::default();
+        s.job_started();
+        s.job_ended(7, "gcc\ndcc_compile_ok 5", "a.c\ndcc_compile_ok 999\r\n");
+        s.job_stopped();
+        let page = s.page(1);
+        assert!(
+            page.contains("\ndcc_longest_job a.c\\ndcc_compile_ok 999\\r\\n\n"),
+            "{page}"
+        );
+        assert!(
+            page.contains("\ndcc_longest_job_compiler gcc\\ndcc_compile_ok 5\n"),
+            "{page}"
+        );
+        assert_eq!(
+            page.lines()
+                .filter(|l| l.starts_with("dcc_compile_ok"))
+                .count(),
+            1,
+            "{page}"
+        );
     }
 }
