@@ -18,6 +18,28 @@ use crate::protocol::{self, Limits, ProtocolError, Reply, Request, RequestFramer
 /// distcc's default I/O timeout.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How soon a silent peer is probed: a compile may run for minutes with nothing on the
+/// wire, and the peer's kernel answers keepalive probes whatever its compiler is doing, so
+/// probes tell a dead machine from a long compile.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+/// Probe spacing and count: a machine that left is noticed ~10 + 3×3 s after it went quiet.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+pub const KEEPALIVE_PROBES: u32 = 3;
+/// Data (or a probe) unacknowledged this long closes the connection (`TCP_USER_TIMEOUT`).
+pub const USER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Watch a TCP peer with keepalive probes and `TCP_USER_TIMEOUT`, on both ends of a job's
+/// connection: a build host that is powered off or loses its link mid-job is noticed in
+/// seconds, not after `DISTCC_IO_TIMEOUT` (300 s) as in distcc 3.4.
+pub fn watch_peer(sock: socket2::SockRef<'_>) -> io::Result<()> {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    sock.set_tcp_keepalive(&keepalive)?;
+    sock.set_tcp_user_timeout(Some(USER_TIMEOUT))
+}
+
 /// Why a message could not be sent or received.
 #[derive(Debug, Error)]
 pub enum ConnError {

@@ -142,6 +142,9 @@ async fn tcp_connect(host: &str, port: u16) -> io::Result<async_net::TcpStream> 
     // The request goes out in two writes (head, then the source once cpp is done);
     // don't let Nagle hold the second back.
     let _ = s.set_nodelay(true);
+    if let Err(e) = crate::connection::watch_peer(socket2::SockRef::from(&s)) {
+        log::debug!("can't set keepalive on the connection to {host}:{port}: {e}");
+    }
     Ok(s)
 }
 

@@ -261,6 +261,10 @@ pub async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
+        // A client machine that vanishes mid-job frees its slot in seconds.
+        if let Err(e) = crate::connection::watch_peer(socket2::SockRef::from(&stream)) {
+            log::debug!("can't set keepalive for {}: {e}", peer_name(Some(peer)));
+        }
         let shared = shared.clone();
         ex.spawn(async move { serve(&shared, stream, Some(peer)).await })
             .detach();
@@ -275,8 +279,14 @@ pub async fn stats_loop(
 ) {
     use smol::io::{AsyncReadExt, AsyncWriteExt};
     loop {
-        let Ok((mut stream, peer)) = listener.accept().await else {
-            continue;
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of descriptors, say: wait instead of spinning the executor.
+                log::error!("stats port: accept failed: {e}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         if !shared.acl.allows(peer.ip()) {
             log::error!(
