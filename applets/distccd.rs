@@ -31,9 +31,9 @@ struct Options {
     /// TCP port to listen on (3632)
     #[argh(option, short = 'p')]
     port: Option<String>,
-    /// address to listen on (default: all)
+    /// address to listen on, repeatable (default: all, IPv6 and IPv4)
     #[argh(option)]
-    listen: Option<String>,
+    listen: Vec<String>,
     /// allow clients from ADDR[/BITS] (repeatable)
     #[argh(option, short = 'a')]
     allow: Vec<String>,
@@ -107,7 +107,8 @@ Options:
     --job-lifetime SECONDS     maximum lifetime of a compile request
   Networking:
     -p, --port PORT            TCP port to listen on (default 3632)
-    --listen ADDRESS           IP address to listen on
+    --listen ADDRESS           IP address to listen on (repeatable; default: every
+                               address, IPv6 and IPv4 on one dual-stack socket)
     -a, --allow IP[/BITS]      client address access control
     --allow-private            allow RFC 1918 and loopback addresses
                                (without --allow or --allow-private only loopback

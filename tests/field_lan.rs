@@ -15,6 +15,7 @@ struct Lan {
     client: String,
     server: String,
     server_v4: String,
+    server_v6: String,
 }
 
 fn ip(args: &[&str]) {
@@ -37,6 +38,7 @@ impl Lan {
             client,
             server,
             server_v4: format!("10.251.{net}.2"),
+            server_v6: format!("fd00:251:{net}::2"),
         };
         ip(&[
             "link",
@@ -59,6 +61,13 @@ impl Lan {
             ip(&["-n", ns, "addr", "add", &addr, "dev", dev]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        for (ns, dev, addr) in [
+            (&lan.client, "vc", format!("fd00:251:{net}::1/64")),
+            (&lan.server, "vs", format!("fd00:251:{net}::2/64")),
+        ] {
+            // nodad: usable at once, not after duplicate address detection.
+            ip(&["-n", ns, "addr", "add", &addr, "dev", dev, "nodad"]);
         }
         lan
     }
@@ -103,6 +112,8 @@ fn start_daemon(lan: &Lan, masq: &Path, log: &Path, port: u16, env: &[(&str, &st
             "--no-detach",
             "--allow",
             "10.251.0.0/16",
+            "--allow",
+            "fd00:251::/32",
         ])
         .args([
             "--port",
@@ -208,4 +219,75 @@ fn a_build_host_that_vanishes_mid_job_is_noticed_in_seconds() {
         t.join("x.o").exists(),
         "the local fallback wrote the object"
     );
+}
+
+#[test]
+fn the_daemon_serves_ipv4_and_ipv6_clients_on_one_default_socket() {
+    let lan = Lan::new(2);
+    let (work, shared, masq) = work_dirs();
+    let t = work.path();
+    // The client sends gcc as x86_64-linux-gnu-gcc (cross rewriting): whitelist both.
+    for name in ["gcc", "x86_64-linux-gnu-gcc"] {
+        std::os::unix::fs::symlink("/usr/bin/gcc", masq.join(name)).unwrap();
+    }
+    let port = free_port();
+    let log = shared.join("distccd.log");
+    // No --listen: one dual-stack socket.
+    let _d = start_daemon(&lan, &masq, &log, port, &[]);
+    for (i, host) in [
+        format!("{}:{port}", lan.server_v4),
+        format!("[{}]:{port}", lan.server_v6),
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(t.join(format!("y{i}.c")), format!("int yy{i};\n")).unwrap();
+        let out = client_cmd(Path::new("/usr/bin/ip"), &t.join("dd"), host)
+            .args(["netns", "exec", &lan.client])
+            .arg(distcc())
+            .args(["gcc", "-c", &format!("y{i}.c"), "-o", &format!("y{i}.o")])
+            .current_dir(t)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{host}: {err}");
+        assert!(
+            !err.contains("failed to distribute"),
+            "{host}: {err}; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    let text = wait_for_log(&log, "fd00:251:2::1");
+    assert_eq!(text.matches("COMPILE_OK").count(), 2, "{text}");
+    assert!(
+        text.contains("10.251.2.1"),
+        "the IPv4 client, as IPv4: {text}"
+    );
+    assert!(text.contains("fd00:251:2::1"), "the IPv6 client: {text}");
+
+    // A client outside --allow, v4 or v6, is refused: an address of the server's own
+    // namespace that the allow lists don't cover.
+    ip(&[
+        "-n",
+        &lan.server,
+        "addr",
+        "add",
+        "192.0.2.9/32",
+        "dev",
+        "lo",
+    ]);
+    let out = client_cmd(
+        Path::new("/usr/bin/ip"),
+        &t.join("dd2"),
+        &format!("192.0.2.9:{port}"),
+    )
+    .args(["netns", "exec", &lan.server])
+    .arg(distcc())
+    .args(["gcc", "-c", "y0.c", "-o", "z.o"])
+    .current_dir(t)
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "falls back locally");
+    let text = wait_for_log(&log, "denied by access list");
+    assert!(text.contains("denied by access list"), "{text}");
 }

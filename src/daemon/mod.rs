@@ -15,7 +15,7 @@ pub mod tree;
 pub mod whitelist;
 
 use std::ffi::CString;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -38,7 +38,8 @@ pub struct Config {
     pub inetd: bool,
     pub detach: bool,
     pub port: u16,
-    pub listen: Option<String>,
+    /// `--listen` addresses; none means every address, IPv6 and IPv4.
+    pub listen: Vec<String>,
     pub allow: Vec<String>,
     pub allow_private: bool,
     pub jobs: usize,
@@ -173,25 +174,54 @@ fn stdin_peer() -> Option<SocketAddr> {
     sock.peer_addr().ok().and_then(|a| a.as_socket())
 }
 
-fn bind(config: &Config, port: u16) -> std::io::Result<std::net::TcpListener> {
-    let ip: IpAddr = match &config.listen {
-        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        Some(h) => match h.parse() {
+/// Listening sockets for `port`: one per `--listen` address, or without any, one
+/// dual-stack `[::]` socket (IPv6 and, v4-mapped, IPv4), or `0.0.0.0` where the kernel has
+/// no IPv6.
+fn bind(config: &Config, port: u16) -> std::io::Result<Vec<std::net::TcpListener>> {
+    if config.listen.is_empty() {
+        return match listen_on(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
+            Ok(l) => Ok(vec![l]),
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+                log::info!("no IPv6 here: listening on IPv4 only");
+                Ok(vec![listen_on(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    port,
+                ))?])
+            }
+            Err(e) => Err(e),
+        };
+    }
+    let mut listeners = Vec::new();
+    for h in &config.listen {
+        let host = h.trim_start_matches('[').trim_end_matches(']');
+        let ip: IpAddr = match host.parse() {
             Ok(ip) => ip,
-            Err(_) => (h.as_str(), port)
+            Err(_) => (host, port)
                 .to_socket_addrs()?
                 .next()
                 .map(|a| a.ip())
-                .ok_or_else(|| std::io::Error::other(format!("can't resolve {h}")))?,
-        },
-    };
-    let addr = SocketAddr::new(ip, port);
+                .ok_or_else(|| std::io::Error::other(format!("can't resolve --listen {h}")))?,
+        };
+        listeners.push(
+            listen_on(SocketAddr::new(ip, port))
+                .map_err(|e| std::io::Error::new(e.kind(), format!("--listen {h}: {e}")))?,
+        );
+    }
+    Ok(listeners)
+}
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
         None,
     )?;
     sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        // `[::]` serves IPv4 clients too (as ::ffff:a.b.c.d, which the ACL matches against
+        // its IPv4 rules); a specific IPv6 address only itself.
+        sock.set_only_v6(!addr.ip().is_unspecified())?;
+    }
     sock.bind(&addr.into())?;
     sock.listen(1024)?;
     Ok(sock.into())
@@ -262,19 +292,30 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
     let ex = Rc::new(smol::LocalExecutor::new());
     let shared = Rc::new(shared);
     let result = smol::block_on(ex.run(async {
-        let listener = match async_net::TcpListener::try_from(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                log::error!("listener: {e}");
-                return ExitCode::BindFailed.code();
+        let mut accepting = Vec::new();
+        for l in listener {
+            match async_net::TcpListener::try_from(l) {
+                Ok(l) => accepting.push(l),
+                Err(e) => {
+                    log::error!("listener: {e}");
+                    return ExitCode::BindFailed.code();
+                }
             }
-        };
-        if let Some(l) = stats_listener.and_then(|l| async_net::TcpListener::try_from(l).ok()) {
-            ex.spawn(serve::stats_loop(shared.clone(), l, tmp_dir.clone()))
-                .detach();
+        }
+        for l in stats_listener.into_iter().flatten() {
+            if let Ok(l) = async_net::TcpListener::try_from(l) {
+                ex.spawn(serve::stats_loop(shared.clone(), l, tmp_dir.clone()))
+                    .detach();
+            }
         }
         let accept = async {
-            serve::accept_loop(&ex, shared.clone(), listener).await;
+            let loops: Vec<_> = accepting
+                .into_iter()
+                .map(|l| ex.spawn(serve::accept_loop(ex.clone(), shared.clone(), l)))
+                .collect();
+            for l in loops {
+                l.await;
+            }
             0
         };
         let stop = async {

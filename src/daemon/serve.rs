@@ -240,7 +240,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Accept connections until `stop` resolves; each runs as its own task.
 pub async fn accept_loop(
-    ex: &Rc<smol::LocalExecutor<'static>>,
+    ex: Rc<smol::LocalExecutor<'static>>,
     shared: Rc<Shared>,
     listener: async_net::TcpListener,
 ) {
