@@ -283,7 +283,10 @@ struct CachedParse {
 #[derive(Default)]
 struct Defs {
     map: HashMap<String, BTreeSet<String>>,
-    count: usize,
+    /// Names a computed include of this pass was decided on.
+    consulted: HashSet<String>,
+    /// One of them gained a value after the decision: the pass must be run again.
+    stale: bool,
 }
 
 impl Defs {
@@ -291,7 +294,13 @@ impl Defs {
         let values = self.map.entry(name.to_string()).or_default();
         if !values.contains(value) {
             values.insert(value.to_string());
-            self.count += 1;
+            self.stale |= self.consulted.contains(name);
+        }
+    }
+
+    fn add_all(&mut self, p: &Parsed) {
+        for (n, v) in &p.defines {
+            self.add(n, v);
         }
     }
 }
@@ -302,8 +311,8 @@ struct Pass {
     /// The version each node's path was read at.
     stamps: HashMap<PathBuf, FileId>,
     unresolved: Option<String>,
-    /// A computed include was decided before every definition of the closure was known:
-    /// run another pass with them all.
+    /// A computed include was decided before every definition of the closure of its
+    /// macro was known: run another pass with them all.
     again: bool,
 }
 
@@ -371,7 +380,11 @@ impl Analyser {
     /// The parse of the version of `p` this job sees, and that version (`None`: not
     /// readable, parsed as empty). A remembered parse is reused only for the same
     /// [`FileId`], and only if that stamp had settled when it was read.
-    fn parse(&mut self, p: &Path, system: &[PathBuf]) -> Result<(Option<FileId>, Arc<Parsed>), Fail> {
+    fn parse(
+        &mut self,
+        p: &Path,
+        system: &[PathBuf],
+    ) -> Result<(Option<FileId>, Arc<Parsed>), Fail> {
         if let Some((id, parsed)) = self.job_parsed.get(p) {
             return Ok((*id, parsed.clone()));
         }
@@ -475,20 +488,28 @@ impl Analyser {
     }
 
     /// Is this computed include a bare macro name that nothing defines?
-    fn never_defined(text: &str, defs: &Defs) -> bool {
+    fn never_defined(text: &str, defs: &mut Defs) -> bool {
         match parse::parse_form(text) {
             Some(Form::Computed(t)) => {
                 let t = t.trim();
-                !t.is_empty()
-                    && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-                    && !defs.map.contains_key(t)
+                if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                    return false;
+                }
+                defs.consulted.insert(t.to_string());
+                !defs.map.contains_key(t)
             }
             _ => false,
         }
     }
 
     /// Candidate `"x"`/`<x>` forms of a computed include, over every definition known.
-    fn expand(text: &str, defs: &Defs, depth: u32, out: &mut BTreeSet<Form>) -> bool {
+    fn expand(
+        text: &str,
+        map: &HashMap<String, BTreeSet<String>>,
+        consulted: &mut HashSet<String>,
+        depth: u32,
+        out: &mut BTreeSet<Form>,
+    ) -> bool {
         if depth > 8 {
             return false;
         }
@@ -502,12 +523,13 @@ impl Analyser {
                 if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                     return false;
                 }
-                let Some(values) = defs.map.get(t) else {
+                consulted.insert(t.to_string());
+                let Some(values) = map.get(t) else {
                     return false;
                 };
                 let mut ok = false;
                 for v in values {
-                    ok |= Self::expand(v, defs, depth + 1, out);
+                    ok |= Self::expand(v, map, consulted, depth + 1, out);
                 }
                 ok
             }
@@ -651,8 +673,8 @@ impl Analyser {
         // Parses visited whose definitions are not in `defs` yet: merged only when a
         // computed include needs them (most jobs have none).
         let mut pending: Vec<Arc<Parsed>> = Vec::new();
-        // How many definitions were known at the last computed include decided.
-        let mut decided_with: Option<usize> = None;
+        defs.consulted.clear();
+        defs.stale = false;
         let mut order = Vec::new();
         let mut seen = HashSet::new();
         let mut queue = VecDeque::new();
@@ -705,11 +727,8 @@ impl Analyser {
                 let forms = match &inc.form {
                     Form::Computed(text) => {
                         for p in pending.drain(..) {
-                            for (n, v) in &p.defines {
-                                defs.add(n, v);
-                            }
+                            defs.add_all(&p);
                         }
-                        decided_with = Some(defs.count);
                         let mut forms = BTreeSet::new();
                         if Self::never_defined(text, defs) {
                             // `#include MACRO` with MACRO defined nowhere (not in any file
@@ -718,7 +737,7 @@ impl Analyser {
                             // later file defines it, the fixpoint loop comes back here.
                             continue;
                         }
-                        if !Self::expand(text, defs, 0, &mut forms) {
+                        if !Self::expand(text, &defs.map, &mut defs.consulted, 0, &mut forms) {
                             // Its #define may be in a file not scanned yet: the caller
                             // decides once no new definitions turn up.
                             if !in_system && unresolved.is_none() {
@@ -775,15 +794,13 @@ impl Analyser {
             order.push(node);
         }
         for p in pending {
-            for (n, v) in &p.defines {
-                defs.add(n, v);
-            }
+            defs.add_all(&p);
         }
         Ok(Pass {
             nodes: order,
             stamps,
             unresolved,
-            again: decided_with.is_some_and(|n| n != defs.count),
+            again: defs.stale,
         })
     }
 }
@@ -948,13 +965,19 @@ mod tests {
         an.trust_fresh_stamps();
         let first = an.analyse(&r, &argv).unwrap();
         assert!(first.files.contains(&r.join("x.h")));
-        assert_eq!(first.stamps.get(&r.join("h.h")), FileId::stat(&r.join("h.h")).as_ref());
+        assert_eq!(
+            first.stamps.get(&r.join("h.h")),
+            FileId::stat(&r.join("h.h")).as_ref()
+        );
         // Same size, same mtime, same inode: only the ctime differs.
         rewrite_keeping_mtime(&r.join("h.h"), "#include \"y.h\"\n");
         let second = an.analyse(&r, &argv).unwrap();
         assert!(second.files.contains(&r.join("y.h")), "{:?}", second.files);
         assert!(!second.files.contains(&r.join("x.h")), "{:?}", second.files);
-        assert_eq!(second.stamps.get(&r.join("h.h")), FileId::stat(&r.join("h.h")).as_ref());
+        assert_eq!(
+            second.stamps.get(&r.join("h.h")),
+            FileId::stat(&r.join("h.h")).as_ref()
+        );
         // A header that went away is no longer found through the remembered search.
         fs::remove_file(r.join("y.h")).unwrap();
         let third = an.analyse(&r, &argv).unwrap();

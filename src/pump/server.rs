@@ -181,6 +181,14 @@ impl ClientRoot {
             if made.links.get(&m) != Some(&target) {
                 // A link retargeted since (`current -> v2`) is replaced, or the server
                 // would read the old target's files.
+                unlink_links_above(&mut made, &m, &self.root);
+                if fs::symlink_metadata(&m).is_ok_and(|md| md.is_dir()) {
+                    // A directory in earlier jobs: its mirrors go.
+                    fs::remove_dir_all(&m).map_err(io(&m))?;
+                    made.files.retain(|p, _| !p.starts_with(&m));
+                    made.dirs.retain(|p| !p.starts_with(&m));
+                    made.links.retain(|p, _| !p.starts_with(&m));
+                }
                 replace_with_symlink(&m, &target).map_err(io(&m))?;
                 made.links.insert(m.clone(), target);
             }
@@ -239,8 +247,10 @@ impl ClientRoot {
             let _ = fs::remove_file(&tmp);
             return Err(io(m)(e));
         }
-        made.files
-            .insert(m.to_path_buf(), (want, st.settled || self.trust_fresh_stamps));
+        made.files.insert(
+            m.to_path_buf(),
+            (want, st.settled || self.trust_fresh_stamps),
+        );
         Ok(())
     }
 }
@@ -536,7 +546,10 @@ mod tests {
             files: vec![f.clone()],
             ..Closure::default()
         };
-        assert!(matches!(root.mirror(&unchecked), Err(PumpError::Changed(_))));
+        assert!(matches!(
+            root.mirror(&unchecked),
+            Err(PumpError::Changed(_))
+        ));
     }
 
     #[test]
@@ -551,6 +564,26 @@ mod tests {
             .insert(PathBuf::from("/p/current"), PathBuf::from("/p/v2"));
         let paths = root.mirror(&c).unwrap();
         assert_eq!(fs::read_link(&paths[0]).unwrap(), PathBuf::from("/p/v2"));
+        // The link became a directory with a file: the mirror must not write through
+        // the old link (into the client's /p/v2).
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().canonicalize().unwrap();
+        fs::create_dir(real.join("v2")).unwrap();
+        let mut c = Closure::default();
+        c.links.insert(real.join("cur"), real.join("v2"));
+        let link = root.mirror(&c).unwrap().remove(0);
+        assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
+        fs::create_dir(real.join("cur")).unwrap();
+        let f = real.join("cur/x.h");
+        fs::write(&f, "int x;\n").unwrap();
+        let paths = root.mirror(&closure_of(&f)).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().is_dir());
+        assert_eq!(unlzo(&paths[0]), b"int x;\n");
+        assert_eq!(fs::read_dir(real.join("v2")).unwrap().count(), 0);
+        // And back to a link.
+        let link2 = root.mirror(&c).unwrap().remove(0);
+        assert_eq!(link2, link);
+        assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
     }
 
     #[test]

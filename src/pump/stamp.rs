@@ -243,7 +243,13 @@ pub(crate) mod tests {
             rewrite_keeping_mtime(&p, &format!("int w = {};\n", attempt + 1));
         });
         assert!(
-            matches!(r, Err(ReadError::Unstable { tries: READ_TRIES, .. })),
+            matches!(
+                r,
+                Err(ReadError::Unstable {
+                    tries: READ_TRIES,
+                    ..
+                })
+            ),
             "{r:?}"
         );
         assert!(matches!(
