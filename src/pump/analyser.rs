@@ -11,6 +11,7 @@
 //! [`stamp`]: super::stamp
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -278,30 +279,77 @@ struct CachedParse {
     parsed: Arc<Parsed>,
 }
 
-/// Object-like `#define`s that a computed include may expand to, by name: those of the
-/// current job's `-D`s and of the files of its closure (the only ones gcc can see).
-#[derive(Default)]
-struct Defs {
-    map: HashMap<String, BTreeSet<String>>,
-    /// Names a computed include of this pass was decided on.
-    consulted: HashSet<String>,
-    /// One of them gained a value after the decision: the pass must be run again.
-    stale: bool,
+/// What the analyser knows about a path that was a file once. One entry (one lookup)
+/// answers both "what is it now" and "what did it say", which keeps the per-job stat
+/// cheap next to the rest of the analysis.
+struct FileState {
+    /// The job ([`Analyser::job`]) that last stat'ed it, and what that found.
+    stat_job: u64,
+    id: Option<FileId>,
+    /// The job that last asked for its parse: `parse` is then that job's version
+    /// (`None`: unreadable, parsed as empty).
+    parse_job: u64,
+    parse: Option<CachedParse>,
 }
 
-impl Defs {
-    fn add(&mut self, name: &str, value: &str) {
-        let values = self.map.entry(name.to_string()).or_default();
-        if !values.contains(value) {
-            values.insert(value.to_string());
-            self.stale |= self.consulted.contains(name);
+/// Object-like `#define`s that a computed include may expand to: those of the job's `-D`s
+/// and of the files of its closure (the only ones gcc can see). Looked up by scanning the
+/// files' lists: computed includes are rare, and building a map of every definition for
+/// every job cost more than the rest of the analysis.
+struct Defs<'c> {
+    cmd: &'c [(String, String)],
+    /// Parses with definitions visited by this job (this pass and the ones before), once
+    /// each (`known_ids`: their addresses; a job holds one parse per file).
+    known: Vec<Arc<Parsed>>,
+    known_ids: HashSet<usize>,
+    /// Every lookup of this pass: (name, how many of `known` it saw).
+    consulted: Vec<(String, usize)>,
+}
+
+impl<'c> Defs<'c> {
+    fn new(cmd: &'c [(String, String)]) -> Self {
+        Defs {
+            cmd,
+            known: Vec::new(),
+            known_ids: HashSet::new(),
+            consulted: Vec::new(),
         }
     }
 
-    fn add_all(&mut self, p: &Parsed) {
-        for (n, v) in &p.defines {
-            self.add(n, v);
+    fn learn(&mut self, p: &Arc<Parsed>) {
+        if !p.defines.is_empty() && self.known_ids.insert(Arc::as_ptr(p) as usize) {
+            self.known.push(p.clone());
         }
+    }
+
+    /// The values of `name` in the `-D`s and the first `upto` known files.
+    fn values<'a>(&'a self, name: &'a str, upto: usize) -> impl Iterator<Item = &'a str> {
+        let files = self.known.get(..upto).unwrap_or(&self.known);
+        self.cmd
+            .iter()
+            .chain(files.iter().flat_map(|p| p.defines.iter()))
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of `name` known now; the lookup is remembered for [`Defs::stale`].
+    fn lookup(&mut self, name: &str) -> BTreeSet<String> {
+        self.consulted.push((name.to_string(), self.known.len()));
+        self.values(name, self.known.len())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Did a file learnt after a lookup bring a value that lookup did not see?
+    fn stale(&self) -> bool {
+        self.consulted.iter().any(|(name, upto)| {
+            self.known
+                .get(*upto..)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|p| p.defines.iter())
+                .any(|(n, v)| n == name && !self.values(name, *upto).any(|w| w == v))
+        })
     }
 }
 
@@ -324,21 +372,20 @@ type SearchKey = (Arc<Config>, Option<PathBuf>, usize, String);
 /// The memoising analyser; share one per process.
 #[derive(Default)]
 pub struct Analyser {
-    /// Path → the parse of the version last read there.
-    parsed: HashMap<PathBuf, CachedParse>,
+    /// Paths that were files once (by their bytes: `Path`'s own hash walks components).
+    files: HashMap<OsString, FileState>,
     /// Paths under the compiler's own dirs that are not files: never stat'ed again.
-    system_misses: HashSet<PathBuf>,
+    system_misses: HashSet<OsString>,
+    /// Other paths that were not files for this job.
+    job_misses: HashSet<OsString>,
+    /// The current job's number (each analysis attempt is a job).
+    job: u64,
     /// (compiler, probe flags, language) → default dirs.
     probes: HashMap<ProbeKey, Result<Vec<PathBuf>, String>>,
     /// (config, quote dir, start, name) → where it is found. Only results that no user
     /// file's absence went into; a hit is re-checked by the job's stat of it.
     searches: HashMap<SearchKey, Option<(PathBuf, usize)>>,
     configs: HashSet<Arc<Config>>,
-    /// This job's stats: one per path per job.
-    job_stats: HashMap<PathBuf, Option<FileId>>,
-    /// This job's parses: a path is read at most once per job, so all of a job's passes
-    /// see one version of it.
-    job_parsed: HashMap<PathBuf, (Option<FileId>, Arc<Parsed>)>,
     /// Tests: trust stamps at once, so that only the stamp comparison decides.
     trust_fresh_stamps: bool,
 }
@@ -359,17 +406,33 @@ impl Analyser {
     /// `make -j` generates user headers while other jobs run: a header missing for one job
     /// may exist for the next.
     fn stat(&mut self, p: &Path, system: &[PathBuf]) -> Option<FileId> {
-        if let Some(&id) = self.job_stats.get(p) {
-            return id;
+        let key = p.as_os_str();
+        if let Some(st) = self.files.get_mut(key) {
+            if st.stat_job != self.job {
+                st.stat_job = self.job;
+                st.id = FileId::stat(p);
+            }
+            return st.id;
         }
-        if self.system_misses.contains(p) {
+        if self.job_misses.contains(key) || self.system_misses.contains(key) {
             return None;
         }
         let id = FileId::stat(p);
-        if id.is_none() && under(p, system) {
-            self.system_misses.insert(p.to_path_buf());
+        if id.is_some() {
+            self.files.insert(
+                key.to_owned(),
+                FileState {
+                    stat_job: self.job,
+                    id,
+                    parse_job: 0,
+                    parse: None,
+                },
+            );
+        } else if under(p, system) {
+            self.system_misses.insert(key.to_owned());
+        } else {
+            self.job_misses.insert(key.to_owned());
         }
-        self.job_stats.insert(p.to_path_buf(), id);
         id
     }
 
@@ -378,51 +441,44 @@ impl Analyser {
     }
 
     /// The parse of the version of `p` this job sees, and that version (`None`: not
-    /// readable, parsed as empty). A remembered parse is reused only for the same
+    /// readable, parsed as empty). A path is read at most once per job, so all of a job's
+    /// passes see one version of it. A parse is reused across jobs only for the same
     /// [`FileId`], and only if that stamp had settled when it was read.
     fn parse(
         &mut self,
         p: &Path,
         system: &[PathBuf],
     ) -> Result<(Option<FileId>, Arc<Parsed>), Fail> {
-        if let Some((id, parsed)) = self.job_parsed.get(p) {
-            return Ok((*id, parsed.clone()));
-        }
         let now = self.stat(p, system);
-        let hit = now.and_then(|id| {
-            self.parsed
-                .get(p)
-                .filter(|c| c.id == id && c.settled)
-                .map(|c| c.parsed.clone())
-        });
-        let (id, parsed) = match hit {
-            Some(parsed) => (now, parsed),
-            None => match stamp::read_stable(p) {
-                Ok(st) => {
-                    let parsed = Arc::new(parse::parse(&st.data));
-                    self.parsed.insert(
-                        p.to_path_buf(),
-                        CachedParse {
-                            id: st.id,
-                            settled: st.settled || self.trust_fresh_stamps,
-                            parsed: parsed.clone(),
-                        },
-                    );
-                    (Some(st.id), parsed)
-                }
+        let (job, trust) = (self.job, self.trust_fresh_stamps);
+        let Some(st) = self.files.get_mut(p.as_os_str()) else {
+            return Ok((None, Arc::default())); // not a file: nothing gcc could read
+        };
+        let unchanged = st
+            .parse
+            .as_ref()
+            .is_some_and(|c| Some(c.id) == now && c.settled);
+        if st.parse_job != job && !unchanged {
+            st.parse = match stamp::read_stable(p) {
+                Ok(r) => Some(CachedParse {
+                    id: r.id,
+                    settled: r.settled || trust,
+                    parsed: Arc::new(parse::parse(&r.data)),
+                }),
                 Err(e @ stamp::ReadError::Unstable { .. }) => {
                     return Err(Fail::Changed(e.to_string()));
                 }
                 Err(e) => {
                     log::debug!("{e}");
-                    self.parsed.remove(p);
-                    (None, Arc::new(Parsed::default()))
+                    None
                 }
-            },
-        };
-        self.job_parsed
-            .insert(p.to_path_buf(), (id, parsed.clone()));
-        Ok((id, parsed))
+            };
+        }
+        st.parse_job = job;
+        Ok(match &st.parse {
+            Some(c) => (Some(c.id), c.parsed.clone()),
+            None => (None, Arc::default()),
+        })
     }
 
     /// The compiler's default include dirs, memoised per (compiler, flags, language).
@@ -488,28 +544,21 @@ impl Analyser {
     }
 
     /// Is this computed include a bare macro name that nothing defines?
-    fn never_defined(text: &str, defs: &mut Defs) -> bool {
+    fn never_defined(text: &str, defs: &mut Defs<'_>) -> bool {
         match parse::parse_form(text) {
             Some(Form::Computed(t)) => {
                 let t = t.trim();
                 if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                     return false;
                 }
-                defs.consulted.insert(t.to_string());
-                !defs.map.contains_key(t)
+                defs.lookup(t).is_empty()
             }
             _ => false,
         }
     }
 
     /// Candidate `"x"`/`<x>` forms of a computed include, over every definition known.
-    fn expand(
-        text: &str,
-        map: &HashMap<String, BTreeSet<String>>,
-        consulted: &mut HashSet<String>,
-        depth: u32,
-        out: &mut BTreeSet<Form>,
-    ) -> bool {
+    fn expand(text: &str, defs: &mut Defs<'_>, depth: u32, out: &mut BTreeSet<Form>) -> bool {
         if depth > 8 {
             return false;
         }
@@ -523,13 +572,9 @@ impl Analyser {
                 if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                     return false;
                 }
-                consulted.insert(t.to_string());
-                let Some(values) = map.get(t) else {
-                    return false;
-                };
                 let mut ok = false;
-                for v in values {
-                    ok |= Self::expand(v, map, consulted, depth + 1, out);
+                for v in defs.lookup(t) {
+                    ok |= Self::expand(&v, defs, depth + 1, out);
                 }
                 ok
             }
@@ -543,11 +588,9 @@ impl Analyser {
     pub fn analyse(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
         let mut why = String::new();
         for _ in 0..ANALYSE_TRIES {
-            self.job_stats.clear();
-            self.job_parsed.clear();
+            self.job += 1;
+            self.job_misses.clear();
             let r = self.analyse_once(cwd, argv);
-            self.job_stats.clear();
-            self.job_parsed.clear();
             match r {
                 Ok(c) => return Ok(c),
                 Err(Fail::NotCovered(e)) => return Err(e),
@@ -593,10 +636,7 @@ impl Analyser {
                 cfg
             }
         };
-        let mut defs = Defs::default();
-        for (n, v) in &cmd.defines {
-            defs.add(n, v);
-        }
+        let mut defs = Defs::new(&cmd.defines);
 
         // Computed includes may depend on #defines met later: repeat until every one was
         // decided knowing all the definitions of the closure.
@@ -666,15 +706,11 @@ impl Analyser {
         cwd: &Path,
         cmd: &Command,
         cfg: &Arc<Config>,
-        defs: &mut Defs,
+        defs: &mut Defs<'_>,
     ) -> Result<Pass, Fail> {
         let mut unresolved = None;
         let mut stamps = HashMap::new();
-        // Parses visited whose definitions are not in `defs` yet: merged only when a
-        // computed include needs them (most jobs have none).
-        let mut pending: Vec<Arc<Parsed>> = Vec::new();
         defs.consulted.clear();
-        defs.stale = false;
         let mut order = Vec::new();
         let mut seen = HashSet::new();
         let mut queue = VecDeque::new();
@@ -719,16 +755,11 @@ impl Analyser {
             if let Some(id) = id {
                 stamps.insert(node.path.clone(), id);
             }
-            if !parsed.defines.is_empty() {
-                pending.push(parsed.clone());
-            }
+            defs.learn(&parsed);
             let dir = node.path.parent().unwrap_or(Path::new("/")).to_path_buf();
             for inc in &parsed.includes {
                 let forms = match &inc.form {
                     Form::Computed(text) => {
-                        for p in pending.drain(..) {
-                            defs.add_all(&p);
-                        }
                         let mut forms = BTreeSet::new();
                         if Self::never_defined(text, defs) {
                             // `#include MACRO` with MACRO defined nowhere (not in any file
@@ -737,7 +768,7 @@ impl Analyser {
                             // later file defines it, the fixpoint loop comes back here.
                             continue;
                         }
-                        if !Self::expand(text, &defs.map, &mut defs.consulted, 0, &mut forms) {
+                        if !Self::expand(text, defs, 0, &mut forms) {
                             // Its #define may be in a file not scanned yet: the caller
                             // decides once no new definitions turn up.
                             if !in_system && unresolved.is_none() {
@@ -793,14 +824,11 @@ impl Analyser {
             }
             order.push(node);
         }
-        for p in pending {
-            defs.add_all(&p);
-        }
         Ok(Pass {
             nodes: order,
             stamps,
             unresolved,
-            again: defs.stale,
+            again: defs.stale(),
         })
     }
 }
