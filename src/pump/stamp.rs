@@ -47,10 +47,6 @@ impl FileId {
             .map(|m| FileId::of(&m))
     }
 
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Could a change made after `now` still leave this stamp as it is? File times come
     /// from a coarse clock (a kernel tick, or whole seconds on some filesystems), so a
     /// same-size write within the tick of the last change keeps every field. Like git's
@@ -76,7 +72,7 @@ impl FileId {
 
 /// A file's bytes together with the stamp it had before and after they were read.
 #[derive(Debug)]
-pub struct Stable {
+pub(crate) struct Stable {
     pub id: FileId,
     pub data: Vec<u8>,
     /// The stamp may be trusted for reuse later ([`FileId::settled`] when the read began).
@@ -84,7 +80,7 @@ pub struct Stable {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("can't read {path}: {source}")]
     Io {
         path: PathBuf,
@@ -100,7 +96,7 @@ pub enum ReadError {
 /// Read `p` so that the bytes are one version of it: fstat, read, fstat the same fd; if
 /// the stamp moved (or the length read differs from the size), read again, up to
 /// [`READ_TRIES`] times.
-pub fn read_stable(p: &Path) -> Result<Stable, ReadError> {
+pub(crate) fn read_stable(p: &Path) -> Result<Stable, ReadError> {
     read_stable_with(p, READ_TRIES, |_| {})
 }
 
