@@ -47,7 +47,7 @@ impl FileId {
             .map(|m| FileId::of(&m))
     }
 
-    /// Could a change made after `now` still leave this stamp as it is? File times come
+    /// Must any change made after `now` move this stamp? File times come
     /// from a coarse clock (a kernel tick, or whole seconds on some filesystems), so a
     /// same-size write within the tick of the last change keeps every field. Like git's
     /// "racy clean" rule, a stamp is trusted for reuse only once its ctime lies further in
