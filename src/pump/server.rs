@@ -363,6 +363,9 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 pub struct IncludeServer {
     analyser: Mutex<Analyser>,
     root: ClientRoot,
+    /// Tests: run between a job's analysis and its mirrors (with the attempt number).
+    #[cfg(test)]
+    after_analysis: Option<Box<dyn Fn(u32) + Send + Sync>>,
 }
 
 impl IncludeServer {
@@ -370,6 +373,8 @@ impl IncludeServer {
         Ok(IncludeServer {
             analyser: Mutex::new(Analyser::new()),
             root: ClientRoot::create()?,
+            #[cfg(test)]
+            after_analysis: None,
         })
     }
 
@@ -390,6 +395,10 @@ impl IncludeServer {
                 };
                 an.analyse(Path::new(&req.cwd), &req.argv)
             };
+            #[cfg(test)]
+            if let Some(hook) = &self.after_analysis {
+                hook(attempt);
+            }
             let result = closure
                 .map_err(PumpError::from)
                 .and_then(|c| self.root.mirror(&c));
@@ -584,6 +593,40 @@ mod tests {
         let link2 = root.mirror(&c).unwrap().remove(0);
         assert_eq!(link2, link);
         assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
+    }
+
+    #[test]
+    fn a_file_changed_between_analysis_and_mirror_restarts_the_job() {
+        use crate::pump::stamp::tests::rewrite_keeping_mtime;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let f = dir.join("m.c");
+        fs::write(&f, "#include \"a.h\"\n").unwrap();
+        fs::write(dir.join("a.h"), "").unwrap();
+        fs::write(dir.join("b.h"), "").unwrap();
+        let req = include::IncludeRequest {
+            cwd: dir.display().to_string(),
+            argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
+        };
+        // Changed once, after the first analysis: the second attempt sees the new text.
+        let mut server = IncludeServer::new().unwrap();
+        let f2 = f.clone();
+        server.after_analysis = Some(Box::new(move |attempt| {
+            if attempt == 1 {
+                rewrite_keeping_mtime(&f2, "#include \"b.h\"\n");
+            }
+        }));
+        let paths = server.answer(&req);
+        assert_eq!(unlzo(&paths[0]), b"#include \"b.h\"\n");
+        let b_h = format!("{}.lzo", dir.join("b.h").display());
+        assert!(paths.iter().any(|p| p.ends_with(&b_h)), "{paths:?}");
+        // Changed after every analysis: given up, the client preprocesses locally.
+        let mut server = IncludeServer::new().unwrap();
+        let f2 = f.clone();
+        server.after_analysis = Some(Box::new(move |attempt| {
+            rewrite_keeping_mtime(&f2, &format!("#include \"a.h\" // {attempt}\n"));
+        }));
+        assert!(server.answer(&req).is_empty());
     }
 
     #[test]
