@@ -2,17 +2,23 @@
 //! read. It must never miss a file (the remote compile would fail), and it may report extra
 //! ones. What it cannot be sure about is [`NotCovered`]: that job is preprocessed locally.
 //!
-//! One [`Analyser`] lives for the whole include server, so parses, stats, search results
-//! and compiler probes are memoised across jobs. Like distcc 3.4's include server it assumes
-//! sources don't change during a build.
+//! One [`Analyser`] lives for the whole include server, so parses, search results and
+//! compiler probes are memoised across jobs. Unlike distcc 3.4's include server it does
+//! not assume that sources stay put: every file is stat'ed once per job, and a parse is
+//! reused only while the file's [`FileId`] is the one it was parsed at (see [`stamp`]).
+//! What is assumed stable is the compiler's own dirs' *missing* files.
+//!
+//! [`stamp`]: super::stamp
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::defaults;
 use super::parse::{self, Form, Parsed};
+use super::stamp::{self, FileId};
 
 /// Why a job can't be analysed; it is then preprocessed locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +27,23 @@ pub struct NotCovered(pub String);
 
 fn nc<T>(msg: impl Into<String>) -> Result<T, NotCovered> {
     Err(NotCovered(msg.into()))
+}
+
+/// How many times one job is analysed afresh when files change under the analysis.
+const ANALYSE_TRIES: u32 = 3;
+
+/// Why one analysis pass stopped.
+enum Fail {
+    NotCovered(NotCovered),
+    /// A file changed while being read, or two names of one file were read as different
+    /// versions: analyse again.
+    Changed(String),
+}
+
+impl From<NotCovered> for Fail {
+    fn from(e: NotCovered) -> Fail {
+        Fail::NotCovered(e)
+    }
 }
 
 /// The search configuration of one compile: what gcc derives from the command line.
@@ -243,6 +266,102 @@ pub struct Closure {
     /// with `#line 1 "<name>"` first (3.4's `.lzo.abs`), because on the server that path
     /// lies under a temp dir and `__FILE__` would name it.
     pub line_names: BTreeMap<PathBuf, PathBuf>,
+    /// Per file of `files`: the version the analysis read. The mirror must be of that
+    /// version, or the closure may miss what a newer one includes.
+    pub stamps: BTreeMap<PathBuf, FileId>,
+}
+
+/// A parse, with the version of the file it was made from.
+struct CachedParse {
+    id: FileId,
+    /// The stamp can be trusted to change with the content ([`FileId::settled`]).
+    settled: bool,
+    parsed: Arc<Parsed>,
+}
+
+/// What the analyser knows about a path that was a file once. One entry (one lookup)
+/// answers both "what is it now" and "what did it say", which keeps the per-job stat
+/// cheap next to the rest of the analysis.
+struct FileState {
+    /// The job ([`Analyser::job`]) that last stat'ed it, and what that found.
+    stat_job: u64,
+    id: Option<FileId>,
+    /// The job that last asked for its parse: `parse` is then that job's version
+    /// (`None`: unreadable, parsed as empty).
+    parse_job: u64,
+    parse: Option<CachedParse>,
+}
+
+/// Object-like `#define`s that a computed include may expand to: those of the job's `-D`s
+/// and of the files of its closure (the only ones gcc can see). Looked up by scanning the
+/// files' lists: computed includes are rare, and building a map of every definition for
+/// every job cost more than the rest of the analysis.
+struct Defs<'c> {
+    cmd: &'c [(String, String)],
+    /// Parses with definitions visited by this job (this pass and the ones before), once
+    /// each (`known_ids`: their addresses; a job holds one parse per file).
+    known: Vec<Arc<Parsed>>,
+    known_ids: HashSet<usize>,
+    /// Every lookup of this pass: (name, how many of `known` it saw).
+    consulted: Vec<(String, usize)>,
+}
+
+impl<'c> Defs<'c> {
+    fn new(cmd: &'c [(String, String)]) -> Self {
+        Defs {
+            cmd,
+            known: Vec::new(),
+            known_ids: HashSet::new(),
+            consulted: Vec::new(),
+        }
+    }
+
+    fn learn(&mut self, p: &Arc<Parsed>) {
+        if !p.defines.is_empty() && self.known_ids.insert(Arc::as_ptr(p) as usize) {
+            self.known.push(p.clone());
+        }
+    }
+
+    /// The values of `name` in the `-D`s and the first `upto` known files.
+    fn values<'a>(&'a self, name: &'a str, upto: usize) -> impl Iterator<Item = &'a str> {
+        let files = self.known.get(..upto).unwrap_or(&self.known);
+        self.cmd
+            .iter()
+            .chain(files.iter().flat_map(|p| p.defines.iter()))
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The values of `name` known now; the lookup is remembered for [`Defs::stale`].
+    fn lookup(&mut self, name: &str) -> BTreeSet<String> {
+        self.consulted.push((name.to_string(), self.known.len()));
+        self.values(name, self.known.len())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Did a file learnt after a lookup bring a value that lookup did not see?
+    fn stale(&self) -> bool {
+        self.consulted.iter().any(|(name, upto)| {
+            self.known
+                .get(*upto..)
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|p| p.defines.iter())
+                .any(|(n, v)| n == name && !self.values(name, *upto).any(|w| w == v))
+        })
+    }
+}
+
+/// One pass over a job's includes.
+struct Pass {
+    nodes: Vec<Node>,
+    /// The version each node's path was read at.
+    stamps: HashMap<PathBuf, FileId>,
+    unresolved: Option<String>,
+    /// A computed include was decided before every definition of the closure of its
+    /// macro was known: run another pass with them all.
+    again: bool,
 }
 
 /// (compiler, probe flags, language).
@@ -253,15 +372,22 @@ type SearchKey = (Arc<Config>, Option<PathBuf>, usize, String);
 /// The memoising analyser; share one per process.
 #[derive(Default)]
 pub struct Analyser {
-    parsed: HashMap<PathBuf, Arc<Parsed>>,
-    is_file: HashMap<PathBuf, bool>,
-    /// Every object-like `#define` seen in any scanned file (or `-D`), by name.
-    defines: HashMap<String, BTreeSet<String>>,
+    /// Paths that were files once (by their bytes: `Path`'s own hash walks components).
+    files: HashMap<OsString, FileState>,
+    /// Paths under the compiler's own dirs that are not files: never stat'ed again.
+    system_misses: HashSet<OsString>,
+    /// Other paths that were not files for this job.
+    job_misses: HashSet<OsString>,
+    /// The current job's number (each analysis attempt is a job).
+    job: u64,
     /// (compiler, probe flags, language) → default dirs.
     probes: HashMap<ProbeKey, Result<Vec<PathBuf>, String>>,
-    /// (config, quote dir, start, name) → where it is found.
+    /// (config, quote dir, start, name) → where it is found. Only results that no user
+    /// file's absence went into; a hit is re-checked by the job's stat of it.
     searches: HashMap<SearchKey, Option<(PathBuf, usize)>>,
     configs: HashSet<Arc<Config>>,
+    /// Tests: trust stamps at once, so that only the stamp comparison decides.
+    trust_fresh_stamps: bool,
 }
 
 /// Is `p` inside one of `dirs` (lexically)?
@@ -275,39 +401,84 @@ impl Analyser {
         Self::default()
     }
 
-    /// Is `p` a file? Found files are remembered for the process; a miss only under the
-    /// compiler's own dirs, because `make -j` generates user headers while other jobs run:
-    /// a header missing for one job may exist for the next.
-    fn is_file(&mut self, p: &Path, system: &[PathBuf]) -> bool {
-        if let Some(&b) = self.is_file.get(p) {
-            return b;
+    /// The version of the file at `p` now, `None` if it is not a file: stat'ed once per
+    /// job. Only misses under the compiler's own dirs are remembered across jobs, because
+    /// `make -j` generates user headers while other jobs run: a header missing for one job
+    /// may exist for the next.
+    fn stat(&mut self, p: &Path, system: &[PathBuf]) -> Option<FileId> {
+        let key = p.as_os_str();
+        if let Some(st) = self.files.get_mut(key) {
+            if st.stat_job != self.job {
+                st.stat_job = self.job;
+                st.id = FileId::stat(p);
+            }
+            return st.id;
         }
-        let b = fs::metadata(p).is_ok_and(|m| m.is_file());
-        if b || under(p, system) {
-            self.is_file.insert(p.to_path_buf(), b);
+        if self.job_misses.contains(key) || self.system_misses.contains(key) {
+            return None;
         }
-        b
+        let id = FileId::stat(p);
+        if id.is_some() {
+            self.files.insert(
+                key.to_owned(),
+                FileState {
+                    stat_job: self.job,
+                    id,
+                    parse_job: 0,
+                    parse: None,
+                },
+            );
+        } else if under(p, system) {
+            self.system_misses.insert(key.to_owned());
+        } else {
+            self.job_misses.insert(key.to_owned());
+        }
+        id
     }
 
-    fn parse(&mut self, p: &Path) -> Arc<Parsed> {
-        if let Some(x) = self.parsed.get(p) {
-            return x.clone();
+    fn is_file(&mut self, p: &Path, system: &[PathBuf]) -> bool {
+        self.stat(p, system).is_some()
+    }
+
+    /// The parse of the version of `p` this job sees, and that version (`None`: not
+    /// readable, parsed as empty). A path is read at most once per job, so all of a job's
+    /// passes see one version of it. A parse is reused across jobs only for the same
+    /// [`FileId`], and only if that stamp had settled when it was read.
+    fn parse(
+        &mut self,
+        p: &Path,
+        system: &[PathBuf],
+    ) -> Result<(Option<FileId>, Arc<Parsed>), Fail> {
+        let now = self.stat(p, system);
+        let (job, trust) = (self.job, self.trust_fresh_stamps);
+        let Some(st) = self.files.get_mut(p.as_os_str()) else {
+            return Ok((None, Arc::default())); // not a file: nothing gcc could read
+        };
+        let unchanged = st
+            .parse
+            .as_ref()
+            .is_some_and(|c| Some(c.id) == now && c.settled);
+        if st.parse_job != job && !unchanged {
+            st.parse = match stamp::read_stable(p) {
+                Ok(r) => Some(CachedParse {
+                    id: r.id,
+                    settled: r.settled || trust,
+                    parsed: Arc::new(parse::parse(&r.data)),
+                }),
+                Err(e @ stamp::ReadError::Unstable { .. }) => {
+                    return Err(Fail::Changed(e.to_string()));
+                }
+                Err(e) => {
+                    log::debug!("{e}");
+                    None
+                }
+            };
         }
-        let parsed = Arc::new(match fs::read(p) {
-            Ok(bytes) => parse::parse(&bytes),
-            Err(e) => {
-                log::debug!("can't read {}: {e}", p.display());
-                Parsed::default()
-            }
-        });
-        for (name, value) in &parsed.defines {
-            self.defines
-                .entry(name.clone())
-                .or_default()
-                .insert(value.clone());
-        }
-        self.parsed.insert(p.to_path_buf(), parsed.clone());
-        parsed
+        st.parse_job = job;
+        Ok(match &st.parse {
+            Some(c) => (Some(c.id), c.parsed.clone()),
+            None => (None, Arc::default()),
+        })
     }
 
     /// The compiler's default include dirs, memoised per (compiler, flags, language).
@@ -339,10 +510,17 @@ impl Analyser {
             start,
             name.to_string(),
         );
-        if let Some(hit) = self.searches.get(&key) {
-            return hit
-                .clone()
-                .map(|(p, i)| (p, (i != usize::MAX).then_some(i)));
+        match self.searches.get(&key).cloned() {
+            // Nothing before the hit can have appeared (those were misses under the
+            // compiler's dirs), but the hit itself may have gone.
+            Some(Some((p, i))) => {
+                if self.is_file(&p, &cfg.system) {
+                    return Some((p, (i != usize::MAX).then_some(i)));
+                }
+                self.searches.remove(&key);
+            }
+            Some(None) => return None,
+            None => {}
         }
         let mut hit = None;
         // A result that depends on a user file being absent is not remembered (see
@@ -365,21 +543,22 @@ impl Analyser {
         hit.map(|(p, i)| (p, (i != usize::MAX).then_some(i)))
     }
 
-    /// Candidate `"x"`/`<x>` forms of a computed include, over every definition seen.
     /// Is this computed include a bare macro name that nothing defines?
-    fn never_defined(&self, text: &str) -> bool {
+    fn never_defined(text: &str, defs: &mut Defs<'_>) -> bool {
         match parse::parse_form(text) {
             Some(Form::Computed(t)) => {
                 let t = t.trim();
-                !t.is_empty()
-                    && t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-                    && !self.defines.contains_key(t)
+                if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
+                    return false;
+                }
+                defs.lookup(t).is_empty()
             }
             _ => false,
         }
     }
 
-    fn expand(&self, text: &str, depth: u32, out: &mut BTreeSet<Form>) -> bool {
+    /// Candidate `"x"`/`<x>` forms of a computed include, over every definition known.
+    fn expand(text: &str, defs: &mut Defs<'_>, depth: u32, out: &mut BTreeSet<Form>) -> bool {
         if depth > 8 {
             return false;
         }
@@ -393,12 +572,9 @@ impl Analyser {
                 if t.is_empty() || !t.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_') {
                     return false;
                 }
-                let Some(values) = self.defines.get(t) else {
-                    return false;
-                };
                 let mut ok = false;
-                for v in values.clone() {
-                    ok |= self.expand(&v, depth + 1, out);
+                for v in defs.lookup(t) {
+                    ok |= Self::expand(&v, defs, depth + 1, out);
                 }
                 ok
             }
@@ -407,8 +583,32 @@ impl Analyser {
     }
 
     /// Analyse one compile. `argv[0]` is the compiler, run once per language to find its
-    /// default dirs.
+    /// default dirs. Every file is stat'ed afresh; if files change under the analysis it
+    /// starts over, and gives up (not covered) after a few tries.
     pub fn analyse(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
+        let mut why = String::new();
+        for _ in 0..ANALYSE_TRIES {
+            self.job += 1;
+            self.job_misses.clear();
+            let r = self.analyse_once(cwd, argv);
+            match r {
+                Ok(c) => return Ok(c),
+                Err(Fail::NotCovered(e)) => return Err(e),
+                Err(Fail::Changed(w)) => {
+                    log::debug!("{w}; analysing again");
+                    why = w;
+                }
+            }
+        }
+        nc(format!("{why} (gave up after {ANALYSE_TRIES} tries)"))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn trust_fresh_stamps(&mut self) {
+        self.trust_fresh_stamps = true;
+    }
+
+    fn analyse_once(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, Fail> {
         let cmd = parse_command(cwd, argv)?;
         let compiler = argv.first().map(String::as_str).unwrap_or("cc");
         let system = if cmd.nostdinc {
@@ -436,21 +636,17 @@ impl Analyser {
                 cfg
             }
         };
-        for (n, v) in &cmd.defines {
-            self.defines.entry(n.clone()).or_default().insert(v.clone());
-        }
+        let mut defs = Defs::new(&cmd.defines);
 
-        // Computed includes may depend on #defines met later: repeat until the set of
-        // definitions stops growing.
-        let nodes = loop {
-            let before: usize = self.defines.values().map(BTreeSet::len).sum();
-            let (nodes, unresolved) = self.closure(cwd, &cmd, &cfg)?;
-            let after: usize = self.defines.values().map(BTreeSet::len).sum();
-            if after == before {
-                if let Some(why) = unresolved {
-                    return nc(why);
+        // Computed includes may depend on #defines met later: repeat until every one was
+        // decided knowing all the definitions of the closure.
+        let (nodes, stamps) = loop {
+            let pass = self.closure(cwd, &cmd, &cfg, &mut defs)?;
+            if !pass.again {
+                if let Some(why) = pass.unresolved {
+                    return Err(Fail::NotCovered(NotCovered(why)));
                 }
-                break nodes;
+                break (pass.nodes, pass.stamps);
             }
         };
 
@@ -469,7 +665,18 @@ impl Analyser {
             };
             if under(&phys, &system) {
                 out.system_files.insert(phys);
-            } else if seen_files.insert(phys.clone()) {
+                continue;
+            }
+            if let Some(&id) = stamps.get(&n.path)
+                && let Some(old) = out.stamps.insert(phys.clone(), id)
+                && old != id
+            {
+                return Err(Fail::Changed(format!(
+                    "{} was read as two versions",
+                    phys.display()
+                )));
+            }
+            if seen_files.insert(phys.clone()) {
                 if n.abs_name {
                     out.line_names.insert(phys.clone(), n.path.clone());
                 }
@@ -492,14 +699,18 @@ impl Analyser {
         Ok(out)
     }
 
-    /// The files reachable from the source (and the `-include` files).
+    /// The files reachable from the source (and the `-include` files). `defs` starts with
+    /// what earlier passes knew and gains the definitions of every file visited.
     fn closure(
         &mut self,
         cwd: &Path,
         cmd: &Command,
         cfg: &Arc<Config>,
-    ) -> Result<(Vec<Node>, Option<String>), NotCovered> {
+        defs: &mut Defs<'_>,
+    ) -> Result<Pass, Fail> {
         let mut unresolved = None;
+        let mut stamps = HashMap::new();
+        defs.consulted.clear();
         let mut order = Vec::new();
         let mut seen = HashSet::new();
         let mut queue = VecDeque::new();
@@ -540,20 +751,24 @@ impl Analyser {
                 continue;
             }
             let in_system = under(&node.path, &cfg.system);
-            let parsed = self.parse(&node.path);
+            let (id, parsed) = self.parse(&node.path, &cfg.system)?;
+            if let Some(id) = id {
+                stamps.insert(node.path.clone(), id);
+            }
+            defs.learn(&parsed);
             let dir = node.path.parent().unwrap_or(Path::new("/")).to_path_buf();
             for inc in &parsed.includes {
                 let forms = match &inc.form {
                     Form::Computed(text) => {
                         let mut forms = BTreeSet::new();
-                        if self.never_defined(text) {
+                        if Self::never_defined(text, defs) {
                             // `#include MACRO` with MACRO defined nowhere (not in any file
                             // seen, not with -D): gcc could not process it either, so it
                             // sits in a dead branch (Lua's `#include LUA_USER_H`). If a
                             // later file defines it, the fixpoint loop comes back here.
                             continue;
                         }
-                        if !self.expand(text, 0, &mut forms) {
+                        if !Self::expand(text, defs, 0, &mut forms) {
                             // Its #define may be in a file not scanned yet: the caller
                             // decides once no new definitions turn up.
                             if !in_system && unresolved.is_none() {
@@ -578,10 +793,10 @@ impl Analyser {
                         if in_system {
                             continue;
                         }
-                        return nc(format!(
+                        return Err(Fail::NotCovered(NotCovered(format!(
                             "Filepath must be relative but isn't: {name} in {}",
                             node.path.display()
-                        ));
+                        ))));
                     }
                     let hit = if inc.next {
                         // Continue after where the includer was found; a file not found
@@ -609,7 +824,12 @@ impl Analyser {
             }
             order.push(node);
         }
-        Ok((order, unresolved))
+        Ok(Pass {
+            nodes: order,
+            stamps,
+            unresolved,
+            again: defs.stale(),
+        })
     }
 }
 
@@ -756,6 +976,63 @@ mod tests {
             "{:?}",
             second.files
         );
+    }
+
+    #[test]
+    fn a_changed_file_is_parsed_again() {
+        use crate::pump::stamp::tests::rewrite_keeping_mtime;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(&r.join("m.c"), "#include \"h.h\"\n");
+        write(&r.join("h.h"), "#include \"x.h\"\n");
+        write(&r.join("x.h"), "");
+        write(&r.join("y.h"), "");
+        let argv = s(&["gcc", "-c", "m.c"]);
+        let mut an = Analyser::new();
+        // Only the stamp comparison decides (no re-reading of fresh files).
+        an.trust_fresh_stamps();
+        let first = an.analyse(&r, &argv).unwrap();
+        assert!(first.files.contains(&r.join("x.h")));
+        assert_eq!(
+            first.stamps.get(&r.join("h.h")),
+            FileId::stat(&r.join("h.h")).as_ref()
+        );
+        // Same size, same mtime, same inode: only the ctime differs.
+        rewrite_keeping_mtime(&r.join("h.h"), "#include \"y.h\"\n");
+        let second = an.analyse(&r, &argv).unwrap();
+        assert!(second.files.contains(&r.join("y.h")), "{:?}", second.files);
+        assert!(!second.files.contains(&r.join("x.h")), "{:?}", second.files);
+        assert_eq!(
+            second.stamps.get(&r.join("h.h")),
+            FileId::stat(&r.join("h.h")).as_ref()
+        );
+        // A header that went away is no longer found through the remembered search.
+        fs::remove_file(r.join("y.h")).unwrap();
+        let third = an.analyse(&r, &argv).unwrap();
+        assert!(!third.files.contains(&r.join("y.h")), "{:?}", third.files);
+    }
+
+    #[test]
+    fn an_old_definition_does_not_outlive_its_file_version() {
+        use crate::pump::stamp::tests::rewrite_keeping_mtime;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(&r.join("m.c"), "#include \"conf.h\"\n#include HDR\n");
+        write(&r.join("conf.h"), "#define HDR \"c.h\"\n");
+        write(&r.join("c.h"), "");
+        write(&r.join("d.h"), "");
+        // Another compile's file defines HDR too: not part of m.c's translation unit.
+        write(&r.join("o.c"), "#define HDR \"/etc/hostname\"\n");
+        let mut an = Analyser::new();
+        an.trust_fresh_stamps();
+        assert!(an.analyse(&r, &s(&["gcc", "-c", "o.c"])).is_ok());
+        let argv = s(&["gcc", "-c", "m.c"]);
+        let first = an.analyse(&r, &argv).unwrap();
+        assert!(first.files.contains(&r.join("c.h")));
+        rewrite_keeping_mtime(&r.join("conf.h"), "#define HDR \"d.h\"\n");
+        let second = an.analyse(&r, &argv).unwrap();
+        assert!(second.files.contains(&r.join("d.h")), "{:?}", second.files);
+        assert!(!second.files.contains(&r.join("c.h")), "{:?}", second.files);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! * [`defaults`]: the compiler's built-in include dirs;
 //! * [`analyser`]: command line + scanner → the files a compile may read;
 //! * [`server`]: the include server and its client root of LZO mirrors;
+//! * [`stamp`]: what identifies a file's version, and reading one version whole;
 //! * [`client`]: the compile client's side: ask, map back, build the protocol-3 request.
 
 pub mod analyser;
@@ -13,6 +14,7 @@ pub mod client;
 pub mod defaults;
 pub mod parse;
 pub mod server;
+pub mod stamp;
 
 pub use analyser::{Analyser, Closure, NotCovered};
 
@@ -37,4 +39,8 @@ pub enum PumpError {
     ClientRoot(String),
     #[error("include server: {0}")]
     Server(String),
+    /// A file changed between its analysis and its mirror (or kept changing while being
+    /// read): the job is analysed again, and after a few tries goes protocol 2.
+    #[error("{0} changed while this job was being prepared")]
+    Changed(String),
 }

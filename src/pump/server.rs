@@ -7,16 +7,24 @@
 //! * `<root><file>.lzo`: the file, LZO1X-compressed, sent verbatim as a FILE;
 //! * `<root><link>`: a symlink whose target is what the LINK carries;
 //! * `<root><dir>/forcing_technique_271828`: an empty file that makes the server create `<dir>`.
+//!
+//! A mirror is made from one version of its file ([`FileId`]) and remade, in place, when
+//! the file's version differs. The version is kept in memory next to the mirror's path,
+//! not in the mirror's name: the name is fixed by the protocol (3.4's client maps a mirror
+//! back to the file by dropping the root and `.lzo`), and in-place replacement by rename
+//! keeps the client root at one copy per file however often it is edited.
 
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::analyser::{Analyser, Closure};
+use super::stamp::{self, FileId, ReadError};
 use super::{PumpError, defaults};
 use crate::protocol::{Limits, ProtocolError, include};
 
@@ -26,6 +34,23 @@ pub const FORCING_NAME: &str = "forcing_technique_271828";
 /// A request that takes longer than this to arrive is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many times a job is analysed and mirrored afresh when a file changes in between.
+const ANSWER_TRIES: u32 = 3;
+
+/// What the client root holds, as written. Kept in memory so that reusing a mirror costs
+/// no syscall, and changed under one lock together with the rename that changes the disk,
+/// so that it always describes what is there.
+#[derive(Debug, Default)]
+struct Made {
+    /// Mirror path → the version of the file it holds, and whether that version's stamp
+    /// had settled ([`FileId::settled`]) when it was read: only then is it reused.
+    files: HashMap<PathBuf, (FileId, bool)>,
+    /// Link mirror path → its target.
+    links: HashMap<PathBuf, String>,
+    /// Placeholder files made.
+    dirs: HashSet<PathBuf>,
+}
+
 /// The directory holding the mirrors; removed when dropped.
 #[derive(Debug)]
 pub struct ClientRoot {
@@ -33,6 +58,9 @@ pub struct ClientRoot {
     root: PathBuf,
     /// What to remove at the end (the root itself, or its parent when padded).
     top: PathBuf,
+    made: Mutex<Made>,
+    /// Tests: trust stamps at once, so that only the stamp comparison decides.
+    trust_fresh_stamps: bool,
 }
 
 impl ClientRoot {
@@ -83,7 +111,12 @@ impl ClientRoot {
                 last = format!("can't create {}: {e}", root.display());
                 continue;
             }
-            return Ok(ClientRoot { root, top });
+            return Ok(ClientRoot {
+                root,
+                top,
+                made: Mutex::default(),
+                trust_fresh_stamps: false,
+            });
         }
         Err(PumpError::ClientRoot(last))
     }
@@ -97,13 +130,21 @@ impl ClientRoot {
         self.root.join(rel)
     }
 
-    /// Write the mirrors of a closure (once per file: later jobs reuse them) and return the
-    /// reply paths: files (the source first), symlinks, system dirs, placeholders.
+    fn made(&self) -> MutexGuard<'_, Made> {
+        self.made.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    #[cfg(test)]
+    pub(crate) fn trust_fresh_stamps(&mut self) {
+        self.trust_fresh_stamps = true;
+    }
+
+    /// Write the mirrors of a closure and return the reply paths: files (the source
+    /// first), symlinks, system dirs, placeholders. A file's mirror is reused while it
+    /// holds the version the analysis read (`c.stamps`); otherwise that version is read
+    /// again and mirrored. If the file is no longer that version, the closure may be wrong
+    /// for it: [`PumpError::Changed`], and the caller analyses again.
     pub fn mirror(&self, c: &Closure) -> Result<Vec<String>, PumpError> {
-        let io = |what: &Path| {
-            let what = what.display().to_string();
-            move |source| PumpError::Io { what, source }
-        };
         let mut reply = Vec::new();
         for f in &c.files {
             let line_name = c.line_names.get(f);
@@ -114,14 +155,14 @@ impl ClientRoot {
                 ".lzo"
             });
             let m = PathBuf::from(m);
-            if !m.exists() {
-                let mut data = fs::read(f).map_err(io(f))?;
-                if let Some(name) = line_name {
-                    data.splice(0..0, line_directive(name).into_bytes());
-                }
-                let lzo = crate::compress::compress(&data)
-                    .map_err(|e| PumpError::Compress(f.display().to_string(), e))?;
-                write_atomically(&m, &lzo).map_err(io(&m))?;
+            let Some(&want) = c.stamps.get(f) else {
+                return Err(PumpError::Changed(format!(
+                    "{} (not read by the analysis)",
+                    f.display()
+                )));
+            };
+            if self.made().files.get(&m) != Some(&(want, true)) {
+                self.mirror_file(f, want, line_name.map(PathBuf::as_path), &m)?;
             }
             reply.push(m.display().to_string());
         }
@@ -136,27 +177,113 @@ impl ClientRoot {
             );
         for (link, target) in links {
             let m = self.under(&link);
-            if fs::symlink_metadata(&m).is_err() {
-                if let Some(parent) = m.parent() {
-                    fs::create_dir_all(parent).map_err(io(parent))?;
+            let mut made = self.made();
+            if made.links.get(&m) != Some(&target) {
+                // A link retargeted since (`current -> v2`) is replaced, or the server
+                // would read the old target's files.
+                unlink_links_above(&mut made, &m, &self.root);
+                if fs::symlink_metadata(&m).is_ok_and(|md| md.is_dir()) {
+                    // A directory in earlier jobs: its mirrors go.
+                    fs::remove_dir_all(&m).map_err(io(&m))?;
+                    made.files.retain(|p, _| !p.starts_with(&m));
+                    made.dirs.retain(|p| !p.starts_with(&m));
+                    made.links.retain(|p, _| !p.starts_with(&m));
                 }
-                match std::os::unix::fs::symlink(&target, &m) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                    Err(e) => return Err(io(&m)(e)),
-                }
+                replace_with_symlink(&m, &target).map_err(io(&m))?;
+                made.links.insert(m.clone(), target);
             }
             reply.push(m.display().to_string());
         }
         for d in &c.dirs {
             let m = self.under(d).join(FORCING_NAME);
-            if !m.exists() {
+            let mut made = self.made();
+            if !made.dirs.contains(&m) {
+                unlink_links_above(&mut made, &m, &self.root);
                 write_atomically(&m, &[]).map_err(io(&m))?;
+                made.dirs.insert(m.clone());
             }
             reply.push(m.display().to_string());
         }
         Ok(reply)
     }
+
+    /// Mirror version `want` of `f` at `m`. Reading and compressing happen without the
+    /// lock; the rename into place happens under it, and only if `f` is still `want`: a
+    /// job slower than one that mirrored a newer version must not put the older one back.
+    fn mirror_file(
+        &self,
+        f: &Path,
+        want: FileId,
+        line_name: Option<&Path>,
+        m: &Path,
+    ) -> Result<(), PumpError> {
+        let st = match stamp::read_stable(f) {
+            Ok(st) => st,
+            Err(ReadError::Io { path, source }) => {
+                return Err(PumpError::Io {
+                    what: path.display().to_string(),
+                    source,
+                });
+            }
+            Err(e) => return Err(PumpError::Changed(e.to_string())),
+        };
+        if st.id != want {
+            return Err(PumpError::Changed(f.display().to_string()));
+        }
+        let mut data = st.data;
+        if let Some(name) = line_name {
+            data.splice(0..0, line_directive(name).into_bytes());
+        }
+        let lzo = crate::compress::compress(&data)
+            .map_err(|e| PumpError::Compress(f.display().to_string(), e))?;
+        unlink_links_above(&mut self.made(), m, &self.root);
+        let tmp = write_tmp(m, &lzo).map_err(io(m))?;
+        let mut made = self.made();
+        if FileId::stat(f) != Some(want) {
+            let _ = fs::remove_file(&tmp);
+            return Err(PumpError::Changed(f.display().to_string()));
+        }
+        if let Err(e) = fs::rename(&tmp, m) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(m)(e));
+        }
+        made.files.insert(
+            m.to_path_buf(),
+            (want, st.settled || self.trust_fresh_stamps),
+        );
+        Ok(())
+    }
+}
+
+fn io(what: &Path) -> impl FnOnce(std::io::Error) -> PumpError + use<> {
+    let what = what.display().to_string();
+    move |source| PumpError::Io { what, source }
+}
+
+/// A directory that was a symlink when an earlier job mirrored it must not be written
+/// through: that link points into the client's real tree. Remove such links above `m`.
+fn unlink_links_above(made: &mut Made, m: &Path, root: &Path) {
+    for a in m.ancestors().skip(1) {
+        if a == root {
+            break;
+        }
+        if made.links.remove(a).is_some() {
+            log::debug!("{} is no longer a symlink", a.display());
+            let _ = fs::remove_file(a);
+        }
+    }
+}
+
+/// Put a symlink to `target` at `path`, replacing what is there atomically.
+fn replace_with_symlink(path: &Path, target: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = tmp_name(path);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
 }
 
 impl Drop for ClientRoot {
@@ -204,22 +331,41 @@ fn line_directive(name: &Path) -> String {
     format!("#line 1 \"{quoted}\"\n")
 }
 
-/// Write via a temp name and rename, so concurrent jobs never read half a mirror.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
+/// A fresh name next to `path` for what will be renamed onto it.
+fn tmp_name(path: &Path) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", N.fetch_add(1, Ordering::Relaxed)));
-    fs::write(&tmp, data)?;
-    fs::rename(&tmp, path)
+    PathBuf::from(tmp)
+}
+
+/// Write `data` under a temp name next to `path` (to be renamed there).
+fn write_tmp(path: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let tmp = tmp_name(path);
+    fs::write(&tmp, data).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })?;
+    Ok(tmp)
+}
+
+/// Write via a temp name and rename, so concurrent jobs never read half a mirror.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = write_tmp(path, data)?;
+    fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = fs::remove_file(&tmp);
+    })
 }
 
 /// The include server: one analyser and one client root for the whole process.
 pub struct IncludeServer {
     analyser: Mutex<Analyser>,
     root: ClientRoot,
+    /// Tests: run between a job's analysis and its mirrors (with the attempt number).
+    #[cfg(test)]
+    after_analysis: Option<Box<dyn Fn(u32) + Send + Sync>>,
 }
 
 impl IncludeServer {
@@ -227,6 +373,8 @@ impl IncludeServer {
         Ok(IncludeServer {
             analyser: Mutex::new(Analyser::new()),
             root: ClientRoot::create()?,
+            #[cfg(test)]
+            after_analysis: None,
         })
     }
 
@@ -234,23 +382,36 @@ impl IncludeServer {
         &self.root
     }
 
-    /// The reply for one request: mirror paths, or empty for "not covered".
+    /// The reply for one request: mirror paths, or empty for "not covered". The mirrors
+    /// are made outside the analyser's lock; a file that changes between analysis and
+    /// mirror makes the job start over, a few times at most.
     pub fn answer(&self, req: &include::IncludeRequest) -> Vec<String> {
-        let closure = {
-            let mut an = match self.analyser.lock() {
-                Ok(a) => a,
-                Err(poisoned) => poisoned.into_inner(),
+        let mut attempt = 1;
+        loop {
+            let closure = {
+                let mut an = match self.analyser.lock() {
+                    Ok(a) => a,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                an.analyse(Path::new(&req.cwd), &req.argv)
             };
-            an.analyse(Path::new(&req.cwd), &req.argv)
-        };
-        let result = closure
-            .map_err(PumpError::from)
-            .and_then(|c| self.root.mirror(&c));
-        match result {
-            Ok(paths) => paths,
-            Err(e) => {
-                log::warn!("{e}; the client will preprocess {:?} locally", req.argv);
-                Vec::new()
+            #[cfg(test)]
+            if let Some(hook) = &self.after_analysis {
+                hook(attempt);
+            }
+            let result = closure
+                .map_err(PumpError::from)
+                .and_then(|c| self.root.mirror(&c));
+            match result {
+                Ok(paths) => return paths,
+                Err(PumpError::Changed(what)) if attempt < ANSWER_TRIES => {
+                    log::debug!("{what} changed under the job; analysing it again");
+                    attempt += 1;
+                }
+                Err(e) => {
+                    log::warn!("{e}; the client will preprocess {:?} locally", req.argv);
+                    return Vec::new();
+                }
             }
         }
     }
@@ -335,6 +496,7 @@ mod tests {
             files: vec![f.clone()],
             system_links: vec![PathBuf::from("/usr/include")],
             dirs: [t.path().to_path_buf()].into(),
+            stamps: [(f.clone(), FileId::stat(&f).unwrap())].into(),
             ..Closure::default()
         };
         let paths = root.mirror(&c).unwrap();
@@ -354,5 +516,145 @@ mod tests {
         let top = root.top.clone();
         drop(root);
         assert!(!top.exists());
+    }
+
+    fn unlzo(path: &str) -> Vec<u8> {
+        crate::compress::decompress(&fs::read(path).unwrap(), 1 << 20).unwrap()
+    }
+
+    fn closure_of(f: &Path) -> Closure {
+        Closure {
+            files: vec![f.to_path_buf()],
+            stamps: [(f.to_path_buf(), FileId::stat(f).unwrap())].into(),
+            ..Closure::default()
+        }
+    }
+
+    #[test]
+    fn a_mirror_is_remade_for_a_new_version() {
+        let mut root = ClientRoot::create().unwrap();
+        // Only the stamp comparison decides (no re-reading of fresh files).
+        root.trust_fresh_stamps();
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("b.c");
+        fs::write(&f, "int w = 1;\n").unwrap();
+        let first = root.mirror(&closure_of(&f)).unwrap();
+        assert_eq!(unlzo(&first[0]), b"int w = 1;\n");
+        // The analysis read a version the file no longer is: analyse again.
+        crate::pump::stamp::tests::rewrite_keeping_mtime(&f, "int w = 3;\n");
+        let c = closure_of(&f);
+        crate::pump::stamp::tests::rewrite_keeping_mtime(&f, "int w = 4;\n");
+        assert!(matches!(root.mirror(&c), Err(PumpError::Changed(_))));
+        assert_eq!(unlzo(&first[0]), b"int w = 1;\n", "nothing installed");
+        // Same size, same mtime: only the ctime tells.
+        let second = root.mirror(&closure_of(&f)).unwrap();
+        assert_eq!(second, first, "the mirror keeps its name");
+        assert_eq!(unlzo(&second[0]), b"int w = 4;\n");
+        // No stamp from the analysis: nothing is shipped unchecked.
+        let unchecked = Closure {
+            files: vec![f.clone()],
+            ..Closure::default()
+        };
+        assert!(matches!(
+            root.mirror(&unchecked),
+            Err(PumpError::Changed(_))
+        ));
+    }
+
+    #[test]
+    fn a_retargeted_link_is_replaced() {
+        let root = ClientRoot::create().unwrap();
+        let mut c = Closure::default();
+        c.links
+            .insert(PathBuf::from("/p/current"), PathBuf::from("/p/v1"));
+        let paths = root.mirror(&c).unwrap();
+        assert_eq!(fs::read_link(&paths[0]).unwrap(), PathBuf::from("/p/v1"));
+        c.links
+            .insert(PathBuf::from("/p/current"), PathBuf::from("/p/v2"));
+        let paths = root.mirror(&c).unwrap();
+        assert_eq!(fs::read_link(&paths[0]).unwrap(), PathBuf::from("/p/v2"));
+        // The link became a directory with a file: the mirror must not write through
+        // the old link (into the client's /p/v2).
+        let t = tempfile::tempdir().unwrap();
+        let real = t.path().canonicalize().unwrap();
+        fs::create_dir(real.join("v2")).unwrap();
+        let mut c = Closure::default();
+        c.links.insert(real.join("cur"), real.join("v2"));
+        let link = root.mirror(&c).unwrap().remove(0);
+        assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
+        fs::create_dir(real.join("cur")).unwrap();
+        let f = real.join("cur/x.h");
+        fs::write(&f, "int x;\n").unwrap();
+        let paths = root.mirror(&closure_of(&f)).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().is_dir());
+        assert_eq!(unlzo(&paths[0]), b"int x;\n");
+        assert_eq!(fs::read_dir(real.join("v2")).unwrap().count(), 0);
+        // And back to a link.
+        let link2 = root.mirror(&c).unwrap().remove(0);
+        assert_eq!(link2, link);
+        assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
+    }
+
+    #[test]
+    fn a_file_changed_between_analysis_and_mirror_restarts_the_job() {
+        use crate::pump::stamp::tests::rewrite_keeping_mtime;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let f = dir.join("m.c");
+        fs::write(&f, "#include \"a.h\"\n").unwrap();
+        fs::write(dir.join("a.h"), "").unwrap();
+        fs::write(dir.join("b.h"), "").unwrap();
+        let req = include::IncludeRequest {
+            cwd: dir.display().to_string(),
+            argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
+        };
+        // Changed once, after the first analysis: the second attempt sees the new text.
+        let mut server = IncludeServer::new().unwrap();
+        let f2 = f.clone();
+        server.after_analysis = Some(Box::new(move |attempt| {
+            if attempt == 1 {
+                rewrite_keeping_mtime(&f2, "#include \"b.h\"\n");
+            }
+        }));
+        let paths = server.answer(&req);
+        assert_eq!(unlzo(&paths[0]), b"#include \"b.h\"\n");
+        let b_h = format!("{}.lzo", dir.join("b.h").display());
+        assert!(paths.iter().any(|p| p.ends_with(&b_h)), "{paths:?}");
+        // Changed after every analysis: given up, the client preprocesses locally.
+        let mut server = IncludeServer::new().unwrap();
+        let f2 = f.clone();
+        server.after_analysis = Some(Box::new(move |attempt| {
+            rewrite_keeping_mtime(&f2, &format!("#include \"a.h\" // {attempt}\n"));
+        }));
+        assert!(server.answer(&req).is_empty());
+    }
+
+    #[test]
+    fn a_changed_source_reaches_the_reply() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().canonicalize().unwrap();
+        let f = dir.join("m.c");
+        fs::write(&f, "#include \"a.h\"\n").unwrap();
+        fs::write(dir.join("a.h"), "").unwrap();
+        fs::write(dir.join("b.h"), "").unwrap();
+        let server = IncludeServer::new().unwrap();
+        let req = include::IncludeRequest {
+            cwd: dir.display().to_string(),
+            argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
+        };
+        let names = |paths: &[String]| -> Vec<String> {
+            paths
+                .iter()
+                .filter_map(|p| crate::pump::client::original_name(p))
+                .collect()
+        };
+        let first = server.answer(&req);
+        assert!(names(&first).contains(&dir.join("a.h").display().to_string()));
+        crate::pump::stamp::tests::rewrite_keeping_mtime(&f, "#include \"b.h\"\n");
+        let second = server.answer(&req);
+        assert_eq!(unlzo(&second[0]), b"#include \"b.h\"\n");
+        let second = names(&second);
+        assert!(second.contains(&dir.join("b.h").display().to_string()));
+        assert!(!second.contains(&dir.join("a.h").display().to_string()));
     }
 }
