@@ -31,6 +31,7 @@ pub mod daemon;
 pub mod exitcode;
 pub mod hosts;
 pub mod lock;
+pub mod options;
 pub mod protocol;
 pub mod pump;
 pub mod scheduler;

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::argv::{self, ArgvError};
 use super::tree::{Tree, TreeError};
-use super::whitelist::{self, Policy, WhitelistError};
+use super::whitelist::{Policy, WhitelistError};
 use crate::exitcode::ExitCode;
 use crate::protocol::{Body, FileKind, Payload, Reply, Request};
 use crate::temp;
@@ -101,13 +101,21 @@ impl Drop for Prepared {
 pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
     let compiler = req.argv.first().cloned().unwrap_or_default();
     let run_as = settings.policy.check(&compiler)?;
-    whitelist::check_arguments(&req.argv)?;
-    let scan = argv::scan(&req.argv)?;
-    let input = req.argv[scan.source].clone();
+    let (mode, cwd) = match (&req.body, &req.cwd) {
+        (Body::Source(_), _) => (argv::Mode::Plain, "/"),
+        (Body::Files(_), Some(cwd)) => (argv::Mode::Pump, cwd.as_str()),
+        (Body::Files(_), None) => return Err(Refusal::NoCwd),
+    };
+    let vetted = argv::vet(&req.argv, mode, cwd)?;
+    let scan = argv::scan(&vetted)?;
+    let input = vetted[scan.source].clone();
     let dir = temp::make_temp_dir_in(&settings.tmp_dir, "distccd")
         .map_err(|e| Refusal::Server(e.to_string()))?;
+    // Names nobody can guess: the received input is data, and a command line that
+    // could name it (`-fplugin=./in.i`, `-specs=…`) must not find it.
+    let tag = unguessable();
     let mut job = Prepared {
-        output: dir.join("distccd_out.o"),
+        output: dir.join(format!("out_{tag}.o")),
         stdout: dir.join("distcc.stdout"),
         stderr: dir.join("distcc.stderr"),
         cwd: dir.clone(),
@@ -128,14 +136,14 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
                     .map_err(|e| Refusal::Server(e.to_string()))?,
             };
             let ext = argv::temp_input_extension(&job.input);
-            let input_path = job.dir.join(format!("distccd_in{ext}"));
+            let input_path = job.dir.join(format!("in_{tag}{ext}"));
             std::fs::write(&input_path, data).map_err(|e| Refusal::Server(e.to_string()))?;
             job.argv =
-                argv::rewrite_plain(&req.argv, &scan, &input_path.display().to_string(), &output);
+                argv::rewrite_plain(&vetted, &scan, &input_path.display().to_string(), &output);
         }
         Body::Files(files) => {
-            let cwd = req.cwd.ok_or(Refusal::NoCwd)?;
-            let root_path = job.dir.join("root");
+            let cwd = cwd.to_owned();
+            let root_path = job.dir.join(format!("root_{tag}"));
             std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
             let tree = Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
             for f in files {
@@ -151,17 +159,12 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
             }
             job.cwd = tree.make_dir(&cwd)?;
             let root = root_path.display().to_string();
-            let deps = job.dir.join("distcc.deps");
-            let p = argv::rewrite_pump(
-                &req.argv,
-                &scan,
-                &root,
-                &output,
-                &deps.display().to_string(),
-            );
+            let deps = job.dir.join(format!("deps_{tag}.d"));
+            let p = argv::rewrite_pump(&vetted, &scan, &root, &output, &deps.display().to_string());
             let target = p
                 .dotd_target
-                .unwrap_or_else(|| output_name(&req.argv, &scan));
+                .or_else(|| scan.output_name.clone())
+                .unwrap_or_else(|| "a.o".to_owned());
             job.argv = p.argv;
             job.dotd = Some((deps, root, target));
         }
@@ -170,13 +173,19 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
     Ok(job)
 }
 
-/// The client's output name, when it gave no `-MT`.
-fn output_name(argv: &[String], scan: &argv::Scan) -> String {
-    match scan.output {
-        Some(argv::Output::Separate(i)) => argv[i].clone(),
-        Some(argv::Output::Joined(i)) => argv[i][2..].to_owned(),
-        None => "a.o".to_owned(),
+/// 128 random bits in hex from the kernel (`getrandom`), for names in the job's dir.
+fn unguessable() -> String {
+    let mut buf = [0u8; 16];
+    // SAFETY: writing at most buf.len() bytes into our own buffer.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if usize::try_from(n).ok() != Some(buf.len()) {
+        // No getrandom: still unlikely to guess, and the names are only defence in depth
+        // (the options that could name them are refused).
+        for chunk in buf.chunks_mut(4) {
+            chunk.copy_from_slice(&temp::random_u32().to_le_bytes());
+        }
     }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Prepared {
