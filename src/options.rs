@@ -562,6 +562,20 @@ fn dump_letters_are_harmless(letters: &str) -> bool {
     !letters.is_empty() && letters.chars().all(|c| "ADIMNUpPx".contains(c))
 }
 
+/// The language a `-x LANG` request is compiled as on a server that receives the
+/// client's preprocessor output: `-x c` there would let `#include` read the server's
+/// files again. `None`: a language distcc does not distribute (the client compiles it).
+pub fn preprocessed_language(lang: &str) -> Option<&'static str> {
+    Some(match lang {
+        "c" | "cpp-output" => "cpp-output",
+        "c++" | "c++-cpp-output" => "c++-cpp-output",
+        "objective-c" | "objective-c-cpp-output" | "objc-cpp-output" => "objective-c-cpp-output",
+        "objective-c++" | "objective-c++-cpp-output" => "objective-c++-cpp-output",
+        "none" => "none",
+        _ => return None,
+    })
+}
+
 /// Split a pass-through option's value into the items the tool receives: `-Wp,a,b` gives
 /// `a`, `b`; `-Xpreprocessor X` gives `X`.
 pub fn pass_items(opt: &Opt, value: &str) -> Vec<String> {

@@ -67,19 +67,7 @@ pub fn temp_input_extension(source: &str) -> &'static str {
     }
 }
 
-/// The language a plain-mode (`-x`) request is compiled as: its input is always the
-/// client's preprocessor output, so `-x c` would only let `#include` read the server's
-/// files again. `None`: a language distcc does not distribute.
-fn preprocessed_language(lang: &str) -> Option<&'static str> {
-    Some(match lang {
-        "c" | "cpp-output" => "cpp-output",
-        "c++" | "c++-cpp-output" => "c++-cpp-output",
-        "objective-c" | "objective-c-cpp-output" | "objc-cpp-output" => "objective-c-cpp-output",
-        "objective-c++" | "objective-c++-cpp-output" => "objective-c++-cpp-output",
-        "none" => "none",
-        _ => return None,
-    })
-}
+use crate::options::preprocessed_language;
 
 /// Languages a pump-mode request may name: real sources of the C family.
 fn pump_language(lang: &str) -> bool {
@@ -315,7 +303,10 @@ pub fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
                 }
                 source = Some(i);
             }
-            _ if hit.is_operand(a) => return Err(ArgvError::Operand(a.into())),
+            // A bare `.o` is a linker input `-c` ignores (distcc 3.4 takes it for the output).
+            _ if hit.is_operand(a) && !crate::args::is_object(a) => {
+                return Err(ArgvError::Operand(a.into()));
+            }
             _ => {}
         }
         i += hit.consumed;

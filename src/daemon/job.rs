@@ -114,8 +114,11 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
     // Names nobody can guess: the received input is data, and a command line that
     // could name it (`-fplugin=./in.i`, `-specs=…`) must not find it.
     let tag = unguessable();
+    // The output keeps the 13 characters of its old name `distccd_out.o`: gcc wraps the
+    // `.d` lines by length, and pump mode's `.d` must stay byte-identical to distcc 3.4's.
+    let short = tag.get(..10).unwrap_or("0000000000");
     let mut job = Prepared {
-        output: dir.join(format!("out_{tag}.o")),
+        output: dir.join(format!("o{short}.o")),
         stdout: dir.join("distcc.stdout"),
         stderr: dir.join("distcc.stderr"),
         cwd: dir.clone(),
@@ -143,7 +146,9 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
         }
         Body::Files(files) => {
             let cwd = cwd.to_owned();
-            let root_path = job.dir.join(format!("root_{tag}"));
+            // The client knows every name in the tree anyway; the root's name keeps its
+            // length for the same `.d` reason as the output's.
+            let root_path = job.dir.join("root");
             std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
             let tree = Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
             for f in files {
