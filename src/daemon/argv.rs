@@ -20,8 +20,6 @@ pub enum ArgvError {
     TwoSources(String, String),
     #[error("-o needs an argument")]
     MissingOutput,
-    #[error("more than one output: {0} and {1}")]
-    TwoOutputs(String, String),
     /// The word names the option, so the daemon's log says what was refused and why.
     #[error("option {option} is refused on a distcc server: {why}")]
     Refused { option: String, why: String },
@@ -288,8 +286,13 @@ pub fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
                     return Err(ArgvError::MissingOutput);
                 }
                 let value = hit.value.unwrap_or("").to_owned();
-                if let Some(prev) = output_name.replace(value.clone()) {
-                    return Err(ArgvError::TwoOutputs(prev, value));
+                if output_name.replace(value.clone()).is_some() {
+                    return Err(refused(
+                        hit.name(a),
+                        format!(
+                            "a second output ({value:?}) would be written where the client said"
+                        ),
+                    ));
                 }
                 output = Some(if hit.consumed == 2 {
                     Output::Separate(i + 1)
@@ -599,7 +602,7 @@ mod tests {
         assert_eq!(scan(&a).unwrap().output, Some(Output::Separate(4)));
         assert!(matches!(
             scan(&v("gcc -c a.c -o a.o --output=b.o")),
-            Err(ArgvError::TwoOutputs(..))
+            Err(ArgvError::Refused { .. })
         ));
         assert!(matches!(
             scan(&v("gcc -c a.c /etc/passwd")),
