@@ -264,6 +264,13 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
         v.extend(strings(extra));
         v
     };
+    // `-x` only applies to inputs after it.
+    let pre = |extra: &[&str]| {
+        let mut v = strings(&["gcc"]);
+        v.extend(strings(extra));
+        v.extend(strings(&["-c", "a.c", "-o", "a.o"]));
+        v
+    };
     let code = b"int x;\n".as_slice();
     let specs = format!("@c:\n/bin/touch {}\n\n", w.marker.display());
     let include_secret = format!("#include \"{}\"\nint x;\n", w.secret_h.display());
@@ -295,7 +302,7 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
         },
         Case {
             name: "the received source loaded as a plugin",
-            request: plain(&gcc(&["-x", "c", "-Wp,-fplugin=./distccd_in.i"]), &evil),
+            request: plain(&pre(&["-x", "c", "-Wp,-fplugin=./distccd_in.i"]), &evil),
             expect: Expect::Refused("-Wp,-fplugin=".into()),
         },
         Case {
@@ -310,18 +317,18 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
         },
         Case {
             name: "-x c turns #include back on",
-            request: plain(&gcc(&["-x", "c"]), include_secret.as_bytes()),
+            request: plain(&pre(&["-x", "c"]), include_secret.as_bytes()),
             expect: Expect::Harmless,
         },
         Case {
             name: "-fdirectives-only turns #include back on",
-            request: plain(&gcc(&["-fdirectives-only"]), include_secret.as_bytes()),
+            request: plain(&pre(&["-fdirectives-only"]), include_secret.as_bytes()),
             expect: Expect::Refused("-fdirectives-only".into()),
         },
         Case {
             name: "-include reads a server file",
             request: plain(
-                &gcc(&["-x", "c", "-include", &w.secret_h.display().to_string()]),
+                &pre(&["-x", "c", "-include", &w.secret_h.display().to_string()]),
                 code,
             ),
             expect: Expect::Refused("-include".into()),
@@ -346,7 +353,7 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
         },
         Case {
             name: "-MD -MF F",
-            request: plain(&gcc(&["-x", "c", "-MD", "-MF", &out("dep.d")]), code),
+            request: plain(&pre(&["-x", "c", "-MD", "-MF", &out("dep.d")]), code),
             expect: Expect::Refused("-MF".into()),
         },
         Case {
