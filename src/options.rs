@@ -452,7 +452,8 @@ pub static OPTIONS: &[Opt] = &[
     o("--force-link", Separate, Link, NONE),
     o("--force-link=", Joined, Link, NONE),
     o("-z", JoinedOrSeparate, Link, NONE),
-    o("-e", JoinedOrSeparate, Link, NONE),
+    // Separate only: `-emit-llvm` and friends must not read as `-e mit-llvm`.
+    o("-e", Separate, Link, NONE),
     o("--entry", Separate, Link, NONE),
     o("--entry=", Joined, Link, NONE),
 ];
@@ -701,6 +702,9 @@ mod tests {
         assert_eq!(class("-fpreprocessed"), CppMode);
         assert_eq!(class("-Wp,-MD,x"), Pass(Tool::Preprocessor));
         assert_eq!(class("-Wall"), Plain);
+        assert_eq!(class("-emit-llvm"), Plain);
+        assert_eq!(class("-undef"), Cpp);
+        assert_eq!(class("-isystem-after"), IncludeDir);
     }
 
     #[test]

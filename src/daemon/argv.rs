@@ -142,13 +142,13 @@ pub fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>, ArgvEr
             // The server's own `-MF` comes last and wins; the client's is dropped so no
             // later word can ever make it the one gcc uses.
             Class::DepsFile => continue,
-            Class::IncludeDir | Class::IncludeFile if mode == Mode::Pump => {
-                if !stays_in_root(cwd, value) {
-                    return Err(refused(
-                        opt.name,
-                        format!("its path {value:?} climbs out of the job's root"),
-                    ));
-                }
+            Class::IncludeDir | Class::IncludeFile
+                if mode == Mode::Pump && !stays_in_root(cwd, value) =>
+            {
+                return Err(refused(
+                    opt.name,
+                    format!("its path {value:?} climbs out of the job's root"),
+                ));
             }
             Class::Language => {
                 let mapped = match mode {
