@@ -748,6 +748,23 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_finds_itself_once() {
+        let mut names: Vec<&str> = OPTIONS.iter().map(|o| o.name).collect();
+        names.sort_unstable();
+        let n = names.len();
+        names.dedup();
+        assert_eq!(names.len(), n, "a spelling is in the table twice");
+        for opt in OPTIONS {
+            let h = lookup(opt.name, Some("arg"));
+            assert_eq!(h.opt, Some(opt), "{}", opt.name);
+            let refused = matches!(opt.class, Runs | Reads | Writes);
+            if refused {
+                assert!(!opt.why.is_empty(), "{} needs a reason", opt.name);
+            }
+        }
+    }
+
+    #[test]
     fn odd_bytes_do_not_panic() {
         for w in ["-", "", "-é", "-o日本", "@", "-Wp,", "-d", "--", "-x"] {
             let _ = lookup(w, None);

@@ -587,3 +587,51 @@ fn multi_byte_compiler_names_are_refused_and_the_daemon_serves_on() {
     }
     assert!(w.d.log_text().lines().all(|l| !l.contains("panicked")));
 }
+
+/// Debian's distcc 3.4 client keeps `-x c`, `-iquote` and `-idirafter DIR`… in what it
+/// sends (its strip list lacks them): our daemon must still compile such jobs, as
+/// preprocessed input, rather than refuse them.
+#[test]
+fn debian_client_with_x_c_and_include_dirs_still_compiles_remotely() {
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let dir = work.path().join("src");
+    std::fs::create_dir_all(dir.join("inc")).unwrap();
+    std::fs::write(dir.join("inc/q.h"), "#define Q 42\n").unwrap();
+    std::fs::write(dir.join("a.c"), "#include \"q.h\"\nint q = Q;\n").unwrap();
+    let out = common::client_cmd(
+        Path::new("/usr/bin/distcc"),
+        &work.path().join("distcc-dir"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .current_dir(&dir)
+    .env("DISTCC_FALLBACK", "0")
+    .env("DISTCC_SKIP_LOCAL_RETRY", "1")
+    .env("DISTCC_BACKOFF_PERIOD", "0")
+    .args([
+        "gcc",
+        "-x",
+        "c",
+        "-iquote",
+        "inc",
+        "-idirafter",
+        "inc",
+        "-O2",
+    ])
+    .args(["-c", "a.c", "-o", "a.o"])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    assert!(
+        std::fs::read(dir.join("a.o"))
+            .unwrap()
+            .starts_with(b"\x7fELF")
+    );
+    let log = common::wait_for_log(&d.log, "COMPILE_OK");
+    assert!(log.contains("COMPILE_OK"), "compiled remotely: {log}");
+}
