@@ -346,3 +346,64 @@ pub fn default_tmp_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new("/tmp").to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(tmp: &Path) -> JobSettings {
+        JobSettings {
+            policy: Policy::Insecure,
+            tmp_dir: tmp.to_owned(),
+            path: None,
+            job_lifetime: None,
+            save_temps: false,
+        }
+    }
+
+    fn plain(argv: &[&str]) -> Request {
+        Request {
+            version: 1,
+            cwd: None,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            body: Body::Source(Payload::Plain(b"int x;\n".to_vec())),
+        }
+    }
+
+    #[test]
+    fn received_files_have_names_nobody_can_guess() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        let a = prepare(plain(&["gcc", "-c", "a.c", "-o", "a.o"]), &s).unwrap();
+        let b = prepare(plain(&["gcc", "-c", "a.c", "-o", "a.o"]), &s).unwrap();
+        let input = |p: &Prepared| p.argv[2].clone();
+        assert_ne!(input(&a), input(&b));
+        for p in [&a, &b] {
+            let name = Path::new(&input(p)).file_name().unwrap().to_owned();
+            let name = name.to_string_lossy();
+            assert!(name.starts_with("in_") && name.ends_with(".i"), "{name}");
+            assert_eq!(name.len(), "in_".len() + 32 + ".i".len(), "{name}");
+            assert!(!p.argv.iter().any(|w| w.contains("distccd_in")));
+        }
+        assert_ne!(a.output, b.output);
+    }
+
+    #[test]
+    fn refusals_name_the_option() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        let err = prepare(plain(&["gcc", "-wrapper", "/bin/sh,-c,x", "-c", "a.c"]), &s)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "bad command line: option -wrapper is refused on a distcc server: it runs a program"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "no job dir left"
+        );
+    }
+}
