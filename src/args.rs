@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use crate::options::{self, Class, Tool};
+
 /// The result of scanning a compiler command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
@@ -98,93 +100,66 @@ fn basename(path: &str) -> String {
         .unwrap_or_else(|| path.to_string())
 }
 
-/// Options whose next word is their argument and that only matter to the preprocessor.
-const STRIP_WITH_ARG: &[&str] = &[
-    "-D",
-    "-I",
-    "-U",
-    "-L",
-    "-l",
-    "-MF",
-    "-MT",
-    "-MQ",
-    "-include",
-    "-imacros",
-    "-iprefix",
-    "-iwithprefix",
-    "-isystem",
-    "-iwithprefixbefore",
-    "-idirafter",
-];
-const STRIP_PREFIX: &[&str] = &[
-    "-Wp,", "-Wl,", "-D", "-U", "-I", "-l", "-L", "-MF", "-MT", "-MQ", "-isystem", "-stdlib",
-];
-const STRIP_EXACT: &[&str] = &[
-    "-undef",
-    "-nostdinc",
-    "-nostdinc++",
-    "-MD",
-    "-MMD",
-    "-MG",
-    "-MP",
-];
+/// Is this option only the preprocessor's business, so the server never needs it
+/// ([`crate::options`]' classes; distcc 3.4's `dcc_strip_local_args` list and more)?
+fn local_only(class: Class) -> bool {
+    matches!(
+        class,
+        Class::Cpp
+            | Class::IncludeDir
+            | Class::IncludeFile
+            | Class::DepsOn
+            | Class::DepsFile
+            | Class::DepsTarget
+            | Class::Link
+            | Class::Pass(Tool::Preprocessor)
+            | Class::Pass(Tool::Linker)
+    )
+}
 
 fn strip_local_args(argv: &[String]) -> Vec<String> {
     let mut out = Vec::new();
-    let mut i = 0;
+    if let Some(first) = argv.first() {
+        out.push(first.clone());
+    }
+    let mut i = 1;
     while i < argv.len() {
-        let a = argv[i].as_str();
-        if i > 0 && STRIP_WITH_ARG.contains(&a) {
-            i += 2;
-            continue;
+        let hit = options::lookup(&argv[i], argv.get(i + 1).map(String::as_str));
+        if !local_only(hit.class()) {
+            out.extend_from_slice(&argv[i..(i + hit.consumed).min(argv.len())]);
         }
-        if i > 0 && (STRIP_EXACT.contains(&a) || STRIP_PREFIX.iter().any(|p| a.starts_with(p))) {
-            i += 1;
-            continue;
-        }
-        out.push(a.to_string());
-        i += 1;
+        i += hit.consumed;
     }
     out
 }
 
-/// Options taking a separate argument, so that the argument is not mistaken for an input
-/// (the client's scan and the server's, [`crate::daemon::argv`]).
-pub const TAKES_ARG: &[&str] = &[
-    "-isysroot",
-    "--sysroot",
-    "-imultilib",
-    "-Xclang",
-    "-A",
-    "-T",
-    "-z",
-    "-u",
-    "-G",
-    "-D",
-    "-I",
-    "-U",
-    "-L",
-    "-l",
-    "-MF",
-    "-MT",
-    "-MQ",
-    "-include",
-    "-imacros",
-    "-iprefix",
-    "-iwithprefix",
-    "-isystem",
-    "-iwithprefixbefore",
-    "-idirafter",
-    "-iquote",
-    "-x",
-    "-Xpreprocessor",
-    "-Xassembler",
-    "-Xlinker",
-    "-aux-info",
-    "--param",
-    "-arch",
-    "-target",
-];
+/// Why a distcc server would refuse this option (see [`crate::daemon::argv::vet`]), so
+/// that the client compiles such jobs itself instead of sending them to be refused.
+fn server_refuses(word: &str, hit: &options::Hit<'_>) -> Option<String> {
+    if hit.response_file {
+        return Some(format!("{word}: response file"));
+    }
+    let opt = hit.opt?;
+    if hit.missing {
+        return Some(format!("{} needs an argument", opt.name));
+    }
+    let value = hit.value.unwrap_or("");
+    let named = |why: &str| Some(format!("{}: {why}", opt.name));
+    match opt.class {
+        Class::Runs | Class::Reads | Class::Writes | Class::CppMode => named(opt.why),
+        c if options::writes(c, hit.value) => named(opt.why),
+        Class::Pass(Tool::Assembler) => {
+            let items = options::pass_items(opt, value);
+            items
+                .iter()
+                .any(|it| options::assembler_item_hazard(it).is_some())
+                .then(|| "assembler listing".to_string())
+        }
+        Class::Pass(Tool::Clang) => (!options::clang_item_is_safe(value))
+            .then(|| format!("-Xclang {value}: not allowed on a server")),
+        _ => None,
+    }
+}
 
 /// Scan a compiler command line (argv[0] is the compiler).
 pub fn scan(argv_in: &[String]) -> Scan {
@@ -205,6 +180,10 @@ pub fn scan(argv_in: &[String]) -> Scan {
     while i < argv.len() {
         let a = argv[i].as_str();
         let next = argv.get(i + 1).map(String::as_str);
+        let hit = options::lookup(a, next);
+        if let Some(why) = server_refuses(a, &hit) {
+            reason(&why);
+        }
         match a {
             "-E" => cpp_only = true,
             "-c" => seen_c = true,
@@ -213,34 +192,20 @@ pub fn scan(argv_in: &[String]) -> Scan {
             "-MG" | "-MP" => {}
             "-MF" => has_mf = true,
             "-MT" | "-MQ" => has_mt = true,
-            "-o" => {
-                if output.is_some() {
-                    reason("called for link? (two outputs)");
-                }
-                output = next.map(str::to_string);
-                if next == Some("-") {
-                    reason("output to stdout");
-                }
-                i += 2;
-                continue;
-            }
-            "-x" => {
-                let lang = next.unwrap_or("");
-                if !["c", "c++", "objective-c", "go"]
-                    .iter()
-                    .any(|l| lang.starts_with(l))
-                {
+            "-march=native" | "-mtune=native" | "-flto" | "-fprofile-correction" => reason(a),
+            _ => {}
+        }
+        match hit.class() {
+            Class::Compile if a == "--compile" => seen_c = true,
+            Class::Compile if a == "--assemble" => seen_s = true,
+            Class::PreprocessOnly => cpp_only = true,
+            Class::DepsOn => wants_dotd = true,
+            Class::Language => {
+                let lang = hit.value.unwrap_or("");
+                if options::preprocessed_language(lang).is_none() {
                     reason("-x with a language distcc doesn't distribute");
                 }
             }
-            "-march=native"
-            | "-mtune=native"
-            | "-flto"
-            | "-fprofile-arcs"
-            | "-ftest-coverage"
-            | "--coverage"
-            | "-fprofile-correction"
-            | "-frepo" => reason(a),
             _ => {}
         }
         if a.starts_with("-MF") && a.len() > 3 {
@@ -250,35 +215,26 @@ pub fn scan(argv_in: &[String]) -> Scan {
             has_mt = true;
         }
         if a.starts_with("-M")
-            && !["-MD", "-MMD", "-MG", "-MP"].contains(&a)
+            && !["-MD", "-MMD", "-MG", "-MP", "-MJ"].contains(&a)
             && !a.starts_with("-MF")
             && !a.starts_with("-MT")
             && !a.starts_with("-MQ")
+            && !a.starts_with("-MJ")
         {
             reason("-M without -MD: dependency output only");
         }
-        if a.starts_with("-fprofile-generate")
-            || a.starts_with("-fprofile-use")
-            || a.starts_with("-fauto-profile")
-            || a.starts_with("-dr")
-            || a.starts_with("-specs=")
-        {
-            reason(a);
+        if hit.class() == Class::DepsOnly {
+            reason("-M without -MD: dependency output only");
         }
-        if a.starts_with("-Wa,") && (a.contains(",-a") || a.contains("--MD")) {
-            reason("assembler listing");
-        }
-        if let Some(o) = a.strip_prefix("-o")
-            && !o.is_empty()
-        {
+        if hit.class() == Class::Output {
             if output.is_some() {
                 reason("called for link? (two outputs)");
             }
-            output = Some(o.to_string());
-        } else if TAKES_ARG.contains(&a) {
-            i += 2;
-            continue;
-        } else if !a.starts_with('-') {
+            output = hit.value.map(str::to_string);
+            if hit.value == Some("-") {
+                reason("output to stdout");
+            }
+        } else if hit.is_operand(a) {
             if is_source(a) {
                 if input.is_some() {
                     reason("do we have two inputs?");
@@ -289,9 +245,11 @@ pub fn scan(argv_in: &[String]) -> Scan {
                     reason("called for link? (two outputs)");
                 }
                 output = Some(a.to_string());
+            } else {
+                reason(&format!("{a}: an input that is not a source file"));
             }
         }
-        i += 1;
+        i += hit.consumed;
     }
     if cpp_only {
         reason("-E: preprocessing only");
@@ -317,26 +275,24 @@ pub fn scan(argv_in: &[String]) -> Scan {
 
     // Preprocessor: drop -o, -c/-S become -E; the .d goes exactly where gcc would put it.
     let mut cpp_argv = Vec::new();
-    let mut j = 0;
+    if let Some(first) = argv.first() {
+        cpp_argv.push(first.clone());
+    }
+    let mut j = 1;
     while j < argv.len() {
         let a = argv[j].as_str();
-        if j > 0 && a == "-o" {
-            j += 2;
-            continue;
-        }
-        if j > 0 && a.starts_with("-o") && a.len() > 2 {
-            j += 1;
-            continue;
-        }
-        if j > 0 && (a == "-c" || a == "-S") {
-            if !cpp_argv.iter().any(|w| w == "-E") {
-                cpp_argv.push("-E".to_string());
+        let hit = options::lookup(a, argv.get(j + 1).map(String::as_str));
+        let words = &argv[j..(j + hit.consumed).min(argv.len())];
+        j += hit.consumed;
+        match hit.class() {
+            Class::Output => {}
+            Class::Compile => {
+                if !cpp_argv.iter().any(|w| w == "-E") {
+                    cpp_argv.push("-E".to_string());
+                }
             }
-            j += 1;
-            continue;
+            _ => cpp_argv.extend_from_slice(words),
         }
-        cpp_argv.push(a.to_string());
-        j += 1;
     }
     if wants_dotd {
         if !has_mf {
@@ -515,6 +471,43 @@ mod tests {
             assert!(scan(&v(cmd)).local_reason.is_some(), "{cmd}");
         }
         assert!(scan(&v("gcc -E a.c")).cpp_only);
+    }
+
+    #[test]
+    fn what_a_server_refuses_is_compiled_here() {
+        for cmd in [
+            "gcc -save-temps -c a.c",
+            "gcc -fdump-tree-all -c a.c",
+            "gcc -wrapper /bin/sh,-c,x -c a.c",
+            "gcc -B bin/ -c a.c",
+            "gcc --specs x -c a.c",
+            "gcc -c a.c @missing.rsp",
+            "gcc -c a.c -aux-info x",
+            "gcc -c a.c -Wp,-fplugin=x.so",
+            "gcc -c a.c -Xassembler -aln=x",
+            "gcc -c a.c -Xclang -load",
+            "gcc -c a.c -fstack-usage",
+            "gcc -c a.c -gsplit-dwarf",
+            "gcc -c a.c -x c-header",
+            "gcc -c a.c -MT",
+            "gcc -c a.c --output",
+            "gcc -c a.c foo.h",
+            "gcc -c a.c -fdirectives-only",
+        ] {
+            assert!(scan(&v(cmd)).local_reason.is_some(), "{cmd}");
+        }
+        for cmd in [
+            "gcc -c a.c -x c -fopt-info-vec -dA -Wa,--noexecstack",
+            "gcc -c a.c -iquote q -include x.h -MD -MF d -MT t",
+        ] {
+            assert_eq!(scan(&v(cmd)).local_reason, None, "{cmd}");
+        }
+        let s = scan(&v(
+            "gcc -c a.c --output=out/a.o -iquote q -Xpreprocessor -DX",
+        ));
+        assert_eq!(s.output, "out/a.o");
+        assert_eq!(s.cpp_argv, v("gcc -E a.c -iquote q -Xpreprocessor -DX"));
+        assert_eq!(s.server_argv, v("gcc -c a.c --output=out/a.o"));
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod exitcode;
 pub mod fuzz;
 pub mod hosts;
 pub mod lock;
+pub mod options;
 pub mod protocol;
 pub mod pump;
 pub mod scheduler;

@@ -4,6 +4,8 @@
 
 use thiserror::Error;
 
+use crate::options::{self, Class, Opt, Tool};
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ArgvError {
     #[error("empty command line")]
@@ -18,22 +20,30 @@ pub enum ArgvError {
     TwoSources(String, String),
     #[error("-o needs an argument")]
     MissingOutput,
+    /// The word names the option, so the daemon's log says what was refused and why.
+    #[error("option {option} is refused on a distcc server: {why}")]
+    Refused { option: String, why: String },
+    #[error("option {0} needs an argument and has none")]
+    MissingArgument(String),
+    #[error("argument {0:?} is neither an option nor the source file")]
+    Operand(String),
 }
 
-use crate::args::TAKES_ARG;
+fn refused(option: impl Into<String>, why: impl Into<String>) -> ArgvError {
+    ArgvError::Refused {
+        option: option.into(),
+        why: why.into(),
+    }
+}
 
-/// Options that take a path argument that pump mode must re-root (separate or joined).
-const PATH_OPTIONS: &[&str] = &[
-    "-I",
-    "-include",
-    "-imacros",
-    "-idirafter",
-    "-iprefix",
-    "-iwithprefix",
-    "-iwithprefixbefore",
-    "-isystem",
-    "-iquote",
-];
+/// Which protocol the request came with: what the server can promise differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Protocols 1 and 2: one preprocessed source, nothing else.
+    Plain,
+    /// Protocol 3: a tree of sources under a private root, the client's `cwd` inside it.
+    Pump,
+}
 
 fn extension(word: &str) -> Option<&str> {
     let name = word.rsplit('/').next().unwrap_or(word);
@@ -55,12 +65,196 @@ pub fn temp_input_extension(source: &str) -> &'static str {
     }
 }
 
+use crate::options::preprocessed_language;
+
+/// Languages a pump-mode request may name: real sources of the C family.
+fn pump_language(lang: &str) -> bool {
+    preprocessed_language(lang).is_some()
+}
+
+/// Does `path`, taken from `cwd` (both client paths, `cwd` absolute), stay inside the
+/// client's `/` — that is, inside the job's root once re-rooted? Purely lexical: the
+/// tree code never lets a received file be created through a symlink.
+fn stays_in_root(cwd: &str, path: &str) -> bool {
+    let mut depth: usize = 0;
+    let base = if path.starts_with('/') { "" } else { cwd };
+    for part in base.split('/').chain(path.split('/')) {
+        match part {
+            "" | "." => {}
+            ".." => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            _ => depth += 1,
+        }
+    }
+    true
+}
+
+/// Vet every word of a received command line against [`crate::options`]: refuse what
+/// runs or loads a program, writes a file other than the object (distcc only returns the
+/// object, so such jobs belong on the client), reads a server file, or is a response
+/// file; confine what may stay. Gives the command line to run (plain mode: `-x LANG`
+/// mapped to its preprocessed form; pump mode: the client's `-MF` dropped, since the
+/// server's own always comes last).
+pub fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>, ArgvError> {
+    let Some(first) = argv.first() else {
+        return Err(ArgvError::Empty);
+    };
+    let mut out = vec![first.clone()];
+    let mut i = 1;
+    while i < argv.len() {
+        let word = argv[i].as_str();
+        let hit = options::lookup(word, argv.get(i + 1).map(String::as_str));
+        if hit.response_file {
+            return Err(refused(
+                word,
+                "a response file would be read on the server; expand it on the client",
+            ));
+        }
+        let words = &argv[i..(i + hit.consumed).min(argv.len())];
+        i += hit.consumed;
+        let Some(opt) = hit.opt else {
+            if hit.is_operand(word) && mode == Mode::Pump && !stays_in_root(cwd, word) {
+                return Err(refused(word, "it climbs out of the job's root"));
+            }
+            out.extend_from_slice(words);
+            continue;
+        };
+        if hit.missing {
+            return Err(ArgvError::MissingArgument(opt.name.to_owned()));
+        }
+        let value = hit.value.unwrap_or("");
+        if options::writes(opt.class, hit.value) {
+            return Err(refused(opt.name, opt.why));
+        }
+        match opt.class {
+            Class::Runs | Class::Reads | Class::Writes => {
+                return Err(refused(opt.name, opt.why));
+            }
+            Class::CppMode if mode == Mode::Plain => return Err(refused(opt.name, opt.why)),
+            Class::IncludeFile if mode == Mode::Plain => {
+                return Err(refused(opt.name, opt.why));
+            }
+            Class::DepsFile if mode == Mode::Plain => {
+                return Err(refused(opt.name, "it writes a dependency file"));
+            }
+            // The server's own `-MF` comes last and wins; the client's is dropped so no
+            // later word can ever make it the one gcc uses.
+            Class::DepsFile => continue,
+            Class::IncludeDir | Class::IncludeFile
+                if mode == Mode::Pump && !stays_in_root(cwd, value) =>
+            {
+                return Err(refused(
+                    opt.name,
+                    format!("its path {value:?} climbs out of the job's root"),
+                ));
+            }
+            Class::Language => {
+                let mapped = match mode {
+                    Mode::Plain => preprocessed_language(value),
+                    Mode::Pump => pump_language(value).then_some(value),
+                };
+                let Some(lang) = mapped else {
+                    return Err(refused(
+                        format!("{} {value}", opt.name),
+                        "distcc compiles only C, C++ and Objective-C remotely",
+                    ));
+                };
+                out.push("-x".into());
+                out.push(lang.into());
+                continue;
+            }
+            Class::Pass(tool) => vet_items(opt, tool, value, mode)?,
+            _ => {}
+        }
+        out.extend_from_slice(words);
+    }
+    Ok(out)
+}
+
+/// Vet the items a pass-through option hands to another tool (`-Wp,a,b`,
+/// `-Xassembler X`, `-Xclang X`).
+fn vet_items(outer: &Opt, tool: Tool, value: &str, mode: Mode) -> Result<(), ArgvError> {
+    let items = options::pass_items(outer, value);
+    let name = |item: &str| {
+        format!(
+            "{}{}{item}",
+            outer.name,
+            if outer.name.ends_with(',') || outer.name.ends_with('=') {
+                ""
+            } else {
+                " "
+            }
+        )
+    };
+    match tool {
+        Tool::Linker => Ok(()),
+        Tool::Assembler => match items
+            .iter()
+            .find_map(|it| options::assembler_item_hazard(it).map(|why| (it, why)))
+        {
+            Some((it, why)) => Err(refused(name(it), why)),
+            None => Ok(()),
+        },
+        Tool::Clang => match items.iter().find(|it| !options::clang_item_is_safe(it)) {
+            Some(it) => Err(refused(
+                name(it),
+                "only a few -Xclang options that shape diagnostics are allowed",
+            )),
+            None => Ok(()),
+        },
+        Tool::Preprocessor => {
+            let mut j = 0;
+            while j < items.len() {
+                let item = items[j].as_str();
+                let hit = options::lookup(item, items.get(j + 1).map(String::as_str));
+                j += hit.consumed;
+                if hit.response_file {
+                    return Err(refused(
+                        name(item),
+                        "a response file would be read on the server",
+                    ));
+                }
+                let Some(opt) = hit.opt else {
+                    if hit.is_operand(item) {
+                        return Err(refused(name(item), "it names a file for the preprocessor"));
+                    }
+                    continue;
+                };
+                if hit.missing {
+                    return Err(ArgvError::MissingArgument(name(opt.name)));
+                }
+                let why = match opt.class {
+                    Class::Runs | Class::Reads | Class::Writes | Class::IncludeFile => opt.why,
+                    _ if options::writes(opt.class, hit.value) => opt.why,
+                    // cc1's `-MD F`/`-MMD F` name the file the dependencies go to.
+                    Class::DepsOn | Class::DepsFile => "it writes a dependency file",
+                    Class::Output => "it writes another output file",
+                    Class::CppMode if mode == Mode::Plain => opt.why,
+                    Class::IncludeDir if mode == Mode::Pump => {
+                        "include paths must be separate words in pump mode"
+                    }
+                    Class::Language | Class::Pass(_) | Class::PreprocessOnly | Class::DepsOnly => {
+                        "the client handles it"
+                    }
+                    _ => continue,
+                };
+                return Err(refused(name(opt.name), why));
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Where the interesting words of a compile command are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
     pub source: usize,
-    /// The index of the output word: `-oX` (joined) or the word after `-o`.
+    /// The output option: `-oX`/`--output=X` (joined) or the word after `-o`/`--output`.
     pub output: Option<Output>,
+    /// The client's output name, as it gave it.
+    pub output_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,41 +271,58 @@ pub fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
     let mut compile = false;
     let mut source: Option<usize> = None;
     let mut output = None;
+    let mut output_name: Option<String> = None;
     let mut i = 1;
     while i < argv.len() {
         let a = argv[i].as_str();
-        match a {
-            "-c" | "-S" => compile = true,
-            "-E" => return Err(ArgvError::LocalOnly("-E".into())),
-            "-M" | "-MM" => return Err(ArgvError::LocalOnly(a.into())),
-            "-o" => {
-                if i + 1 >= argv.len() {
+        let hit = options::lookup(a, argv.get(i + 1).map(String::as_str));
+        match hit.class() {
+            Class::Compile => compile = true,
+            Class::PreprocessOnly | Class::DepsOnly => {
+                return Err(ArgvError::LocalOnly(a.into()));
+            }
+            Class::Output => {
+                if hit.missing {
                     return Err(ArgvError::MissingOutput);
                 }
-                output = Some(Output::Separate(i + 1));
-                i += 2;
-                continue;
+                let value = hit.value.unwrap_or("").to_owned();
+                if output_name.replace(value.clone()).is_some() {
+                    return Err(refused(
+                        hit.name(a),
+                        format!(
+                            "a second output ({value:?}) would be written where the client said"
+                        ),
+                    ));
+                }
+                output = Some(if hit.consumed == 2 {
+                    Output::Separate(i + 1)
+                } else {
+                    Output::Joined(i)
+                });
             }
-            _ if a.starts_with("-o") => output = Some(Output::Joined(i)),
-            _ if TAKES_ARG.contains(&a) => {
-                i += 2;
-                continue;
-            }
-            _ if !a.starts_with('-') && is_source(a) => {
+            _ if hit.opt.is_none() && !a.starts_with('-') && is_source(a) => {
                 if let Some(s) = source {
                     return Err(ArgvError::TwoSources(argv[s].clone(), a.into()));
                 }
                 source = Some(i);
             }
+            // A bare `.o` is a linker input `-c` ignores (distcc 3.4 takes it for the output).
+            _ if hit.is_operand(a) && !crate::args::is_object(a) => {
+                return Err(ArgvError::Operand(a.into()));
+            }
             _ => {}
         }
-        i += 1;
+        i += hit.consumed;
     }
     if !compile {
         return Err(ArgvError::NotCompile);
     }
     let source = source.ok_or(ArgvError::NoSource)?;
-    Ok(Scan { source, output })
+    Ok(Scan {
+        source,
+        output,
+        output_name,
+    })
 }
 
 /// Point a protocol-1/2 command at the temp input and output (reference §1.8).
@@ -141,10 +352,12 @@ pub struct PumpArgv {
     pub dotd_target: Option<String>,
 }
 
-/// Rewrite a protocol-3 command to run inside the temp root (reference §1.7): output and
-/// deps file to our temp names, `-MT X` removed (X becomes the `.d` target), `-MMD` added
-/// when no `-MD`/`-MMD`, absolute include paths and source re-rooted, and debug/macro
-/// paths mapped back so the object names the client's files.
+/// Rewrite a protocol-3 command (already [`vet`]ted) to run inside the temp root
+/// (reference §1.7): output and deps file to our temp names, `-MT X` removed (X becomes
+/// the `.d` target), `-MMD` added when no `-MD`/`-MMD`, absolute include paths and
+/// source re-rooted, and debug/macro paths mapped back so the object names the client's
+/// files. The server's `-MF` goes last, after every client word, so nothing can take it
+/// as its argument.
 pub fn rewrite_pump(
     argv: &[String],
     scan: &Scan,
@@ -160,49 +373,43 @@ pub fn rewrite_pump(
     let mut out = Vec::with_capacity(rooted.len() + 6);
     let mut dotd_target = None;
     let mut has_md = false;
-    let mut i = 0;
+    if let Some(first) = rooted.first() {
+        out.push(first.clone());
+    }
+    let mut i = 1;
     while i < rooted.len() {
-        let a = &rooted[i];
-        if a == "-MT" && i + 1 < rooted.len() {
-            dotd_target = Some(rooted[i + 1].clone());
-            i += 2;
-            continue;
-        }
-        if let Some(t) = a.strip_prefix("-MT").filter(|t| !t.is_empty()) {
-            dotd_target = Some(t.to_owned());
-            i += 1;
-            continue;
-        }
-        if a == "-MD" || a == "-MMD" {
-            has_md = true;
-        }
-        if i > 0 && PATH_OPTIONS.contains(&a.as_str()) && i + 1 < rooted.len() {
-            out.push(a.clone());
-            out.push(reroot(&rooted[i + 1], root));
-            i += 2;
-            continue;
-        }
-        if let Some(opt) = PATH_OPTIONS
-            .iter()
-            .find(|o| a.len() > o.len() && a.starts_with(*o))
-        {
-            let path = &a[opt.len()..];
-            if path.starts_with('/') {
-                out.push(format!("{opt}{}", reroot(path, root)));
-                i += 1;
-                continue;
+        let a = rooted[i].as_str();
+        let hit = options::lookup(a, rooted.get(i + 1).map(String::as_str));
+        let words = &rooted[i..(i + hit.consumed).min(rooted.len())];
+        i += hit.consumed;
+        let (Some(opt), Some(value)) = (hit.opt, hit.value) else {
+            if hit.class() == Class::DepsOn {
+                has_md = true;
             }
+            out.extend_from_slice(words);
+            continue;
+        };
+        match opt.class {
+            Class::DepsTarget if opt.name == "-MT" => dotd_target = Some(value.to_owned()),
+            Class::DepsFile => {}
+            Class::IncludeDir | Class::IncludeFile if value.starts_with('/') => {
+                if hit.consumed == 2 {
+                    out.push(a.to_owned());
+                    out.push(reroot(value, root));
+                } else {
+                    out.push(format!("{}{}", opt.name, reroot(value, root)));
+                }
+            }
+            _ => out.extend_from_slice(words),
         }
-        out.push(a.clone());
-        i += 1;
     }
     if !has_md {
         out.push("-MMD".into());
     }
-    out.push("-MF".into());
-    out.push(deps.into());
     out.push(format!("-fdebug-prefix-map={root}="));
     out.push(format!("-fmacro-prefix-map={root}="));
+    out.push("-MF".into());
+    out.push(deps.into());
     PumpArgv {
         argv: out,
         dotd_target,
@@ -303,13 +510,104 @@ mod tests {
         assert_eq!(
             p.argv,
             v(
-                "gcc -O2 -MD -I/tmp/R/usr/local/inc -I rel -isystem /tmp/R/opt/x -c /tmp/R/src/hello.c -o /tmp/out.o -MF /tmp/d.deps -fdebug-prefix-map=/tmp/R= -fmacro-prefix-map=/tmp/R="
+                "gcc -O2 -MD -I/tmp/R/usr/local/inc -I rel -isystem /tmp/R/opt/x -c /tmp/R/src/hello.c -o /tmp/out.o -fdebug-prefix-map=/tmp/R= -fmacro-prefix-map=/tmp/R= -MF /tmp/d.deps"
             )
         );
         let a = v("gcc -c a.c");
         let p = rewrite_pump(&a, &scan(&a).unwrap(), "/R", "/o.o", "/d");
         assert!(p.argv.contains(&"-MMD".to_string()));
         assert_eq!(p.dotd_target, None);
+    }
+
+    fn refusal(r: Result<Vec<String>, ArgvError>) -> String {
+        match r {
+            Err(ArgvError::Refused { option, .. }) => option,
+            other => panic!("not refused by option: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vet_refuses_by_option_name() {
+        let plain = |s: &str| refusal(vet(&v(s), Mode::Plain, "/"));
+        let pump = |s: &str| refusal(vet(&v(s), Mode::Pump, "/w"));
+        assert_eq!(plain("gcc -wrapper /bin/sh,-c,x -c a.c"), "-wrapper");
+        assert_eq!(plain("gcc --specs x.c -c a.c"), "--specs");
+        assert_eq!(plain("gcc -specs=x -c a.c"), "-specs=");
+        assert_eq!(plain("gcc -c a.c -Wp,-fplugin=./in.i"), "-Wp,-fplugin=");
+        assert_eq!(plain("gcc -c a.c @args"), "@args");
+        assert_eq!(plain("gcc -c a.c -MD -MF /tmp/x"), "-MF");
+        assert_eq!(plain("gcc -c a.c -aux-info /tmp/x"), "-aux-info");
+        assert_eq!(plain("gcc -c a.c -fdump-tree-original=/tmp/x"), "-fdump-");
+        assert_eq!(
+            plain("gcc -c a.c -save-temps -dumpdir /tmp/"),
+            "-save-temps"
+        );
+        assert_eq!(plain("gcc -c a.c -dumpbase x"), "-dumpbase");
+        assert_eq!(plain("gcc -c a.c -fopt-info-all=/tmp/x"), "-fopt-info-");
+        assert_eq!(plain("gcc -c a.c -Wa,-aln=/tmp/x"), "-Wa,-aln=/tmp/x");
+        assert_eq!(
+            plain("gcc -c a.c -Xassembler -aln=/tmp/x"),
+            "-Xassembler -aln=/tmp/x"
+        );
+        assert_eq!(plain("gcc -c a.c -Wa,--MD,/tmp/x"), "-Wa,--MD");
+        assert_eq!(plain("gcc -c a.c -include /etc/passwd"), "-include");
+        assert_eq!(plain("gcc -c a.c -fno-preprocessed"), "-fno-preprocessed");
+        assert_eq!(
+            plain("gcc -c a.c -Xclang -load -Xclang x.so"),
+            "-Xclang -load"
+        );
+        assert_eq!(plain("gcc -c a.c -x assembler"), "-x assembler");
+        assert_eq!(pump("gcc -c a.c -Bbin/"), "-B");
+        assert_eq!(pump("gcc -c a.c -I ../../.."), "-I");
+        assert_eq!(pump("gcc -c a.c -include /../../etc/passwd"), "-include");
+        assert_eq!(pump("gcc -c ../../x/a.c"), "../../x/a.c");
+        assert_eq!(
+            vet(&v("gcc -c a.c -MT"), Mode::Pump, "/w"),
+            Err(ArgvError::MissingArgument("-MT".into()))
+        );
+    }
+
+    #[test]
+    fn vet_confines_what_may_stay() {
+        assert_eq!(
+            vet(
+                &v("gcc -x c -iquote q -I/x -O2 -c a.c -o a.o"),
+                Mode::Plain,
+                "/"
+            )
+            .unwrap(),
+            v("gcc -x cpp-output -iquote q -I/x -O2 -c a.c -o a.o")
+        );
+        assert_eq!(
+            vet(&v("g++ -xc++ -c a.cc"), Mode::Plain, "/").unwrap(),
+            v("g++ -x c++-cpp-output -c a.cc")
+        );
+        assert_eq!(
+            vet(
+                &v("gcc -MD -MF x.d -MT t -I ../inc -c a.c"),
+                Mode::Pump,
+                "/w/s"
+            )
+            .unwrap(),
+            v("gcc -MD -MT t -I ../inc -c a.c")
+        );
+        assert!(vet(&v("gcc -x c -c a.c -include /w/x.h"), Mode::Pump, "/w").is_ok());
+    }
+
+    #[test]
+    fn scan_finds_every_output_spelling() {
+        let a = v("gcc -c a.c --output=x.o");
+        assert_eq!(scan(&a).unwrap().output_name.as_deref(), Some("x.o"));
+        let a = v("gcc -c a.c --output x.o");
+        assert_eq!(scan(&a).unwrap().output, Some(Output::Separate(4)));
+        assert!(matches!(
+            scan(&v("gcc -c a.c -o a.o --output=b.o")),
+            Err(ArgvError::Refused { .. })
+        ));
+        assert!(matches!(
+            scan(&v("gcc -c a.c /etc/passwd")),
+            Err(ArgvError::Operand(_))
+        ));
     }
 
     #[test]

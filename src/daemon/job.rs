@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::argv::{self, ArgvError};
 use super::tree::{Tree, TreeError};
-use super::whitelist::{self, Policy, WhitelistError};
+use super::whitelist::{Policy, WhitelistError};
 use crate::exitcode::ExitCode;
 use crate::protocol::{Body, FileKind, Payload, Reply, Request};
 use crate::temp;
@@ -101,13 +101,24 @@ impl Drop for Prepared {
 pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
     let compiler = req.argv.first().cloned().unwrap_or_default();
     let run_as = settings.policy.check(&compiler)?;
-    whitelist::check_arguments(&req.argv)?;
-    let scan = argv::scan(&req.argv)?;
-    let input = req.argv[scan.source].clone();
+    let (mode, cwd) = match (&req.body, &req.cwd) {
+        (Body::Source(_), _) => (argv::Mode::Plain, "/"),
+        (Body::Files(_), Some(cwd)) => (argv::Mode::Pump, cwd.as_str()),
+        (Body::Files(_), None) => return Err(Refusal::NoCwd),
+    };
+    let vetted = argv::vet(&req.argv, mode, cwd)?;
+    let scan = argv::scan(&vetted)?;
+    let input = vetted[scan.source].clone();
     let dir = temp::make_temp_dir_in(&settings.tmp_dir, "distccd")
         .map_err(|e| Refusal::Server(e.to_string()))?;
+    // Names nobody can guess: the received input is data, and a command line that
+    // could name it (`-fplugin=./in.i`, `-specs=…`) must not find it.
+    let tag = unguessable();
+    // The output keeps the 13 characters of its old name `distccd_out.o`: gcc wraps the
+    // `.d` lines by length, and pump mode's `.d` must stay byte-identical to distcc 3.4's.
+    let short = tag.get(..10).unwrap_or("0000000000");
     let mut job = Prepared {
-        output: dir.join("distccd_out.o"),
+        output: dir.join(format!("o{short}.o")),
         stdout: dir.join("distcc.stdout"),
         stderr: dir.join("distcc.stderr"),
         cwd: dir.clone(),
@@ -128,13 +139,15 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
                     .map_err(|e| Refusal::Server(e.to_string()))?,
             };
             let ext = argv::temp_input_extension(&job.input);
-            let input_path = job.dir.join(format!("distccd_in{ext}"));
+            let input_path = job.dir.join(format!("in_{tag}{ext}"));
             std::fs::write(&input_path, data).map_err(|e| Refusal::Server(e.to_string()))?;
             job.argv =
-                argv::rewrite_plain(&req.argv, &scan, &input_path.display().to_string(), &output);
+                argv::rewrite_plain(&vetted, &scan, &input_path.display().to_string(), &output);
         }
         Body::Files(files) => {
-            let cwd = req.cwd.ok_or(Refusal::NoCwd)?;
+            let cwd = cwd.to_owned();
+            // The client knows every name in the tree anyway; the root's name keeps its
+            // length for the same `.d` reason as the output's.
             let root_path = job.dir.join("root");
             std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
             let tree = Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
@@ -151,17 +164,12 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
             }
             job.cwd = tree.make_dir(&cwd)?;
             let root = root_path.display().to_string();
-            let deps = job.dir.join("distcc.deps");
-            let p = argv::rewrite_pump(
-                &req.argv,
-                &scan,
-                &root,
-                &output,
-                &deps.display().to_string(),
-            );
+            let deps = job.dir.join(format!("deps_{tag}.d"));
+            let p = argv::rewrite_pump(&vetted, &scan, &root, &output, &deps.display().to_string());
             let target = p
                 .dotd_target
-                .unwrap_or_else(|| output_name(&req.argv, &scan));
+                .or_else(|| scan.output_name.clone())
+                .unwrap_or_else(|| "a.o".to_owned());
             job.argv = p.argv;
             job.dotd = Some((deps, root, target));
         }
@@ -170,13 +178,19 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
     Ok(job)
 }
 
-/// The client's output name, when it gave no `-MT`.
-fn output_name(argv: &[String], scan: &argv::Scan) -> String {
-    match scan.output {
-        Some(argv::Output::Separate(i)) => argv[i].clone(),
-        Some(argv::Output::Joined(i)) => argv[i][2..].to_owned(),
-        None => "a.o".to_owned(),
+/// 128 random bits in hex from the kernel (`getrandom`), for names in the job's dir.
+fn unguessable() -> String {
+    let mut buf = [0u8; 16];
+    // SAFETY: writing at most buf.len() bytes into our own buffer.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if usize::try_from(n).ok() != Some(buf.len()) {
+        // No getrandom: still unlikely to guess, and the names are only defence in depth
+        // (the options that could name them are refused).
+        for chunk in buf.chunks_mut(4) {
+            chunk.copy_from_slice(&temp::random_u32().to_le_bytes());
+        }
     }
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl Prepared {
@@ -331,4 +345,65 @@ pub fn default_tmp_dir() -> PathBuf {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new("/tmp").to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(tmp: &Path) -> JobSettings {
+        JobSettings {
+            policy: Policy::Insecure,
+            tmp_dir: tmp.to_owned(),
+            path: None,
+            job_lifetime: None,
+            save_temps: false,
+        }
+    }
+
+    fn plain(argv: &[&str]) -> Request {
+        Request {
+            version: 1,
+            cwd: None,
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            body: Body::Source(Payload::Plain(b"int x;\n".to_vec())),
+        }
+    }
+
+    #[test]
+    fn received_files_have_names_nobody_can_guess() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        let a = prepare(plain(&["gcc", "-c", "a.c", "-o", "a.o"]), &s).unwrap();
+        let b = prepare(plain(&["gcc", "-c", "a.c", "-o", "a.o"]), &s).unwrap();
+        let input = |p: &Prepared| p.argv[2].clone();
+        assert_ne!(input(&a), input(&b));
+        for p in [&a, &b] {
+            let name = Path::new(&input(p)).file_name().unwrap().to_owned();
+            let name = name.to_string_lossy();
+            assert!(name.starts_with("in_") && name.ends_with(".i"), "{name}");
+            assert_eq!(name.len(), "in_".len() + 32 + ".i".len(), "{name}");
+            assert!(!p.argv.iter().any(|w| w.contains("distccd_in")));
+        }
+        assert_ne!(a.output, b.output);
+    }
+
+    #[test]
+    fn refusals_name_the_option() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = settings(tmp.path());
+        let err = prepare(plain(&["gcc", "-wrapper", "/bin/sh,-c,x", "-c", "a.c"]), &s)
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "bad command line: option -wrapper is refused on a distcc server: it runs a program"
+        );
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "no job dir left"
+        );
+    }
 }

@@ -8,7 +8,7 @@
 //!   `distcc-config --update-masquerade` makes);
 //! * `--enable-tcp-insecure` turns the check off.
 //!
-//! Whatever the list says, `-fplugin=` and `-specs=` arguments are refused: they load code.
+//! What the arguments may ask for is decided in [`super::argv::vet`].
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -28,8 +28,6 @@ pub enum WhitelistError {
     NotInCmdlist(String),
     #[error("empty compiler name")]
     Empty,
-    #[error("argument {0:?} is not allowed on a distcc server (it loads code into the compiler)")]
-    ForbiddenArgument(String),
 }
 
 /// The compiler policy, fixed at start-up.
@@ -132,21 +130,16 @@ impl Policy {
     }
 }
 
-/// Refuse arguments that load code into the compiler.
-pub fn check_arguments(argv: &[String]) -> Result<(), WhitelistError> {
-    match argv.iter().find(|a| {
-        a.starts_with("-fplugin=") || a.starts_with("-specs=") || a.starts_with("--specs=")
-    }) {
-        Some(a) => Err(WhitelistError::ForbiddenArgument(a.clone())),
-        None => Ok(()),
-    }
-}
-
 /// QtCreator sends `/usr/bin/gcc`; those two prefixes are allowed (case-insensitively).
 fn strip_bin_prefix(name: &str) -> &str {
     for prefix in ["/usr/bin/", "/bin/"] {
-        if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
-            return &name[prefix.len()..];
+        // `get` rather than slicing: a multi-byte name (`/binéé`) has no char boundary
+        // where the prefix would end, and must not panic the job.
+        if let (Some(head), Some(rest)) = (name.get(..prefix.len()), name.get(prefix.len()..))
+            && !rest.is_empty()
+            && head.eq_ignore_ascii_case(prefix)
+        {
+            return rest;
         }
     }
     name
@@ -234,10 +227,22 @@ mod tests {
     }
 
     #[test]
-    fn code_loading_arguments_are_refused() {
-        let argv = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(check_arguments(&argv(&["gcc", "-c", "x.c"])).is_ok());
-        assert!(check_arguments(&argv(&["gcc", "-fplugin=/tmp/evil.so", "-c", "x.c"])).is_err());
-        assert!(check_arguments(&argv(&["gcc", "-specs=/tmp/x", "-c", "x.c"])).is_err());
+    fn multi_byte_names_do_not_panic() {
+        let (_d, p) = masq();
+        for name in [
+            "/binéé",
+            "/usr/bin日本",
+            "/usr/biné/gcc",
+            "é",
+            "/bin/é",
+            "/usr/bin/日本",
+        ] {
+            assert!(p.check(name).is_err(), "{name}");
+        }
+        let c = Policy::Cmdlist {
+            commands: vec!["/usr/bin/gcc".into()],
+            words: 2,
+        };
+        assert!(c.check("/usr/bin日本").is_err());
     }
 }

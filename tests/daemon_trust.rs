@@ -1,0 +1,637 @@
+//! Our daemon never runs a program the client chose, never writes outside the job's
+//! directory and never sends a server file back, whatever the command line says.
+//!
+//! Each case sends a crafted request (plain protocol 1, or pump protocol 3 with shipped
+//! files) and then checks the effects, not just the answer: a marker that the attack's
+//! program would create does not exist, nothing appeared in `outside/` or stayed in the
+//! daemon's TMPDIR, no secret bytes came back, and the daemon's log names the refused
+//! option. The "server" is this machine: a plugin `.so`, response files and a secret
+//! header sit in the test's directory, where an attacker would point.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Daemon, Kind, world_writable_dir};
+use distcc::protocol::{self, Body, FileEntry, FileKind, Limits, Payload, Request};
+
+const SECRET: &str = "distcc_trust_secret_5a17";
+
+/// Send bytes, read until the daemon closes.
+fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    reply
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn plain(argv: &[String], source: &[u8]) -> Vec<u8> {
+    protocol::encode_request(&Request {
+        version: 1,
+        cwd: None,
+        argv: argv.to_vec(),
+        body: Body::Source(Payload::Plain(source.to_vec())),
+    })
+    .unwrap()
+}
+
+fn pump(argv: &[String], files: Vec<FileEntry>) -> Vec<u8> {
+    protocol::encode_request(&Request {
+        version: 3,
+        cwd: Some("/w".into()),
+        argv: argv.to_vec(),
+        body: Body::Files(files),
+    })
+    .unwrap()
+}
+
+fn file(name: &str, data: &[u8]) -> FileEntry {
+    FileEntry {
+        name: name.into(),
+        kind: FileKind::File(Payload::Plain(data.to_vec())),
+    }
+}
+
+fn link(name: &str, target: &str) -> FileEntry {
+    FileEntry {
+        name: name.into(),
+        kind: FileKind::Link(target.into()),
+    }
+}
+
+/// The test's "server": a daemon whose TMPDIR we watch, and what an attacker aims at.
+struct World {
+    _work: tempfile::TempDir,
+    d: Daemon,
+    outside: PathBuf,
+    dtmp: PathBuf,
+    marker: PathBuf,
+    secret_h: PathBuf,
+    evil_so: PathBuf,
+    plugin_rsp: PathBuf,
+    leak_rsp: PathBuf,
+}
+
+fn world() -> World {
+    let work = tempfile::tempdir().unwrap();
+    let outside = world_writable_dir(work.path(), "outside");
+    let dtmp = world_writable_dir(work.path(), "dtmp");
+    let flags = world_writable_dir(work.path(), "flags");
+    let marker = flags.join("marker");
+    let secret_h = flags.join("secret.h");
+    std::fs::write(&secret_h, format!("int {SECRET} = 1;\n")).unwrap();
+    // A "plugin" whose constructor creates the marker: it runs as soon as anything
+    // dlopens it, before gcc checks that it is a plugin at all.
+    let evil_c = flags.join("evil.c");
+    std::fs::write(
+        &evil_c,
+        format!(
+            "#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void f(void) {{ close(open(\"{}\", O_CREAT | O_WRONLY, 0644)); }}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    let evil_so = flags.join("evil.so");
+    let st = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&evil_so)
+        .arg(&evil_c)
+        .status()
+        .unwrap();
+    assert!(st.success(), "building the test plugin");
+    let plugin_rsp = flags.join("plugin.rsp");
+    std::fs::write(&plugin_rsp, format!("-fplugin={}\n", evil_so.display())).unwrap();
+    let leak_rsp = flags.join("leak.rsp");
+    std::fs::write(&leak_rsp, format!("{SECRET}\n")).unwrap();
+    let d = Daemon::start(
+        Kind::Ours,
+        work.path(),
+        &["--user", "root"],
+        &[("TMPDIR", dtmp.to_str().unwrap())],
+    );
+    World {
+        _work: work,
+        d,
+        outside,
+        dtmp,
+        marker,
+        secret_h,
+        evil_so,
+        plugin_rsp,
+        leak_rsp,
+    }
+}
+
+/// What the daemon must do with a case.
+enum Expect {
+    /// Send nothing back, and log a refusal naming this option.
+    Refused(String),
+    /// Compile (or fail to) without any of the attack's effects.
+    Harmless,
+}
+
+struct Case {
+    name: &'static str,
+    request: Vec<u8>,
+    expect: Expect,
+}
+
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Lines of the log saying a request was refused and naming `needle`.
+fn refusals_naming(d: &Daemon, needle: &str) -> usize {
+    d.log_text()
+        .lines()
+        .filter(|l| l.contains("refused, closing") && l.contains(needle))
+        .count()
+}
+
+fn run_cases(w: &World, cases: Vec<Case>) {
+    let mut failures = Vec::new();
+    for case in cases {
+        let before = match &case.expect {
+            Expect::Refused(opt) => refusals_naming(&w.d, &format!("option {opt} ")),
+            Expect::Harmless => 0,
+        };
+        let bytes = exchange(w.d.port, &case.request);
+        let name = case.name;
+        let mut fail = |what: String| failures.push(format!("{name}: {what}"));
+        if bytes
+            .windows(SECRET.len())
+            .any(|win| win == SECRET.as_bytes())
+        {
+            fail("the server's secret came back in the reply".into());
+        }
+        match &case.expect {
+            Expect::Refused(opt) => {
+                if !bytes.is_empty() {
+                    fail(format!(
+                        "answered ({} bytes) instead of refused",
+                        bytes.len()
+                    ));
+                }
+                let needle = format!("option {opt} ");
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while refusals_naming(&w.d, &needle) <= before && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                if refusals_naming(&w.d, &needle) <= before {
+                    fail(format!("the log names no refused option {opt}"));
+                }
+            }
+            Expect::Harmless => {
+                if let Err(e) = protocol::decode_reply(&bytes, 1, Limits::default())
+                    .or_else(|_| protocol::decode_reply(&bytes, 3, Limits::default()))
+                {
+                    fail(format!("no reply: {e}"));
+                }
+            }
+        }
+        if w.marker.exists() {
+            fail("the attack's program ran".into());
+            let _ = std::fs::remove_file(&w.marker);
+        }
+        let out = entries(&w.outside);
+        if !out.is_empty() {
+            fail(format!("files appeared outside the job: {out:?}"));
+            for e in out {
+                let p = w.outside.join(e);
+                let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+            }
+        }
+        // The job's directory goes just after the reply.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !entries(&w.dtmp).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = entries(&w.dtmp);
+        if !left.is_empty() {
+            fail(format!("left in the daemon's TMPDIR: {left:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n--- daemon log ---\n{}",
+        failures.join("\n"),
+        w.d.log_text()
+    );
+}
+
+/// A real job still succeeds.
+fn assert_serves(d: &Daemon) {
+    let bytes = exchange(
+        d.port,
+        &plain(
+            &strings(&["gcc", "-c", "ok.c", "-o", "ok.o"]),
+            b"int ok(void){return 1;}\n",
+        ),
+    );
+    let (reply, _) = protocol::decode_reply(&bytes, 1, Limits::default())
+        .unwrap_or_else(|e| panic!("daemon stopped serving: {e}: {}", d.log_text()));
+    assert_eq!(
+        reply.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    assert!(reply.object.starts_with(b"\x7fELF"));
+}
+
+#[test]
+fn plain_requests_run_nothing_write_nothing_read_nothing() {
+    let w = world();
+    let out = |name: &str| w.outside.join(name).display().to_string();
+    let dir = format!("{}/", w.outside.display());
+    let gcc = |extra: &[&str]| {
+        let mut v = strings(&["gcc", "-c", "a.c", "-o", "a.o"]);
+        v.extend(strings(extra));
+        v
+    };
+    // `-x` only applies to inputs after it.
+    let pre = |extra: &[&str]| {
+        let mut v = strings(&["gcc"]);
+        v.extend(strings(extra));
+        v.extend(strings(&["-c", "a.c", "-o", "a.o"]));
+        v
+    };
+    let code = b"int x;\n".as_slice();
+    let specs = format!("@c:\n/bin/touch {}\n\n", w.marker.display());
+    let include_secret = format!("#include \"{}\"\nint x;\n", w.secret_h.display());
+    let evil = std::fs::read(&w.evil_so).unwrap();
+    let touch = format!("/bin/sh,-c,touch {}", w.marker.display());
+    let cases = vec![
+        Case {
+            name: "-wrapper runs a shell",
+            request: plain(&gcc(&["-wrapper", &touch]), code),
+            expect: Expect::Refused("-wrapper".into()),
+        },
+        Case {
+            name: "--specs as a separate word",
+            request: plain(
+                &strings(&[
+                    "gcc",
+                    "--specs",
+                    "a.c",
+                    "-x",
+                    "c",
+                    "/dev/null",
+                    "-c",
+                    "-o",
+                    "a.o",
+                ]),
+                specs.as_bytes(),
+            ),
+            expect: Expect::Refused("--specs".into()),
+        },
+        Case {
+            name: "the received source loaded as a plugin",
+            request: plain(&pre(&["-x", "c", "-Wp,-fplugin=./distccd_in.i"]), &evil),
+            expect: Expect::Refused("-Wp,-fplugin=".into()),
+        },
+        Case {
+            name: "@file holding -fplugin=",
+            request: plain(&gcc(&[&format!("@{}", w.plugin_rsp.display())]), code),
+            expect: Expect::Refused(format!("@{}", w.plugin_rsp.display())),
+        },
+        Case {
+            name: "@file read back in an error message",
+            request: plain(&gcc(&[&format!("@{}", w.leak_rsp.display())]), code),
+            expect: Expect::Refused(format!("@{}", w.leak_rsp.display())),
+        },
+        Case {
+            name: "-x c turns #include back on",
+            request: plain(&pre(&["-x", "c"]), include_secret.as_bytes()),
+            expect: Expect::Harmless,
+        },
+        Case {
+            name: "-fdirectives-only turns #include back on",
+            request: plain(&pre(&["-fdirectives-only"]), include_secret.as_bytes()),
+            expect: Expect::Refused("-fdirectives-only".into()),
+        },
+        Case {
+            name: "-include reads a server file",
+            request: plain(
+                &pre(&["-x", "c", "-include", &w.secret_h.display().to_string()]),
+                code,
+            ),
+            expect: Expect::Refused("-include".into()),
+        },
+        Case {
+            name: "--output= after -o",
+            request: plain(&gcc(&[&format!("--output={}", out("o1.o"))]), code),
+            expect: Expect::Refused("--output=".into()),
+        },
+        Case {
+            name: "--output F after -o",
+            request: plain(&gcc(&["--output", &out("o2.o")]), code),
+            expect: Expect::Refused("--output".into()),
+        },
+        Case {
+            name: "--output= alone is the object",
+            request: plain(
+                &strings(&["gcc", "-c", "a.c", &format!("--output={}", out("o3.o"))]),
+                code,
+            ),
+            expect: Expect::Harmless,
+        },
+        Case {
+            name: "-MD -MF F",
+            request: plain(&pre(&["-x", "c", "-MD", "-MF", &out("dep.d")]), code),
+            expect: Expect::Refused("-MF".into()),
+        },
+        Case {
+            name: "-aux-info F",
+            request: plain(&gcc(&["-aux-info", &out("aux.txt")]), code),
+            expect: Expect::Refused("-aux-info".into()),
+        },
+        Case {
+            name: "-fdump-tree-original=F",
+            request: plain(&gcc(&[&format!("-fdump-tree-original={}", out("t"))]), code),
+            expect: Expect::Refused("-fdump-".into()),
+        },
+        Case {
+            name: "-fdump-rtl-expand=F",
+            request: plain(&gcc(&[&format!("-fdump-rtl-expand={}", out("r"))]), code),
+            expect: Expect::Refused("-fdump-".into()),
+        },
+        Case {
+            name: "-fdump-ipa-all=F",
+            request: plain(&gcc(&[&format!("-fdump-ipa-all={}", out("ipa"))]), code),
+            expect: Expect::Refused("-fdump-".into()),
+        },
+        Case {
+            name: "-fdump-tree-all -dumpdir D",
+            request: plain(&gcc(&["-fdump-tree-all", "-dumpdir", &dir]), code),
+            expect: Expect::Refused("-fdump-".into()),
+        },
+        Case {
+            name: "-save-temps -dumpdir D",
+            request: plain(&gcc(&["-save-temps", "-dumpdir", &dir]), code),
+            expect: Expect::Refused("-save-temps".into()),
+        },
+        Case {
+            name: "-dumpbase D/base",
+            request: plain(
+                &gcc(&["-dumpbase", &out("base"), "-fdump-tree-original"]),
+                code,
+            ),
+            expect: Expect::Refused("-dumpbase".into()),
+        },
+        Case {
+            name: "-fstack-usage",
+            request: plain(&gcc(&["-fstack-usage", "-dumpdir", &dir]), code),
+            expect: Expect::Refused("-fstack-usage".into()),
+        },
+        Case {
+            name: "-fcallgraph-info",
+            request: plain(&gcc(&["-fcallgraph-info", "-dumpdir", &dir]), code),
+            expect: Expect::Refused("-fcallgraph-info".into()),
+        },
+        Case {
+            name: "-gsplit-dwarf",
+            request: plain(&gcc(&["-gsplit-dwarf", "-dumpdir", &dir]), code),
+            expect: Expect::Refused("-gsplit-dwarf".into()),
+        },
+        Case {
+            name: "-fopt-info-all=F",
+            request: plain(
+                &gcc(&["-O2", &format!("-fopt-info-all={}", out("opt"))]),
+                code,
+            ),
+            expect: Expect::Refused("-fopt-info-".into()),
+        },
+        Case {
+            name: "-fsave-optimization-record",
+            request: plain(
+                &gcc(&["-fsave-optimization-record", "-dumpdir", &dir]),
+                code,
+            ),
+            expect: Expect::Refused("-fsave-optimization-record".into()),
+        },
+        Case {
+            name: "-ftest-coverage -fprofile-note=F",
+            request: plain(
+                &gcc(&[
+                    "-ftest-coverage",
+                    &format!("-fprofile-note={}", out("n.gcno")),
+                ]),
+                code,
+            ),
+            expect: Expect::Refused("-ftest-coverage".into()),
+        },
+        Case {
+            name: "-Wa,-aln=F",
+            request: plain(&gcc(&[&format!("-Wa,-aln={}", out("l1"))]), code),
+            expect: Expect::Refused(format!("-Wa,-aln={}", out("l1"))),
+        },
+        Case {
+            name: "-Xassembler -aln=F",
+            request: plain(&gcc(&["-Xassembler", &format!("-aln={}", out("l2"))]), code),
+            expect: Expect::Refused(format!("-Xassembler -aln={}", out("l2"))),
+        },
+        Case {
+            name: "-Wa,--MD,F",
+            request: plain(&gcc(&[&format!("-Wa,--MD,{}", out("asdeps"))]), code),
+            expect: Expect::Refused("-Wa,--MD".into()),
+        },
+    ];
+    run_cases(&w, cases);
+    assert_serves(&w.d);
+}
+
+#[test]
+fn pump_requests_run_nothing_write_nothing_read_nothing() {
+    let w = world();
+    let gcc = |extra: &[&str]| {
+        let mut v = strings(&["gcc", "-c", "a.c", "-o", "a.o"]);
+        v.extend(strings(extra));
+        v
+    };
+    let evil = std::fs::read(&w.evil_so).unwrap();
+    let specs = format!("@c:\n/bin/touch {}\n\n", w.marker.display());
+    let src = || file("/w/a.c", b"int x;\n");
+    let escape = format!("{}{}", "../".repeat(30), w.outside.display());
+    let climb = format!(
+        "{}{}",
+        "../".repeat(30),
+        w.secret_h.display().to_string().trim_start_matches('/')
+    );
+    let cases = vec![
+        Case {
+            name: "shipped @x.rsp",
+            request: pump(
+                &gcc(&["@x.rsp"]),
+                vec![
+                    src(),
+                    file("/w/x.rsp", b"-fplugin=./evil.so\n"),
+                    file("/w/evil.so", &evil),
+                ],
+            ),
+            expect: Expect::Refused("@x.rsp".into()),
+        },
+        Case {
+            name: "shipped .so with -Wp,-fplugin",
+            request: pump(
+                &gcc(&["-Wp,-fplugin=./evil.so"]),
+                vec![src(), file("/w/evil.so", &evil)],
+            ),
+            expect: Expect::Refused("-Wp,-fplugin=".into()),
+        },
+        Case {
+            name: "shipped specs file",
+            request: pump(
+                &gcc(&["-specs", "sp.txt"]),
+                vec![src(), file("/w/sp.txt", specs.as_bytes())],
+            ),
+            expect: Expect::Refused("-specs".into()),
+        },
+        Case {
+            name: "bin/specs with -B ./bin/",
+            request: pump(
+                &gcc(&["-B", "./bin/"]),
+                vec![src(), file("/w/bin/specs", specs.as_bytes())],
+            ),
+            expect: Expect::Refused("-B".into()),
+        },
+        Case {
+            name: "a trailing -MT swallows the server's -MF",
+            request: pump(
+                &gcc(&[
+                    "-MD",
+                    "-MF",
+                    &w.outside.join("dep.d").display().to_string(),
+                    "-MT",
+                ]),
+                vec![src()],
+            ),
+            expect: Expect::Refused("-MT".into()),
+        },
+        Case {
+            name: "a LINK out of the root and a relative -aux-info",
+            request: pump(
+                &gcc(&["-aux-info", "out/aux.txt"]),
+                vec![src(), link("/w/out", &escape)],
+            ),
+            expect: Expect::Refused("-aux-info".into()),
+        },
+        Case {
+            name: "-include climbing out of the root",
+            request: pump(&gcc(&["-include", &climb]), vec![src()]),
+            expect: Expect::Refused("-include".into()),
+        },
+    ];
+    run_cases(&w, cases);
+    // An honest pump job with the client's own -MD -MF -MT still works.
+    let bytes = exchange(
+        w.d.port,
+        &pump(
+            &gcc(&["-MD", "-MF", "/w/a.d", "-MT", "a.o", "-I", "inc"]),
+            vec![
+                file("/w/a.c", b"#include \"h.h\"\nint x = H;\n"),
+                file("/w/inc/h.h", b"#define H 1\n"),
+            ],
+        ),
+    );
+    let (reply, _) = protocol::decode_reply(&bytes, 3, Limits::default())
+        .unwrap_or_else(|e| panic!("honest pump job: {e}: {}", w.d.log_text()));
+    assert_eq!(
+        reply.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    let dotd = String::from_utf8(reply.dotd.unwrap_or_default()).unwrap();
+    assert!(dotd.starts_with("a.o: a.c"), "{dotd}");
+    assert!(dotd.contains("inc/h.h"), "{dotd}");
+}
+
+#[test]
+fn multi_byte_compiler_names_are_refused_and_the_daemon_serves_on() {
+    let w = world();
+    for name in ["/binéé", "/usr/bin日本", "/usr/bin/日本", "é"] {
+        // (The log names what was checked: `/usr/bin/日本` is refused as `日本`.)
+        let tail = name.rsplit('/').next().unwrap_or(name);
+        let before = refusals_naming(&w.d, tail);
+        let bytes = exchange(
+            w.d.port,
+            &plain(&strings(&[name, "-c", "a.c", "-o", "a.o"]), b"int x;\n"),
+        );
+        assert!(bytes.is_empty(), "{name} was answered");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while refusals_naming(&w.d, tail) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no refusal logged for {name}: {}",
+                w.d.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_serves(&w.d);
+    }
+    assert!(w.d.log_text().lines().all(|l| !l.contains("panicked")));
+}
+
+/// Debian's distcc 3.4 client keeps `-x c`, `-iquote` and `-idirafter DIR`… in what it
+/// sends (its strip list lacks them): our daemon must still compile such jobs, as
+/// preprocessed input, rather than refuse them.
+#[test]
+fn debian_client_with_x_c_and_include_dirs_still_compiles_remotely() {
+    let work = tempfile::tempdir().unwrap();
+    let d = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    let dir = work.path().join("src");
+    std::fs::create_dir_all(dir.join("inc")).unwrap();
+    std::fs::write(dir.join("inc/q.h"), "#define Q 42\n").unwrap();
+    std::fs::write(dir.join("a.c"), "#include \"q.h\"\nint q = Q;\n").unwrap();
+    let out = common::client_cmd(
+        Path::new("/usr/bin/distcc"),
+        &work.path().join("distcc-dir"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .current_dir(&dir)
+    .env("DISTCC_FALLBACK", "0")
+    .env("DISTCC_SKIP_LOCAL_RETRY", "1")
+    .env("DISTCC_BACKOFF_PERIOD", "0")
+    .args([
+        "gcc",
+        "-x",
+        "c",
+        "-iquote",
+        "inc",
+        "-idirafter",
+        "inc",
+        "-O2",
+    ])
+    .args(["-c", "a.c", "-o", "a.o"])
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        d.log_text()
+    );
+    assert!(
+        std::fs::read(dir.join("a.o"))
+            .unwrap()
+            .starts_with(b"\x7fELF")
+    );
+    let log = common::wait_for_log(&d.log, "COMPILE_OK");
+    assert!(log.contains("COMPILE_OK"), "compiled remotely: {log}");
+}
