@@ -83,6 +83,13 @@ struct World {
 
 fn world() -> World {
     let work = tempfile::tempdir().unwrap();
+    // The daemon runs compilers as its unprivileged user (never root): it must be able to
+    // reach what an attacker aims at, so that a missed refusal shows.
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let outside = world_writable_dir(work.path(), "outside");
     let dtmp = world_writable_dir(work.path(), "dtmp");
     let flags = world_writable_dir(work.path(), "flags");
@@ -115,7 +122,7 @@ fn world() -> World {
     let d = Daemon::start(
         Kind::Ours,
         work.path(),
-        &["--user", "root"],
+        &[],
         &[("TMPDIR", dtmp.to_str().unwrap())],
     );
     World {
@@ -594,7 +601,12 @@ fn multi_byte_compiler_names_are_refused_and_the_daemon_serves_on() {
 #[test]
 fn debian_client_with_x_c_and_include_dirs_still_compiles_remotely() {
     let work = tempfile::tempdir().unwrap();
-    let d = Daemon::start(Kind::Ours, work.path(), &["--user", "root"], &[]);
+    std::fs::set_permissions(
+        work.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let d = Daemon::start(Kind::Ours, work.path(), &[], &[]);
     let dir = work.path().join("src");
     std::fs::create_dir_all(dir.join("inc")).unwrap();
     std::fs::write(dir.join("inc/q.h"), "#define Q 42\n").unwrap();

@@ -124,12 +124,7 @@ fn workdir() -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn one_pump_command_sees_every_change() {
     let (work, dir) = workdir();
-    let daemon = Daemon::start(
-        Kind::Ours,
-        work.path(),
-        &["--user", "root", "--log-level", "debug"],
-        &[],
-    );
+    let daemon = Daemon::start(Kind::Ours, work.path(), &["--log-level", "debug"], &[]);
     let log = work.path().join("client.log");
     let d = distcc();
     let out = client_cmd(
@@ -158,12 +153,7 @@ fn one_pump_command_sees_every_change() {
 #[test]
 fn a_background_include_server_sees_every_change() {
     let (work, dir) = workdir();
-    let daemon = Daemon::start(
-        Kind::Ours,
-        work.path(),
-        &["--user", "root", "--log-level", "debug"],
-        &[],
-    );
+    let daemon = Daemon::start(Kind::Ours, work.path(), &["--log-level", "debug"], &[]);
     let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
     let d = distcc();
     let out = client_cmd(&d, &work.path().join("distcc-dir"), &hosts)

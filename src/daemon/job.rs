@@ -20,6 +20,29 @@ use crate::exitcode::ExitCode;
 use crate::protocol::{Body, FileKind, Payload, Reply, Request};
 use crate::temp;
 
+/// Most bytes one received file (a preprocessed source, one pump file) may unpack to.
+pub(crate) const MAX_FILE: usize = 256 << 20;
+/// Most bytes all the files of one request may unpack to: what a job may put on disk.
+pub(crate) const MAX_UNPACKED: usize = 1 << 30;
+
+/// Unpack (or take) one received body, counting it against the request's total: an LZO
+/// bomb stops at the cap, not when memory or disk runs out.
+fn unpack(payload: Payload, total: &mut usize) -> Result<Vec<u8>, Refusal> {
+    let left = MAX_UNPACKED.saturating_sub(*total).min(MAX_FILE);
+    let data = match payload {
+        Payload::Plain(d) => d,
+        Payload::Lzo(d) => crate::compress::decompress(&d, left).map_err(|e| match e {
+            crate::compress::CompressError::TooLarge { .. } => Refusal::TooLarge { limit: left },
+            e => Refusal::Server(e.to_string()),
+        })?,
+    };
+    if data.len() > left {
+        return Err(Refusal::TooLarge { limit: left });
+    }
+    *total += data.len();
+    Ok(data)
+}
+
 /// Why a request is refused without running anything (the connection is then closed).
 #[derive(Debug, Error)]
 pub enum Refusal {
@@ -31,6 +54,10 @@ pub enum Refusal {
     Tree(#[from] TreeError),
     #[error("pump request without a working directory (CDIR)")]
     NoCwd,
+    #[error(
+        "request unpacks to more than {limit} bytes (a file may unpack to {MAX_FILE}, a request to {MAX_UNPACKED})"
+    )]
+    TooLarge { limit: usize },
     #[error("server trouble: {0}")]
     Server(String),
 }
@@ -133,11 +160,7 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
     let output = job.output.display().to_string();
     match req.body {
         Body::Source(payload) => {
-            let data = match payload {
-                Payload::Plain(d) => d,
-                Payload::Lzo(d) => crate::compress::decompress(&d, usize::MAX >> 1)
-                    .map_err(|e| Refusal::Server(e.to_string()))?,
-            };
+            let data = unpack(payload, &mut 0)?;
             let ext = argv::temp_input_extension(&job.input);
             let input_path = job.dir.join(format!("in_{tag}{ext}"));
             std::fs::write(&input_path, data).map_err(|e| Refusal::Server(e.to_string()))?;
@@ -151,13 +174,12 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
             let root_path = job.dir.join("root");
             std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
             let tree = Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
+            // One file unpacked at a time, written, and dropped.
+            let mut total = 0;
             for f in files {
                 match f.kind {
-                    FileKind::File(Payload::Plain(data)) => tree.write_file(&f.name, &data)?,
-                    FileKind::File(Payload::Lzo(data)) => {
-                        let data = crate::compress::decompress(&data, usize::MAX >> 1)
-                            .map_err(|e| Refusal::Server(e.to_string()))?;
-                        tree.write_file(&f.name, &data)?
+                    FileKind::File(payload) => {
+                        tree.write_file(&f.name, &unpack(payload, &mut total)?)?
                     }
                     FileKind::Link(target) => tree.make_link(&f.name, &target)?,
                 };
@@ -350,6 +372,33 @@ pub fn default_tmp_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpacking_stops_at_the_caps() {
+        // Within the file cap but past what the request has left.
+        let mut total = MAX_UNPACKED - 1000;
+        let bomb = crate::compress::compress(&vec![0u8; 1 << 20]).unwrap();
+        assert!(bomb.len() < 16 * 1024, "a megabyte of zeros packs small");
+        assert!(matches!(
+            unpack(Payload::Lzo(bomb.clone()), &mut total),
+            Err(Refusal::TooLarge { limit: 1000 })
+        ));
+        assert!(matches!(
+            unpack(Payload::Plain(vec![1; 1001]), &mut total),
+            Err(Refusal::TooLarge { .. })
+        ));
+        assert_eq!(
+            total,
+            MAX_UNPACKED - 1000,
+            "nothing counted for refused files"
+        );
+        let mut total = 0;
+        assert_eq!(
+            unpack(Payload::Lzo(bomb), &mut total).unwrap().len(),
+            1 << 20
+        );
+        assert_eq!(total, 1 << 20);
+    }
 
     fn settings(tmp: &Path) -> JobSettings {
         JobSettings {

@@ -51,6 +51,9 @@ pub fn peer_name(peer: Option<SocketAddr>) -> String {
 
 /// Jobs smaller than this do their file work on the executor thread.
 const INLINE_LIMIT: usize = 256 * 1024;
+/// The same for compressed requests: at most a few MiB once unpacked, so an LZO bomb
+/// unpacks on the blocking pool, never on the thread that serves every other client.
+const INLINE_LZO_LIMIT: usize = 16 * 1024;
 
 /// The bytes a request carries.
 fn request_size(req: &protocol::Request) -> usize {
@@ -157,7 +160,13 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     let settings = shared.settings.clone();
     // File work goes to the blocking pool, except for small jobs, where the hand-off to
     // another thread would cost more than the work itself.
-    let small = request_size(&req) < INLINE_LIMIT;
+    // LZO unpacks up to ~255×: only a few KiB of it are "small".
+    let inline_limit = if protocol::uses_lzo(req.version) {
+        INLINE_LZO_LIMIT
+    } else {
+        INLINE_LIMIT
+    };
+    let small = request_size(&req) < inline_limit;
     let prepared = if small {
         job::prepare(req, &settings)
     } else {

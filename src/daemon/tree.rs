@@ -24,6 +24,10 @@ pub enum TreeError {
     DotDot(String),
     #[error("file name {0:?} names the root itself")]
     Empty(String),
+    #[error(
+        "file name of {len} bytes in {depth} components is deeper than the {MAX_DEPTH} allowed"
+    )]
+    TooDeep { len: usize, depth: usize },
     #[error("{path:?}: {source} (a symlink or duplicate in the file list?)")]
     Create {
         path: String,
@@ -44,10 +48,21 @@ fn cstr(s: &str) -> Result<CString, TreeError> {
     })
 }
 
+/// Most components a client path may have. Real trees are a few dozen deep; without a
+/// bound one NAME of `a/a/a/…` makes the daemon create hundreds of thousands of dirs.
+pub(crate) const MAX_DEPTH: usize = 256;
+
 /// Split a client path into its components, refusing anything that could climb out.
 fn components(name: &str) -> Result<Vec<&str>, TreeError> {
     if !name.starts_with('/') {
         return Err(TreeError::NotAbsolute(name.to_owned()));
+    }
+    let depth = name.split('/').filter(|p| !p.is_empty()).count();
+    if depth > MAX_DEPTH {
+        return Err(TreeError::TooDeep {
+            len: name.len(),
+            depth,
+        });
     }
     let parts: Vec<&str> = name
         .split('/')
@@ -200,6 +215,20 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_names_are_refused_before_anything_is_made() {
+        let t = tempfile::tempdir().unwrap();
+        let tree = Tree::open(t.path()).unwrap();
+        let deep = "/a".repeat(MAX_DEPTH + 1) + "/x.h";
+        assert!(matches!(
+            tree.write_file(&deep, b"x"),
+            Err(TreeError::TooDeep { .. })
+        ));
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+        let ok = "/a".repeat(MAX_DEPTH - 1) + "/x.h";
+        assert!(tree.write_file(&ok, b"x").is_ok());
+    }
 
     fn setup() -> (tempfile::TempDir, tempfile::TempDir, Tree) {
         let outside = tempfile::tempdir().unwrap();
