@@ -212,3 +212,72 @@ fn stats_page_counts_jobs() {
     assert!(page.contains("\ndcc_longest_job a.c\n"), "{page}");
     assert!(page.trim_end().ends_with("</distccstats>"), "{page}");
 }
+
+#[test]
+fn sigterm_ends_a_compiler_that_outlives_the_grace_period() {
+    let work = tempfile::tempdir().unwrap();
+    let masq = world_writable_dir(work.path(), "masq");
+    let flag = world_writable_dir(work.path(), "flag");
+    common::script(
+        &masq.join("hangcc"),
+        &format!("echo $$ > {}/pid; exec sleep 600", flag.display()),
+    );
+    let path = format!("{}:/usr/bin:/bin", masq.display());
+    let mut d = common::Daemon::start(
+        common::Kind::Ours,
+        work.path(),
+        &[],
+        &[
+            ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
+            ("DISTCCD_PATH", &path),
+        ],
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    let req = protocol::encode_request(&Request {
+        version: 1,
+        cwd: None,
+        argv: ["hangcc", "-c", "a.c", "-o", "a.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        body: Body::Source(Payload::Plain(b"int a;\n".to_vec())),
+    })
+    .unwrap();
+    s.write_all(&req).unwrap();
+    let pid_file = flag.join("pid");
+    common::wait_for_file(&pid_file);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let pid: i32 = loop {
+        if let Ok(p) = std::fs::read_to_string(&pid_file).unwrap().trim().parse() {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the compiler never wrote its pid"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // SAFETY: signalling the daemon we started.
+    unsafe { libc::kill(d.child.id() as i32, libc::SIGTERM) };
+    assert!(
+        wait_exit(&mut d.child, Duration::from_secs(30)).is_some(),
+        "the daemon stops after its grace period"
+    );
+    // Running, not a zombie waiting for init to reap it.
+    let alive = |p: i32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(pid), "the compiler {pid} was orphaned, not ended");
+    assert!(
+        d.log_text().contains("stopped 1 compiler"),
+        "{}",
+        d.log_text()
+    );
+}

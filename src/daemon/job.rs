@@ -300,6 +300,58 @@ fn safeguard_level() -> String {
     (level + 1).to_string()
 }
 
+/// Process groups of the compilers running now. A compiler runs in its own group, so one
+/// that is still running when the daemon stops would outlive it: the daemon ends them all
+/// ([`end_running_compilers`]) before it exits.
+static RUNNING: std::sync::Mutex<Vec<libc::pid_t>> = std::sync::Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<libc::pid_t>> {
+    RUNNING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A compiler's group in [`RUNNING`] while its job waits for it.
+struct Registered(libc::pid_t);
+
+impl Registered {
+    fn new(pid: libc::pid_t) -> Registered {
+        running().push(pid);
+        Registered(pid)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        running().retain(|p| *p != self.0);
+    }
+}
+
+/// Is anything left of process group `pgid`?
+fn group_alive(pgid: libc::pid_t) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(-pgid, 0) == 0 }
+}
+
+/// Stop every compiler still running: SIGTERM their groups, SIGKILL what is left after
+/// `grace`. Returns how many groups there were.
+pub(crate) async fn end_running_compilers(grace: Duration) -> usize {
+    let groups = running().clone();
+    for &pgid in &groups {
+        // SAFETY: signalling process groups we created for compilers.
+        unsafe { libc::killpg(pgid, libc::SIGTERM) };
+    }
+    let deadline = std::time::Instant::now() + grace;
+    while groups.iter().any(|&g| group_alive(g)) && std::time::Instant::now() < deadline {
+        smol::Timer::after(Duration::from_millis(20)).await;
+    }
+    for &pgid in groups.iter().filter(|&&g| group_alive(g)) {
+        // SAFETY: as above.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
+    groups.len()
+}
+
 /// Wait for the compiler, killing its process group on timeout or disconnect.
 async fn wait(
     mut child: smol::process::Child,
@@ -307,6 +359,7 @@ async fn wait(
     client_gone: impl Future<Output = ()>,
 ) -> (u32, Ending) {
     let pid = child.id() as libc::pid_t;
+    let _registered = Registered::new(pid);
     enum Event {
         Exited(std::io::Result<std::process::ExitStatus>),
         Timeout,

@@ -53,6 +53,41 @@ pub struct Config {
     pub io_timeout: Duration,
 }
 
+/// Descriptors kept back from client connections: the log, listeners, the stats port, and
+/// per running job its files and its compiler's pipes.
+fn fd_reserve(jobs: usize) -> u64 {
+    64 + 8 * jobs as u64
+}
+
+/// Raise the soft `RLIMIT_NOFILE` to the hard one (systemd starts services at 1024 soft,
+/// far below its hard limit) and say how many client connections fit beside the reserve.
+fn connection_limit(jobs: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let soft = if lim.rlim_cur == libc::RLIM_INFINITY || lim.rlim_cur == 0 {
+        65536
+    } else {
+        lim.rlim_cur
+    };
+    let n = soft.saturating_sub(fd_reserve(jobs)).clamp(4, 65536);
+    log::debug!("up to {n} client connections ({soft} descriptors)");
+    n as usize
+}
+
 /// The default `--jobs`: CPUs + 2.
 pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()) + 2
@@ -127,6 +162,7 @@ pub fn run(config: Config) -> i32 {
         }),
         acl,
         slots: Semaphore::new(config.jobs.max(1)),
+        connections: Arc::new(Semaphore::new(connection_limit(config.jobs))),
         io_timeout: config.io_timeout,
         stats: Stats::default(),
     };
@@ -321,12 +357,16 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         let stop = async {
             let why = wait_for_stop(config.lifetime).await;
             log::info!("{why}: no longer accepting connections");
-            // Let running compiles finish, for a while.
+            // Let running compiles finish, for a while; then end them, never orphan them.
             for _ in 0..200 {
                 if shared.stats.running() == 0 {
                     break;
                 }
                 smol::Timer::after(Duration::from_millis(50)).await;
+            }
+            let ended = job::end_running_compilers(Duration::from_secs(2)).await;
+            if ended > 0 {
+                log::warn!("stopped {ended} compiler(s) still running after 10 s");
             }
             0
         };

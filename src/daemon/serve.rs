@@ -28,6 +28,9 @@ pub struct Shared {
     pub settings: Arc<JobSettings>,
     pub acl: Acl,
     pub slots: Semaphore,
+    /// One permit per open client connection, taken before `accept`: connections can
+    /// never use the descriptors that jobs (their files, their compilers' pipes) need.
+    pub connections: Arc<Semaphore>,
     pub io_timeout: Duration,
     pub stats: Stats,
 }
@@ -254,6 +257,7 @@ pub async fn accept_loop(
     listener: async_net::TcpListener,
 ) {
     loop {
+        let permit = shared.connections.acquire_arc().await;
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
@@ -275,8 +279,11 @@ pub async fn accept_loop(
             log::debug!("can't set keepalive for {}: {e}", peer_name(Some(peer)));
         }
         let shared = shared.clone();
-        ex.spawn(async move { serve(&shared, stream, Some(peer)).await })
-            .detach();
+        ex.spawn(async move {
+            serve(&shared, stream, Some(peer)).await;
+            drop(permit);
+        })
+        .detach();
     }
 }
 

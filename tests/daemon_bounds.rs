@@ -1,0 +1,133 @@
+//! Our daemon under more connections than it has descriptors for: it raises its soft
+//! `RLIMIT_NOFILE` to the hard limit (systemd starts services at 1024 soft), and it takes a
+//! connection permit before `accept`, so idle clients can never use the descriptors that
+//! jobs need, and `accept` never fails with EMFILE.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{distcc, free_port, wait_for_port, world_writable_dir};
+use distcc::protocol::{self, Body, Limits, Payload, Request};
+
+struct Stopped(Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own unreaped child (prlimit execs the daemon).
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+/// Our distccd under `prlimit --nofile=SOFT:HARD`.
+fn daemon(dir: &Path, nofile: &str, env: &[(&str, &str)]) -> (Stopped, u16, std::path::PathBuf) {
+    let port = free_port();
+    let logdir = world_writable_dir(dir, "log");
+    let log = logdir.join("distccd.log");
+    let child = Command::new("prlimit")
+        .arg(format!("--nofile={nofile}"))
+        .arg("--")
+        .arg(distcc())
+        .args([
+            "distccd",
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            "127.0.0.1",
+        ])
+        .args(["--allow", "127.0.0.1", "--jobs", "2", "--port"])
+        .arg(port.to_string())
+        .arg("--log-file")
+        .arg(&log)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prlimit distccd");
+    let d = Stopped(child);
+    wait_for_port(port);
+    (d, port, log)
+}
+
+fn good_request() -> Vec<u8> {
+    protocol::encode_request(&Request {
+        version: 1,
+        cwd: None,
+        argv: ["gcc", "-c", "ok.c", "-o", "ok.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        body: Body::Source(Payload::Plain(b"int ok(void) { return 1; }\n".to_vec())),
+    })
+    .unwrap()
+}
+
+/// An honest job's reply, or `None` if none came within `within`.
+fn served_within(port: u16, within: Duration) -> Option<protocol::Reply> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
+    s.write_all(&good_request()).ok()?;
+    let mut bytes = Vec::new();
+    let _ = s.read_to_end(&mut bytes);
+    protocol::decode_reply(&bytes, 1, Limits::default())
+        .ok()
+        .map(|(r, _)| r)
+}
+
+/// Open `n` connections that never send anything.
+fn idle_clients(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect an idle client"))
+        .collect()
+}
+
+#[test]
+fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
+    let work = tempfile::tempdir().unwrap();
+    // Soft 128 would be exhausted by the 300 idle clients below; hard 4096 is not.
+    let (_d, port, log) = daemon(work.path(), "128:4096", &[]);
+    let _idle = idle_clients(port, 300);
+    let reply = served_within(port, Duration::from_secs(20));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reply = reply.unwrap_or_else(|| panic!("a good client was locked out: {text}"));
+    assert_eq!(
+        reply.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    assert!(!text.contains("accept failed"), "{text}");
+}
+
+#[test]
+fn connections_never_take_the_descriptors_jobs_need() {
+    let work = tempfile::tempdir().unwrap();
+    // Hard = soft = 128: more idle clients than descriptors. Idle ones time out after 3 s.
+    let (_d, port, log) = daemon(work.path(), "128:128", &[("DISTCC_IO_TIMEOUT", "3")]);
+    let _idle = idle_clients(port, 200);
+    let started = Instant::now();
+    let reply = served_within(port, Duration::from_secs(30));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reply = reply.unwrap_or_else(|| {
+        panic!(
+            "no reply after {:?} with idle clients holding connections: {text}",
+            started.elapsed()
+        )
+    });
+    assert_eq!(
+        reply.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    assert!(
+        !text.contains("Too many open files"),
+        "the daemon ran out of descriptors: {text}"
+    );
+}
