@@ -81,12 +81,61 @@ pub fn io_timeout_from_env() -> Result<Duration, String> {
     }
 }
 
+/// How many large requests a whole daemon receives — and keeps as jobs — at once. A
+/// request whose receive buffer passes [`SMALL`] must hold a place here first; the others
+/// wait without reading, and TCP pushes back on their clients. Places are all or nothing,
+/// so receivers never deadlock holding parts of a byte budget: memory for large requests
+/// stays under places × (twice the largest request).
+pub struct Budget {
+    places: std::sync::Arc<smol::lock::Semaphore>,
+}
+
+/// What a request may buffer without a place in the [`Budget`].
+pub const SMALL: usize = 1 << 20;
+
+impl Budget {
+    pub fn new(places: usize) -> std::sync::Arc<Budget> {
+        std::sync::Arc::new(Budget {
+            places: std::sync::Arc::new(smol::lock::Semaphore::new(places.max(1))),
+        })
+    }
+}
+
+/// A connection's place in the [`Budget`], if it needed one; given back when dropped.
+pub struct Reservation {
+    budget: std::sync::Arc<Budget>,
+    place: Option<smol::lock::SemaphoreGuardArc>,
+}
+
+impl Reservation {
+    fn empty(budget: std::sync::Arc<Budget>) -> Reservation {
+        Reservation {
+            budget,
+            place: None,
+        }
+    }
+
+    /// Make room for a buffer of `bytes`: beyond [`SMALL`], wait for a place.
+    async fn cover(&mut self, bytes: usize) {
+        if bytes > SMALL && self.place.is_none() {
+            self.place = Some(self.budget.places.acquire_arc().await);
+        }
+    }
+
+    /// Does this request hold a place?
+    pub fn is_large(&self) -> bool {
+        self.place.is_some()
+    }
+}
+
 /// A protocol conversation over one stream.
 pub struct Connection<S> {
     stream: S,
     buf: Vec<u8>,
     limits: Limits,
     timeout: Duration,
+    /// The daemon's budget for received bytes, and what this connection holds of it.
+    reservation: Option<Reservation>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -96,7 +145,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             buf: Vec::new(),
             limits: Limits::default(),
             timeout,
+            reservation: None,
         }
+    }
+
+    /// Count what this connection buffers against `budget` (the daemon's requests).
+    pub fn with_budget(mut self, budget: std::sync::Arc<Budget>) -> Self {
+        self.reservation = Some(Reservation::empty(budget));
+        self
+    }
+
+    /// Take what this connection holds of its budget, to keep it while the request's job
+    /// (its files on disk) lives; the connection then starts afresh.
+    pub fn take_reservation(&mut self) -> Option<Reservation> {
+        let budget = self.reservation.as_ref()?.budget.clone();
+        self.reservation.replace(Reservation::empty(budget))
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Self {
@@ -164,6 +227,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         const MAX_STEP: usize = 1024 * 1024;
         let old = self.buf.len();
         let step = old.clamp(MIN_STEP, MAX_STEP);
+        if old + step > self.buf.capacity() {
+            // Grow as a Vec would (doubling), but decide the size here, so that it can be
+            // counted against the budget before it is allocated.
+            let cap = (old + step).max(self.buf.capacity() * 2);
+            if let Some(r) = self.reservation.as_mut() {
+                r.cover(cap).await;
+            }
+            self.buf.reserve_exact(cap - old);
+        }
         self.buf.resize(old + step, 0);
         let read = async {
             let n = self.stream.read(&mut self.buf[old..]).await?;
@@ -417,6 +489,64 @@ mod tests {
         assert_eq!(end, Some(bytes.len()));
         let (back, used) = protocol::decode_request(&bytes, Limits::default()).unwrap();
         assert_eq!((back, used), (r, bytes.len()));
+    }
+
+    #[test]
+    fn a_large_request_waits_for_a_place_and_its_job_keeps_it() {
+        smol::block_on(async {
+            let budget = Budget::new(1);
+            let plain = Request {
+                version: 1,
+                body: Body::Source(Payload::Plain(vec![b' '; 2 * SMALL])),
+                ..req()
+            };
+            let bytes = protocol::encode_request(&plain).unwrap();
+            // Another large job holds the only place.
+            let mut other = Reservation::empty(budget.clone());
+            other.cover(SMALL + 1).await;
+            assert!(other.is_large());
+            let (mut a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            let writer = smol::spawn(async move {
+                let _ = a.write_all(&bytes).await;
+                a
+            });
+            let mut conn = Connection::new(b, Duration::from_secs(5)).with_budget(budget.clone());
+            let read = smol::spawn(async move {
+                let r = conn.read_request().await.map(|_| ());
+                (r, conn)
+            });
+            // It cannot finish while the other job holds the place...
+            smol::Timer::after(Duration::from_millis(200)).await;
+            assert!(!read.is_finished(), "read a large request without a place");
+            // ...and does once it is given back, then keeps it for its own job.
+            drop(other);
+            let (r, mut conn) = read.await;
+            r.unwrap();
+            let held = conn.take_reservation().unwrap();
+            assert!(held.is_large());
+            assert!(
+                budget.places.try_acquire().is_none(),
+                "the job holds the place"
+            );
+            drop(held);
+            assert!(budget.places.try_acquire().is_some());
+            drop(writer.await);
+        });
+    }
+
+    #[test]
+    fn small_requests_need_no_place() {
+        smol::block_on(async {
+            let budget = Budget::new(1);
+            let mut other = Reservation::empty(budget.clone());
+            other.cover(SMALL + 1).await;
+            let (mut a, b) = smol::net::unix::UnixStream::pair().unwrap();
+            let bytes = protocol::encode_request(&req()).unwrap();
+            a.write_all(&bytes).await.unwrap();
+            let mut conn = Connection::new(b, Duration::from_secs(5)).with_budget(budget);
+            conn.read_request().await.unwrap();
+            assert!(!conn.take_reservation().unwrap().is_large());
+        });
     }
 
     #[test]

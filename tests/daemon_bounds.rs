@@ -131,3 +131,77 @@ fn connections_never_take_the_descriptors_jobs_need() {
         "the daemon ran out of descriptors: {text}"
     );
 }
+
+/// Peak RSS of a process, in KiB.
+fn peak_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn many_large_requests_wait_for_the_budget_instead_of_exhausting_memory() {
+    let work = tempfile::tempdir().unwrap();
+    let (d, port, log) = daemon(work.path(), "4096:4096", &[]);
+    // Twelve clients each send a 100 MiB protocol-1 source at once (for a compiler the
+    // daemon will refuse, after reading it). Buffered all at once that is well over 1 GiB.
+    let source = std::sync::Arc::new(vec![b' '; 100 << 20]);
+    let senders: Vec<_> = (0..12)
+        .map(|_| {
+            let source = source.clone();
+            std::thread::spawn(move || {
+                let head = {
+                    let mut buf = Vec::new();
+                    protocol::encode_request_head(
+                        &mut buf,
+                        1,
+                        None,
+                        &["nocc", "-c", "big.c", "-o", "big.o"].map(String::from),
+                    );
+                    protocol::encode_int(&mut buf, &protocol::tok::DOTI, source.len() as u32);
+                    buf
+                };
+                let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                    return;
+                };
+                let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
+                let _ = s.write_all(&head);
+                let _ = s.write_all(&source);
+                let mut sink = Vec::new();
+                let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+                let _ = s.read_to_end(&mut sink);
+            })
+        })
+        .collect();
+    // Meanwhile a small honest job is served.
+    let reply = served_within(port, Duration::from_secs(60));
+    for s in senders {
+        let _ = s.join();
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reply = reply.unwrap_or_else(|| panic!("the honest job got no reply: {text}"));
+    assert_eq!(
+        reply.status,
+        0,
+        "{}",
+        String::from_utf8_lossy(&reply.stderr)
+    );
+    let peak = peak_rss_kb(d.0.id());
+    // Two large requests at a time (2 × a 128 MiB buffer, plus decoding): ~260 MB here;
+    // all twelve at once came to ~680 MB.
+    assert!(
+        peak < 450 * 1024,
+        "the daemon's peak RSS was {} MB for 12 × 100 MiB requests",
+        peak / 1024
+    );
+    assert_eq!(
+        text.matches("nocc not in").count(),
+        12,
+        "every large request was read and refused: {text}"
+    );
+}

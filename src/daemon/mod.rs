@@ -163,6 +163,7 @@ pub fn run(config: Config) -> i32 {
         acl,
         slots: Semaphore::new(config.jobs.max(1)),
         connections: Arc::new(Semaphore::new(connection_limit(config.jobs))),
+        budget: crate::connection::Budget::new(serve::LARGE_REQUESTS),
         io_timeout: config.io_timeout,
         stats: Stats::default(),
     };

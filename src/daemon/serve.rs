@@ -31,6 +31,8 @@ pub struct Shared {
     /// One permit per open client connection, taken before `accept`: connections can
     /// never use the descriptors that jobs (their files, their compilers' pipes) need.
     pub connections: Arc<Semaphore>,
+    /// What received requests, and the jobs they become, may hold in memory and on disk.
+    pub budget: Arc<crate::connection::Budget>,
     pub io_timeout: Duration,
     pub stats: Stats,
 }
@@ -51,6 +53,13 @@ pub fn peer_name(peer: Option<SocketAddr>) -> String {
         None => "(inetd)".to_owned(),
     }
 }
+
+/// The largest request on the wire (a preprocessed source, or a pump request's files,
+/// compressed).
+pub const MAX_REQUEST: usize = 128 << 20;
+/// How many requests over 1 MiB are received, and kept as jobs, at once: with receive
+/// buffers of up to twice [`MAX_REQUEST`], at most 512 MiB between them.
+pub const LARGE_REQUESTS: usize = 2;
 
 /// Jobs smaller than this do their file work on the executor thread.
 const INLINE_LIMIT: usize = 256 * 1024;
@@ -140,7 +149,13 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     start: Instant,
 ) {
     shared.stats.record(JobResult::TcpAccept);
-    let mut conn = Connection::new(stream, shared.io_timeout);
+    let limits = protocol::Limits {
+        max_request: MAX_REQUEST,
+        ..protocol::Limits::default()
+    };
+    let mut conn = Connection::new(stream, shared.io_timeout)
+        .with_limits(limits)
+        .with_budget(shared.budget.clone());
     let req = match conn.read_request().await {
         Ok(r) => r,
         Err(e) => {
@@ -159,6 +174,8 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
+    // The request's share of the budget stays taken until its job's files are gone.
+    let _held = conn.take_reservation();
     let version = req.version;
     let settings = shared.settings.clone();
     // File work goes to the blocking pool, except for small jobs, where the hand-off to
