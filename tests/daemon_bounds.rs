@@ -40,7 +40,7 @@ fn daemon(dir: &Path, nofile: &str, env: &[(&str, &str)]) -> (Stopped, u16, std:
             "--listen",
             "127.0.0.1",
         ])
-        .args(["--allow", "127.0.0.1", "--jobs", "2", "--port"])
+        .args(["--allow", "127.0.0.1", "--jobs", "1", "--port"])
         .arg(port.to_string())
         .arg("--log-file")
         .arg(&log)
@@ -204,4 +204,47 @@ fn many_large_requests_wait_for_the_budget_instead_of_exhausting_memory() {
         12,
         "every large request was read and refused: {text}"
     );
+}
+
+#[test]
+fn a_client_that_never_reads_its_reply_holds_no_compiler_slot() {
+    let work = tempfile::tempdir().unwrap();
+    // One slot. The first client's object (32 MiB) is more than the socket buffers hold,
+    // and that client never reads it.
+    let (_d, port, log) = daemon(work.path(), "4096:4096", &[]);
+    let big = protocol::encode_request(&Request {
+        version: 1,
+        cwd: None,
+        argv: ["gcc", "-c", "big.c", "-o", "big.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        body: Body::Source(Payload::Plain(b"char big[32 << 20] = { 1 };\n".to_vec())),
+    })
+    .unwrap();
+    let mut stuck = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stuck.write_all(&big).unwrap();
+    // Wait until its compile is done and the daemon is trying to send.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pending = {
+            let mut peek = [0u8; 1];
+            stuck.set_nonblocking(true).unwrap();
+            let n = stuck.peek(&mut peek).unwrap_or(0);
+            stuck.set_nonblocking(false).unwrap();
+            n
+        };
+        if pending > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the big job never replied");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another client is served at once, though the first still holds its connection (which
+    // TCP_USER_TIMEOUT would only end after 20 s of a zero window).
+    let reply = served_within(port, Duration::from_secs(8));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let reply = reply.unwrap_or_else(|| panic!("the second client waited for the slot: {text}"));
+    assert_eq!(reply.status, 0);
+    drop(stuck);
 }

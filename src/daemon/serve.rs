@@ -211,10 +211,14 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let _slot = shared.slots.acquire().await;
-    shared.stats.job_started();
-    let _running = Running(&shared.stats);
-    let (status, ending, serr) = prepared.run(&shared.settings, conn.wait_for_eof()).await;
+    // The compiler slot is held while the compiler runs, not while the reply goes out: a
+    // client that never reads its reply must not keep others from compiling.
+    let (status, ending, serr) = {
+        let _slot = shared.slots.acquire().await;
+        shared.stats.job_started();
+        let _running = Running(&shared.stats);
+        prepared.run(&shared.settings, conn.wait_for_eof()).await
+    };
     let (finished, prepared) = if small {
         (prepared.finish(status, ending, serr), prepared)
     } else {
