@@ -248,3 +248,85 @@ fn a_client_that_never_reads_its_reply_holds_no_compiler_slot() {
     assert_eq!(reply.status, 0);
     drop(stuck);
 }
+
+/// Send `bytes` from a thread, then wait for the daemon to close; returns the thread.
+fn send_in_background(port: u16, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return;
+        };
+        let _ = s.set_write_timeout(Some(Duration::from_secs(60)));
+        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+        let _ = s.write_all(&bytes);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    })
+}
+
+#[test]
+fn sixty_thousand_tiny_pump_files_cost_little_memory() {
+    let work = tempfile::tempdir().unwrap();
+    let (d, port, log) = daemon(work.path(), "4096:4096", &[]);
+    let tiny = distcc::compress::compress(b"int x;\n").unwrap();
+    let files: Vec<protocol::FileEntry> = (0..60_000)
+        .map(|i| protocol::FileEntry {
+            name: format!("/src/d{}/h{i}.h", i % 100),
+            kind: protocol::FileKind::File(Payload::Lzo(tiny.clone())),
+        })
+        .collect();
+    let req = protocol::encode_request(&Request {
+        version: 3,
+        cwd: Some("/src".into()),
+        argv: ["gcc", "-c", "/src/d0/h0.h", "-o", "x.o"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        body: Body::Files(files),
+    })
+    .unwrap();
+    let sender = send_in_background(port, req);
+    let reply = served_within(port, Duration::from_secs(30));
+    let _ = sender.join();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(reply.map(|r| r.status), Some(0), "{text}");
+    let peak = peak_rss_kb(d.0.id());
+    assert!(peak < 150 * 1024, "peak RSS {} MB: {text}", peak / 1024);
+}
+
+#[test]
+fn huge_argv_words_do_not_stall_other_clients() {
+    let work = tempfile::tempdir().unwrap();
+    let (_d, port, log) = daemon(work.path(), "4096:4096", &[]);
+    // 100 words of 1 MiB, sent in small pieces: a decoder that re-walks the request from
+    // its start after every read does ~10^4 passes over up to 100 MiB.
+    let word = "-DX=".to_string() + &"y".repeat((1 << 20) - 16);
+    let mut argv: Vec<String> = ["gcc", "-c", "w.c", "-o", "w.o"].map(String::from).to_vec();
+    argv.extend(std::iter::repeat_n(word, 100));
+    let mut head = Vec::new();
+    protocol::encode_request_head(&mut head, 1, None, &argv);
+    let sender = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        for chunk in head.chunks(16 * 1024) {
+            s.write_all(chunk)
+                .expect("the daemon reads the huge request");
+        }
+        // Keep the connection open: the request is incomplete (no source follows).
+        s
+    });
+    // While it arrives, honest jobs are served promptly, one after another.
+    let mut served = 0;
+    while served < 5 || !sender.is_finished() {
+        let started = Instant::now();
+        let reply = served_within(port, Duration::from_secs(20));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert_eq!(reply.map(|r| r.status), Some(0), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "an honest job took {:?} while a huge request arrived",
+            started.elapsed()
+        );
+        served += 1;
+    }
+    let _open = sender.join().expect("sender");
+    assert!(served >= 5);
+}
