@@ -16,11 +16,13 @@
 //! | [`lock`]      | lock.c                             | slot lock files (POSIX record locks)         |
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
+//! | [`options`]   | arg.c, strip.c                     | one table of gcc/clang options and effects   |
 //! | [`args`]      | arg.c, strip.c, filename.c, dotd.c | argument scanning and rewriting              |
 //! | [`state`]     | state.c, mon.c                     | `binstate_<pid>` files for distccmon-text    |
 //! | [`daemon`]    | dparent.c, serve.c, access.c, …    | distccd: ACL, whitelist, jobs, serve loop    |
 //! | [`client`]    | compile.c, remote.c, cpp.c, …      | the client's job pipeline and fallback       |
 //! | [`pump`]      | include_server/, include_server_if.c | pump mode's include analyser              |
+//! | `fuzz`        | —                                  | entry points for `make fuzz`                 |
 
 pub mod args;
 pub mod backoff;
