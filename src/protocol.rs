@@ -562,8 +562,10 @@ impl RequestFramer {
                 return Ok(Some(self.pos));
             }
             let mut d = Decoder::frame_at(buf, self.pos, limits);
-            // A header that announces more than the request may hold is refused now.
-            if let Ok((token, len)) = d.peek_header() {
+            // A header that announces more than the request may hold is refused now (not
+            // once the last file is in: what follows is not this request's).
+            let last = matches!(self.expect, Expect::Files { left: 0, .. });
+            if !last && let Ok((token, len)) = d.peek_header() {
                 let end = self.pos.saturating_add(HEADER_LEN);
                 let body = if [
                     tok::ARGV,
@@ -932,6 +934,29 @@ ARGV00000002-oARGV00000007hello.oDOTI00000014"
         encode_int(&mut buf, &tok::DOTI, 0xffff_fff0);
         assert!(matches!(
             decode_request(&buf, Limits::default()),
+            Err(ProtocolError::TooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn the_framer_stops_at_the_end_of_the_request() {
+        // Found by `make fuzz`: a pump request followed by the next one's header that
+        // announces a huge body was refused as too long, though it is not this request's.
+        let mut bytes = fixture("p3-hello.req");
+        let len = bytes.len();
+        encode_int(&mut bytes, &tok::FILE, 0xe000_0093);
+        let limits = Limits {
+            max_request: 1 << 24,
+            ..Limits::default()
+        };
+        assert_eq!(RequestFramer::new().advance(&bytes, limits), Ok(Some(len)));
+        // The request's own oversized header is still refused.
+        let mut big = Vec::new();
+        encode_int(&mut big, &tok::DIST, 1);
+        encode_int(&mut big, &tok::ARGC, 1);
+        encode_int(&mut big, &tok::ARGV, 0xe000_0093);
+        assert!(matches!(
+            RequestFramer::new().advance(&big, limits),
             Err(ProtocolError::TooLong { .. })
         ));
     }
