@@ -321,7 +321,8 @@ fn huge_argv_words_do_not_stall_other_clients() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert_eq!(reply.map(|r| r.status), Some(0), "{text}");
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            // ~0.05 s here; 3.7 s with a decoder that re-walks the request after each read.
+            started.elapsed() < Duration::from_secs(2),
             "an honest job took {:?} while a huge request arrived",
             started.elapsed()
         );
