@@ -207,13 +207,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             }
             let n = self.fill().await?;
             if n == 0 {
-                return Err(if self.buf.is_empty() {
-                    ConnError::NoAnswer
-                } else {
-                    ConnError::Truncated {
-                        got: self.buf.len(),
-                    }
-                });
+                return Err(self.ended_early());
+            }
+        }
+    }
+
+    /// The peer closed before a whole message: nothing at all, or part of one.
+    fn ended_early(&self) -> ConnError {
+        if self.buf.is_empty() {
+            ConnError::NoAnswer
+        } else {
+            ConnError::Truncated {
+                got: self.buf.len(),
             }
         }
     }
@@ -280,13 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 other => other?,
             };
             if n == 0 {
-                return Err(if self.buf.is_empty() {
-                    ConnError::NoAnswer
-                } else {
-                    ConnError::Truncated {
-                        got: self.buf.len(),
-                    }
-                });
+                return Err(self.ended_early());
             }
         };
         let (req, used) = protocol::decode_request_compressed(&self.buf[..end], self.limits)

@@ -56,16 +56,10 @@ fn daemon(dir: &Path, nofile: &str, env: &[(&str, &str)]) -> (Stopped, u16, std:
 }
 
 fn good_request() -> Vec<u8> {
-    protocol::encode_request(&Request {
-        version: 1,
-        cwd: None,
-        argv: ["gcc", "-c", "ok.c", "-o", "ok.o"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        body: Body::Source(Payload::Plain(b"int ok(void) { return 1; }\n".to_vec())),
-    })
-    .unwrap()
+    common::plain_request(
+        &["gcc", "-c", "ok.c", "-o", "ok.o"],
+        b"int ok(void) { return 1; }\n",
+    )
 }
 
 /// An honest job's reply, or `None` if none came within `within`.

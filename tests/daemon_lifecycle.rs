@@ -233,16 +233,7 @@ fn sigterm_ends_a_compiler_that_outlives_the_grace_period() {
         ],
     );
     let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
-    let req = protocol::encode_request(&Request {
-        version: 1,
-        cwd: None,
-        argv: ["hangcc", "-c", "a.c", "-o", "a.o"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        body: Body::Source(Payload::Plain(b"int a;\n".to_vec())),
-    })
-    .unwrap();
+    let req = common::plain_request(&["hangcc", "-c", "a.c", "-o", "a.o"], b"int a;\n");
     s.write_all(&req).unwrap();
     let pid_file = flag.join("pid");
     common::wait_for_file(&pid_file);

@@ -367,3 +367,42 @@ fn pump_requests_cannot_write_outside_their_root() {
     );
     assert_serves(&d);
 }
+
+#[test]
+fn compilers_keep_their_temporaries_in_the_job_dir() {
+    let work = tempfile::tempdir().unwrap();
+    let masq = world_writable_dir(work.path(), "masq");
+    let dtmp = world_writable_dir(work.path(), "dtmp");
+    script(
+        &masq.join("tmpcc"),
+        "echo \"TMPDIR=$TMPDIR\" >&2; exec gcc \"$@\"",
+    );
+    let path = format!("{}:/usr/bin:/bin", masq.display());
+    let d = Daemon::start(
+        Kind::Ours,
+        work.path(),
+        &[],
+        &[
+            ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
+            ("DISTCCD_PATH", &path),
+            ("TMPDIR", dtmp.to_str().unwrap()),
+        ],
+    );
+    let bytes = exchange(
+        d.port,
+        &request(&["tmpcc", "-c", "t.c", "-o", "t.o"], b"int t;\n"),
+    );
+    let (reply, _) = protocol::decode_reply(&bytes, 1, Limits::default()).unwrap();
+    assert_eq!(reply.status, 0);
+    let err = String::from_utf8_lossy(&reply.stderr);
+    let tmpdir = err
+        .lines()
+        .find_map(|l| l.strip_prefix("TMPDIR="))
+        .unwrap_or_else(|| panic!("no TMPDIR line: {err}"));
+    let job_dir = Path::new(tmpdir);
+    assert_eq!(
+        job_dir.parent(),
+        Some(dtmp.as_path()),
+        "the compiler's TMPDIR is the job's own dir inside the daemon's: {tmpdir}"
+    );
+}

@@ -277,7 +277,11 @@ impl Prepared {
         cmd.args(&self.argv[1..])
             .current_dir(&self.cwd)
             .process_group(0)
-            .env("_DISTCC_SAFEGUARD", safeguard_level());
+            .env("_DISTCC_SAFEGUARD", safeguard_level())
+            // gcc's own temporaries (cc*.s between cc1 and as) go in the job's dir, which
+            // is removed whole: a compiler killed mid-job leaves nothing behind (found by
+            // `make fuzz`), and no job sees another's files.
+            .env("TMPDIR", &self.dir);
         if let Some(path) = &settings.path {
             cmd.env("PATH", path);
         }

@@ -282,3 +282,14 @@ pub fn wait_for_file(path: &Path) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// A protocol-1 request: `argv` and the (already preprocessed) source.
+pub fn plain_request(argv: &[&str], source: &[u8]) -> Vec<u8> {
+    distcc::protocol::encode_request(&distcc::protocol::Request {
+        version: 1,
+        cwd: None,
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        body: distcc::protocol::Body::Source(distcc::protocol::Payload::Plain(source.to_vec())),
+    })
+    .expect("encode a request")
+}
