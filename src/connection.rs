@@ -99,6 +99,14 @@ impl Budget {
             places: std::sync::Arc::new(smol::lock::Semaphore::new(places.max(1))),
         })
     }
+
+    /// Wait for a place (a large reply about to be read into memory, say).
+    pub async fn place(self: &std::sync::Arc<Self>) -> Reservation {
+        Reservation {
+            budget: self.clone(),
+            place: Some(self.places.acquire_arc().await),
+        }
+    }
 }
 
 /// A connection's place in the [`Budget`], if it needed one; given back when dropped.

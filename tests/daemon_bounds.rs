@@ -24,8 +24,17 @@ impl Drop for Stopped {
     }
 }
 
-/// Our distccd under `prlimit --nofile=SOFT:HARD`.
+/// Our distccd under `prlimit --nofile=SOFT:HARD`, with one compiler slot.
 fn daemon(dir: &Path, nofile: &str, env: &[(&str, &str)]) -> (Stopped, u16, std::path::PathBuf) {
+    daemon_with_jobs(dir, nofile, env, 1)
+}
+
+fn daemon_with_jobs(
+    dir: &Path,
+    nofile: &str,
+    env: &[(&str, &str)],
+    jobs: usize,
+) -> (Stopped, u16, std::path::PathBuf) {
     let port = free_port();
     let logdir = world_writable_dir(dir, "log");
     let log = logdir.join("distccd.log");
@@ -40,7 +49,13 @@ fn daemon(dir: &Path, nofile: &str, env: &[(&str, &str)]) -> (Stopped, u16, std:
             "--listen",
             "127.0.0.1",
         ])
-        .args(["--allow", "127.0.0.1", "--jobs", "1", "--port"])
+        .args([
+            "--allow",
+            "127.0.0.1",
+            "--jobs",
+            &jobs.to_string(),
+            "--port",
+        ])
         .arg(port.to_string())
         .arg("--log-file")
         .arg(&log)
@@ -324,4 +339,53 @@ fn huge_argv_words_do_not_stall_other_clients() {
     }
     let _open = sender.join().expect("sender");
     assert!(served >= 5);
+}
+
+#[test]
+fn large_jobs_give_their_place_back_once_they_compile() {
+    let work = tempfile::tempdir().unwrap();
+    let masq = world_writable_dir(work.path(), "masq");
+    let flag = world_writable_dir(work.path(), "flag");
+    // Each compile says it started, then waits for `go`.
+    common::script(
+        &masq.join("waitcc"),
+        &format!(
+            "touch {f}/started.$$\nwhile [ ! -e {f}/go ]; do sleep 0.05; done\nexec gcc \"$@\"",
+            f = flag.display()
+        ),
+    );
+    let path = format!("{}:/usr/bin:/bin", masq.display());
+    let env = [
+        ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
+        ("DISTCCD_PATH", path.as_str()),
+    ];
+    let (_d, port, log) = daemon_with_jobs(work.path(), "4096:4096", &env, 4);
+    // Three requests over 1 MiB (two places): all three must be compiling at once.
+    let mut source = vec![b' '; 2 << 20];
+    source.extend_from_slice(b"int big;\n");
+    let senders: Vec<_> = (0..3)
+        .map(|_| {
+            send_in_background(
+                port,
+                common::plain_request(&["waitcc", "-c", "b.c", "-o", "b.o"], &source),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let started = || std::fs::read_dir(&flag).map(|d| d.count()).unwrap_or(0);
+    while started() < 3 {
+        if Instant::now() > deadline {
+            let n = started();
+            let _ = std::fs::write(flag.join("go"), "");
+            panic!(
+                "only {n} of 3 large jobs compiled at once: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(flag.join("go"), "").unwrap();
+    for s in senders {
+        let _ = s.join();
+    }
 }

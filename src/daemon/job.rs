@@ -245,6 +245,11 @@ impl Prepared {
         }
     }
 
+    /// The size of the object the compiler wrote (0 if none).
+    pub fn object_len(&self) -> usize {
+        std::fs::metadata(&self.output).map_or(0, |m| m.len() as usize)
+    }
+
     /// Collect the results into a reply. The job's files stay until `self` is dropped, so
     /// the caller can send the reply first and clean up after.
     pub fn finish(&self, status: u32, ending: Ending, extra_stderr: Vec<u8>) -> Finished {

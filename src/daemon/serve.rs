@@ -174,8 +174,9 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    // The request's share of the budget stays taken until its job's files are gone.
-    let _held = conn.take_reservation();
+    // A large request keeps its place in the budget while its job waits for a compiler
+    // slot: what may wait for a slot, in memory or on disk, stays bounded.
+    let mut held = conn.take_reservation();
     let version = req.version;
     let settings = shared.settings.clone();
     // File work goes to the blocking pool, except for small jobs, where the hand-off to
@@ -215,9 +216,17 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     // client that never reads its reply must not keep others from compiling.
     let (status, ending, serr) = {
         let _slot = shared.slots.acquire().await;
+        // Compiling: the request is on disk, its memory gone; let the next large one in.
+        held.take();
         shared.stats.job_started();
         let _running = Running(&shared.stats);
         prepared.run(&shared.settings, conn.wait_for_eof()).await
+    };
+    // A large object is read into memory (and sent) only with a place in the budget.
+    let _reply_place = if prepared.object_len() > crate::connection::SMALL {
+        Some(shared.budget.place().await)
+    } else {
+        None
     };
     let (finished, prepared) = if small {
         (prepared.finish(status, ending, serr), prepared)
