@@ -84,13 +84,11 @@ fn expand_wp(argv: &[String]) -> Vec<String> {
 
 /// Replace a file's extension (or add one), as gcc does for `.d` and `.o` names.
 fn with_ext(path: &str, new: &str) -> String {
-    let p = Path::new(path);
-    let stem_len = match ext(path) {
-        Some(e) => path.len() - e.len() - 1,
-        None => path.len(),
-    };
-    let _ = p;
-    format!("{}.{new}", &path[..stem_len])
+    let stem = ext(path)
+        .and_then(|e| path.strip_suffix(e))
+        .and_then(|p| p.strip_suffix('.'))
+        .unwrap_or(path);
+    format!("{stem}.{new}")
 }
 
 fn basename(path: &str) -> String {
