@@ -25,22 +25,90 @@ pub(crate) const MAX_FILE: usize = 256 << 20;
 /// Most bytes all the files of one request may unpack to: what a job may put on disk.
 pub(crate) const MAX_UNPACKED: usize = 1 << 30;
 
-/// Unpack (or take) one received body, counting it against the request's total: an LZO
-/// bomb stops at the cap, not when memory or disk runs out.
-fn unpack(payload: Payload, total: &mut usize) -> Result<Vec<u8>, Refusal> {
+/// What all jobs together may be unpacking at one moment. Each LZO body reserves the most
+/// it could unpack to (LZO1X grows at most ~256×) before it is unpacked, so many small
+/// bombs at once wait their turn instead of each taking hundreds of MiB.
+const UNPACKING: usize = 1 << 30;
+
+/// A process-wide count of reserved bytes, waited on with a condvar: unpacking runs on
+/// blocking-pool threads (or, for requests under 16 KiB, briefly on the executor).
+struct Reserve {
+    used: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+    cap: usize,
+}
+
+static UNPACK_RESERVE: Reserve = Reserve::new(UNPACKING);
+
+impl Reserve {
+    const fn new(cap: usize) -> Reserve {
+        Reserve {
+            used: std::sync::Mutex::new(0),
+            freed: std::sync::Condvar::new(),
+            cap,
+        }
+    }
+
+    /// Wait until `bytes` (at most the cap) fit, and take them.
+    fn take(&self, bytes: usize) -> Reserved<'_> {
+        let bytes = bytes.min(self.cap);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used + bytes > self.cap {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        Reserved {
+            reserve: self,
+            bytes,
+        }
+    }
+}
+
+/// Bytes taken from a [`Reserve`]; given back when dropped.
+struct Reserved<'a> {
+    reserve: &'a Reserve,
+    bytes: usize,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        let mut used = self.reserve.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.bytes;
+        self.reserve.freed.notify_all();
+    }
+}
+
+/// Unpack (or take) one received body, counting it against the request's total and,
+/// while it lives, against what all jobs may be unpacking: an LZO bomb stops at the cap,
+/// not when memory or disk runs out. Keep the guard until the data is written.
+fn unpack(
+    payload: Payload,
+    total: &mut usize,
+) -> Result<(Vec<u8>, Option<Reserved<'static>>), Refusal> {
     let left = MAX_UNPACKED.saturating_sub(*total).min(MAX_FILE);
-    let data = match payload {
-        Payload::Plain(d) => d,
-        Payload::Lzo(d) => crate::compress::decompress(&d, left).map_err(|e| match e {
-            crate::compress::CompressError::TooLarge { .. } => Refusal::TooLarge { limit: left },
-            e => Refusal::Server(e.to_string()),
-        })?,
+    let (data, guard) = match payload {
+        Payload::Plain(d) => (d, None),
+        Payload::Lzo(d) => {
+            let worst = d
+                .len()
+                .saturating_mul(256)
+                .saturating_add(64 << 10)
+                .min(left);
+            let guard = UNPACK_RESERVE.take(worst);
+            let data = crate::compress::decompress(&d, worst).map_err(|e| match e {
+                crate::compress::CompressError::TooLarge { .. } => {
+                    Refusal::TooLarge { limit: worst }
+                }
+                e => Refusal::Server(e.to_string()),
+            })?;
+            (data, Some(guard))
+        }
     };
     if data.len() > left {
         return Err(Refusal::TooLarge { limit: left });
     }
     *total += data.len();
-    Ok(data)
+    Ok((data, guard))
 }
 
 /// Why a request is refused without running anything (the connection is then closed).
@@ -160,7 +228,7 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
     let output = job.output.display().to_string();
     match req.body {
         Body::Source(payload) => {
-            let data = unpack(payload, &mut 0)?;
+            let (data, _unpacking) = unpack(payload, &mut 0)?;
             let ext = argv::temp_input_extension(&job.input);
             let input_path = job.dir.join(format!("in_{tag}{ext}"));
             std::fs::write(&input_path, data).map_err(|e| Refusal::Server(e.to_string()))?;
@@ -179,7 +247,8 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
             for f in files {
                 match f.kind {
                     FileKind::File(payload) => {
-                        tree.write_file(&f.name, &unpack(payload, &mut total)?)?
+                        let (data, _unpacking) = unpack(payload, &mut total)?;
+                        tree.write_file(&f.name, &data)?
                     }
                     FileKind::Link(target) => tree.make_link(&f.name, &target)?,
                 };
@@ -436,6 +505,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unpacking_waits_for_room_beside_other_jobs() {
+        let reserve = Reserve::new(1000);
+        let first = reserve.take(600);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _second = reserve.take(600);
+                let _ = tx.send(());
+            });
+            assert!(
+                rx.recv_timeout(std::time::Duration::from_millis(200))
+                    .is_err(),
+                "600 + 600 fit in 1000"
+            );
+            drop(first);
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .expect("room once the first is given back");
+        });
+        assert_eq!(*reserve.used.lock().unwrap(), 0);
+    }
+
+    #[test]
     fn unpacking_stops_at_the_caps() {
         // Within the file cap but past what the request has left.
         let mut total = MAX_UNPACKED - 1000;
@@ -456,7 +547,7 @@ mod tests {
         );
         let mut total = 0;
         assert_eq!(
-            unpack(Payload::Lzo(bomb), &mut total).unwrap().len(),
+            unpack(Payload::Lzo(bomb), &mut total).unwrap().0.len(),
             1 << 20
         );
         assert_eq!(total, 1 << 20);
