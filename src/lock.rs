@@ -231,9 +231,9 @@ fn set_lock(file: &File, l_type: libc::c_short) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader};
     use std::os::unix::fs::PermissionsExt;
-    use std::process::{Child, Command, Stdio};
+    use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     #[test]
@@ -270,6 +270,9 @@ mod tests {
         assert!(try_lock_slot(t.path(), "localhost", 0).unwrap().is_some());
     }
 
+    // Exclusion of another process using this API: tests/lock_processes.rs (with the
+    // distcc-test-helper binary as the other process).
+
     #[test]
     fn retry_on_the_same_open_file() {
         let t = tempfile::tempdir().unwrap();
@@ -280,63 +283,6 @@ mod tests {
         drop(holder);
         assert!(waiter.try_lock().unwrap());
         assert!(waiter.is_locked());
-    }
-
-    /// Environment variable telling the re-executed test binary to act as a lock holder.
-    const CHILD_VAR: &str = "DISTCC_RS_TEST_LOCK_CHILD";
-
-    /// Not a real test: when re-executed with `CHILD_VAR`, take the lock through our API,
-    /// say "locked", and hold it until stdin closes. Without the variable it does nothing.
-    #[test]
-    fn child_lock_holder() {
-        let Some(path) = std::env::var_os(CHILD_VAR) else {
-            return;
-        };
-        let mut l = SlotLock::open(Path::new(&path)).unwrap();
-        assert!(l.try_lock().unwrap(), "child could not lock");
-        println!("locked");
-        std::io::stdout().flush().unwrap();
-        let mut s = String::new();
-        let _ = std::io::stdin().read_line(&mut s);
-    }
-
-    fn spawn_child_holder(path: &Path) -> Child {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "lock::tests::child_lock_holder",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_VAR, path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(out.read_line(&mut line).unwrap() > 0, "child died early");
-            // libtest prints "test NAME ... " and then our output on the same line.
-            if line.trim_end().ends_with("locked") {
-                break;
-            }
-        }
-        child
-    }
-
-    #[test]
-    fn excludes_another_process_using_this_api() {
-        let t = tempfile::tempdir().unwrap();
-        let path = t.path().join(lock_file_name("localhost", 0));
-        let mut child = spawn_child_holder(&path);
-        let mut mine = SlotLock::open(&path).unwrap();
-        assert!(!mine.try_lock().unwrap(), "child holds it");
-        drop(child.stdin.take()); // child exits, the kernel releases its lock
-        child.wait().unwrap();
-        assert!(mine.try_lock().unwrap());
     }
 
     fn python_lockf(path: &Path) -> String {

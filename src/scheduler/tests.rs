@@ -1,9 +1,9 @@
-//! Scheduler tests. Lock contention is tested across processes (re-executing this test
-//! binary as a helper) because that is how distcc clients meet in real builds.
+//! Scheduler tests. Contention between our own processes (how distcc clients meet in real
+//! builds) is tested in tests/scheduler_processes.rs, with the distcc-test-helper binary as
+//! the other process; here only threads of this process and Debian's distcc 3.4.
 
 use super::*;
 use crate::hosts::parse;
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -130,72 +130,6 @@ fn waiter_in_another_thread_wakes_on_release() {
     assert_eq!(got, Ok(0));
 }
 
-// ---- cross-process helpers ------------------------------------------------------------
-
-const CHILD_DIR: &str = "DISTCC_RS_TEST_SCHED_DIR";
-const CHILD_MODE: &str = "DISTCC_RS_TEST_SCHED_MODE";
-const CHILD_HOSTS: &str = "DISTCC_RS_TEST_SCHED_HOSTS";
-
-/// Not a real test: the body of helper processes, selected by `CHILD_MODE`.
-/// * `hold`: lock a slot, print "locked", hold it until stdin closes.
-/// * `work`: 3 times: lock a slot (waiting, 60 s fallback pause), create a marker file,
-///   check that no more markers exist than slots, sleep 50 ms, remove it, release.
-#[test]
-fn child_helper() {
-    let (Some(dir), Some(mode)) = (std::env::var_os(CHILD_DIR), std::env::var(CHILD_MODE).ok())
-    else {
-        return;
-    };
-    let dir = PathBuf::from(dir);
-    let list = parse(&std::env::var(CHILD_HOSTS).unwrap()).unwrap();
-    let s = sched(&dir, Duration::from_secs(60));
-    match mode.as_str() {
-        "hold" => {
-            let _slot = s.lock_host(&list, &[]).unwrap();
-            println!("locked");
-            std::io::stdout().flush().unwrap();
-            let mut line = String::new();
-            let _ = std::io::stdin().read_line(&mut line);
-        }
-        "work" => {
-            let marks = dir.join("marks");
-            for _ in 0..3 {
-                let slot = s.lock_host(&list, &[]).unwrap();
-                let me = marks.join(format!("{}_{}", std::process::id(), slot.slot));
-                std::fs::write(&me, b"").unwrap();
-                let n = std::fs::read_dir(&marks).unwrap().count() as u32;
-                assert!(
-                    n <= list.total_slots(),
-                    "{n} holders for {} slots",
-                    list.total_slots()
-                );
-                std::thread::sleep(Duration::from_millis(50));
-                std::fs::remove_file(&me).unwrap();
-                drop(slot);
-            }
-        }
-        other => panic!("unknown mode {other}"),
-    }
-}
-
-fn spawn_child(dir: &Path, mode: &str, hosts: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "scheduler::tests::child_helper",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_MODE, mode)
-        .env(CHILD_HOSTS, hosts)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
 fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
@@ -208,66 +142,6 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) -> std::process::ExitS
             panic!("child {} did not finish within {limit:?}", child.id());
         }
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-#[test]
-fn waiter_wakes_when_another_process_releases() {
-    let t = tempfile::tempdir().unwrap();
-    let mut child = spawn_child(t.path(), "hold", "a/1");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child died early");
-        if line.trim_end().ends_with("locked") {
-            break;
-        }
-    }
-    let s = sched(t.path(), Duration::from_secs(60));
-    let list = parse("a/1").unwrap();
-    assert!(
-        s.try_lock_host(&list, &[]).unwrap().is_none(),
-        "child holds it"
-    );
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (s2, l2) = (s.clone(), list.clone());
-    std::thread::spawn(move || {
-        let got = s2.lock_host(&l2, &[]).map(|g| g.slot);
-        let _ = tx.send(got.map_err(|e| e.to_string()));
-    });
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        rx.try_recv().is_err(),
-        "waiter must block while the child holds the slot"
-    );
-    let released = Instant::now();
-    drop(child.stdin.take()); // the child exits; the kernel closes and unlocks its file
-    // The fallback pause is 60 s: only the inotify wakeup can succeed within 20 s.
-    let got = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("waiter did not wake");
-    assert_eq!(got, Ok(0));
-    assert!(released.elapsed() < Duration::from_secs(20));
-    wait_with_deadline(&mut child, Duration::from_secs(10));
-}
-
-#[test]
-fn processes_never_exceed_the_slot_count() {
-    let t = tempfile::tempdir().unwrap();
-    std::fs::create_dir(t.path().join("marks")).unwrap();
-    let hosts = "a/1 b/1";
-    let mut kids: Vec<Child> = (0..4)
-        .map(|_| spawn_child(t.path(), "work", hosts))
-        .collect();
-    for k in &mut kids {
-        // 4 processes × 3 rounds × 50 ms over 2 slots is ~0.3 s of work; with a 60 s
-        // fallback pause a missed wakeup would blow the limit.
-        let st = wait_with_deadline(k, Duration::from_secs(40));
-        assert!(
-            st.success(),
-            "a worker saw too many holders or failed: {st}"
-        );
     }
 }
 
