@@ -647,3 +647,53 @@ fn debian_client_with_x_c_and_include_dirs_still_compiles_remotely() {
     let log = common::wait_for_log(&d.log, "COMPILE_OK");
     assert!(log.contains("COMPILE_OK"), "compiled remotely: {log}");
 }
+
+/// Reads no option names: `.incbin` in inline assembly and a pump symlink out of the
+/// root. The compiler's confinement (Landlock) keeps both from server files; the job may
+/// fail, but nothing of the file comes back.
+#[test]
+fn server_files_cannot_be_read_through_the_assembler_or_pump_links() {
+    let w = world();
+    let secret = w.secret_h.display().to_string();
+    let gcc = strings(&["gcc", "-c", "a.c", "-o", "a.o"]);
+    let incbin =
+        format!("__asm__(\".section .rodata\\n.incbin \\\"{secret}\\\"\\n.text\");\nint x;\n");
+    let climb = format!("{}{}", "../".repeat(30), secret.trim_start_matches('/'));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("plain .incbin", plain(&gcc, incbin.as_bytes())),
+        (
+            "pump .incbin",
+            pump(&gcc, vec![file("/w/a.c", incbin.as_bytes())]),
+        ),
+        (
+            "pump LINK out of the root",
+            pump(
+                &gcc,
+                vec![
+                    file("/w/a.c", b"#include \"leak.h\"\n"),
+                    link("/w/leak.h", &climb),
+                ],
+            ),
+        ),
+    ];
+    for (name, request) in cases {
+        let bytes = exchange(w.d.port, &request);
+        let version = if name.starts_with("plain") { 1 } else { 3 };
+        let reply = protocol::decode_reply(&bytes, version, Limits::default())
+            .map(|(r, _)| r)
+            .unwrap_or_default();
+        let everything = [&reply.object[..], &reply.stderr, &reply.stdout].concat();
+        assert!(
+            !everything
+                .windows(SECRET.len())
+                .any(|w| w == SECRET.as_bytes()),
+            "{name}: the server file came back (status {})",
+            reply.status
+        );
+        assert_ne!(
+            reply.status, 0,
+            "{name}: the read must fail, not be skipped"
+        );
+        assert_serves(&w.d);
+    }
+}

@@ -359,6 +359,16 @@ impl Prepared {
         if let Some(path) = &settings.path {
             cmd.env("PATH", path);
         }
+        // Reads confined to the system, the compiler's own dirs and this job's dir.
+        let confinement = super::sandbox::Confinement::reads_beneath(&super::sandbox::readable(
+            &self.dir,
+            settings.path.as_ref(),
+            &self.argv[0],
+        ));
+        // SAFETY: the closure only makes async-signal-safe system calls (see `enter`).
+        unsafe {
+            cmd.pre_exec(move || confinement.enter());
+        }
         // Converting to smol's Command keeps the program, args, env, cwd and process group,
         // but not stdio: set that on the converted command.
         let mut cmd = smol::process::Command::from(cmd);

@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod argv;
 pub mod job;
+mod sandbox;
 pub mod serve;
 pub mod stats;
 pub mod tree;
