@@ -4,7 +4,7 @@
 
 use distcc::backoff::Backoff;
 use distcc::hosts::parse;
-use distcc::scheduler::Scheduler;
+use distcc::scheduler::{LocalKind, Scheduler};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -101,4 +101,57 @@ fn processes_never_exceed_the_slot_count() {
             "a worker saw too many holders or failed: {st}"
         );
     }
+}
+
+/// Debian's distcc 3.4 holds `cpu_localhost_0` while it runs a non-compile command; our
+/// waiter (60 s fallback pause) must wake as soon as that C client lets go.
+#[test]
+fn waiter_wakes_when_real_distcc_releases() {
+    let distcc = Path::new("/usr/bin/distcc");
+    assert!(
+        distcc.exists(),
+        "this test needs Debian's distcc 3.4: sudo apt-get install -y distcc distcc-pump"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let lock_dir = t.path().join("lock");
+    std::fs::create_dir(&lock_dir).unwrap();
+    let mut c = Command::new(distcc)
+        .args(["sleep", "1"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("DISTCC_DIR", t.path())
+        .env("DISTCC_HOSTS", "localhost --localslots=1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = sched(&lock_dir, Duration::from_secs(60));
+    let list = parse("--localslots=1 a").unwrap();
+    // Wait until the C client holds the slot.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "distcc never took cpu_localhost_0"
+        );
+        if lock_dir.join("cpu_localhost_0").exists()
+            && s.try_lock_local(&list, LocalKind::Compile)
+                .unwrap()
+                .is_none()
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (s2, l2) = (s.clone(), list.clone());
+    std::thread::spawn(move || {
+        let got = s2.lock_local(&l2, LocalKind::Compile).map(|g| g.slot);
+        let _ = tx.send(got.map_err(|e| e.to_string()));
+    });
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("waiter did not wake after distcc released its slot");
+    assert_eq!(got, Ok(0));
+    wait_with_deadline(&mut c, Duration::from_secs(10));
 }
