@@ -132,13 +132,17 @@ distccd runs either from inetd or as a standalone daemon to compile files
 submitted by the distcc client.
 
 Only compilers that are links in /usr/lib/distcc (the masquerade dir that
-distcc-config --update-masquerade maintains) or listed in DISTCC_CMDLIST run;
--fplugin= and -specs= are refused.
+distcc-config --update-masquerade maintains) or listed in DISTCC_CMDLIST run.
+Options that run a program, write a file other than the object or read a
+server file (-wrapper, -B, -specs, -fplugin, @file, -save-temps, -include, ...)
+are refused, and where the kernel has Landlock compilers may read only the
+system, their PATH, the masquerade dirs, CCACHE_DIR and their job's dir.
 
 Environment: DISTCCD_PATH (PATH for compilers), DISTCC_CMDLIST,
-DISTCC_CMDLIST_NUMWORDS, DISTCC_SAVE_TEMPS, TMPDIR, DISTCC_IO_TIMEOUT, and
+DISTCC_CMDLIST_NUMWORDS, DISTCC_SAVE_TEMPS, TMPDIR, DISTCC_IO_TIMEOUT,
 DISTCCD_MASQUERADE_DIRS (ours: colon-separated whitelist dirs instead of
-/usr/lib/distcc and /usr/local/lib/distcc).
+/usr/lib/distcc and /usr/local/lib/distcc) and DISTCCD_READ_DIRS (ours: more
+dirs compilers may read, e.g. a toolchain kept elsewhere).
 ";
 
 /// Options that take a value, for normalising `--opt=value` and `-j4`.

@@ -92,7 +92,8 @@ else /etc/distcc/hosts. Each entry is one of:
 
 Environment: DISTCC_VERBOSE=1, DISTCC_LOG=FILE, DISTCC_FALLBACK=0|1, DISTCC_SKIP_LOCAL_RETRY,
 DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS=1,
-DISTCC_DIR, TMPDIR.
+DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
+network sandbox sets it).
 ",
         version_text().trim_end()
     )
