@@ -15,32 +15,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Daemon, Kind, distcc, free_port, script, wait_for_log, world_writable_dir};
-use distcc::protocol::{self, Body, Limits, Payload, Request};
+use distcc::protocol::{self, Limits};
 
-fn is_root() -> bool {
+/// These tests start distccd as root (as a system daemon runs) and make network
+/// namespaces; the project's machines and CI are root. Never skip silently.
+fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    let root = unsafe { libc::geteuid() == 0 };
+    assert!(
+        root,
+        "these tests need root: run `make test` as root (as CI does)"
+    );
 }
 
-fn request(argv: &[&str], source: &[u8]) -> Vec<u8> {
-    protocol::encode_request(&Request {
-        version: 1,
-        cwd: None,
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        body: Body::Source(Payload::Plain(source.to_vec())),
-    })
-    .unwrap()
-}
-
-/// Send bytes, read until the daemon closes; what it sent back.
-fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let _ = s.write_all(bytes);
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply
-}
+use common::{exchange, plain_request as request};
 
 /// Wait (up to 10 s) for a child to exit; kills it and fails if it does not.
 fn exit_code_within(child: &mut Child, what: &str) -> Option<i32> {
@@ -82,10 +70,7 @@ fn start_foreground(dir: &Path, extra: &[&str]) -> (Child, std::path::PathBuf) {
 
 #[test]
 fn user_root_is_refused_with_the_setuid_code() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let work = tempfile::tempdir().unwrap();
     let (mut child, err) = start_foreground(work.path(), &["--user", "root"]);
     let code = exit_code_within(&mut child, "--user root");
@@ -96,10 +81,7 @@ fn user_root_is_refused_with_the_setuid_code() {
 
 #[test]
 fn an_unknown_user_is_refused_with_the_setuid_code() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let work = tempfile::tempdir().unwrap();
     let (mut child, err) = start_foreground(work.path(), &["--user", "no-such-user-distcc-test"]);
     let code = exit_code_within(&mut child, "--user no-such-user");
@@ -122,10 +104,7 @@ fn expected_persona() -> String {
 
 #[test]
 fn root_without_user_drops_to_the_distcc_persona() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
+    require_root();
     let work = tempfile::tempdir().unwrap();
     // The dropped daemon must be able to reach the compiler script.
     std::fs::set_permissions(
@@ -225,10 +204,7 @@ fn inetd_exchange(ip: IpAddr, extra: &[&str]) -> (Vec<u8>, Option<i32>, String) 
 
 #[test]
 fn inetd_without_allow_serves_loopback_only() {
-    if !is_root() {
-        eprintln!("skipped: needs root for a network namespace");
-        return;
-    }
+    require_root();
     in_netns(|| {
         for ip in ["10.1.2.3", "fd00::5"] {
             let (reply, code, log) = inetd_exchange(ip.parse().unwrap(), &[]);

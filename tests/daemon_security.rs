@@ -12,15 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, Kind, script, world_writable_dir};
 use distcc::protocol::{self, Body, Limits, Payload, Request};
 
-fn request(argv: &[&str], source: &[u8]) -> Vec<u8> {
-    protocol::encode_request(&Request {
-        version: 1,
-        cwd: None,
-        argv: argv.iter().map(|s| s.to_string()).collect(),
-        body: Body::Source(Payload::Plain(source.to_vec())),
-    })
-    .unwrap()
-}
+use common::plain_request as request;
 
 /// Send bytes, read until the daemon closes; what it sent back.
 fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {

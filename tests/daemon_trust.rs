@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,15 +18,7 @@ use distcc::protocol::{self, Body, FileEntry, FileKind, Limits, Payload, Request
 
 const SECRET: &str = "distcc_trust_secret_5a17";
 
-/// Send bytes, read until the daemon closes.
-fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let _ = s.write_all(bytes);
-    let mut reply = Vec::new();
-    let _ = s.read_to_end(&mut reply);
-    reply
-}
+use common::exchange;
 
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()

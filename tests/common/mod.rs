@@ -293,3 +293,15 @@ pub fn plain_request(argv: &[&str], source: &[u8]) -> Vec<u8> {
     })
     .expect("encode a request")
 }
+
+/// Send bytes to a daemon on 127.0.0.1, read until it closes; what it sent back.
+pub fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the daemon");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set a read timeout");
+    let _ = s.write_all(bytes);
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    reply
+}
