@@ -7,6 +7,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 
+use ipnet::IpNet;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -17,11 +18,10 @@ pub enum AclError {
     BadBits(String),
 }
 
-/// One `--allow` rule: an address and how many leading bits must match.
+/// One `--allow` rule: a network (an address and how many leading bits must match).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
-    pub addr: IpAddr,
-    pub bits: u8,
+    pub net: IpNet,
 }
 
 /// The private networks `--allow-private` adds, including `::1` (3.4 forgot it).
@@ -40,6 +40,9 @@ pub const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
 
 impl Rule {
     /// Parse `ADDR[/BITS]`; a host name expands to one rule per address.
+    ///
+    /// Split by hand rather than with `IpNet::from_str`: that needs the `/BITS`, knows no
+    /// brackets or host names, and cannot tell a bad address from a bad prefix length.
     pub fn parse(spec: &str) -> Result<Vec<Rule>, AclError> {
         let (addr, bits) = match spec.split_once('/') {
             Some((a, b)) => (a, Some(b)),
@@ -60,52 +63,25 @@ impl Rule {
         addrs
             .into_iter()
             .map(|addr| {
-                let max = if addr.is_ipv4() { 32 } else { 128 };
-                let bits = match bits {
-                    None => max,
+                let net = match bits {
+                    // A plain address is a host rule: /32 or /128.
+                    None => IpNet::from(addr),
                     Some(b) => b
                         .parse::<u8>()
                         .ok()
-                        .filter(|b| *b <= max)
+                        .and_then(|b| IpNet::new(addr, b).ok())
                         .ok_or_else(|| AclError::BadBits(spec.to_owned()))?,
                 };
-                Ok(Rule { addr, bits })
+                Ok(Rule { net })
             })
             .collect()
     }
 
-    /// Does `client` fall inside this rule?
+    /// Does `client` fall inside this rule? An IPv4-mapped IPv6 client is the IPv4 address
+    /// it carries; an IPv4 rule never matches a real IPv6 client.
     pub fn matches(&self, client: IpAddr) -> bool {
-        match (self.addr, canonical(client)) {
-            (IpAddr::V4(net), IpAddr::V4(c)) => prefix_eq(&net.octets(), &c.octets(), self.bits),
-            (IpAddr::V6(net), IpAddr::V6(c)) => prefix_eq(&net.octets(), &c.octets(), self.bits),
-            _ => false,
-        }
+        self.net.contains(&client.to_canonical())
     }
-}
-
-/// An IPv4-mapped IPv6 address is the IPv4 address it carries.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let full = usize::from(bits / 8);
-    if a[..full] != b[..full] {
-        return false;
-    }
-    let rest = bits % 8;
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    (a[full] & mask) == (b[full] & mask)
 }
 
 /// The whole access list.
@@ -136,7 +112,7 @@ impl Acl {
 
     pub fn allows(&self, client: IpAddr) -> bool {
         if self.rules.is_empty() {
-            return canonical(client).is_loopback();
+            return client.to_canonical().is_loopback();
         }
         self.rules.iter().any(|r| r.matches(client))
     }
