@@ -9,11 +9,11 @@
 //! compiler: an absolute target is re-rooted (as distcc does), a relative one kept verbatim
 //! (pump mode's system-dir links climb `../` out of the root on purpose).
 
-use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{Mode, OFlags};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -41,12 +41,12 @@ pub struct Tree {
     root_fd: OwnedFd,
 }
 
-fn cstr(s: &str) -> Result<CString, TreeError> {
-    CString::new(s).map_err(|_| TreeError::Create {
-        path: s.to_owned(),
-        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-    })
-}
+/// How every directory on the way is opened: a symlink planted by the client fails with
+/// `ELOOP` or `ENOTDIR` instead of being followed.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
 
 /// Most components a client path may have. Real trees are a few dozen deep; without a
 /// bound one NAME of `a/a/a/…` makes the daemon create hundreds of thousands of dirs.
@@ -80,22 +80,15 @@ fn components(name: &str) -> Result<Vec<&str>, TreeError> {
 impl Tree {
     /// Open an existing, empty, private directory as the root.
     pub fn open(root: &Path) -> std::io::Result<Tree> {
-        let c = CString::new(root.as_os_str().as_encoded_bytes())
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-        // SAFETY: valid C string; the returned fd is owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        // A NUL in the path is EINVAL (ErrorKind::InvalidInput), as before.
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Tree {
             root: root.to_owned(),
-            // SAFETY: fd is a fresh descriptor we own.
-            root_fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            root_fd,
         })
     }
 
@@ -110,36 +103,16 @@ impl Tree {
             path: name.to_owned(),
             source,
         };
-        // SAFETY: dup of a valid fd.
-        let first = unsafe { libc::fcntl(self.root_fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-        if first < 0 {
-            return Err(err(std::io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let mut dir = unsafe { OwnedFd::from_raw_fd(first) };
+        // std's try_clone is fcntl(F_DUPFD_CLOEXEC).
+        let mut dir = self.root_fd.try_clone().map_err(err)?;
         for part in parts {
-            let c = cstr(part)?;
-            // SAFETY: valid dir fd and C string.
-            let rc = unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), 0o755) };
-            if rc != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    return Err(err(e));
-                }
+            // A NUL inside a component is EINVAL here, a Create error naming `name`.
+            match rustix::fs::mkdirat(&dir, *part, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(err(e.into())),
             }
-            // SAFETY: valid dir fd and C string.
-            let fd = unsafe {
-                libc::openat(
-                    dir.as_raw_fd(),
-                    c.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(err(std::io::Error::last_os_error()));
-            }
-            // SAFETY: a fresh descriptor we own.
-            dir = unsafe { OwnedFd::from_raw_fd(fd) };
+            dir = rustix::fs::openat(&dir, *part, DIR_FLAGS, Mode::empty())
+                .map_err(|e| err(e.into()))?;
         }
         Ok(dir)
     }
@@ -164,25 +137,19 @@ impl Tree {
             .split_last()
             .ok_or_else(|| TreeError::Empty(name.into()))?;
         let dir = self.open_dir(name, dirs)?;
-        let c = cstr(last)?;
         let err = |source| TreeError::Create {
             path: name.to_owned(),
             source,
         };
-        // SAFETY: valid dir fd and C string; O_EXCL|O_NOFOLLOW refuses existing entries.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
-        if fd < 0 {
-            return Err(err(std::io::Error::last_os_error()));
-        }
-        // SAFETY: a fresh descriptor we own.
-        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        // O_EXCL|O_NOFOLLOW refuses existing entries, a planted symlink included.
+        let fd = rustix::fs::openat(
+            &dir,
+            *last,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| err(e.into()))?;
+        let mut file = std::fs::File::from(fd);
         file.write_all(contents).map_err(err)?;
         Ok(self.path_of(&parts))
     }
@@ -199,15 +166,10 @@ impl Tree {
         } else {
             target.to_owned()
         };
-        let (c_name, c_target) = (cstr(last)?, cstr(&target)?);
-        // SAFETY: valid C strings and dir fd.
-        let rc = unsafe { libc::symlinkat(c_target.as_ptr(), dir.as_raw_fd(), c_name.as_ptr()) };
-        if rc != 0 {
-            return Err(TreeError::Create {
-                path: name.to_owned(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        rustix::fs::symlinkat(target.as_str(), &dir, *last).map_err(|e| TreeError::Create {
+            path: name.to_owned(),
+            source: e.into(),
+        })?;
         Ok(self.path_of(&parts))
     }
 }
