@@ -272,14 +272,11 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
 /// 128 random bits in hex from the kernel (`getrandom`), for names in the job's dir.
 fn unguessable() -> String {
     let mut buf = [0u8; 16];
-    // SAFETY: writing at most buf.len() bytes into our own buffer.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if usize::try_from(n).ok() != Some(buf.len()) {
-        // No getrandom: still unlikely to guess, and the names are only defence in depth
-        // (the options that could name them are refused).
-        for chunk in buf.chunks_mut(4) {
-            chunk.copy_from_slice(&temp::random_u32().to_le_bytes());
-        }
+    let filled = rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty());
+    if filled.ok() != Some(buf.len()) {
+        // No getrandom (or a short read): still unlikely to guess, and the names are only
+        // defence in depth (the options that could name them are refused).
+        fastrand::fill(&mut buf);
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
