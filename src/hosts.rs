@@ -369,7 +369,7 @@ pub fn load(env: &dyn Env, sysconf_dir: &Path) -> Result<HostList, HostsError> {
         log::warn!("{e}");
         return Err(e);
     }
-    let seed = u64::from(std::process::id()) ^ (u64::from(crate::temp::random_u32()) << 32);
+    let seed = fastrand::u64(..);
     list.apply_randomize(seed);
     Ok(list)
 }
