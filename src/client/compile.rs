@@ -18,8 +18,9 @@ use super::invocation::Invocation;
 use super::local;
 use super::output::write_output;
 use super::remote::{self, RemoteError};
+use super::wire::Wire;
 use crate::args::{self, Scan, argv_to_string};
-use crate::connection::{ConnError, Connection, io_timeout_from_env};
+use crate::connection::{ConnError, io_timeout_from_env};
 use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
 use crate::protocol::{self, Payload, Reply, tok};
@@ -181,7 +182,7 @@ impl Job<'_> {
     }
 
     /// One attempt on a remote host whose slot we hold.
-    async fn remote_attempt(&mut self, host: &HostSpec, slot: u32) -> Outcome {
+    fn remote_attempt(&mut self, host: &HostSpec, slot: u32) -> Outcome {
         let mut version = protocol_for(host);
         let input = self.scan.input.clone();
         // PUMP HOOK: protocol 3 when the include server can cover this job, else protocol 2.
@@ -192,10 +193,8 @@ impl Job<'_> {
                 &scan.input,
                 &scan.output,
                 scan.preprocessed,
-            )
-            .await
-            {
-                Ok(job) => return self.pump_attempt(host, slot, job).await,
+            ) {
+                Ok(job) => return self.pump_attempt(host, slot, job),
                 Err(why) => {
                     log::warn!("{why}; using protocol 2 for {input}");
                     version = 2;
@@ -214,7 +213,7 @@ impl Job<'_> {
             Err(outcome) => return outcome,
         };
         let (reply, cpp_stderr, n_source, sent_at) =
-            match self.exchange(host, slot, version, cpp_lock).await {
+            match self.exchange(host, slot, version, cpp_lock) {
                 Ok(x) => x,
                 Err(outcome) => return outcome,
             };
@@ -236,7 +235,7 @@ impl Job<'_> {
     }
 
     /// Pump mode: send the sources and headers (protocol 3), the server preprocesses.
-    async fn pump_attempt(
+    fn pump_attempt(
         &mut self,
         host: &HostSpec,
         slot: u32,
@@ -245,12 +244,15 @@ impl Job<'_> {
         let input = self.scan.input.clone();
         self.pumped = true;
         self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
-        let stream = match remote::connect(host).await {
+        let stream = match remote::connect(host) {
             Ok(s) => s,
             Err(e) => return Outcome::HostFault(e),
         };
         let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
-        let mut conn = Connection::new(stream, timeout);
+        let mut conn = match Wire::new(stream, timeout) {
+            Ok(c) => c,
+            Err(e) => return Outcome::HostFault(ConnError::Io(e).into()),
+        };
         log::info!(
             "exec on {} (pump): {}",
             host.spec,
@@ -266,11 +268,11 @@ impl Job<'_> {
             Ok(b) => b,
             Err(e) => return Outcome::LocalTrouble(e.to_string()),
         };
-        if let Err(e) = conn.send(&bytes).await {
+        if let Err(e) = conn.send(&bytes) {
             return Outcome::HostFault(e.into());
         }
         self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
-        let reply = match conn.read_reply(3).await {
+        let reply = match conn.read_reply(3) {
             Ok(r) => r,
             Err(ConnError::NoAnswer) => return Outcome::HostFault(RemoteError::NoAnswer),
             Err(e) => return Outcome::HostFault(e.into()),
@@ -317,16 +319,17 @@ impl Job<'_> {
     /// Connect, send the request head while cpp may still run, then the preprocessed
     /// source, and read the reply. Returns the reply, cpp's stderr, the source size and
     /// when the source went out.
-    async fn exchange(
+    fn exchange(
         &mut self,
         host: &HostSpec,
         slot: u32,
         version: u8,
         cpp_lock: Option<LocalSlot>,
     ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
-        let stream = remote::connect(host).await.map_err(Outcome::HostFault)?;
+        let stream = remote::connect(host).map_err(Outcome::HostFault)?;
         let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
-        let mut conn = Connection::new(stream, timeout);
+        let mut conn =
+            Wire::new(stream, timeout).map_err(|e| Outcome::HostFault(ConnError::Io(e).into()))?;
         log::info!(
             "exec on {}: {}",
             host.spec,
@@ -335,9 +338,7 @@ impl Job<'_> {
         let mut head = Vec::new();
         protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
         self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
-        conn.send(&head)
-            .await
-            .map_err(|e| Outcome::HostFault(e.into()))?;
+        conn.send(&head).map_err(|e| Outcome::HostFault(e.into()))?;
 
         if let Some(p) = self.cpp.take() {
             match p.finish() {
@@ -365,11 +366,9 @@ impl Job<'_> {
         protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
             .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let sent_at = Instant::now();
-        conn.send(&body)
-            .await
-            .map_err(|e| Outcome::HostFault(e.into()))?;
+        conn.send(&body).map_err(|e| Outcome::HostFault(e.into()))?;
         self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
-        let reply = conn.read_reply(version).await.map_err(|e| match e {
+        let reply = conn.read_reply(version).map_err(|e| match e {
             ConnError::NoAnswer => Outcome::HostFault(RemoteError::NoAnswer),
             e => Outcome::HostFault(e.into()),
         })?;
@@ -537,7 +536,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
         if host.kind == HostKind::Local {
             return job.run_local(Some(slot));
         }
-        let outcome = smol::block_on(job.remote_attempt(&host, slot.slot));
+        let outcome = job.remote_attempt(&host, slot.slot);
         let index = slot.host_index;
         drop(slot);
         match outcome {

@@ -13,6 +13,7 @@ pub mod local;
 pub mod output;
 pub mod remote;
 pub mod socks;
+pub(crate) mod wire;
 
 use std::ffi::OsString;
 use std::io::Write;

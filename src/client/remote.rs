@@ -2,15 +2,16 @@
 //! connection (4 s connect timeout, not configurable, as in distcc) or start
 //! `ssh HOST distccd --inetd`, then drive the protocol codec over it.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::io::{self, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use smol::io::{AsyncRead, AsyncWrite};
-use smol::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use thiserror::Error;
 
+use super::wire::{ByDeadline, Duplex, connect_unix};
 use crate::connection::ConnError;
 use crate::exitcode::ExitCode;
 use crate::hosts::{HostKind, HostSpec};
@@ -18,6 +19,8 @@ use crate::hosts::{HostKind, HostSpec};
 /// distcc's fixed connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
+/// How long ssh may take to finish once we are done with it, before it is killed.
+const SSH_GRACE: Duration = Duration::from_secs(2);
 /// Why a host could not do a job. All of these are the host's fault (backoff), none the
 /// user's.
 #[derive(Debug, Error)]
@@ -56,62 +59,120 @@ impl RemoteError {
     }
 }
 
-/// An ssh child's stdin and stdout as one duplex stream.
+/// An ssh child and its stdin and stdout. Dropping it closes ssh's stdin (distccd sees
+/// the end of the request), gives ssh a moment to finish, then kills and reaps it: no ssh
+/// outlives the job, none is left a zombie.
 pub struct SshStream {
-    // Kept so that the child is reaped (smol's reaper) and not orphaned early.
-    _child: Child,
-    stdin: ChildStdin,
-    stdout: ChildStdout,
+    child: Child,
+    reader: ChildStdout,
+    /// `None` once closed, which only [`Drop`] does.
+    writer: Option<ChildStdin>,
+}
+
+impl Read for SshStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl Write for SshStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.writer {
+            Some(w) => w.write(buf),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.writer {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Duplex for SshStream {
+    fn read_fd(&self) -> BorrowedFd<'_> {
+        self.reader.as_fd()
+    }
+
+    fn write_fd(&self) -> BorrowedFd<'_> {
+        // With stdin closed, writes fail at once (NotConnected); any descriptor will do
+        // for the wait before them.
+        match &self.writer {
+            Some(w) => w.as_fd(),
+            None => self.reader.as_fd(),
+        }
+    }
+}
+
+impl Drop for SshStream {
+    fn drop(&mut self) {
+        self.writer = None;
+        // ssh closes its stdout when it exits: wait for that, a little.
+        let mut drain = ByDeadline {
+            deadline: Instant::now() + SSH_GRACE,
+            stream: &mut *self,
+        };
+        let mut scratch = [0u8; 4096];
+        while matches!(drain.read(&mut scratch), Ok(n) if n > 0) {}
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
 }
 
 /// A connection to a server, by either transport.
 pub enum Stream {
-    Tcp(async_net::TcpStream),
+    Tcp(TcpStream),
     /// A tunnel through a SOCKS proxy on a UNIX socket (Portage's network sandbox).
-    Unix(async_net::unix::UnixStream),
+    Unix(UnixStream),
     Ssh(Box<SshStream>),
 }
 
-impl AsyncRead for Stream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Ssh(s) => Pin::new(&mut s.stdout).poll_read(cx, buf),
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+            Stream::Ssh(s) => s.read(buf),
         }
     }
 }
 
-impl AsyncWrite for Stream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Ssh(s) => Pin::new(&mut s.stdin).poll_write(cx, buf),
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+            Stream::Ssh(s) => s.write(buf),
         }
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Unix(s) => Pin::new(s).poll_flush(cx),
-            Stream::Ssh(s) => Pin::new(&mut s.stdin).poll_flush(cx),
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+            Stream::Ssh(s) => s.flush(),
+        }
+    }
+}
+
+impl Duplex for Stream {
+    fn read_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.read_fd(),
+            Stream::Unix(s) => s.read_fd(),
+            Stream::Ssh(s) => s.read_fd(),
         }
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_close(cx),
-            Stream::Unix(s) => Pin::new(s).poll_close(cx),
-            Stream::Ssh(s) => Pin::new(&mut s.stdin).poll_close(cx),
+    fn write_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(s) => s.write_fd(),
+            Stream::Unix(s) => s.write_fd(),
+            Stream::Ssh(s) => s.write_fd(),
         }
     }
 }
@@ -137,42 +198,55 @@ pub fn ssh_argv(user: Option<&str>, host: &str, command: Option<&str>) -> Vec<St
     argv
 }
 
-async fn tcp_connect(host: &str, port: u16) -> io::Result<async_net::TcpStream> {
-    let s = async_net::TcpStream::connect((host, port)).await?;
-    // The request goes out in two writes (head, then the source once cpp is done);
-    // don't let Nagle hold the second back.
-    let _ = s.set_nodelay(true);
-    if let Err(e) = crate::connection::watch_peer(socket2::SockRef::from(&s)) {
-        log::debug!("can't set keepalive on the connection to {host}:{port}: {e}");
+/// Connect to `host:port`, trying each address it resolves to for [`CONNECT_TIMEOUT`].
+/// A timeout is an error of kind `TimedOut`. (Name resolution itself is not bounded.)
+fn tcp_connect(host: &str, port: u16) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{host} resolves to no address"),
+    );
+    for addr in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                // The request goes out in two writes (head, then the source once cpp is
+                // done); don't let Nagle hold the second back.
+                let _ = s.set_nodelay(true);
+                if let Err(e) = crate::connection::watch_peer(socket2::SockRef::from(&s)) {
+                    log::debug!("can't set keepalive on the connection to {host}:{port}: {e}");
+                }
+                return Ok(s);
+            }
+            Err(e) => {
+                log::debug!("connecting to {addr} ({host}:{port}): {e}");
+                last = e;
+            }
+        }
     }
-    Ok(s)
+    Err(last)
 }
 
-/// Connect through `DISTCC_SOCKS_PROXY`: to the proxy, then CONNECT to the host.
-async fn via_proxy(proxy: &super::socks::Proxy, host: &str, port: u16) -> io::Result<Stream> {
+/// Connect through `DISTCC_SOCKS_PROXY`: to the proxy, then CONNECT to the host; the
+/// handshake too must be done within [`CONNECT_TIMEOUT`].
+fn via_proxy(proxy: &super::socks::Proxy, host: &str, port: u16) -> io::Result<Stream> {
     use super::socks::{Proxy, handshake};
     let named = |e: io::Error| io::Error::new(e.kind(), format!("{proxy}: {e}"));
-    match proxy {
-        Proxy::Unix(path) => {
-            let mut s = async_net::unix::UnixStream::connect(path)
-                .await
-                .map_err(named)?;
-            handshake(&mut s, proxy, host, port).await.map_err(named)?;
-            Ok(Stream::Unix(s))
-        }
+    let mut stream = match proxy {
+        Proxy::Unix(path) => Stream::Unix(connect_unix(path, CONNECT_TIMEOUT).map_err(named)?),
         Proxy::Tcp {
             host: phost,
             port: pport,
-        } => {
-            let mut s = tcp_connect(phost, *pport).await.map_err(named)?;
-            handshake(&mut s, proxy, host, port).await.map_err(named)?;
-            Ok(Stream::Tcp(s))
-        }
-    }
+        } => Stream::Tcp(tcp_connect(phost, *pport).map_err(named)?),
+    };
+    let mut timed = ByDeadline {
+        stream: &mut stream,
+        deadline: Instant::now() + CONNECT_TIMEOUT,
+    };
+    handshake(&mut timed, proxy, host, port).map_err(named)?;
+    Ok(stream)
 }
 
 /// Open a connection to `host` (which must not be `localhost`).
-pub async fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
+pub fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
     match &host.kind {
         HostKind::Tcp { host: name, port } => {
             let target = format!("{name}:{port}");
@@ -180,30 +254,25 @@ pub async fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
                 host: target.clone(),
                 source: io::Error::other(e.to_string()),
             })?;
-            let connect = async {
-                match &proxy {
-                    None => tcp_connect(name, *port)
-                        .await
-                        .map(Stream::Tcp)
-                        .map_err(|source| RemoteError::Connect {
-                            host: target.clone(),
-                            source,
-                        }),
-                    Some(p) => {
-                        via_proxy(p, name, *port)
-                            .await
-                            .map_err(|source| RemoteError::Proxy {
-                                host: target.clone(),
-                                source,
-                            })
+            let connected = match &proxy {
+                None => tcp_connect(name, *port).map(Stream::Tcp),
+                Some(p) => via_proxy(p, name, *port),
+            };
+            connected.map_err(|source| {
+                if source.kind() == io::ErrorKind::TimedOut {
+                    RemoteError::ConnectTimeout(target)
+                } else if proxy.is_some() {
+                    RemoteError::Proxy {
+                        host: target,
+                        source,
+                    }
+                } else {
+                    RemoteError::Connect {
+                        host: target,
+                        source,
                     }
                 }
-            };
-            let timeout = async {
-                smol::Timer::after(CONNECT_TIMEOUT).await;
-                Err(RemoteError::ConnectTimeout(target.clone()))
-            };
-            smol::future::or(connect, timeout).await
+            })
         }
         HostKind::Ssh {
             user,
@@ -231,9 +300,9 @@ pub async fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
                 });
             };
             Ok(Stream::Ssh(Box::new(SshStream {
-                _child: child,
-                stdin,
-                stdout,
+                child,
+                reader: stdout,
+                writer: Some(stdin),
             })))
         }
         HostKind::Local => Err(RemoteError::Connect {
@@ -246,6 +315,8 @@ pub async fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::path::Path;
 
     #[test]
     fn ssh_command_line() {
@@ -260,6 +331,58 @@ mod tests {
                 vec!["ssh", "red", "/opt/distccd", "--inetd"]
             );
         }
+    }
+
+    fn ssh_stand_in(script: &str) -> (SshStream, u32) {
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let (reader, writer) = (child.stdout.take().unwrap(), child.stdin.take());
+        (
+            SshStream {
+                child,
+                reader,
+                writer,
+            },
+            pid,
+        )
+    }
+
+    #[test]
+    fn dropping_ssh_reaps_it_and_kills_one_that_hangs() {
+        // Finishes when its stdin closes, as ssh does once distccd has answered.
+        let (ssh, pid) = ssh_stand_in("exec cat");
+        let started = Instant::now();
+        drop(ssh);
+        assert!(
+            started.elapsed() < SSH_GRACE,
+            "waited out the grace for a finished ssh"
+        );
+        // Reaped: not even a zombie is left.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        // Ignores the end of its input and never finishes: killed after the grace.
+        let (ssh, pid) = ssh_stand_in("exec sleep 1000 </dev/null");
+        drop(ssh);
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+    }
+
+    #[test]
+    fn a_proxy_that_never_answers_times_out() {
+        // It accepts (the kernel does, into the backlog) and then says nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.sock");
+        let _listener = UnixListener::bind(&path).unwrap();
+        let started = Instant::now();
+        let e = via_proxy(&super::super::socks::Proxy::Unix(path), "red", 3632)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(started.elapsed() >= CONNECT_TIMEOUT);
+        assert!(started.elapsed() < CONNECT_TIMEOUT * 3);
     }
 
     #[test]
@@ -280,7 +403,7 @@ mod tests {
             down: false,
             auth: None,
         };
-        let e = smol::block_on(connect(&host)).err().unwrap();
+        let e = connect(&host).err().unwrap();
         assert_eq!(e.exit_code(), ExitCode::ConnectFailed, "{e}");
     }
 }

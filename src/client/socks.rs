@@ -11,10 +11,10 @@
 //! port 1080; `[v6]:port` for an IPv6 literal). The handshake bytes are built and parsed here
 //! without I/O; [`handshake`] drives them over a stream.
 
+use std::io::{Read, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use thiserror::Error;
 
 /// The SOCKS port when `DISTCC_SOCKS_PROXY` names none.
@@ -197,8 +197,9 @@ pub fn connect_reply_len(proxy: &Proxy, target: &str, head: [u8; 5]) -> Result<u
 }
 
 /// Run the handshake over a fresh connection to the proxy: afterwards the stream is a
-/// tunnel to `host:port`.
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+/// tunnel to `host:port`. The caller bounds it in time (the stream's reads and writes
+/// fail once the connect timeout has passed).
+pub fn handshake<S: Read + Write>(
     stream: &mut S,
     proxy: &Proxy,
     host: &str,
@@ -206,19 +207,17 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), std::io::Error> {
     let target = format!("{host}:{port}");
     let err = |e: SocksError| std::io::Error::other(e.to_string());
-    stream.write_all(&GREETING).await?;
+    stream.write_all(&GREETING)?;
     let mut method = [0u8; 2];
-    stream.read_exact(&mut method).await?;
+    stream.read_exact(&mut method)?;
     check_method(proxy, method).map_err(err)?;
-    stream
-        .write_all(&connect_request(host, port).map_err(err)?)
-        .await?;
-    stream.flush().await?;
+    stream.write_all(&connect_request(host, port).map_err(err)?)?;
+    stream.flush()?;
     let mut head = [0u8; 5];
-    stream.read_exact(&mut head).await?;
+    stream.read_exact(&mut head)?;
     let len = connect_reply_len(proxy, &target, head).map_err(err)?;
     let mut rest = vec![0u8; len - head.len()];
-    stream.read_exact(&mut rest).await?;
+    stream.read_exact(&mut rest)?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::PumpError;
-use crate::connection::Connection;
+use crate::client::wire::{Wire, connect_unix};
 use crate::protocol::{FileEntry, FileKind, Payload, include};
 
 /// How long the include server may take to answer one job.
@@ -167,26 +167,24 @@ pub fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, 
 }
 
 /// Ask the include server at `socket` which files `argv` needs (§5.2).
-pub async fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
-    let stream = async_net::unix::UnixStream::connect(socket)
-        .await
-        .map_err(|source| PumpError::Io {
-            what: format!(
-                "can't connect to the include server at {}",
-                socket.display()
-            ),
-            source,
-        })?;
-    let mut conn = Connection::new(stream, ASK_TIMEOUT);
+/// Blocking: connecting, sending and each wait for the answer within [`ASK_TIMEOUT`].
+pub fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
+    let can_not = |source| PumpError::Io {
+        what: format!(
+            "can't connect to the include server at {}",
+            socket.display()
+        ),
+        source,
+    };
+    let stream = connect_unix(socket, ASK_TIMEOUT).map_err(can_not)?;
+    let mut conn = Wire::new(stream, ASK_TIMEOUT).map_err(can_not)?;
     let req = include::IncludeRequest {
         cwd: cwd.to_string(),
         argv: argv.to_vec(),
     };
     conn.send(&include::encode_request(&req))
-        .await
         .map_err(|e| PumpError::Server(e.to_string()))?;
     conn.read_include_reply()
-        .await
         .map_err(|e| PumpError::Server(e.to_string()))
 }
 
@@ -226,7 +224,7 @@ pub fn entries(paths: &[String]) -> Result<Vec<FileEntry>, PumpError> {
 
 /// Everything before sending: eligibility, the include server's answer, the entries.
 /// `Err` carries the reason this job goes protocol 2 instead.
-pub async fn prepare(
+pub fn prepare(
     argv: &[String],
     input: &str,
     output: &str,
@@ -238,7 +236,7 @@ pub async fn prepare(
         .display()
         .to_string();
     let (argv, dotd) = server_argv(argv, input, output);
-    let paths = ask(&socket, &cwd, &argv).await.map_err(|e| {
+    let paths = ask(&socket, &cwd, &argv).map_err(|e| {
         format!("failed to get includes from include server ({e}), preprocessing locally")
     })?;
     if paths.is_empty() {
@@ -318,7 +316,7 @@ mod tests {
         let s2 = server.clone();
         std::thread::spawn(move || s2.serve(listener));
         let argv = s(&["gcc", "-c", "m.c", "-o", "m.o"]);
-        let paths = smol::block_on(ask(&sock, &dir.display().to_string(), &argv)).unwrap();
+        let paths = ask(&sock, &dir.display().to_string(), &argv).unwrap();
         let files = entries(&paths).unwrap();
         let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(names[0], dir.join("m.c").to_str().unwrap());
@@ -329,7 +327,7 @@ mod tests {
         // A job the analyser can't cover: ARGC 0.
         std::fs::write(dir.join("abs.c"), "#include \"/etc/passwd\"\n").unwrap();
         let argv = s(&["gcc", "-c", "abs.c", "-o", "abs.o"]);
-        let paths = smol::block_on(ask(&sock, &dir.display().to_string(), &argv)).unwrap();
+        let paths = ask(&sock, &dir.display().to_string(), &argv).unwrap();
         assert!(paths.is_empty());
     }
 }

@@ -1,0 +1,436 @@
+//! The client's side of a connection, blocking (distcc 3.4 `io.c`, `bulk.c`, client half).
+//!
+//! A client process runs one job, one conversation at a time, between steps that block
+//! anyway (slot locks, waiting for cpp, reading files): an async executor buys it nothing
+//! and costs CPU on every job. So the client talks plainly: every read and write first waits
+//! for readiness with `poll(2)` up to the I/O timeout (`DISTCC_IO_TIMEOUT`), on a
+//! non-blocking descriptor, which times out sockets and pipes (ssh) alike.
+//!
+//! Messages are decoded with the sans-IO codecs of [`crate::protocol`] exactly as the
+//! daemon's [`crate::connection::Connection`] does, and failures mean the same
+//! [`ConnError`]: EOF before any byte is `NoAnswer`, EOF mid-message `Truncated`, silence
+//! past the timeout `Timeout` — [`super::compile`] decides whom to blame from them.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+
+use crate::connection::ConnError;
+use crate::protocol::{self, Limits, ProtocolError, Reply, include};
+
+/// A two-way byte stream whose two directions can be waited for: one socket, or a child's
+/// stdout (read) and stdin (write) ([`super::remote::SshStream`]).
+pub(crate) trait Duplex: Read + Write {
+    /// What becomes readable when a read would not block.
+    fn read_fd(&self) -> BorrowedFd<'_>;
+    /// What becomes writable when a write would not block.
+    fn write_fd(&self) -> BorrowedFd<'_>;
+}
+
+impl Duplex for std::net::TcpStream {
+    fn read_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+    fn write_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+impl Duplex for UnixStream {
+    fn read_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+    fn write_fd(&self) -> BorrowedFd<'_> {
+        self.as_fd()
+    }
+}
+
+/// Make both directions non-blocking: after `poll` says "ready", a write may still take
+/// only part of the buffer, and must not then wait past the deadline for the rest.
+pub(crate) fn set_nonblocking(stream: &impl Duplex) -> io::Result<()> {
+    rustix::io::ioctl_fionbio(stream.read_fd(), true)?;
+    rustix::io::ioctl_fionbio(stream.write_fd(), true)?;
+    Ok(())
+}
+
+/// Wait until `fd` is ready for `events` (or has hung up or failed, which the next read or
+/// write reports), or until `deadline`. `false`: the deadline passed.
+fn ready(fd: BorrowedFd<'_>, events: PollFlags, deadline: Instant) -> io::Result<bool> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        match poll(&mut [PollFd::new(&fd, events)], Some(&timeout)) {
+            Ok(0) if left.is_zero() => return Ok(false),
+            // Woken early (the clock's granularity): wait out the rest.
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One read that waits for data no later than `deadline`. `Ok(None)`: the deadline passed.
+fn read_by<S: Duplex>(
+    stream: &mut S,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<Option<usize>> {
+    loop {
+        if !ready(stream.read_fd(), PollFlags::IN, deadline)? {
+            return Ok(None);
+        }
+        match stream.read(buf) {
+            Ok(n) => return Ok(Some(n)),
+            // Spurious readiness, or a signal: wait again.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One write that waits for room no later than `deadline`. `Ok(None)`: the deadline passed.
+fn write_by<S: Duplex>(stream: &mut S, buf: &[u8], deadline: Instant) -> io::Result<Option<usize>> {
+    loop {
+        if !ready(stream.write_fd(), PollFlags::OUT, deadline)? {
+            return Ok(None);
+        }
+        match stream.write(buf) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A stream whose reads and writes fail with `TimedOut` once `deadline` has passed: for
+/// short exchanges with `Read`/`Write` code, such as the SOCKS handshake.
+pub(crate) struct ByDeadline<'a, S> {
+    pub stream: &'a mut S,
+    pub deadline: Instant,
+}
+
+fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "timed out")
+}
+
+impl<S: Duplex> Read for ByDeadline<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_by(self.stream, buf, self.deadline)?.ok_or_else(timed_out)
+    }
+}
+
+impl<S: Duplex> Write for ByDeadline<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        write_by(self.stream, buf, self.deadline)?.ok_or_else(timed_out)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// Connect to a UNIX socket (the include server, a SOCKS proxy) within `timeout`: a
+/// listener whose backlog is full makes `connect` wait, bounded by the socket's send
+/// timeout, which is cleared again afterwards.
+pub(crate) fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    let sock = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    sock.set_write_timeout(Some(timeout))?;
+    sock.connect(&socket2::SockAddr::unix(path)?)?;
+    sock.set_write_timeout(None)?;
+    Ok(sock.into())
+}
+
+/// A blocking protocol conversation over one stream (see the module doc).
+pub(crate) struct Wire<S> {
+    stream: S,
+    buf: Vec<u8>,
+    limits: Limits,
+    timeout: Duration,
+}
+
+impl<S: Duplex> Wire<S> {
+    /// Take over `stream` (made non-blocking) with `timeout` for each wait on the peer.
+    pub(crate) fn new(stream: S, timeout: Duration) -> io::Result<Self> {
+        set_nonblocking(&stream)?;
+        Ok(Wire {
+            stream,
+            buf: Vec::new(),
+            limits: Limits::default(),
+            timeout,
+        })
+    }
+
+    #[cfg(test)]
+    fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Send all of `bytes` within the timeout (as a whole, as the daemon's `send`).
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match write_by(&mut self.stream, rest, deadline)? {
+                None => return Err(ConnError::Timeout(self.timeout)),
+                Some(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Some(n) => rest = rest.get(n..).unwrap_or_default(),
+            }
+        }
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Read one message with `decode`, which returns `Incomplete` until the buffer holds a
+    /// whole message. Each wait for more bytes has the whole timeout: a long reply that
+    /// keeps arriving is fine, a peer that goes quiet is not.
+    pub(crate) fn receive<T>(
+        &mut self,
+        decode: impl Fn(&[u8], Limits) -> Result<(T, usize), ProtocolError>,
+    ) -> Result<T, ConnError> {
+        loop {
+            match decode(&self.buf, self.limits) {
+                Ok((value, used)) => {
+                    self.buf.drain(..used);
+                    if self.buf.is_empty() {
+                        self.buf = Vec::new();
+                    }
+                    return Ok(value);
+                }
+                Err(ProtocolError::Incomplete) => {}
+                Err(e) => return Err(ConnError::Protocol(e)),
+            }
+            if self.fill()? == 0 {
+                return Err(if self.buf.is_empty() {
+                    ConnError::NoAnswer
+                } else {
+                    ConnError::Truncated {
+                        got: self.buf.len(),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Read more bytes into the buffer; 0 means EOF.
+    fn fill(&mut self) -> Result<usize, ConnError> {
+        // Steps grow with what has arrived: a large object comes in few reads, and the
+        // codec is re-run once per step, not once per packet.
+        const MIN_STEP: usize = 16 * 1024;
+        const MAX_STEP: usize = 1024 * 1024;
+        let old = self.buf.len();
+        let step = old.clamp(MIN_STEP, MAX_STEP);
+        self.buf.resize(old + step, 0);
+        let deadline = Instant::now() + self.timeout;
+        let result = match self.buf.get_mut(old..) {
+            Some(space) => read_by(&mut self.stream, space, deadline),
+            None => Ok(Some(0)),
+        };
+        let n = match &result {
+            Ok(Some(n)) => *n,
+            _ => 0,
+        };
+        self.buf.truncate(old + n);
+        match result? {
+            Some(n) => Ok(n),
+            None => Err(ConnError::Timeout(self.timeout)),
+        }
+    }
+
+    /// The compile's reply (protocol `version`).
+    pub(crate) fn read_reply(&mut self, version: u8) -> Result<Reply, ConnError> {
+        self.receive(|b, l| protocol::decode_reply(b, version, l))
+    }
+
+    /// The include server's list of files.
+    pub(crate) fn read_include_reply(&mut self) -> Result<Vec<String>, ConnError> {
+        self.receive(include::decode_reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exitcode::ExitCode;
+
+    /// Two one-way pipes as one stream, as an ssh child's stdout and stdin are.
+    struct Pipes<R, W> {
+        reader: R,
+        writer: W,
+    }
+
+    impl<R: Read, W> Read for Pipes<R, W> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.reader.read(buf)
+        }
+    }
+
+    impl<R, W: Write> Write for Pipes<R, W> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.writer.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.writer.flush()
+        }
+    }
+
+    impl<R: Read + AsFd, W: Write + AsFd> Duplex for Pipes<R, W> {
+        fn read_fd(&self) -> BorrowedFd<'_> {
+            self.reader.as_fd()
+        }
+        fn write_fd(&self) -> BorrowedFd<'_> {
+            self.writer.as_fd()
+        }
+    }
+
+    fn reply() -> Reply {
+        Reply {
+            version: 1,
+            status: 0,
+            stderr: b"warning: x\n".to_vec(),
+            stdout: Vec::new(),
+            object: b"\x7fELF".repeat(20_000),
+            dotd: None,
+        }
+    }
+
+    #[test]
+    fn a_silent_peer_times_out() {
+        let (_peer, ours) = UnixStream::pair().unwrap();
+        let mut wire = Wire::new(ours, Duration::from_millis(50)).unwrap();
+        let started = Instant::now();
+        let e = wire.read_reply(1).unwrap_err();
+        assert!(matches!(e, ConnError::Timeout(_)), "{e}");
+        assert_eq!(e.exit_code(), ExitCode::Timeout);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_silent_pipe_times_out_too() {
+        // What ssh looks like: a child's pipes, on which SO_RCVTIMEO would do nothing. `cat`
+        // answers nothing until it is sent something.
+        let mut cat = std::process::Command::new("cat")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipes = Pipes {
+            reader: cat.stdout.take().unwrap(),
+            writer: cat.stdin.take().unwrap(),
+        };
+        let mut wire = Wire::new(pipes, Duration::from_millis(50)).unwrap();
+        let e = wire.read_reply(1).unwrap_err();
+        assert!(matches!(e, ConnError::Timeout(_)), "{e}");
+        // The pipes work: what goes in comes back (small enough for the pipes' buffers).
+        let small = Reply {
+            object: b"obj".to_vec(),
+            ..reply()
+        };
+        wire.send(&protocol::encode_reply(&small).unwrap()).unwrap();
+        wire.timeout = Duration::from_secs(10);
+        assert_eq!(wire.read_reply(1).unwrap(), small);
+        drop(wire);
+        cat.wait().unwrap();
+    }
+
+    #[test]
+    fn a_peer_that_does_not_read_times_the_send_out() {
+        let (_peer, ours) = UnixStream::pair().unwrap();
+        let mut wire = Wire::new(ours, Duration::from_millis(50)).unwrap();
+        // Far more than a socket buffer holds, and nobody reads it.
+        let e = wire.send(&vec![0u8; 64 << 20]).unwrap_err();
+        assert!(matches!(e, ConnError::Timeout(_)), "{e}");
+    }
+
+    #[test]
+    fn eof_mid_message_is_truncated_and_silence_then_eof_no_answer() {
+        let bytes = protocol::encode_reply(&reply()).unwrap();
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        peer.write_all(&bytes[..100]).unwrap();
+        drop(peer);
+        let mut wire = Wire::new(ours, Duration::from_secs(5)).unwrap();
+        let e = wire.read_reply(1).unwrap_err();
+        assert!(matches!(e, ConnError::Truncated { got: 100 }), "{e}");
+        assert_eq!(e.exit_code(), ExitCode::Truncated);
+
+        let (peer, ours) = UnixStream::pair().unwrap();
+        drop(peer);
+        let mut wire = Wire::new(ours, Duration::from_secs(5)).unwrap();
+        assert!(matches!(wire.read_reply(1), Err(ConnError::NoAnswer)));
+    }
+
+    #[test]
+    fn a_reply_in_small_pieces_decodes() {
+        let bytes = protocol::encode_reply(&reply()).unwrap();
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            for chunk in bytes.chunks(7) {
+                peer.write_all(chunk).unwrap();
+            }
+            // Keep the connection open until the reader has decoded: EOF plays no part.
+            let mut end = [0u8; 1];
+            let _ = peer.read(&mut end);
+        });
+        let mut wire = Wire::new(ours, Duration::from_secs(10)).unwrap();
+        assert_eq!(wire.read_reply(1).unwrap(), reply());
+        drop(wire);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn garbage_is_a_protocol_error_and_limits_hold() {
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        peer.write_all(b"HELO00000001").unwrap();
+        let mut wire = Wire::new(ours, Duration::from_secs(5)).unwrap();
+        let e = wire.read_reply(1).unwrap_err();
+        assert_eq!(e.exit_code(), ExitCode::ProtocolError, "{e}");
+
+        let bytes = protocol::encode_reply(&reply()).unwrap();
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        let writer = std::thread::spawn(move || {
+            let _ = peer.write_all(&bytes);
+        });
+        let small = Limits {
+            max_bulk: 1000,
+            ..Limits::default()
+        };
+        let mut wire = Wire::new(ours, Duration::from_secs(5))
+            .unwrap()
+            .with_limits(small);
+        let e = wire.read_reply(1).unwrap_err();
+        assert!(matches!(e, ConnError::Protocol(_)), "{e}");
+        drop(wire);
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn a_request_goes_out_whole() {
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        let bytes = b"DIST00000001".repeat(50_000);
+        let expected = bytes.clone();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut wire = Wire::new(ours, Duration::from_secs(10)).unwrap();
+        wire.send(&bytes).unwrap();
+        drop(wire);
+        assert_eq!(reader.join().unwrap(), expected);
+    }
+}
