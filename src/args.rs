@@ -6,9 +6,8 @@
 //!
 //! The server's view of a received command line is in [`crate::daemon::argv`].
 
-use std::path::Path;
-
 use crate::options::{self, Class, Tool};
+use crate::paths::{basename, extension as ext, with_ext};
 
 /// The result of scanning a compiler command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +33,6 @@ pub struct Scan {
 const SOURCE_EXTS: &[&str] = &[
     "c", "cc", "cpp", "cxx", "cp", "c++", "C", "i", "ii", "m", "mm", "mi", "mii", "M",
 ];
-
-fn ext(path: &str) -> Option<&str> {
-    let name = Path::new(path).file_name()?.to_str()?;
-    let dot = name.rfind('.')?;
-    (dot > 0).then(|| &name[dot + 1..])
-}
 
 /// Whether a word names a source file distcc can compile.
 pub fn is_source(word: &str) -> bool {
@@ -80,22 +73,6 @@ fn expand_wp(argv: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-/// Replace a file's extension (or add one), as gcc does for `.d` and `.o` names.
-fn with_ext(path: &str, new: &str) -> String {
-    let stem = ext(path)
-        .and_then(|e| path.strip_suffix(e))
-        .and_then(|p| p.strip_suffix('.'))
-        .unwrap_or(path);
-    format!("{stem}.{new}")
-}
-
-fn basename(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
 }
 
 /// Is this option only the preprocessor's business, so the server never needs it
@@ -362,7 +339,7 @@ pub fn rewrite_compiler(
     if std::env::var_os("DISTCC_NO_REWRITE_CROSS").is_some() || argv.is_empty() {
         return None;
     }
-    use crate::client::invocation::which;
+    use crate::paths::which;
     let name = argv[0].clone();
     if name == "cc" || name == "c++" {
         let mut p = which(&name, path)?;
@@ -371,7 +348,7 @@ pub fn rewrite_compiler(
                 break;
             };
             p = p.parent().map(|d| d.join(&target)).unwrap_or(target);
-            let base = basename(&p.to_string_lossy());
+            let base = basename(&p);
             if ["gcc", "g++", "clang", "clang++"].contains(&base.as_str()) {
                 log::debug!("rewriting {name} to {base}");
                 argv[0] = base;

@@ -9,6 +9,7 @@
 //! | [`protocol`]  | rpc.c, clirpc.c, srvrpc.c          | sans-IO codec of protocols 1, 2, 3           |
 //! | [`compress`]  | compress.c                         | LZO1X-1, bounded decompression               |
 //! | [`connection`]| io.c, bulk.c                       | the async edge: a codec over a socket/pipe   |
+//! | [`paths`]     | filename.c, climasq.c (in part)    | base names, extensions, PATH lookup (bottom) |
 //! | [`exitcode`]  | exitcode.h                         | exit codes 100–120                           |
 //! | [`trace`]     | trace.c                            | `distcc[PID] …` logging, DISTCC_LOG, syslog  |
 //! | [`temp`]      | tempfile.c                         | temp files and dirs, DISTCC_DIR              |
@@ -36,6 +37,7 @@ pub mod fuzz;
 pub mod hosts;
 pub mod lock;
 pub mod options;
+pub mod paths;
 pub mod protocol;
 pub mod pump;
 pub mod scheduler;
