@@ -220,20 +220,6 @@ fn split_response(text: &str) -> Vec<String> {
     words
 }
 
-/// The target triple we report in `--version`, in GNU shape (`x86_64-pc-linux-gnu`).
-pub fn host_triple() -> String {
-    let arch = std::env::consts::ARCH;
-    let vendor = if arch == "x86_64" || arch == "x86" {
-        "pc"
-    } else {
-        "unknown"
-    };
-    match std::env::consts::OS {
-        "linux" => format!("{arch}-{vendor}-linux-gnu"),
-        os => format!("{arch}-{vendor}-{os}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,11 +260,5 @@ mod tests {
         assert_eq!(t, "/usr/bin:/bin");
         // Not on PATH at all: nothing trimmed.
         assert_eq!(trim_path("/elsewhere/gcc", &path, None), None);
-    }
-
-    #[test]
-    fn triple_shape() {
-        let t = host_triple();
-        assert_eq!(t.split('-').count(), 4, "{t}");
     }
 }

@@ -58,16 +58,6 @@ impl ClientError {
     }
 }
 
-/// distcc's `--version` text.
-pub fn version_text() -> String {
-    format!(
-        "distcc {} {}\n  (protocols 1, 2 and 3) (default port {})\n",
-        crate::VERSION,
-        invocation::host_triple(),
-        crate::DEFAULT_PORT
-    )
-}
-
 fn help_text() -> String {
     format!(
         "{}
@@ -95,7 +85,7 @@ DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DIST
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
 network sandbox sets it).
 ",
-        version_text().trim_end()
+        crate::version_text("distcc").trim_end()
     )
 }
 
@@ -122,7 +112,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             0
         }
         Action::Version => {
-            let _ = out.write_all(version_text().as_bytes());
+            let _ = out.write_all(crate::version_text("distcc").as_bytes());
             0
         }
         Action::MissingOperand => {
