@@ -1,7 +1,8 @@
 //! The distcc client (distcc 3.4 `distcc.c`, `compile.c`, `remote.c`, `cpp.c`, …).
 //!
-//! A compile travels: [`invocation`] (which compiler, which mode) → argument scan (can it
-//! be distributed?) → [`compile`] (pick and lock a host slot; preprocess with [`cpp`];
+//! A compile travels: [`invocation`] (which compiler, which mode) → [`rewrite`] (name the
+//! compiler so the server runs the same one) → argument scan (can it be distributed?) →
+//! [`compile`] (pick and lock a host slot; preprocess with [`cpp`];
 //! [`remote`] send and receive; on a host failure try another host, then [`local`]) →
 //! [`output`] (write the object without ever leaving a partial file).
 
@@ -12,6 +13,7 @@ pub mod invocation;
 pub mod local;
 pub mod output;
 pub mod remote;
+pub mod rewrite;
 pub mod socks;
 
 use std::ffi::OsString;
