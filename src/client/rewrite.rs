@@ -218,6 +218,8 @@ impl CacheEntry {
                 return;
             }
         };
+        // Removed if a signal stops us before the rename.
+        let _cleanup = super::cleanup::register(&tmp);
         let mut body = self.key.clone();
         body.extend(format!("triple {triple}\n").as_bytes());
         let r = std::fs::OpenOptions::new()
