@@ -353,10 +353,7 @@ fn run(prog: &str, args: &[String]) -> Outcome {
 pub fn main(args: Vec<OsString>) -> i32 {
     let prog = args
         .first()
-        .and_then(|a| Path::new(a).file_name())
-        .map_or("distcc-config".to_owned(), |s| {
-            s.to_string_lossy().into_owned()
-        });
+        .map_or("distcc-config".to_owned(), distcc::paths::basename);
     let args: Vec<String> = args
         .iter()
         .skip(1)

@@ -7,7 +7,8 @@
 //! itself, so that `distcc-config distccd …` or `distcc-pump distccd …` never start a daemon.
 
 use std::ffi::OsString;
-use std::path::Path;
+
+use ::distcc::paths::basename;
 
 mod distcc;
 mod distcc_config;
@@ -35,13 +36,6 @@ fn lookup(name: &str) -> AppletMain {
     }
     // Anything else is the client: `distcc`-something explicitly, or masquerading as a compiler.
     distcc::main
-}
-
-fn basename(arg0: &OsString) -> String {
-    Path::new(arg0)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The applet for a whole command line, and the argv it gets. `distcc <applet> ARGS…` runs

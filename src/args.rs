@@ -1,14 +1,17 @@
 //! Argument scanning for the client (distcc 3.4 `arg.c`, `strip.c`, `filename.c`, `dotd.c`;
 //! reference §2.7): what must run locally and why, the input and output, the local
-//! preprocessor's command, the command sent to the server, and compiler rewriting — plus
-//! the one place where we deliberately do better than 3.4: the local preprocessor writes
-//! the `.d` file exactly where and with the target gcc itself would use.
+//! preprocessor's command and the command sent to the server — plus the one place where we
+//! deliberately do better than 3.4: the local preprocessor writes the `.d` file exactly
+//! where and with the target gcc itself would use.
+//!
+//! A pure function of the words: no environment, no files, no processes, so that the
+//! client, the daemon and the fuzzer can all call it. Compiler rewriting, which looks at
+//! PATH and runs the compiler, is the client's ([`crate::client::rewrite`]).
 //!
 //! The server's view of a received command line is in [`crate::daemon::argv`].
 
-use std::path::Path;
-
 use crate::options::{self, Class, Tool};
+use crate::paths::{basename, extension as ext, with_ext};
 
 /// The result of scanning a compiler command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,12 +37,6 @@ pub struct Scan {
 const SOURCE_EXTS: &[&str] = &[
     "c", "cc", "cpp", "cxx", "cp", "c++", "C", "i", "ii", "m", "mm", "mi", "mii", "M",
 ];
-
-fn ext(path: &str) -> Option<&str> {
-    let name = Path::new(path).file_name()?.to_str()?;
-    let dot = name.rfind('.')?;
-    (dot > 0).then(|| &name[dot + 1..])
-}
 
 /// Whether a word names a source file distcc can compile.
 pub fn is_source(word: &str) -> bool {
@@ -80,22 +77,6 @@ fn expand_wp(argv: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-/// Replace a file's extension (or add one), as gcc does for `.d` and `.o` names.
-fn with_ext(path: &str, new: &str) -> String {
-    let stem = ext(path)
-        .and_then(|e| path.strip_suffix(e))
-        .and_then(|p| p.strip_suffix('.'))
-        .unwrap_or(path);
-    format!("{stem}.{new}")
-}
-
-fn basename(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| path.to_string())
 }
 
 /// Is this option only the preprocessor's business, so the server never needs it
@@ -344,83 +325,6 @@ pub fn argv_to_string(argv: &[String]) -> String {
         .join(" ")
 }
 
-/// Compiler rewriting (distcc 3.4 §2.7, with upstream HEAD's `-dumpmachine`): so that the
-/// server runs the same compiler we would, not whatever `cc` or `gcc` means there.
-/// * `cc`/`c++` → the gcc/g++/clang/clang++ that PATH's `cc` links to;
-/// * `gcc`, `g++`, `gcc-N`, `g++-N` → `<triple>-<name>` if that is on PATH;
-/// * `clang…` without `-target`/`--target=` → `-target <triple>` appended.
-///
-/// `DISTCC_NO_REWRITE_CROSS` (any value) turns it off.
-///
-/// `child_env` must carry `_DISTCC_SAFEGUARD`: the `-dumpmachine` probe may start a
-/// masquerading distcc, which without it would probe again, forever.
-pub fn rewrite_compiler(
-    argv: &mut [String],
-    path: Option<&std::ffi::OsStr>,
-    child_env: &[(std::ffi::OsString, std::ffi::OsString)],
-) -> Option<String> {
-    if std::env::var_os("DISTCC_NO_REWRITE_CROSS").is_some() || argv.is_empty() {
-        return None;
-    }
-    use crate::client::invocation::which;
-    let name = argv[0].clone();
-    if name == "cc" || name == "c++" {
-        let mut p = which(&name, path)?;
-        for _ in 0..8 {
-            let Ok(target) = std::fs::read_link(&p) else {
-                break;
-            };
-            p = p.parent().map(|d| d.join(&target)).unwrap_or(target);
-            let base = basename(&p.to_string_lossy());
-            if ["gcc", "g++", "clang", "clang++"].contains(&base.as_str()) {
-                log::debug!("rewriting {name} to {base}");
-                argv[0] = base;
-                break;
-            }
-        }
-    }
-    let name = argv[0].clone();
-    let versioned = |stem: &str| {
-        name == stem
-            || name
-                .strip_prefix(stem)
-                .and_then(|r| r.strip_prefix('-'))
-                .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-    };
-    let is_gcc = versioned("gcc") || versioned("g++");
-    let is_clang = versioned("clang") || versioned("clang++");
-    if !is_gcc && !is_clang {
-        return None;
-    }
-    if is_clang
-        && argv
-            .iter()
-            .any(|a| a == "-target" || a.starts_with("--target="))
-    {
-        return None;
-    }
-    let program = which(&name, path)?;
-    let out = std::process::Command::new(program)
-        .arg("-dumpmachine")
-        .envs(child_env.iter().map(|(k, v)| (k, v)))
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let triple = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || triple.is_empty() || triple.contains(char::is_whitespace) {
-        return None;
-    }
-    if is_gcc {
-        let full = format!("{triple}-{name}");
-        if which(&full, path).is_some() {
-            log::debug!("rewriting {name} to {full}");
-            argv[0] = full;
-        }
-    }
-    Some(triple)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,35 +418,6 @@ mod tests {
         assert!(s.preprocessed);
         assert_eq!(s.cpp_ext, "ii");
         assert_eq!(scan(&v("g++ -c x.cc")).cpp_ext, "ii");
-    }
-
-    #[test]
-    fn compiler_rewriting() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let exe = |name: &str, body: &str| {
-            let p = dir.path().join(name);
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        };
-        exe("gcc", "echo mips-linux-gnu");
-        exe("mips-linux-gnu-gcc", "");
-        exe("clang", "echo arm-none-eabi");
-        std::os::unix::fs::symlink("gcc", dir.path().join("cc")).unwrap();
-        let path = dir.path().as_os_str();
-        let mut a = v("cc -c x.c");
-        rewrite_compiler(&mut a, Some(path), &[]);
-        assert_eq!(a[0], "mips-linux-gnu-gcc");
-        let mut a = v("clang -c x.c");
-        assert_eq!(
-            rewrite_compiler(&mut a, Some(path), &[]).as_deref(),
-            Some("arm-none-eabi")
-        );
-        let mut a = v("clang -target x -c x.c");
-        assert_eq!(rewrite_compiler(&mut a, Some(path), &[]), None);
-        let mut a = v("/usr/bin/gcc -c x.c");
-        rewrite_compiler(&mut a, Some(path), &[]);
-        assert_eq!(a[0], "/usr/bin/gcc", "only bare names are rewritten");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! | [`protocol`]  | rpc.c, clirpc.c, srvrpc.c          | sans-IO codec of protocols 1, 2, 3           |
 //! | [`compress`]  | compress.c                         | LZO1X-1, bounded decompression               |
 //! | [`connection`]| io.c, bulk.c                       | the async edge: a codec over a socket/pipe   |
+//! | [`paths`]     | filename.c, climasq.c (in part)    | base names, extensions, PATH lookup (bottom) |
 //! | [`exitcode`]  | exitcode.h                         | exit codes 100–120                           |
 //! | [`trace`]     | trace.c                            | `distcc[PID] …` logging, DISTCC_LOG, syslog  |
 //! | [`temp`]      | tempfile.c                         | temp files and dirs, DISTCC_DIR              |
@@ -17,7 +18,7 @@
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
 //! | [`options`]   | arg.c, strip.c                     | one table of gcc/clang options and effects   |
-//! | [`args`]      | arg.c, strip.c, filename.c, dotd.c | argument scanning and rewriting              |
+//! | [`args`]      | arg.c, strip.c, filename.c, dotd.c | argument scanning (pure: no env, no I/O)     |
 //! | [`state`]     | state.c, mon.c                     | `binstate_<pid>` files for distccmon-text    |
 //! | [`daemon`]    | dparent.c, serve.c, access.c, …    | distccd: ACL, whitelist, jobs, serve loop    |
 //! | [`client`]    | compile.c, remote.c, cpp.c, …      | the client's job pipeline and fallback       |
@@ -36,6 +37,7 @@ pub mod fuzz;
 pub mod hosts;
 pub mod lock;
 pub mod options;
+pub mod paths;
 pub mod protocol;
 pub mod pump;
 pub mod scheduler;
@@ -50,9 +52,19 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// distcc's default TCP port.
 pub const DEFAULT_PORT: u16 = 3632;
 
-/// The platform triple we report in `--version`, like distcc's `GNU_HOST`.
+/// The platform triple we report in `--version`, like distcc's `GNU_HOST`, in GNU shape:
+/// the vendor is `pc` only on x86 (`x86_64-pc-linux-gnu`, `aarch64-unknown-linux-gnu`).
 pub fn host_triple() -> String {
-    format!("{}-pc-{}-gnu", std::env::consts::ARCH, std::env::consts::OS)
+    let arch = std::env::consts::ARCH;
+    let vendor = if arch == "x86_64" || arch == "x86" {
+        "pc"
+    } else {
+        "unknown"
+    };
+    match std::env::consts::OS {
+        "linux" => format!("{arch}-{vendor}-linux-gnu"),
+        os => format!("{arch}-{vendor}-{os}"),
+    }
 }
 
 /// distcc's two-line `--version` text, e.g. `distccd 0.1.0 x86_64-pc-linux-gnu` and
@@ -62,4 +74,16 @@ pub fn version_text(program: &str) -> String {
         "{program} {VERSION} {}\n  (protocols 1, 2 and 3) (default port {DEFAULT_PORT})\n",
         host_triple()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn triple_shape() {
+        let t = super::host_triple();
+        assert_eq!(t.split('-').count(), 4, "{t}");
+        let vendor = t.split('-').nth(1);
+        let x86 = matches!(std::env::consts::ARCH, "x86" | "x86_64");
+        assert_eq!(vendor, Some(if x86 { "pc" } else { "unknown" }), "{t}");
+    }
 }

@@ -428,15 +428,7 @@ pub fn build_somewhere_exact(inv: &Invocation, exact: Option<Vec<OsString>>) -> 
         return ExitCode::BadArguments.code();
     }
     super::cleanup::install();
-    let mut argv = inv.argv.clone();
-    // A nested distcc (safeguard > 0) runs what the outer one already rewrote.
-    if !inv.nested()
-        && let Some(triple) =
-            args::rewrite_compiler(&mut argv, inv.path.as_deref(), &inv.child_env())
-        && argv[0].starts_with("clang")
-    {
-        argv.extend(["-target".to_string(), triple]);
-    }
+    let argv = super::rewrite::for_job(inv);
     let scan = args::scan(&argv);
     let state = match crate::temp::state_dir(&crate::temp::ProcessEnv) {
         Ok(d) => Some(StateFile::new(&d, std::process::id())),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::ClientError;
 use crate::args;
+use crate::paths::{basename, is_executable, normalise};
 
 /// Name of the recursion-guard variable, passed to every compiler and preprocessor we run.
 pub const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
@@ -66,13 +67,6 @@ pub enum Action {
     Compile(Invocation),
 }
 
-fn basename(s: &str) -> &str {
-    Path::new(s)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(s)
-}
-
 /// Decide what to do from argv (argv[0] included) and the environment.
 pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
     let arg0 = argv.first().map(String::as_str).unwrap_or("distcc");
@@ -118,7 +112,7 @@ pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
     if level.saturating_sub(did_masquerade) > 0 {
         return Err(ClientError::Recursion);
     }
-    let mut v = vec![basename(arg0).to_string()];
+    let mut v = vec![basename(arg0)];
     v.extend(expand_response_files(&argv[1..])?);
     Ok(Action::Compile(Invocation {
         mode: Mode::Masquerade,
@@ -136,11 +130,6 @@ fn safeguard_level() -> u32 {
     }
 }
 
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// The PATH that remains after our own directory, or `None` if our directory is not on it.
 ///
 /// If argv[0] has a `/`, our directory is its absolute dirname, compared as a string with
@@ -154,12 +143,12 @@ pub fn trim_path(arg0: &str, path: &std::ffi::OsStr, cwd: Option<&Path>) -> Opti
         } else {
             cwd?.join(dir)
         };
-        let abs = normalize(&abs);
+        let abs = normalise(&abs);
         entries.iter().position(|e| {
             let e = if e.is_absolute() {
-                normalize(e)
+                normalise(e)
             } else {
-                cwd.map(|c| normalize(&c.join(e))).unwrap_or_default()
+                cwd.map(|c| normalise(&c.join(e))).unwrap_or_default()
             };
             e == abs
         })?
@@ -167,24 +156,6 @@ pub fn trim_path(arg0: &str, path: &std::ffi::OsStr, cwd: Option<&Path>) -> Opti
         entries.iter().position(|e| is_executable(&e.join(arg0)))?
     };
     std::env::join_paths(&entries[pos + 1..]).ok()
-}
-
-/// Lexically clean a path (`a/./b/../c` → `a/c`) without touching the disk.
-fn normalize(p: &Path) -> PathBuf {
-    crate::pump::defaults::normalise(p)
-}
-
-/// Find an executable on a PATH string.
-pub fn which(name: &str, path: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
-    if name.contains('/') {
-        return Some(PathBuf::from(name));
-    }
-    let path = path
-        .map(|p| p.to_os_string())
-        .or_else(|| std::env::var_os("PATH"))?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| is_executable(p))
 }
 
 /// Expand `@file` words (gcc/libiberty response files): whitespace-separated words with
@@ -249,20 +220,6 @@ fn split_response(text: &str) -> Vec<String> {
     words
 }
 
-/// The target triple we report in `--version`, in GNU shape (`x86_64-pc-linux-gnu`).
-pub fn host_triple() -> String {
-    let arch = std::env::consts::ARCH;
-    let vendor = if arch == "x86_64" || arch == "x86" {
-        "pc"
-    } else {
-        "unknown"
-    };
-    match std::env::consts::OS {
-        "linux" => format!("{arch}-{vendor}-linux-gnu"),
-        os => format!("{arch}-{vendor}-{os}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,11 +260,5 @@ mod tests {
         assert_eq!(t, "/usr/bin:/bin");
         // Not on PATH at all: nothing trimmed.
         assert_eq!(trim_path("/elsewhere/gcc", &path, None), None);
-    }
-
-    #[test]
-    fn triple_shape() {
-        let t = host_triple();
-        assert_eq!(t.split('-').count(), 4, "{t}");
     }
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use super::ClientError;
-use super::invocation::{Invocation, which};
+use super::invocation::Invocation;
 use crate::args::argv_to_string;
+use crate::paths::which;
 
 /// A wait status as distcc reports it: the exit code, or 128+signal.
 pub fn critique(status: ExitStatus) -> i32 {

@@ -1,7 +1,8 @@
 //! The distcc client (distcc 3.4 `distcc.c`, `compile.c`, `remote.c`, `cpp.c`, …).
 //!
-//! A compile travels: [`invocation`] (which compiler, which mode) → argument scan (can it
-//! be distributed?) → [`compile`] (pick and lock a host slot; preprocess with [`cpp`];
+//! A compile travels: [`invocation`] (which compiler, which mode) → [`rewrite`] (name the
+//! compiler so the server runs the same one) → argument scan (can it be distributed?) →
+//! [`compile`] (pick and lock a host slot; preprocess with [`cpp`];
 //! [`remote`] send and receive; on a host failure try another host, then [`local`]) →
 //! [`output`] (write the object without ever leaving a partial file).
 
@@ -12,6 +13,7 @@ pub mod invocation;
 pub mod local;
 pub mod output;
 pub mod remote;
+pub mod rewrite;
 pub mod socks;
 pub(crate) mod wire;
 
@@ -59,16 +61,6 @@ impl ClientError {
     }
 }
 
-/// distcc's `--version` text.
-pub fn version_text() -> String {
-    format!(
-        "distcc {} {}\n  (protocols 1, 2 and 3) (default port {})\n",
-        crate::VERSION,
-        invocation::host_triple(),
-        crate::DEFAULT_PORT
-    )
-}
-
 fn help_text() -> String {
     format!(
         "{}
@@ -96,7 +88,7 @@ DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DIST
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
 network sandbox sets it).
 ",
-        version_text().trim_end()
+        crate::version_text("distcc").trim_end()
     )
 }
 
@@ -123,7 +115,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             0
         }
         Action::Version => {
-            let _ = out.write_all(version_text().as_bytes());
+            let _ = out.write_all(crate::version_text("distcc").as_bytes());
             0
         }
         Action::MissingOperand => {

@@ -23,10 +23,7 @@ pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = crate::paths::basename(path);
     let mut n = 0u32;
     let (tmp, mut f) = loop {
         let tmp = dir.join(format!(".{name}.distcc-{}-{n}.tmp", std::process::id()));

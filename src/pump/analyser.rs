@@ -392,7 +392,7 @@ pub struct Analyser {
 
 /// Is `p` inside one of `dirs` (lexically)?
 fn under(p: &Path, dirs: &[PathBuf]) -> bool {
-    let n = defaults::normalise(p);
+    let n = crate::paths::normalise(p);
     dirs.iter().any(|d| n.starts_with(d))
 }
 
@@ -657,7 +657,7 @@ impl Analyser {
         let mut seen_files = HashSet::new();
         for n in &nodes {
             if under(&n.path, &system) {
-                out.system_files.insert(defaults::normalise(&n.path));
+                out.system_files.insert(crate::paths::normalise(&n.path));
                 continue;
             }
             let Some(phys) = physical(&n.path, &system, &mut out.links, &mut out.dirs, 0) else {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::PumpError;
 use crate::client::wire::{Wire, connect_unix};
+use crate::paths::{basename, with_ext};
 use crate::protocol::{FileEntry, FileKind, Payload, include};
 
 /// How long the include server may take to answer one job.
@@ -94,18 +95,6 @@ pub fn note_discrepancy() {
     if let Err(e) = r {
         log::warn!("can't count the discrepancy in {}: {e}", path.display());
     }
-}
-
-fn with_ext(path: &str, ext: &str) -> String {
-    let p = Path::new(path);
-    p.with_extension(ext).display().to_string()
-}
-
-fn basename(path: &str) -> String {
-    Path::new(path)
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The argv for the server and the local `.d` path (reference §1.5, §2.8): `-o` made

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::paths::normalise;
+
 /// Run `COMPILER [flags] -x LANG -v -c /dev/null -o /dev/null` with only `PATH` in the
 /// environment (so `CPATH` and friends can't leak in) and read the search list from stderr.
 pub fn probe(compiler: &str, flags: &[String], lang: &str) -> Result<Vec<PathBuf>, String> {
@@ -46,21 +48,6 @@ pub fn parse_search_list(stderr: &str) -> Vec<PathBuf> {
         }
     }
     dirs
-}
-
-/// Remove `.` and resolve `..` lexically (gcc prints e.g. `…/12/../../../../include`).
-pub fn normalise(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// The directories that get a LINK: the system dirs not inside another one.
