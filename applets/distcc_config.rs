@@ -13,6 +13,8 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
+use distcc::settings::{ConfigEnv, ProcessEnv};
+
 const OPTIONS: &[&str] = &[
     "--set-hosts",
     "--get-hosts",
@@ -47,22 +49,27 @@ Hosts are checked with distcc's own parser before they are written; as root they
 }
 
 /// Paths under the configured root.
-struct Root(PathBuf);
+struct Root(ConfigEnv);
 
 impl Root {
-    fn from_env() -> Root {
-        Root(
-            std::env::var_os("DISTCC_CONFIG_ROOT")
-                .map_or_else(|| PathBuf::from("/"), PathBuf::from),
-        )
-    }
-
     fn path(&self, abs: &str) -> PathBuf {
-        self.0.join(abs.trim_start_matches('/'))
+        self.0.root.join(abs.trim_start_matches('/'))
     }
 
     fn is_real_root(&self) -> bool {
-        self.0 == Path::new("/")
+        self.0.root == Path::new("/")
+    }
+
+    /// Root writes the system files; a user (or root with `DISTCC_CONFIG_AS_USER=1`)
+    /// their own.
+    fn as_root(&self) -> bool {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        euid == 0 && !self.0.as_user
+    }
+
+    fn user_hosts(&self) -> Option<PathBuf> {
+        self.0.home.as_ref().map(|h| h.join(".distcc/hosts"))
     }
 
     fn hosts(&self) -> PathBuf {
@@ -82,16 +89,6 @@ impl Root {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    euid == 0 && std::env::var("DISTCC_CONFIG_AS_USER").map_or(true, |v| v != "1")
-}
-
-fn user_hosts() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".distcc/hosts"))
-}
-
 /// A failure: the message and the exit status.
 type Outcome = Result<(), (String, i32)>;
 
@@ -99,8 +96,8 @@ fn fail(msg: impl Into<String>) -> Outcome {
     Err((msg.into(), 1))
 }
 
-fn need_root(prog: &str, opt: &str) -> Outcome {
-    if is_root() {
+fn need_root(root: &Root, prog: &str, opt: &str) -> Outcome {
+    if root.as_root() {
         Ok(())
     } else {
         fail(format!("!!! {prog} {opt} must be run as root"))
@@ -120,10 +117,11 @@ fn set_hosts(root: &Root, value: Option<&str>) -> Outcome {
         }
         return fail(msg);
     }
-    let path = if is_root() {
+    let path = if root.as_root() {
         root.hosts()
     } else {
-        user_hosts().ok_or(("!!! Error: HOME is not set".to_owned(), 1))?
+        root.user_hosts()
+            .ok_or(("!!! Error: HOME is not set".to_owned(), 1))?
     };
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| (format!("!!! Error: {}: {e}", dir.display()), 1))?;
@@ -133,11 +131,11 @@ fn set_hosts(root: &Root, value: Option<&str>) -> Outcome {
 }
 
 fn get_hosts(root: &Root) -> Outcome {
-    if let Ok(h) = std::env::var("DISTCC_HOSTS") {
+    if let Some(h) = &root.0.hosts {
         println!("{h}");
         return Ok(());
     }
-    for path in user_hosts().into_iter().chain([root.hosts()]) {
+    for path in root.user_hosts().into_iter().chain([root.hosts()]) {
         if let Ok(text) = fs::read_to_string(&path)
             && !text.trim().is_empty()
         {
@@ -296,7 +294,7 @@ fn run(prog: &str, args: &[String]) -> Outcome {
         .filter(|a| !a.starts_with("--"))
         .map(String::as_str)
         .collect();
-    let root = Root::from_env();
+    let root = Root(ConfigEnv::from_env(&ProcessEnv));
     match opt.as_str() {
         "--help" => {
             print!("{}", usage(prog));
@@ -309,7 +307,7 @@ fn run(prog: &str, args: &[String]) -> Outcome {
         "--set-hosts" => set_hosts(&root, values.last().copied()),
         "--get-hosts" => get_hosts(&root),
         "--set-verbose" => {
-            need_root(prog, opt)?;
+            need_root(&root, prog, opt)?;
             match values.last().copied() {
                 Some(v @ ("0" | "1")) => set_env(&root, "DISTCC_VERBOSE", v, true),
                 _ => fail("!!! Error: --set-verbose takes 0 or 1"),
@@ -317,7 +315,7 @@ fn run(prog: &str, args: &[String]) -> Outcome {
         }
         "--get-verbose" => print_env(&root, "DISTCC_VERBOSE"),
         "--set-log" => {
-            need_root(prog, opt)?;
+            need_root(&root, prog, opt)?;
             match values.last() {
                 Some(v) => set_env(&root, "DISTCC_LOG", v, true),
                 None => fail("!!! Error: --set-log needs a file name"),
@@ -325,7 +323,7 @@ fn run(prog: &str, args: &[String]) -> Outcome {
         }
         "--get-log" => print_env(&root, "DISTCC_LOG"),
         "--set-env" => {
-            need_root(prog, opt)?;
+            need_root(&root, prog, opt)?;
             match values.as_slice() {
                 [var, value] => set_env(&root, var, value, false),
                 _ => fail("!!! Error: Awaiting two parameters."),
@@ -342,7 +340,7 @@ fn run(prog: &str, args: &[String]) -> Outcome {
             _ => fail("!!! Error: Specify only one variable."),
         },
         "--update-masquerade" | "--update-masquerade-with-crossdev" => {
-            need_root(prog, opt)?;
+            need_root(&root, prog, opt)?;
             update_masquerade(&root, opt == "--update-masquerade-with-crossdev")
         }
         _ => fail(format!("!!! Error: {opt} is an invalid option.")),

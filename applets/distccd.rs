@@ -8,6 +8,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use distcc::daemon::{self, Config};
 use distcc::exitcode::ExitCode;
+use distcc::settings::{DaemonEnv, ProcessEnv};
 use distcc::trace::{self, Destination, LogConfig};
 
 /// distccd — the distcc build server.
@@ -258,7 +259,7 @@ fn number<T: std::str::FromStr>(opt: &str, v: &Option<String>) -> Result<Option<
     }
 }
 
-fn config(o: &Options) -> Result<Config, String> {
+fn config(o: &Options, env: DaemonEnv) -> Result<Config, String> {
     let port = number::<u64>("--port", &o.port)?.unwrap_or(u64::from(distcc::DEFAULT_PORT));
     if port == 0 || port > 65535 {
         return Err("port number out of range".into());
@@ -274,7 +275,6 @@ fn config(o: &Options) -> Result<Config, String> {
     let lifetime = number::<u64>("--lifetime", &o.lifetime)?
         .filter(|s| *s > 0)
         .map(Duration::from_secs);
-    let io_timeout = distcc::connection::io_timeout_from_env()?;
     // Neither --daemon nor --inetd: a socket on stdin means inetd.
     let inetd = o.inetd || (!o.daemon && !o.wizard && stdin_is_socket());
     Ok(Config {
@@ -292,7 +292,7 @@ fn config(o: &Options) -> Result<Config, String> {
         job_lifetime,
         stats_port: o.stats.then_some(stats_port),
         insecure: o.enable_tcp_insecure || o.make_me_a_botnet,
-        io_timeout,
+        env,
     })
 }
 
@@ -360,13 +360,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
         print!("{}", distcc::version_text("distccd"));
         return 0;
     }
-    let config = match config(&opts) {
+    let (env, problems) = DaemonEnv::from_env(&ProcessEnv);
+    if let Some(p) = problems.iter().find(|p| p.fatal) {
+        return fail(p.to_string());
+    }
+    let config = match config(&opts, env) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     match log_config(&opts) {
         Ok(l) => trace::init(&l),
         Err(e) => return fail(e),
+    }
+    for p in &problems {
+        p.report();
     }
     if opts.no_fork || opts.no_fifo {
         log::debug!("--no-fork/--no-fifo: accepted; one process serves every job anyway");
@@ -389,7 +396,7 @@ mod tests {
         let n = normalise(&s(v))?;
         let refs: Vec<&str> = n.iter().map(String::as_str).collect();
         let o = Options::from_args(&["distccd"], &refs).map_err(|e| e.output)?;
-        config(&o)
+        config(&o, DaemonEnv::default())
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime};
 
 use distcc::exitcode::ExitCode;
+use distcc::settings::Dirs;
 use distcc::state::{self, TaskState};
-use distcc::temp::{self, ProcessEnv};
+use distcc::temp;
 
 const USAGE: &str = "usage: distccmon-text [DELAY]
 
@@ -71,7 +72,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
-    let dir = match temp::state_dir(&ProcessEnv) {
+    let dir = match temp::state_dir(&Dirs::from_process()) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("distccmon-text[{}] ERROR: {e}", std::process::id());

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use distcc::pump::server::IncludeServer;
+use distcc::settings::{ProcessEnv, PumpEnv};
 
 const USAGE: &str = "Usage:
   pump COMMAND [ARG...]
@@ -45,38 +46,18 @@ fn location() -> Option<PathBuf> {
     exe.parent().map(Path::to_path_buf)
 }
 
-/// `${TMPDIR-/tmp}/distcc-pump.XXXXXX`, mode 0700.
-fn make_dir() -> Result<PathBuf, String> {
-    let base = std::env::var_os("TMPDIR")
-        .filter(|t| !t.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    for attempt in 0..100u32 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = base.join(format!(
-            "distcc-pump.{:06x}",
-            (nanos ^ std::process::id().rotate_left(12) ^ attempt) & 0xffffff
-        ));
-        let mut b = std::fs::DirBuilder::new();
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        match b.create(&dir) {
-            Ok(()) => return Ok(dir),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(format!("can't create {}: {e}", dir.display())),
-        }
-    }
-    Err(format!("can't create a directory in {}", base.display()))
+/// `${TMPDIR-/tmp}/distcc-pump.XXXXXXXX`, mode 0700.
+fn make_dir(env: &PumpEnv) -> Result<PathBuf, String> {
+    distcc::temp::make_temp_dir_in(&env.dirs.tmp(), "distcc-pump.").map_err(|e| e.to_string())
 }
 
 /// How many `,cpp` hosts the host list has; an error message if none.
-fn count_cpp_hosts() -> Result<usize, String> {
-    if std::env::var_os("DISTCC_POTENTIAL_HOSTS").is_some() {
+fn count_cpp_hosts(env: &PumpEnv) -> Result<usize, String> {
+    if env.potential_hosts {
         say("DISTCC_POTENTIAL_HOSTS (lsdistcc) is not supported; using the distcc host list");
     }
-    let list = distcc::hosts::load_default().map_err(|e| e.to_string())?;
+    let list =
+        distcc::hosts::load_default(env.hosts.as_deref(), &env.dirs).map_err(|e| e.to_string())?;
     let n = list.hosts.iter().filter(|h| h.protocol == 3).count();
     if n == 0 {
         return Err(
@@ -89,18 +70,21 @@ fn count_cpp_hosts() -> Result<usize, String> {
 }
 
 /// Bind the socket and serve it from a thread of this process.
-fn start_server(dir: &Path) -> Result<(PathBuf, Arc<IncludeServer>), String> {
+fn start_server(dir: &Path, env: &PumpEnv) -> Result<(PathBuf, Arc<IncludeServer>), String> {
     let socket = dir.join("socket");
     let listener = UnixListener::bind(&socket)
         .map_err(|e| format!("can't listen on {}: {e}", socket.display()))?;
-    let server = Arc::new(IncludeServer::new().map_err(|e| e.to_string())?);
+    let server = Arc::new(
+        IncludeServer::new(env.client_tmp.as_deref(), env.path.clone())
+            .map_err(|e| e.to_string())?,
+    );
     let s = server.clone();
     std::thread::spawn(move || s.serve(listener));
     Ok((socket, server))
 }
 
-fn path_with(loc: Option<&Path>) -> OsString {
-    let old = std::env::var_os("PATH").unwrap_or_default();
+fn path_with(loc: Option<&Path>, env: &PumpEnv) -> OsString {
+    let old = env.path.clone().unwrap_or_default();
     match loc {
         Some(l) => {
             let mut p = l.as_os_str().to_owned();
@@ -113,17 +97,13 @@ fn path_with(loc: Option<&Path>) -> OsString {
 }
 
 /// The `__________Warning: N pump-mode compilation(s) failed …` report (§5.1, §5.4).
-fn report_discrepancies(dir: &Path) {
+fn report_discrepancies(dir: &Path, env: &PumpEnv) {
     let n = std::fs::metadata(dir.join("discrepancy_counter")).map_or(0, |m| m.len());
     if n > 0 {
         say(&format!(
             "Warning: {n} pump-mode compilation(s) failed on server, but succeeded locally."
         ));
-        let max = std::env::var("DISTCC_MAX_DISCREPANCY")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(1);
-        if n >= max {
+        if n >= env.max_discrepancy {
             say(
                 "Distcc-pump was demoted to plain mode.  See the Distcc Discrepancy Symptoms section in the include_server(1) man page.",
             );
@@ -132,22 +112,22 @@ fn report_discrepancies(dir: &Path) {
 }
 
 /// `pump COMMAND…`.
-fn run_command(cmd: &[OsString]) -> i32 {
-    let n = match count_cpp_hosts() {
+fn run_command(cmd: &[OsString], env: &PumpEnv) -> i32 {
+    let n = match count_cpp_hosts(env) {
         Ok(n) => n,
         Err(e) => {
             say(&e);
             return 1;
         }
     };
-    let dir = match make_dir() {
+    let dir = match make_dir(env) {
         Ok(d) => d,
         Err(e) => {
             say(&format!("Could not start include server: {e}"));
             return 1;
         }
     };
-    let (socket, server) = match start_server(&dir) {
+    let (socket, server) = match start_server(&dir, env) {
         Ok(x) => x,
         Err(e) => {
             say(&format!("Could not start include server: {e}"));
@@ -166,9 +146,9 @@ fn run_command(cmd: &[OsString]) -> i32 {
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("INCLUDE_SERVER_PORT", &socket)
-        .env("PATH", path_with(loc.as_deref()))
+        .env("PATH", path_with(loc.as_deref(), env))
         .status();
-    report_discrepancies(&dir);
+    report_discrepancies(&dir, env);
     say("Shutting down distcc-pump include server");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -184,11 +164,11 @@ fn run_command(cmd: &[OsString]) -> i32 {
 }
 
 /// The hidden `--serve DIR` mode behind `--startup`: serve until SIGTERM/SIGINT.
-fn serve_forever(dir: &Path) -> i32 {
+fn serve_forever(dir: &Path, env: &PumpEnv) -> i32 {
     use smol::stream::StreamExt;
     let signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]);
-    let (_, server) = match start_server(dir) {
+    let (_, server) = match start_server(dir, env) {
         Ok(x) => x,
         Err(e) => {
             say(&format!("Could not start include server: {e}"));
@@ -211,12 +191,12 @@ fn serve_forever(dir: &Path) -> i32 {
 }
 
 /// `pump --startup`: a background include server and the `export` lines for it.
-fn startup() -> i32 {
-    if let Err(e) = count_cpp_hosts() {
+fn startup(env: &PumpEnv) -> i32 {
+    if let Err(e) = count_cpp_hosts(env) {
         say(&e);
         return 1;
     }
-    let dir = match make_dir() {
+    let dir = match make_dir(env) {
         Ok(d) => d,
         Err(e) => {
             say(&format!("Could not start include server: {e}"));
@@ -262,7 +242,7 @@ fn startup() -> i32 {
     println!("export INCLUDE_SERVER_PID='{pid}'");
     println!("export INCLUDE_SERVER_DIR='{}'", dir.display());
     println!("export INCLUDE_SERVER_PORT='{}'", socket.display());
-    if let Ok(h) = std::env::var("DISTCC_HOSTS") {
+    if let Some(h) = &env.hosts {
         println!("export DISTCC_HOSTS='{h}'");
     }
     if let Some(l) = location() {
@@ -272,12 +252,8 @@ fn startup() -> i32 {
 }
 
 /// `pump --shutdown`.
-fn shutdown() -> i32 {
-    let pid = std::env::var("INCLUDE_SERVER_PID")
-        .ok()
-        .and_then(|p| p.trim().parse::<i32>().ok());
-    let dir = std::env::var_os("INCLUDE_SERVER_DIR").map(PathBuf::from);
-    let (Some(pid), Some(dir)) = (pid, dir) else {
+fn shutdown(env: &PumpEnv) -> i32 {
+    let (Some(pid), Some(dir)) = (env.include_server_pid, env.include_server_dir.clone()) else {
         say("INCLUDE_SERVER_PID and INCLUDE_SERVER_DIR must be set (from 'pump --startup')");
         return 1;
     };
@@ -292,7 +268,7 @@ fn shutdown() -> i32 {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    report_discrepancies(&dir);
+    report_discrepancies(&dir, env);
     // Show what the include server logged, as the pump script does.
     if let Ok(text) = std::fs::read_to_string(dir.join("stderr")) {
         eprint!("{text}");
@@ -305,7 +281,11 @@ use std::os::unix::process::CommandExt;
 
 /// Entry point; returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    distcc::trace::init(&distcc::trace::client_config_from_env());
+    let (env, problems) = PumpEnv::from_env(&ProcessEnv);
+    distcc::trace::init(&env.log);
+    for p in &problems {
+        p.report();
+    }
     let rest = &args[1.min(args.len())..];
     match rest.first().and_then(|a| a.to_str()) {
         None | Some("-h") | Some("--help") => {
@@ -316,9 +296,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             print!("{}", distcc::version_text("pump"));
             0
         }
-        Some("--startup") => startup(),
-        Some("--shutdown") => shutdown(),
-        Some("--serve") if rest.len() == 2 => serve_forever(Path::new(&rest[1])),
-        Some(_) => run_command(rest),
+        Some("--startup") => startup(&env),
+        Some("--shutdown") => shutdown(&env),
+        Some("--serve") if rest.len() == 2 => serve_forever(Path::new(&rest[1]), &env),
+        Some(_) => run_command(rest, &env),
     }
 }

@@ -11,15 +11,11 @@
 //! `DISTCC_BACKOFF_PERIOD=0` turns all three into no-ops. In 3.4 that made a dead host be
 //! retried forever; here the client caps its tries, so disabling backoff is safe.
 
-use crate::temp::Env;
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-
-/// Default `DISTCC_BACKOFF_PERIOD`.
-pub const DEFAULT_BACKOFF_PERIOD: Duration = Duration::from_secs(60);
 
 /// Errors writing or removing backoff files. Callers normally log these and carry on: a
 /// missing backoff mark only costs a retry.
@@ -50,25 +46,6 @@ pub fn backoff_file_name(key: &str) -> String {
     format!("backoff_{key}_0")
 }
 
-/// `DISTCC_BACKOFF_PERIOD` in seconds, default 60; `0` disables backoff. A value that is
-/// not a non-negative integer is reported and the default used.
-pub fn period_from_env(env: &dyn Env) -> Duration {
-    match env.var_os("DISTCC_BACKOFF_PERIOD") {
-        None => DEFAULT_BACKOFF_PERIOD,
-        Some(v) => match v.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
-            Some(secs) => Duration::from_secs(secs),
-            None => {
-                log::warn!(
-                    "DISTCC_BACKOFF_PERIOD={:?} is not a number of seconds; using {}",
-                    v,
-                    DEFAULT_BACKOFF_PERIOD.as_secs()
-                );
-                DEFAULT_BACKOFF_PERIOD
-            }
-        },
-    }
-}
-
 /// Backoff bookkeeping in one lock directory.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -83,11 +60,6 @@ impl Backoff {
             lock_dir: lock_dir.to_path_buf(),
             period,
         }
-    }
-
-    /// [`Backoff::new`] with the period from `DISTCC_BACKOFF_PERIOD`.
-    pub fn from_env(env: &dyn Env, lock_dir: &Path) -> Backoff {
-        Backoff::new(lock_dir, period_from_env(env))
     }
 
     /// The configured period.
@@ -173,7 +145,6 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     #[test]
     fn names_match_distcc() {
@@ -233,17 +204,5 @@ mod tests {
         assert!(off.path("localhost").exists(), "not removed");
         off.mark("tcp_a_1").unwrap();
         assert!(!off.path("tcp_a_1").exists(), "not written");
-    }
-
-    #[test]
-    fn period_from_environment() {
-        let mut e: HashMap<String, String> = HashMap::new();
-        assert_eq!(period_from_env(&e), Duration::from_secs(60));
-        e.insert("DISTCC_BACKOFF_PERIOD".into(), "0".into());
-        assert_eq!(period_from_env(&e), Duration::ZERO);
-        e.insert("DISTCC_BACKOFF_PERIOD".into(), "15".into());
-        assert_eq!(period_from_env(&e), Duration::from_secs(15));
-        e.insert("DISTCC_BACKOFF_PERIOD".into(), "soon".into());
-        assert_eq!(period_from_env(&e), Duration::from_secs(60));
     }
 }

@@ -15,9 +15,6 @@ use thiserror::Error;
 use crate::exitcode::ExitCode;
 use crate::protocol::{self, Limits, ProtocolError, Reply, Request, RequestFramer, include};
 
-/// distcc's default I/O timeout.
-pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
-
 /// How soon a silent peer is probed: a compile may run for minutes with nothing on the
 /// wire, and the peer's kernel answers keepalive probes whatever its compiler is doing, so
 /// probes tell a dead machine from a long compile.
@@ -64,20 +61,6 @@ impl ConnError {
             ConnError::Truncated { .. } | ConnError::NoAnswer => ExitCode::Truncated,
             ConnError::Protocol(_) => ExitCode::ProtocolError,
         }
-    }
-}
-
-/// `DISTCC_IO_TIMEOUT` from the environment: seconds, > 0. A bad value is an error, as
-/// distcc treats it (exit 101).
-pub fn io_timeout_from_env() -> Result<Duration, String> {
-    match std::env::var("DISTCC_IO_TIMEOUT") {
-        Err(_) => Ok(DEFAULT_IO_TIMEOUT),
-        Ok(v) => match v.trim().parse::<u64>() {
-            Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
-            _ => Err(format!(
-                "DISTCC_IO_TIMEOUT must be a whole number of seconds > 0, not {v:?}"
-            )),
-        },
     }
 }
 

@@ -26,7 +26,7 @@
 //! `--randomize` is recorded in [`HostList::randomize`]; [`load`] applies it (like 3.4,
 //! which shuffles while loading) while [`parse`] keeps the written order.
 
-use crate::temp::Env;
+use crate::settings::Dirs;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -302,19 +302,21 @@ pub enum HostListSource {
     File(PathBuf),
 }
 
-/// Find the host list text: `$DISTCC_HOSTS` if set (even empty), else `$DISTCC_DIR/hosts`
-/// if `DISTCC_DIR` is set, otherwise `$HOME/.distcc/hosts` (alternatives, not a chain),
-/// else `<sysconf_dir>/distcc/hosts` (`/etc/distcc/hosts` in production).
-pub fn find_source(env: &dyn Env, sysconf_dir: &Path) -> Result<HostListSource, HostsError> {
-    if let Some(v) = env.var_os("DISTCC_HOSTS") {
-        return Ok(HostListSource::Env(v.to_string_lossy().into_owned()));
+/// Find the host list text: `$DISTCC_HOSTS` (`hosts_var`) if set (even empty), else
+/// `$DISTCC_DIR/hosts` if `DISTCC_DIR` is set, otherwise `$HOME/.distcc/hosts`
+/// (alternatives, not a chain), else `<sysconf_dir>/distcc/hosts` (`/etc/distcc/hosts` in
+/// production).
+pub fn find_source(
+    hosts_var: Option<&str>,
+    dirs: &Dirs,
+    sysconf_dir: &Path,
+) -> Result<HostListSource, HostsError> {
+    if let Some(v) = hosts_var {
+        return Ok(HostListSource::Env(v.to_owned()));
     }
-    let user_file = match env.var_os("DISTCC_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => Some(PathBuf::from(dir).join("hosts")),
-        None => env
-            .var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(|h| PathBuf::from(h).join(".distcc").join("hosts")),
+    let user_file = match &dirs.distcc_dir {
+        Some(dir) => Some(dir.join("hosts")),
+        None => dirs.home.as_ref().map(|h| h.join(".distcc").join("hosts")),
     };
     let sys_file = sysconf_dir.join("distcc").join("hosts");
     for path in user_file
@@ -343,8 +345,12 @@ fn readable_file(path: &Path) -> bool {
 /// Load the host list for compiling: [`find_source`], then a lenient parse (bad tokens are
 /// logged as warnings and skipped), then `--randomize` with a per-process seed.
 /// Fails only when no usable host is left (the client then compiles locally).
-pub fn load(env: &dyn Env, sysconf_dir: &Path) -> Result<HostList, HostsError> {
-    let (text, name) = match find_source(env, sysconf_dir)? {
+pub fn load(
+    hosts_var: Option<&str>,
+    dirs: &Dirs,
+    sysconf_dir: &Path,
+) -> Result<HostList, HostsError> {
+    let (text, name) = match find_source(hosts_var, dirs, sysconf_dir)? {
         HostListSource::Env(text) => (text, "$DISTCC_HOSTS".to_string()),
         HostListSource::File(path) => {
             let text = std::fs::read(&path).map_err(|source| HostsError::Read {
@@ -374,9 +380,9 @@ pub fn load(env: &dyn Env, sysconf_dir: &Path) -> Result<HostList, HostsError> {
     Ok(list)
 }
 
-/// [`load`] from the real environment and `/etc`.
-pub fn load_default() -> Result<HostList, HostsError> {
-    load(&crate::temp::ProcessEnv, Path::new("/etc"))
+/// [`load`] with `/etc/distcc/hosts` as the system list.
+pub fn load_default(hosts_var: Option<&str>, dirs: &Dirs) -> Result<HostList, HostsError> {
+    load(hosts_var, dirs, Path::new("/etc"))
 }
 
 // ---------------------------------------------------------------------------------------

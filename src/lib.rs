@@ -41,6 +41,7 @@ pub mod paths;
 pub mod protocol;
 pub mod pump;
 pub mod scheduler;
+pub mod settings;
 pub mod state;
 pub mod temp;
 pub mod trace;

@@ -59,16 +59,13 @@ pub(crate) fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Find an executable on a PATH string (our own `PATH` when `path` is `None`). A name with
-/// a `/` is taken as it is, as execvp does.
+/// Find an executable on a PATH string (nothing is found without one). A name with a `/`
+/// is taken as it is, as execvp does.
 pub(crate) fn which(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
     }
-    let path = path
-        .map(OsStr::to_os_string)
-        .or_else(|| std::env::var_os("PATH"))?;
-    std::env::split_paths(&path)
+    std::env::split_paths(path?)
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
 }

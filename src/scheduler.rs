@@ -20,17 +20,13 @@
 use crate::backoff::Backoff;
 use crate::hosts::{HostList, HostSpec};
 use crate::lock::{LockError, SlotLock, lock_file_name};
-use crate::temp::{Env, TempError};
+use crate::settings::{ClientEnv, MIN_PAUSE};
+use crate::temp::TempError;
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Default `DISTCC_PAUSE_TIME_MSEC`.
-pub const DEFAULT_PAUSE: Duration = Duration::from_millis(1000);
-/// Shortest fallback pause we accept: `DISTCC_PAUSE_TIME_MSEC=0` meant busy-looping in 3.4.
-pub const MIN_PAUSE: Duration = Duration::from_millis(10);
 
 /// Errors from the scheduler.
 #[derive(Debug, thiserror::Error)]
@@ -93,23 +89,6 @@ impl LocalSlot {
     }
 }
 
-/// `DISTCC_PAUSE_TIME_MSEC` (default 1000 ms), at least [`MIN_PAUSE`].
-pub fn pause_from_env(env: &dyn Env) -> Duration {
-    let pause = match env.var_os("DISTCC_PAUSE_TIME_MSEC") {
-        None => DEFAULT_PAUSE,
-        Some(v) => match v.to_str().and_then(|s| s.trim().parse::<u64>().ok()) {
-            Some(ms) => Duration::from_millis(ms),
-            None => {
-                log::warn!(
-                    "DISTCC_PAUSE_TIME_MSEC={v:?} is not a number of milliseconds; using 1000"
-                );
-                DEFAULT_PAUSE
-            }
-        },
-    };
-    pause.max(MIN_PAUSE)
-}
-
 /// Slot picking in one lock directory.
 #[derive(Debug, Clone)]
 pub struct Scheduler {
@@ -129,12 +108,12 @@ impl Scheduler {
         }
     }
 
-    /// From the environment: `$DISTCC_DIR/lock` (created), `DISTCC_BACKOFF_PERIOD`,
-    /// `DISTCC_PAUSE_TIME_MSEC`.
-    pub fn from_env(env: &dyn Env) -> Result<Scheduler, SchedError> {
-        let dir = crate::temp::lock_dir(env)?;
-        let backoff = Backoff::from_env(env, &dir);
-        Ok(Scheduler::new(&dir, backoff, pause_from_env(env)))
+    /// The client's scheduler: `$DISTCC_DIR/lock` (created), with the backoff period and
+    /// pause its settings name.
+    pub fn for_client(env: &ClientEnv) -> Result<Scheduler, SchedError> {
+        let dir = crate::temp::lock_dir(&env.dirs)?;
+        let backoff = Backoff::new(&dir, env.backoff_period);
+        Ok(Scheduler::new(&dir, backoff, env.pause))
     }
 
     /// The lock directory.

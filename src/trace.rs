@@ -116,35 +116,6 @@ pub fn parse_level(name: &str) -> Result<LevelFilter, TraceError> {
     })
 }
 
-/// The client's logging from its environment: `DISTCC_VERBOSE=1` means debug;
-/// `DISTCC_LOG=file` logs there at info (debug if verbose); else `UNCACHED_ERR_FD=n`; else
-/// stderr at warning level.
-pub fn client_config_from_env() -> LogConfig {
-    let verbose = std::env::var("DISTCC_VERBOSE").is_ok_and(|v| v.trim() == "1");
-    let (destination, quiet_level) = if let Some(path) = std::env::var_os("DISTCC_LOG")
-        && !path.is_empty()
-    {
-        (Destination::File(PathBuf::from(path)), LevelFilter::Info)
-    } else if let Some(fd) = std::env::var("UNCACHED_ERR_FD")
-        .ok()
-        .and_then(|v| v.trim().parse::<i32>().ok())
-        .filter(|fd| usable_fd(*fd).is_ok())
-    {
-        (Destination::Fd(fd), LevelFilter::Warn)
-    } else {
-        (Destination::Stderr, LevelFilter::Warn)
-    };
-    LogConfig {
-        program: "distcc",
-        level: if verbose {
-            LevelFilter::Debug
-        } else {
-            quiet_level
-        },
-        destination,
-    }
-}
-
 /// Largest descriptor number `UNCACHED_ERR_FD` may name; anything above is a mistake.
 const MAX_ERR_FD: i32 = 1 << 20;
 

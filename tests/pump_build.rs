@@ -332,7 +332,7 @@ fn pump_startup_and_shutdown() {
 fn analyser_covers_gcc_m() {
     let work = tempfile::tempdir().unwrap();
     let dir = project(work.path(), "p");
-    let mut an = distcc::pump::Analyser::new();
+    let mut an = distcc::pump::Analyser::with_path(std::env::var_os("PATH"));
     let flags = [
         "-Iinclude",
         "-Iinclude/wrap",

@@ -20,11 +20,12 @@ use super::output::write_output;
 use super::remote::{self, RemoteError};
 use super::wire::Wire;
 use crate::args::{self, Scan, argv_to_string};
-use crate::connection::{ConnError, io_timeout_from_env};
+use crate::connection::ConnError;
 use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
 use crate::protocol::{self, Payload, Reply, tok};
 use crate::scheduler::{HostSlot, LocalKind, LocalSlot, SchedError, Scheduler};
+use crate::settings::ClientEnv;
 use crate::state::{Phase, StateFile};
 
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
@@ -35,6 +36,8 @@ pub const MAX_REMOTE_TRIES: usize = 3;
 /// Everything a job carries between its steps.
 struct Job<'a> {
     inv: &'a Invocation,
+    /// Every variable the client reads, read once.
+    env: &'a ClientEnv,
     scan: Scan,
     /// `None` when there is no lock directory: compile locally, unlocked (as distcc does).
     sched: Option<Scheduler>,
@@ -164,7 +167,7 @@ impl Job<'_> {
 
     /// Give up on distribution: compile locally, unless `DISTCC_FALLBACK=0`.
     fn fallback(&mut self, host: Option<&HostSpec>, ret: i32, serr: &[u8]) -> i32 {
-        if std::env::var("DISTCC_FALLBACK").is_ok_and(|v| v.trim() == "0") {
+        if !self.env.fallback {
             log::warn!("failed to distribute and fallbacks are disabled");
             let _ = std::io::stderr().write_all(serr);
             self.finish_cpp_quietly();
@@ -183,7 +186,7 @@ impl Job<'_> {
 
     /// One attempt on a remote host whose slot we hold.
     fn remote_attempt(&mut self, host: &HostSpec, slot: u32) -> Outcome {
-        let mut version = protocol_for(host);
+        let mut version = protocol_for(host, self.env);
         let input = self.scan.input.clone();
         // PUMP HOOK: protocol 3 when the include server can cover this job, else protocol 2.
         if version == 3 {
@@ -193,6 +196,7 @@ impl Job<'_> {
                 &scan.input,
                 &scan.output,
                 scan.preprocessed,
+                self.env,
             ) {
                 Ok(job) => return self.pump_attempt(host, slot, job),
                 Err(why) => {
@@ -244,11 +248,11 @@ impl Job<'_> {
         let input = self.scan.input.clone();
         self.pumped = true;
         self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
-        let stream = match remote::connect(host) {
+        let stream = match remote::connect(host, self.env) {
             Ok(s) => s,
             Err(e) => return Outcome::HostFault(e),
         };
-        let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
+        let timeout = self.env.io_timeout;
         let mut conn = match Wire::new(stream, timeout) {
             Ok(c) => c,
             Err(e) => return Outcome::HostFault(ConnError::Io(e).into()),
@@ -309,7 +313,7 @@ impl Job<'_> {
         let cpp_lock = self.lock_local(LocalKind::Cpp);
         let cslot = cpp_lock.as_ref().map(|l| l.slot);
         self.phase(Phase::Cpp, None, Some("localhost"), cslot);
-        match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext) {
+        match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext, self.env) {
             Ok(p) => self.cpp = Some(p),
             Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
         }
@@ -326,8 +330,8 @@ impl Job<'_> {
         version: u8,
         cpp_lock: Option<LocalSlot>,
     ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
-        let stream = remote::connect(host).map_err(Outcome::HostFault)?;
-        let timeout = io_timeout_from_env().unwrap_or(crate::connection::DEFAULT_IO_TIMEOUT);
+        let stream = remote::connect(host, self.env).map_err(Outcome::HostFault)?;
+        let timeout = self.env.io_timeout;
         let mut conn =
             Wire::new(stream, timeout).map_err(|e| Outcome::HostFault(ConnError::Io(e).into()))?;
         log::info!(
@@ -405,39 +409,35 @@ impl Job<'_> {
 /// The protocol for a host: 3 (pump) only for a `,cpp,lzo` host while an include server
 /// runs (`INCLUDE_SERVER_PORT`); a `,cpp` host without one is used with protocol 2.
 // PUMP HOOK: `remote_attempt` asks `crate::pump::client` whether this job can go as 3.
-fn protocol_for(host: &HostSpec) -> u8 {
+fn protocol_for(host: &HostSpec, env: &ClientEnv) -> u8 {
     let v = host.protocol;
-    if v == 3 && std::env::var_os("INCLUDE_SERVER_PORT").is_none() {
+    if v == 3 && env.include_server.is_none() {
         return 2;
     }
     v
 }
 
-/// Compile `inv` somewhere: remotely if we can, locally if we must. Returns the exit status.
-pub fn build_somewhere(inv: &Invocation) -> i32 {
-    build_somewhere_exact(inv, None)
-}
-
-/// [`build_somewhere`], where `exact` is the command line with the user's own bytes when
+/// Compile `inv` somewhere: remotely if we can, locally if we must; returns the exit
+/// status. `exact` is the command line with the user's own bytes when
 /// some word is not UTF-8 (`inv` then holds a lossy copy). Such a job runs locally with
 /// exactly those words: our scanning and the protocol work on text, and a lossy name
 /// would make the compiler look for a file that does not exist.
-pub fn build_somewhere_exact(inv: &Invocation, exact: Option<Vec<OsString>>) -> i32 {
-    if let Err(msg) = io_timeout_from_env() {
-        log::error!("{msg}");
-        return ExitCode::BadArguments.code();
-    }
+pub fn build_somewhere_exact(
+    inv: &Invocation,
+    exact: Option<Vec<OsString>>,
+    env: &ClientEnv,
+) -> i32 {
     super::cleanup::install();
-    let argv = super::rewrite::for_job(inv);
+    let argv = super::rewrite::for_job(inv, env);
     let scan = args::scan(&argv);
-    let state = match crate::temp::state_dir(&crate::temp::ProcessEnv) {
+    let state = match crate::temp::state_dir(&env.dirs) {
         Ok(d) => Some(StateFile::new(&d, std::process::id())),
         Err(e) => {
             log::debug!("no monitor state: {e}");
             None
         }
     };
-    let sched = match Scheduler::from_env(&crate::temp::ProcessEnv) {
+    let sched = match Scheduler::for_client(env) {
         Ok(s) => Some(s),
         Err(e) => {
             // distcc 3.4 goes on unlocked (and local) here too.
@@ -446,13 +446,14 @@ pub fn build_somewhere_exact(inv: &Invocation, exact: Option<Vec<OsString>>) -> 
             None
         }
     };
-    let loaded = hosts::load_default();
+    let loaded = hosts::load_default(env.hosts.as_deref(), &env.dirs);
     let host_list = match &loaded {
         Ok(l) => l.clone(),
         Err(_) => hosts::parse_lenient("").0,
     };
     let mut job = Job {
         inv,
+        env,
         scan,
         sched,
         hosts: host_list,
@@ -541,7 +542,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 return 0;
             }
             Outcome::UserError { ret, serr } => {
-                if std::env::var_os("DISTCC_SKIP_LOCAL_RETRY").is_some() {
+                if job.env.skip_local_retry {
                     let _ = std::io::stderr().write_all(&serr);
                     return ret;
                 }
@@ -553,7 +554,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 let ret = job.fallback(Some(&host), ret, &serr);
                 // PUMP HOOK: a pump job that only compiles locally is a discrepancy.
                 if pumped && ret == 0 {
-                    crate::pump::client::note_discrepancy();
+                    crate::pump::client::note_discrepancy(job.env);
                 }
                 return ret;
             }

@@ -9,30 +9,40 @@ use super::ClientError;
 use super::invocation::Invocation;
 use super::local::{command, critique};
 use crate::args::argv_to_string;
+use crate::settings::ClientEnv;
 
-/// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1`.
+/// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1` asked to keep it.
 #[derive(Debug)]
 pub struct TempFile {
     pub path: PathBuf,
+    keep: bool,
     _cleanup: super::cleanup::Registered,
 }
 
 impl TempFile {
     /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively, open for writing.
-    pub fn create(ext: &str) -> Result<(TempFile, File), ClientError> {
-        let path = crate::temp::make_temp_file("distcc", &format!(".{ext}"))?;
+    pub fn create(ext: &str, env: &ClientEnv) -> Result<(TempFile, File), ClientError> {
+        let dir = crate::temp::tmp_dir(&env.dirs)?;
+        let path = crate::temp::make_temp_file_in(&dir, "distcc_", &format!(".{ext}"))?;
         let _cleanup = super::cleanup::register(&path);
         let file = OpenOptions::new()
             .write(true)
             .open(&path)
             .map_err(|e| ClientError::ReadInput(path.clone(), e))?;
-        Ok((TempFile { path, _cleanup }, file))
+        Ok((
+            TempFile {
+                path,
+                keep: env.save_temps,
+                _cleanup,
+            },
+            file,
+        ))
     }
 }
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        if std::env::var("DISTCC_SAVE_TEMPS").is_ok_and(|v| v.trim() == "1") {
+        if self.keep {
             log::debug!("keeping {} (DISTCC_SAVE_TEMPS)", self.path.display());
             return;
         }
@@ -65,9 +75,14 @@ pub struct CppFailed {
 
 impl Preprocess {
     /// Start `cpp_argv` with stdout into a fresh temp file and stdin from /dev/null.
-    pub fn start(inv: &Invocation, cpp_argv: &[String], ext: &str) -> Result<Self, ClientError> {
-        let (out, file) = TempFile::create(ext)?;
-        let (err, err_file) = TempFile::create("cpp_stderr")?;
+    pub fn start(
+        inv: &Invocation,
+        cpp_argv: &[String],
+        ext: &str,
+        env: &ClientEnv,
+    ) -> Result<Self, ClientError> {
+        let (out, file) = TempFile::create(ext, env)?;
+        let (err, err_file) = TempFile::create("cpp_stderr", env)?;
         log::debug!(
             "running cpp: {} > {}",
             argv_to_string(cpp_argv),

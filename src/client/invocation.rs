@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use super::ClientError;
 use crate::args;
 use crate::paths::{basename, is_executable, normalise};
-
-/// Name of the recursion-guard variable, passed to every compiler and preprocessor we run.
-pub const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
+use crate::settings::{ClientEnv, SAFEGUARD_VAR};
 
 /// How the compiler was named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +26,8 @@ pub struct Invocation {
     pub mode: Mode,
     /// The compiler command line: argv[0] is the compiler; response files are expanded.
     pub argv: Vec<String>,
-    /// The PATH children must see (masquerade mode trims ours); `None` keeps ours.
+    /// The PATH compilers are found on and children see: ours, trimmed in masquerade mode
+    /// up to and including our own directory.
     pub path: Option<OsString>,
     /// The recursion level we were started with (`_DISTCC_SAFEGUARD`).
     pub safeguard_level: u32,
@@ -68,9 +67,9 @@ pub enum Action {
 }
 
 /// Decide what to do from argv (argv[0] included) and the environment.
-pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
+pub fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, ClientError> {
     let arg0 = argv.first().map(String::as_str).unwrap_or("distcc");
-    let level = safeguard_level();
+    let level = env.safeguard_level;
     if basename(arg0).contains("distcc") {
         // Response files are expanded first, as distcc 3.4 (libiberty) does on its whole
         // argv: `distcc @args` can be an implicit-mode compile.
@@ -101,12 +100,12 @@ pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
         return Ok(Action::Compile(Invocation {
             mode,
             argv,
-            path: None,
+            path: env.path.clone(),
             safeguard_level: level,
         }));
     }
     // Masquerade: we are `gcc`, `cc`, `x86_64-linux-gnu-g++-12`, …
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path = env.path.clone().unwrap_or_default();
     let trimmed = trim_path(arg0, &path, std::env::current_dir().ok().as_deref());
     let did_masquerade = u32::from(trimmed.is_some());
     if level.saturating_sub(did_masquerade) > 0 {
@@ -117,17 +116,9 @@ pub fn classify(argv: &[String]) -> Result<Action, ClientError> {
     Ok(Action::Compile(Invocation {
         mode: Mode::Masquerade,
         argv: v,
-        path: trimmed,
+        path: trimmed.or_else(|| env.path.clone()),
         safeguard_level: level,
     }))
-}
-
-/// `_DISTCC_SAFEGUARD` as distcc reads it: atoi, and 1 if set but not a number.
-fn safeguard_level() -> u32 {
-    match std::env::var(SAFEGUARD_VAR) {
-        Err(_) => 0,
-        Ok(v) => v.trim().parse::<u32>().unwrap_or(1),
-    }
 }
 
 /// The PATH that remains after our own directory, or `None` if our directory is not on it.

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use crate::exitcode::ExitCode;
+use crate::settings::ClientEnv;
 use invocation::Action;
 
 /// Failures of the client itself (not of a host, not of the user's compile).
@@ -94,14 +95,19 @@ network sandbox sets it).
 
 /// The client's entry point: full argv (argv[0] included); returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    crate::trace::init(&crate::trace::client_config_from_env());
+    let (env, problems) = ClientEnv::from_process();
+    crate::trace::init(&env.log);
+    let mut fatal = false;
+    for p in &problems {
+        fatal |= p.report();
+    }
     // Text for classifying; a word that is not UTF-8 makes the job local, with the
     // original bytes (`exact_argv`).
     let argv: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let action = match invocation::classify(&argv) {
+    let action = match invocation::classify(&argv, &env) {
         Ok(a) => a,
         Err(e) => {
             log::error!("{e}");
@@ -128,7 +134,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
         Action::ShowHosts | Action::Jobs => {
             // Bad tokens are logged and skipped; like distcc, this always exits 0.
-            if let Ok(list) = crate::hosts::load_default() {
+            if let Ok(list) = crate::hosts::load_default(env.hosts.as_deref(), &env.dirs) {
                 if action == Action::Jobs {
                     let _ = writeln!(out, "{}", list.total_slots());
                 } else {
@@ -139,7 +145,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
             0
         }
-        Action::Compile(inv) => compile::build_somewhere_exact(&inv, exact_argv(&inv, &args)),
+        // A setting distcc 3.4 refuses (DISTCC_IO_TIMEOUT) stops a compile, as there.
+        Action::Compile(_) if fatal => ExitCode::BadArguments.code(),
+        Action::Compile(inv) => compile::build_somewhere_exact(&inv, exact_argv(&inv, &args), &env),
     }
 }
 

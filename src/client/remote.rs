@@ -15,6 +15,7 @@ use super::wire::{ByDeadline, Duplex, connect_unix};
 use crate::connection::ConnError;
 use crate::exitcode::ExitCode;
 use crate::hosts::{HostKind, HostSpec};
+use crate::settings::ClientEnv;
 
 /// distcc's fixed connect timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
@@ -177,18 +178,15 @@ impl Duplex for Stream {
     }
 }
 
-/// The ssh command line for a host: `$DISTCC_SSH` (split on spaces, default `ssh`),
+/// The ssh command line for a host: `ssh` (`DISTCC_SSH`, already split),
 /// `[-l USER] HOST COMMAND --inetd`.
-pub fn ssh_argv(user: Option<&str>, host: &str, command: Option<&str>) -> Vec<String> {
-    let ssh = std::env::var("DISTCC_SSH")
-        .ok()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or_else(|| "ssh".into());
-    let mut argv: Vec<String> = ssh
-        .split(' ')
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect();
+pub fn ssh_argv(
+    ssh: &[String],
+    user: Option<&str>,
+    host: &str,
+    command: Option<&str>,
+) -> Vec<String> {
+    let mut argv = ssh.to_vec();
     if let Some(u) = user {
         argv.extend(["-l".into(), u.into()]);
     }
@@ -245,14 +243,15 @@ fn via_proxy(proxy: &super::socks::Proxy, host: &str, port: u16) -> io::Result<S
     Ok(stream)
 }
 
-/// Open a connection to `host` (which must not be `localhost`).
-pub fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
+/// Open a connection to `host` (which must not be `localhost`), through the SOCKS proxy
+/// and with the ssh command `env` names.
+pub fn connect(host: &HostSpec, env: &ClientEnv) -> Result<Stream, RemoteError> {
     match &host.kind {
         HostKind::Tcp { host: name, port } => {
             let target = format!("{name}:{port}");
-            let proxy = super::socks::Proxy::from_env().map_err(|e| RemoteError::Connect {
+            let proxy = env.socks_proxy.as_ref().map_err(|e| RemoteError::Connect {
                 host: target.clone(),
-                source: io::Error::other(e.to_string()),
+                source: io::Error::other(format!("DISTCC_SOCKS_PROXY: {e}")),
             })?;
             let connected = match &proxy {
                 None => tcp_connect(name, *port).map(Stream::Tcp),
@@ -279,7 +278,7 @@ pub fn connect(host: &HostSpec) -> Result<Stream, RemoteError> {
             host: name,
             command,
         } => {
-            let argv = ssh_argv(user.as_deref(), name, command.as_deref());
+            let argv = ssh_argv(&env.ssh, user.as_deref(), name, command.as_deref());
             log::debug!("starting ssh: {}", argv.join(" "));
             let mut child = Command::new(&argv[0])
                 .args(&argv[1..])
@@ -320,17 +319,16 @@ mod tests {
 
     #[test]
     fn ssh_command_line() {
-        // DISTCC_SSH is not set in the test environment of this crate.
-        if std::env::var_os("DISTCC_SSH").is_none() {
-            assert_eq!(
-                ssh_argv(Some("bob"), "red", None),
-                vec!["ssh", "-l", "bob", "red", "distccd", "--inetd"]
-            );
-            assert_eq!(
-                ssh_argv(None, "red", Some("/opt/distccd")),
-                vec!["ssh", "red", "/opt/distccd", "--inetd"]
-            );
-        }
+        let ssh = vec!["ssh".to_string()];
+        assert_eq!(
+            ssh_argv(&ssh, Some("bob"), "red", None),
+            vec!["ssh", "-l", "bob", "red", "distccd", "--inetd"]
+        );
+        let ssh = vec!["ssh".to_string(), "-p".into(), "2222".into()];
+        assert_eq!(
+            ssh_argv(&ssh, None, "red", Some("/opt/distccd")),
+            vec!["ssh", "-p", "2222", "red", "/opt/distccd", "--inetd"]
+        );
     }
 
     fn ssh_stand_in(script: &str) -> (SshStream, u32) {
@@ -403,7 +401,8 @@ mod tests {
             down: false,
             auth: None,
         };
-        let e = connect(&host).err().unwrap();
+        let (env, _) = ClientEnv::from_env(&std::collections::HashMap::new());
+        let e = connect(&host, &env).err().unwrap();
         assert_eq!(e.exit_code(), ExitCode::ConnectFailed, "{e}");
     }
 }

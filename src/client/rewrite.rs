@@ -19,16 +19,17 @@ use std::process::{Command, Stdio};
 
 use super::invocation::Invocation;
 use crate::paths::{basename, which};
+use crate::settings::ClientEnv;
 
 /// The command line to scan for `inv`: the user's, with the compiler rewritten unless
 /// `DISTCC_NO_REWRITE_CROSS` is set (any value) or we are a nested distcc (safeguard > 0),
 /// which runs what the outer one already rewrote.
-pub(crate) fn for_job(inv: &Invocation) -> Vec<String> {
+pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> Vec<String> {
     let mut argv = inv.argv.clone();
-    if inv.nested() || std::env::var_os("DISTCC_NO_REWRITE_CROSS").is_some() {
+    if inv.nested() || !env.rewrite_cross {
         return argv;
     }
-    let cache = match crate::temp::sub_dir(&crate::temp::ProcessEnv, "cache") {
+    let cache = match crate::temp::sub_dir(&env.dirs, "cache") {
         Ok(d) => Some(d),
         Err(e) => {
             log::debug!("no -dumpmachine cache: {e}");

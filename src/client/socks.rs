@@ -79,15 +79,7 @@ fn reply_text(code: u8) -> &'static str {
 }
 
 impl Proxy {
-    /// Parse `DISTCC_SOCKS_PROXY`; `None` when unset or empty.
-    pub fn from_env() -> Result<Option<Proxy>, SocksError> {
-        match std::env::var_os("DISTCC_SOCKS_PROXY") {
-            None => Ok(None),
-            Some(v) if v.is_empty() => Ok(None),
-            Some(v) => Proxy::parse(&v).map(Some),
-        }
-    }
-
+    /// Parse a `DISTCC_SOCKS_PROXY` value: `HOST[:PORT]`, `[V6]:PORT`, or a socket path.
     pub fn parse(value: &std::ffi::OsStr) -> Result<Proxy, SocksError> {
         use std::os::unix::ffi::OsStrExt;
         let bad = || SocksError::BadSetting(value.to_string_lossy().into_owned());

@@ -5,9 +5,8 @@
 //! The job watches its client while the compiler runs: if the client goes away, or the job
 //! outlives `--job-lifetime`, the whole process group is killed.
 
-use std::ffi::OsString;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use super::tree::{Tree, TreeError};
 use super::whitelist::{Policy, WhitelistError};
 use crate::exitcode::ExitCode;
 use crate::protocol::{Body, FileKind, Payload, Reply, Request};
+use crate::settings::{DaemonEnv, SAFEGUARD_VAR};
 use crate::temp;
 
 /// Most bytes one received file (a preprocessed source, one pump file) may unpack to.
@@ -144,11 +144,9 @@ impl Refusal {
 #[derive(Debug, Clone)]
 pub struct JobSettings {
     pub policy: Policy,
-    pub tmp_dir: PathBuf,
-    /// `DISTCCD_PATH`: replaces PATH for compilers.
-    pub path: Option<OsString>,
     pub job_lifetime: Option<Duration>,
-    pub save_temps: bool,
+    /// `TMPDIR` (job dirs), `DISTCCD_PATH`, `DISTCC_SAVE_TEMPS`, the dirs compilers may read.
+    pub env: DaemonEnv,
 }
 
 /// How the compile ended.
@@ -204,7 +202,7 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
     let vetted = argv::vet(&req.argv, mode, cwd)?;
     let scan = argv::scan(&vetted)?;
     let input = vetted[scan.source].clone();
-    let dir = temp::make_temp_dir_in(&settings.tmp_dir, "distccd")
+    let dir = temp::make_temp_dir_in(&settings.env.tmpdir, "distccd_")
         .map_err(|e| Refusal::Server(e.to_string()))?;
     // Names nobody can guess: the received input is data, and a command line that
     // could name it (`-fplugin=./in.i`, `-specs=…`) must not find it.
@@ -223,7 +221,7 @@ pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal
         version: req.version,
         compiler,
         input,
-        save_temps: settings.save_temps,
+        save_temps: settings.env.save_temps,
     };
     let output = job.output.display().to_string();
     match req.body {
@@ -348,18 +346,21 @@ impl Prepared {
         cmd.args(&self.argv[1..])
             .current_dir(&self.cwd)
             .process_group(0)
-            .env("_DISTCC_SAFEGUARD", safeguard_level())
+            .env(
+                SAFEGUARD_VAR,
+                (settings.env.safeguard_level + 1).to_string(),
+            )
             // gcc's own temporaries (cc*.s between cc1 and as) go in the job's dir, which
             // is removed whole: a compiler killed mid-job leaves nothing behind (found by
             // `make fuzz`), and no job sees another's files.
             .env("TMPDIR", &self.dir);
-        if let Some(path) = &settings.path {
+        if let Some(path) = &settings.env.distccd_path {
             cmd.env("PATH", path);
         }
         // Reads confined to the system, the compiler's own dirs and this job's dir.
         let confinement = super::sandbox::Confinement::reads_beneath(&super::sandbox::readable(
             &self.dir,
-            settings.path.as_ref(),
+            &settings.env,
             &self.argv[0],
         ));
         // SAFETY: the closure only makes async-signal-safe system calls (see `enter`).
@@ -374,15 +375,6 @@ impl Prepared {
             .stderr(std::fs::File::create(&self.stderr)?);
         cmd.spawn()
     }
-}
-
-/// The recursion guard value for compilers we start: one more than ours.
-fn safeguard_level() -> String {
-    let level = std::env::var("_DISTCC_SAFEGUARD")
-        .ok()
-        .map(|v| v.trim().parse::<u32>().unwrap_or(1))
-        .unwrap_or(0);
-    (level + 1).to_string()
 }
 
 /// Process groups of the compilers running now. A compiler runs in its own group, so one
@@ -499,14 +491,6 @@ async fn wait(
     (status, ending)
 }
 
-/// Where the job's temp dirs go: `$TMPDIR` or `/tmp`.
-pub fn default_tmp_dir() -> PathBuf {
-    std::env::var_os("TMPDIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new("/tmp").to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,13 +544,14 @@ mod tests {
         assert_eq!(total, 1 << 20);
     }
 
-    fn settings(tmp: &Path) -> JobSettings {
+    fn settings(tmp: &std::path::Path) -> JobSettings {
         JobSettings {
             policy: Policy::Insecure,
-            tmp_dir: tmp.to_owned(),
-            path: None,
             job_lifetime: None,
-            save_temps: false,
+            env: DaemonEnv {
+                tmpdir: tmp.to_owned(),
+                ..DaemonEnv::default()
+            },
         }
     }
 
@@ -588,7 +573,10 @@ mod tests {
         let input = |p: &Prepared| p.argv[2].clone();
         assert_ne!(input(&a), input(&b));
         for p in [&a, &b] {
-            let name = Path::new(&input(p)).file_name().unwrap().to_owned();
+            let name = std::path::Path::new(&input(p))
+                .file_name()
+                .unwrap()
+                .to_owned();
             let name = name.to_string_lossy();
             assert!(name.starts_with("in_") && name.ends_with(".i"), "{name}");
             assert_eq!(name.len(), "in_".len() + 32 + ".i".len(), "{name}");

@@ -27,6 +27,7 @@ use thiserror::Error;
 
 use crate::connection::Duplex;
 use crate::exitcode::ExitCode;
+use crate::settings::DaemonEnv;
 use acl::Acl;
 use job::JobSettings;
 use serve::Shared;
@@ -51,7 +52,8 @@ pub struct Config {
     pub job_lifetime: Option<Duration>,
     pub stats_port: Option<u16>,
     pub insecure: bool,
-    pub io_timeout: Duration,
+    /// What the environment says (`TMPDIR`, `DISTCCD_PATH`, `DISTCC_CMDLIST`, …).
+    pub env: DaemonEnv,
 }
 
 /// Descriptors kept back from client connections: the log, listeners, the stats port, and
@@ -115,15 +117,23 @@ pub fn run(config: Config) -> i32 {
         // SAFETY: nice(2) has no memory effects.
         unsafe { libc::nice(config.nice) };
     }
-    let tmp_dir = job::default_tmp_dir();
+    let tmp_dir = config.env.tmpdir.clone();
     if let Err(e) = std::env::set_current_dir(&tmp_dir) {
         log::warn!("can't chdir to {}: {e}", tmp_dir.display());
     }
-    match std::env::var_os("DISTCCD_PATH") {
+    match &config.env.distccd_path {
         Some(p) => log::debug!("DISTCCD_PATH: {}", p.to_string_lossy()),
-        None => log::debug!("PATH: {}", std::env::var("PATH").unwrap_or_default()),
+        None => log::debug!(
+            "PATH: {}",
+            config
+                .env
+                .path
+                .as_deref()
+                .unwrap_or_default()
+                .to_string_lossy()
+        ),
     }
-    let policy = match Policy::from_env(config.insecure) {
+    let policy = match Policy::new(&config.env, config.insecure) {
         Ok(p) => p,
         Err(e) => {
             log::error!("can't read DISTCC_CMDLIST: {e}");
@@ -156,16 +166,14 @@ pub fn run(config: Config) -> i32 {
     let shared = Shared {
         settings: Arc::new(JobSettings {
             policy,
-            tmp_dir: tmp_dir.clone(),
-            path: std::env::var_os("DISTCCD_PATH"),
             job_lifetime: config.job_lifetime,
-            save_temps: std::env::var("DISTCC_SAVE_TEMPS").is_ok_and(|v| v == "1"),
+            env: config.env.clone(),
         }),
         acl,
         slots: Semaphore::new(config.jobs.max(1)),
         connections: Arc::new(Semaphore::new(connection_limit(config.jobs))),
         budget: crate::connection::Budget::new(serve::LARGE_REQUESTS),
-        io_timeout: config.io_timeout,
+        io_timeout: config.env.io_timeout,
         stats: Stats::default(),
     };
     if config.inetd {

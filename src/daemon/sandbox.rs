@@ -15,10 +15,10 @@
 //! calls (`prctl(PR_SET_NO_NEW_PRIVS)` and `landlock_restrict_self`), which are safe
 //! between fork and exec. On a kernel without Landlock nothing is restricted.
 
-use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use crate::settings::DaemonEnv;
 use landlock::{AccessFs, Ruleset, RulesetAttr, RulesetCreatedAttr};
 
 /// The system's read-only places a compiler needs.
@@ -30,35 +30,17 @@ const SYSTEM: &[&str] = &[
 /// The dirs a compiler of this job may read: see the module doc. `program` is what runs;
 /// an absolute one (`DISTCC_CMDLIST`, `--enable-tcp-insecure`) adds its own dir, since
 /// the kernel reads a program to exec it.
-pub(crate) fn readable(
-    job_dir: &Path,
-    compiler_path: Option<&OsString>,
-    program: &str,
-) -> Vec<PathBuf> {
+pub(crate) fn readable(job_dir: &Path, env: &DaemonEnv, program: &str) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = SYSTEM.iter().map(PathBuf::from).collect();
     if let Some(dir) = Path::new(program).parent().filter(|d| d.is_absolute()) {
         dirs.push(dir.to_path_buf());
     }
-    for var in [
-        compiler_path.cloned(),
-        std::env::var_os("PATH"),
-        std::env::var_os("DISTCCD_READ_DIRS"),
-        std::env::var_os("CCACHE_DIR"),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        dirs.extend(std::env::split_paths(&var).filter(|p| p.is_absolute()));
+    for var in [&env.distccd_path, &env.path].into_iter().flatten() {
+        dirs.extend(std::env::split_paths(var).filter(|p| p.is_absolute()));
     }
-    // ccache's default caches, when CCACHE_DIR is not set.
-    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
-        dirs.push(home.join(".ccache"));
-        dirs.push(home.join(".cache/ccache"));
-    }
-    if let Some(cache) = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from) {
-        dirs.push(cache.join("ccache"));
-    }
-    dirs.extend(super::whitelist::masquerade_dirs());
+    dirs.extend(env.read_dirs.iter().cloned());
+    dirs.extend(env.ccache_dirs.iter().cloned());
+    dirs.extend(env.masquerade_dirs.iter().cloned());
     dirs.push(job_dir.to_path_buf());
     dirs
 }

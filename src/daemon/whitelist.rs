@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::settings::DaemonEnv;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum WhitelistError {
     #[error(
@@ -41,28 +43,13 @@ pub enum Policy {
     Masquerade(Vec<PathBuf>),
 }
 
-/// The masquerade dirs: `DISTCCD_MASQUERADE_DIRS` (ours, colon separated) or the standard
-/// places.
-pub fn masquerade_dirs() -> Vec<PathBuf> {
-    match std::env::var_os("DISTCCD_MASQUERADE_DIRS") {
-        Some(v) if !v.is_empty() => std::env::split_paths(&v).collect(),
-        _ => vec![
-            PathBuf::from("/usr/lib/distcc"),
-            PathBuf::from("/usr/local/lib/distcc"),
-        ],
-    }
-}
-
 impl Policy {
-    /// The policy the environment and options ask for.
-    pub fn from_env(insecure: bool) -> std::io::Result<Policy> {
-        if let Some(path) = std::env::var_os("DISTCC_CMDLIST") {
-            let text = std::fs::read_to_string(&path)?;
-            let words = std::env::var("DISTCC_CMDLIST_NUMWORDS")
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(1);
+    /// The policy the environment (`DISTCC_CMDLIST`, the masquerade dirs) and
+    /// `--enable-tcp-insecure` ask for.
+    pub fn new(env: &DaemonEnv, insecure: bool) -> std::io::Result<Policy> {
+        if let Some(path) = &env.cmdlist {
+            let text = std::fs::read_to_string(path)?;
+            let words = env.cmdlist_numwords;
             let commands = text
                 .lines()
                 .map(str::trim)
@@ -74,7 +61,7 @@ impl Policy {
         if insecure {
             return Ok(Policy::Insecure);
         }
-        Ok(Policy::Masquerade(masquerade_dirs()))
+        Ok(Policy::Masquerade(env.masquerade_dirs.clone()))
     }
 
     /// Decide on a requested compiler; gives the command to execute.

@@ -317,6 +317,20 @@ fn randomize_permutes_only_when_asked() {
     assert!(seen_change);
 }
 
+/// [`load`] and [`find_source`] with the variables the client would read from `e`.
+fn load_env(e: &HashMap<String, String>, sysconf: &Path) -> Result<HostList, HostsError> {
+    let (c, _) = crate::settings::ClientEnv::from_env(e);
+    load(c.hosts.as_deref(), &c.dirs, sysconf)
+}
+
+fn find_source_env(
+    e: &HashMap<String, String>,
+    sysconf: &Path,
+) -> Result<HostListSource, HostsError> {
+    let (c, _) = crate::settings::ClientEnv::from_env(e);
+    find_source(c.hosts.as_deref(), &c.dirs, sysconf)
+}
+
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
         .iter()
@@ -337,7 +351,7 @@ fn sources_and_precedence() {
     let ddir_s = ddir.to_str().unwrap();
 
     // Nothing anywhere.
-    let e = load(&env(&[("HOME", home_s)]), &sysconf).unwrap_err();
+    let e = load_env(&env(&[("HOME", home_s)]), &sysconf).unwrap_err();
     assert!(matches!(e, HostsError::NoHostList { .. }));
     assert!(
         e.to_string()
@@ -345,7 +359,7 @@ fn sources_and_precedence() {
     );
 
     std::fs::write(sysconf.join("distcc/hosts"), "sys1 sys2\n").unwrap();
-    let l = load(&env(&[("HOME", home_s)]), &sysconf).unwrap();
+    let l = load_env(&env(&[("HOME", home_s)]), &sysconf).unwrap();
     assert_eq!(l.hosts[0].hostname(), "sys1");
     assert_eq!(
         l.source_name,
@@ -353,23 +367,23 @@ fn sources_and_precedence() {
     );
 
     std::fs::write(home.join(".distcc/hosts"), "homehost").unwrap();
-    let l = load(&env(&[("HOME", home_s)]), &sysconf).unwrap();
+    let l = load_env(&env(&[("HOME", home_s)]), &sysconf).unwrap();
     assert_eq!(l.hosts[0].hostname(), "homehost");
 
     // DISTCC_DIR replaces ~/.distcc: without DISTCC_DIR/hosts we fall to sysconf.
-    let l = load(&env(&[("HOME", home_s), ("DISTCC_DIR", ddir_s)]), &sysconf).unwrap();
+    let l = load_env(&env(&[("HOME", home_s), ("DISTCC_DIR", ddir_s)]), &sysconf).unwrap();
     assert_eq!(l.hosts[0].hostname(), "sys1");
     std::fs::write(ddir.join("hosts"), "ddirhost/3").unwrap();
-    let l = load(&env(&[("HOME", home_s), ("DISTCC_DIR", ddir_s)]), &sysconf).unwrap();
+    let l = load_env(&env(&[("HOME", home_s), ("DISTCC_DIR", ddir_s)]), &sysconf).unwrap();
     assert_eq!(l.hosts[0].hostname(), "ddirhost");
 
     // DISTCC_HOSTS wins, even when empty.
     let e = env(&[("HOME", home_s), ("DISTCC_HOSTS", "envhost,lzo")]);
-    let l = load(&e, &sysconf).unwrap();
+    let l = load_env(&e, &sysconf).unwrap();
     assert_eq!(l.hosts[0].hostname(), "envhost");
     assert_eq!(l.source_name, "$DISTCC_HOSTS");
     let e = env(&[("HOME", home_s), ("DISTCC_HOSTS", "")]);
-    let err = load(&e, &sysconf).unwrap_err();
+    let err = load_env(&e, &sysconf).unwrap_err();
     assert_eq!(
         err.to_string(),
         "$DISTCC_HOSTS contained no hosts; can't distribute work"
@@ -377,7 +391,7 @@ fn sources_and_precedence() {
 
     // Lenient when loading: a bad token is skipped.
     let e = env(&[("DISTCC_HOSTS", "bad,lzox good")]);
-    let l = load(&e, &sysconf).unwrap();
+    let l = load_env(&e, &sysconf).unwrap();
     assert_eq!(l.hosts.len(), 1);
     assert_eq!(l.hosts[0].hostname(), "good");
 }
@@ -387,13 +401,13 @@ fn find_source_reports_which() {
     let t = tempfile::tempdir().unwrap();
     let e = env(&[("DISTCC_HOSTS", "x")]);
     assert_eq!(
-        find_source(&e, t.path()).unwrap(),
+        find_source_env(&e, t.path()).unwrap(),
         HostListSource::Env("x".into())
     );
     std::fs::write(t.path().join("hosts"), "y").unwrap();
     let e = env(&[("DISTCC_DIR", t.path().to_str().unwrap())]);
     assert_eq!(
-        find_source(&e, Path::new("/nonexistent")).unwrap(),
+        find_source_env(&e, Path::new("/nonexistent")).unwrap(),
         HostListSource::File(t.path().join("hosts"))
     );
 }

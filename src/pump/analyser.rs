@@ -388,6 +388,8 @@ pub struct Analyser {
     configs: HashSet<Arc<Config>>,
     /// Tests: trust stamps at once, so that only the stamp comparison decides.
     trust_fresh_stamps: bool,
+    /// The `PATH` compilers are probed with (the include server's own).
+    path: Option<OsString>,
 }
 
 /// Is `p` inside one of `dirs` (lexically)?
@@ -397,8 +399,12 @@ fn under(p: &Path, dirs: &[PathBuf]) -> bool {
 }
 
 impl Analyser {
-    pub fn new() -> Self {
-        Self::default()
+    /// An analyser that probes compilers on `path` (the include server's `PATH`).
+    pub fn with_path(path: Option<OsString>) -> Self {
+        Analyser {
+            path,
+            ..Self::default()
+        }
     }
 
     /// The version of the file at `p` now, `None` if it is not a file: stat'ed once per
@@ -489,10 +495,11 @@ impl Analyser {
         lang: &str,
     ) -> Result<Vec<PathBuf>, NotCovered> {
         let key = (compiler.to_string(), flags.to_vec(), lang.to_string());
+        let path = self.path.as_deref();
         let r = self
             .probes
             .entry(key)
-            .or_insert_with(|| defaults::probe(compiler, flags, lang));
+            .or_insert_with(|| defaults::probe(compiler, flags, lang, path));
         r.clone().map_err(NotCovered)
     }
 
@@ -945,7 +952,7 @@ mod tests {
         write(&r.join("i2/b.h"), "#include \"../sub/d.h\"\n");
         write(&r.join("real/d.h"), "");
         std::os::unix::fs::symlink(r.join("real"), r.join("sub")).unwrap();
-        let mut an = Analyser::new();
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
         let cl = an
             .analyse(&r, &s(&["gcc", "-Ii1", "-Ii2", "-c", "main.c"]))
             .unwrap();
@@ -965,7 +972,7 @@ mod tests {
         write(&r.join("m.c"), "#include \"gen.h\"\n");
         write(&r.join("src/gen.h"), "");
         let argv = s(&["gcc", "-Ibuild", "-Isrc", "-c", "m.c"]);
-        let mut an = Analyser::new();
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
         let first = an.analyse(&r, &argv).unwrap();
         assert!(first.files.contains(&r.join("src/gen.h")));
         // make generates build/gen.h, which shadows src/gen.h from now on.
@@ -988,7 +995,7 @@ mod tests {
         write(&r.join("x.h"), "");
         write(&r.join("y.h"), "");
         let argv = s(&["gcc", "-c", "m.c"]);
-        let mut an = Analyser::new();
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
         // Only the stamp comparison decides (no re-reading of fresh files).
         an.trust_fresh_stamps();
         let first = an.analyse(&r, &argv).unwrap();
@@ -1023,7 +1030,7 @@ mod tests {
         write(&r.join("d.h"), "");
         // Another compile's file defines HDR too: not part of m.c's translation unit.
         write(&r.join("o.c"), "#define HDR \"/etc/hostname\"\n");
-        let mut an = Analyser::new();
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
         an.trust_fresh_stamps();
         assert!(an.analyse(&r, &s(&["gcc", "-c", "o.c"])).is_ok());
         let argv = s(&["gcc", "-c", "m.c"]);
@@ -1045,7 +1052,7 @@ mod tests {
             &r.join("dead.c"),
             "#if defined(USER_H)\n#include USER_H\n#endif\n",
         );
-        let mut an = Analyser::new();
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
         assert!(an.analyse(&r, &s(&["gcc", "-c", "abs.c"])).is_err());
         assert!(an.analyse(&r, &s(&["gcc", "-c", "mac.c"])).is_err());
         // A macro nothing defines can only sit in a dead branch: covered, nothing to add.

@@ -9,6 +9,7 @@ use super::PumpError;
 use crate::client::wire::{Wire, connect_unix};
 use crate::paths::{basename, with_ext};
 use crate::protocol::{FileEntry, FileKind, Payload, include};
+use crate::settings::ClientEnv;
 
 /// How long the include server may take to answer one job.
 const ASK_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,27 +27,18 @@ pub struct PumpJob {
 
 /// The include server's socket, if this job may use pump mode at all (the environment
 /// part of §5.4; the host's `,cpp,lzo` is the caller's check).
-pub fn socket_for(preprocessed: bool) -> Result<PathBuf, String> {
-    let Some(sock) = std::env::var_os("INCLUDE_SERVER_PORT") else {
+pub fn socket_for(preprocessed: bool, env: &ClientEnv) -> Result<PathBuf, String> {
+    let Some(sock) = env.include_server.clone() else {
         return Err("INCLUDE_SERVER_PORT is not set".into());
     };
     if preprocessed {
         return Err("the input is already preprocessed".into());
     }
-    for var in [
-        "CPATH",
-        "C_INCLUDE_PATH",
-        "CPLUS_INCLUDE_PATH",
-        "DEPENDENCIES_OUTPUT",
-        "SUNPRO_DEPENDENCIES",
-    ] {
-        if std::env::var_os(var).is_some() {
-            return Err(format!("{var} is set"));
-        }
+    if let Some(var) = env.pump_blocker {
+        return Err(format!("{var} is set"));
     }
-    let sock = PathBuf::from(sock);
     let count = discrepancies(&sock);
-    let max = max_discrepancy();
+    let max = env.max_discrepancy;
     if count >= max {
         return Err(format!(
             "{count} pump-mode compilation(s) failed on a server but succeeded locally \
@@ -68,22 +60,10 @@ fn discrepancies(socket: &Path) -> u64 {
         .map_or(0, |m| m.len())
 }
 
-/// `DISTCC_MAX_DISCREPANCY`, at least 1 (default 1).
-pub fn max_discrepancy() -> u64 {
-    std::env::var("DISTCC_MAX_DISCREPANCY")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&n| n >= 1)
-        .unwrap_or(1)
-}
-
 /// Count one discrepancy: a pump-mode job failed on the server but succeeded locally —
 /// usually the server's system headers differ, or the analysis missed a file.
-pub fn note_discrepancy() {
-    let Some(path) = std::env::var_os("INCLUDE_SERVER_PORT")
-        .map(PathBuf::from)
-        .and_then(|s| counter_path(&s))
-    else {
+pub fn note_discrepancy(env: &ClientEnv) {
+    let Some(path) = env.include_server.as_deref().and_then(counter_path) else {
         return;
     };
     log::warn!("pump-mode compilation failed on the server but succeeded locally");
@@ -218,8 +198,9 @@ pub fn prepare(
     input: &str,
     output: &str,
     preprocessed: bool,
+    env: &ClientEnv,
 ) -> Result<PumpJob, String> {
-    let socket = socket_for(preprocessed)?;
+    let socket = socket_for(preprocessed, env)?;
     let cwd = std::env::current_dir()
         .map_err(|e| format!("can't get the current directory: {e}"))?
         .display()
@@ -301,7 +282,7 @@ mod tests {
         std::fs::write(dir.join("h.h"), "int h;\n").unwrap();
         let sock = dir.join("socket");
         let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-        let server = Arc::new(IncludeServer::new().unwrap());
+        let server = Arc::new(IncludeServer::new(None, std::env::var_os("PATH")).unwrap());
         let s2 = server.clone();
         std::thread::spawn(move || s2.serve(listener));
         let argv = s(&["gcc", "-c", "m.c", "-o", "m.o"]);

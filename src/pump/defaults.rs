@@ -2,6 +2,7 @@
 //! server uses its own copies (pump mode's core assumption, reference §5.5), and the request
 //! only carries a LINK per directory so that `dir/../x` paths resolve on the server.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -9,7 +10,12 @@ use crate::paths::normalise;
 
 /// Run `COMPILER [flags] -x LANG -v -c /dev/null -o /dev/null` with only `PATH` in the
 /// environment (so `CPATH` and friends can't leak in) and read the search list from stderr.
-pub fn probe(compiler: &str, flags: &[String], lang: &str) -> Result<Vec<PathBuf>, String> {
+pub fn probe(
+    compiler: &str,
+    flags: &[String],
+    lang: &str,
+    path: Option<&OsStr>,
+) -> Result<Vec<PathBuf>, String> {
     let mut cmd = Command::new(compiler);
     cmd.args(flags)
         .args(["-x", lang, "-v", "-c", "/dev/null", "-o", "/dev/null"])
@@ -17,7 +23,7 @@ pub fn probe(compiler: &str, flags: &[String], lang: &str) -> Result<Vec<PathBuf
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    if let Some(path) = std::env::var_os("PATH") {
+    if let Some(path) = path {
         cmd.env("PATH", path);
     }
     let out = cmd.output().map_err(|e| {
@@ -112,7 +118,8 @@ mod tests {
 
     #[test]
     fn probes_the_real_compiler() {
-        let dirs = probe("gcc", &[], "c").expect("gcc is installed");
+        let dirs =
+            probe("gcc", &[], "c", std::env::var_os("PATH").as_deref()).expect("gcc is installed");
         assert!(dirs.iter().any(|d| d == Path::new("/usr/include")));
     }
 }

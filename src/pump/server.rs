@@ -64,13 +64,14 @@ pub struct ClientRoot {
 }
 
 impl ClientRoot {
-    /// Make a fresh root under `DISTCC_CLIENT_TMP`, else `/dev/shm`, else `/tmp`; the base
-    /// must have at most two components, and the root is padded with `/padding` to three.
-    pub fn create() -> Result<ClientRoot, PumpError> {
+    /// Make a fresh root under `client_tmp` (`DISTCC_CLIENT_TMP`), else `/dev/shm`, else
+    /// `/tmp`; the base must have at most two components, and the root is padded with
+    /// `/padding` to three.
+    pub fn create(client_tmp: Option<&Path>) -> Result<ClientRoot, PumpError> {
         static GEN: AtomicU32 = AtomicU32::new(0);
         let mut bases: Vec<PathBuf> = Vec::new();
-        if let Some(b) = std::env::var_os("DISTCC_CLIENT_TMP") {
-            bases.push(b.into());
+        if let Some(b) = client_tmp {
+            bases.push(b.to_path_buf());
         }
         bases.extend([PathBuf::from("/dev/shm"), PathBuf::from("/tmp")]);
         let mut last = String::from("no usable directory");
@@ -369,10 +370,15 @@ pub struct IncludeServer {
 }
 
 impl IncludeServer {
-    pub fn new() -> Result<IncludeServer, PumpError> {
+    /// An include server mirroring client files under `client_tmp` (see
+    /// [`ClientRoot::create`]) and probing compilers on `path`.
+    pub fn new(
+        client_tmp: Option<&Path>,
+        path: Option<std::ffi::OsString>,
+    ) -> Result<IncludeServer, PumpError> {
         Ok(IncludeServer {
-            analyser: Mutex::new(Analyser::new()),
-            root: ClientRoot::create()?,
+            analyser: Mutex::new(Analyser::with_path(path)),
+            root: ClientRoot::create(client_tmp)?,
             #[cfg(test)]
             after_analysis: None,
         })
@@ -487,7 +493,7 @@ mod tests {
 
     #[test]
     fn root_has_three_components_and_mirrors() {
-        let root = ClientRoot::create().unwrap();
+        let root = ClientRoot::create(None).unwrap();
         assert_eq!(root.path().components().count(), 4); // "/" + 3
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("a.h");
@@ -532,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_mirror_is_remade_for_a_new_version() {
-        let mut root = ClientRoot::create().unwrap();
+        let mut root = ClientRoot::create(None).unwrap();
         // Only the stamp comparison decides (no re-reading of fresh files).
         root.trust_fresh_stamps();
         let t = tempfile::tempdir().unwrap();
@@ -563,7 +569,7 @@ mod tests {
 
     #[test]
     fn a_retargeted_link_is_replaced() {
-        let root = ClientRoot::create().unwrap();
+        let root = ClientRoot::create(None).unwrap();
         let mut c = Closure::default();
         c.links
             .insert(PathBuf::from("/p/current"), PathBuf::from("/p/v1"));
@@ -609,7 +615,7 @@ mod tests {
             argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
         };
         // Changed once, after the first analysis: the second attempt sees the new text.
-        let mut server = IncludeServer::new().unwrap();
+        let mut server = IncludeServer::new(None, std::env::var_os("PATH")).unwrap();
         let f2 = f.clone();
         server.after_analysis = Some(Box::new(move |attempt| {
             if attempt == 1 {
@@ -621,7 +627,7 @@ mod tests {
         let b_h = format!("{}.lzo", dir.join("b.h").display());
         assert!(paths.iter().any(|p| p.ends_with(&b_h)), "{paths:?}");
         // Changed after every analysis: given up, the client preprocesses locally.
-        let mut server = IncludeServer::new().unwrap();
+        let mut server = IncludeServer::new(None, std::env::var_os("PATH")).unwrap();
         let f2 = f.clone();
         server.after_analysis = Some(Box::new(move |attempt| {
             rewrite_keeping_mtime(&f2, &format!("#include \"a.h\" // {attempt}\n"));
@@ -637,7 +643,7 @@ mod tests {
         fs::write(&f, "#include \"a.h\"\n").unwrap();
         fs::write(dir.join("a.h"), "").unwrap();
         fs::write(dir.join("b.h"), "").unwrap();
-        let server = IncludeServer::new().unwrap();
+        let server = IncludeServer::new(None, std::env::var_os("PATH")).unwrap();
         let req = include::IncludeRequest {
             cwd: dir.display().to_string(),
             argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),

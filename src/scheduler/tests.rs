@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::hosts::parse;
+use crate::settings::DEFAULT_PAUSE;
 
 fn sched(dir: &Path, pause: Duration) -> Scheduler {
     Scheduler::new(dir, Backoff::new(dir, Duration::from_secs(60)), pause)
@@ -91,16 +92,6 @@ fn local_pools_share_localhost_files() {
     let h = s.try_lock_host(&list, &[]).unwrap().unwrap();
     assert_eq!(h.host(&list).hostname(), "a");
     assert!(s.try_lock_local(&list, LocalKind::Cpp).unwrap().is_none());
-}
-
-#[test]
-fn pause_from_environment() {
-    let mut e: std::collections::HashMap<String, String> = Default::default();
-    assert_eq!(pause_from_env(&e), DEFAULT_PAUSE);
-    e.insert("DISTCC_PAUSE_TIME_MSEC".into(), "250".into());
-    assert_eq!(pause_from_env(&e), Duration::from_millis(250));
-    e.insert("DISTCC_PAUSE_TIME_MSEC".into(), "0".into());
-    assert_eq!(pause_from_env(&e), MIN_PAUSE);
 }
 
 #[test]

@@ -948,7 +948,7 @@ fn lua_files(lua: &Path) -> Result<Vec<String>, String> {
 /// for `gcc -M` per file, files whose set ⊇ gcc -M's, files analysed).
 pub fn analysis_vs_gcc_m(lua: &Path) -> Result<(f64, f64, usize, usize), String> {
     let files = lua_files(lua)?;
-    let mut analyser = distcc::pump::Analyser::new();
+    let mut analyser = distcc::pump::Analyser::with_path(std::env::var_os("PATH"));
     let start = Instant::now();
     let mut closures = Vec::new();
     for f in &files {
