@@ -15,7 +15,7 @@ use crate::paths::{basename, extension as ext, with_ext};
 
 /// The result of scanning a compiler command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scan {
+pub(crate) struct Scan {
     /// The command to run for a local compile (after `-Wp,` expansion and compiler rewriting).
     pub local_argv: Vec<String>,
     /// Why the job must run locally; `None` means it can be distributed.
@@ -39,12 +39,12 @@ const SOURCE_EXTS: &[&str] = &[
 ];
 
 /// Whether a word names a source file distcc can compile.
-pub fn is_source(word: &str) -> bool {
+pub(crate) fn is_source(word: &str) -> bool {
     ext(word).is_some_and(|e| SOURCE_EXTS.contains(&e))
 }
 
 /// Whether a word is an object file (which makes it look like a link).
-pub fn is_object(word: &str) -> bool {
+pub(crate) fn is_object(word: &str) -> bool {
     ext(word) == Some("o")
 }
 
@@ -141,7 +141,7 @@ fn server_refuses(word: &str, hit: &options::Hit<'_>) -> Option<String> {
 }
 
 /// Scan a compiler command line (argv[0] is the compiler).
-pub fn scan(argv_in: &[String]) -> Scan {
+pub(crate) fn scan(argv_in: &[String]) -> Scan {
     let argv = expand_wp(argv_in);
     let mut local_reason: Option<String> = None;
     let mut reason = |r: &str| {
@@ -312,7 +312,7 @@ pub fn scan(argv_in: &[String]) -> Scan {
 }
 
 /// Quote a word for logs like distcc's `dcc_argv_tostr`.
-pub fn argv_to_string(argv: &[String]) -> String {
+pub(crate) fn argv_to_string(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if a.is_empty() || a.contains([' ', '\t', '\n', '"', '\'', ';']) {

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 /// Errors writing or removing backoff files. Callers normally log these and carry on: a
 /// missing backoff mark only costs a retry.
 #[derive(Debug, thiserror::Error)]
-pub enum BackoffError {
+pub(crate) enum BackoffError {
     /// The file could not be written.
     #[error(
         "failed to mark backoff file {path}: {source} (check permissions of the lock directory)"
@@ -42,7 +42,7 @@ pub enum BackoffError {
 }
 
 /// `backoff_<key>_0`.
-pub fn backoff_file_name(key: &str) -> String {
+pub(crate) fn backoff_file_name(key: &str) -> String {
     format!("backoff_{key}_0")
 }
 
@@ -62,23 +62,18 @@ impl Backoff {
         }
     }
 
-    /// The configured period.
-    pub fn period(&self) -> Duration {
-        self.period
-    }
-
     /// True when `DISTCC_BACKOFF_PERIOD=0`.
-    pub fn is_disabled(&self) -> bool {
+    pub(crate) fn is_disabled(&self) -> bool {
         self.period.is_zero()
     }
 
     /// The backoff file of a host.
-    pub fn path(&self, key: &str) -> PathBuf {
+    pub(crate) fn path(&self, key: &str) -> PathBuf {
         self.lock_dir.join(backoff_file_name(key))
     }
 
     /// Record that the host failed just now.
-    pub fn mark(&self, key: &str) -> Result<(), BackoffError> {
+    pub(crate) fn mark(&self, key: &str) -> Result<(), BackoffError> {
         if self.is_disabled() {
             return Ok(());
         }
@@ -100,7 +95,7 @@ impl Backoff {
     }
 
     /// Record that the host worked: remove its mark. A missing file is fine.
-    pub fn clear(&self, key: &str) -> Result<(), BackoffError> {
+    pub(crate) fn clear(&self, key: &str) -> Result<(), BackoffError> {
         if self.is_disabled() {
             return Ok(());
         }
@@ -117,7 +112,7 @@ impl Backoff {
 
     /// Is the host backed off at `now`? A mark dated in the future (clock went back) counts
     /// only while it is less than one period ahead, so a clock jump can't ban a host forever.
-    pub fn is_backed_off_at(&self, key: &str, now: SystemTime) -> bool {
+    pub(crate) fn is_backed_off_at(&self, key: &str, now: SystemTime) -> bool {
         if self.is_disabled() {
             return false;
         }
@@ -137,7 +132,7 @@ impl Backoff {
     }
 
     /// [`Backoff::is_backed_off_at`] now.
-    pub fn is_backed_off(&self, key: &str) -> bool {
+    pub(crate) fn is_backed_off(&self, key: &str) -> bool {
         self.is_backed_off_at(key, SystemTime::now())
     }
 }

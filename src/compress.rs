@@ -71,7 +71,7 @@ pub fn compress(data: &[u8]) -> Result<Vec<u8>, CompressError> {
 
 /// Decompress a raw LZO1X stream whose output size is unknown, producing at most `limit`
 /// bytes. Length-0 input is the empty file (see [`compress`]).
-pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+pub(crate) fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
     if data.is_empty() {
         return Ok(Vec::new());
     }

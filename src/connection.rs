@@ -13,22 +13,22 @@ use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use thiserror::Error;
 
 use crate::exitcode::ExitCode;
-use crate::protocol::{self, Limits, ProtocolError, Reply, Request, RequestFramer, include};
+use crate::protocol::{self, Limits, ProtocolError, Request, RequestFramer};
 
 /// How soon a silent peer is probed: a compile may run for minutes with nothing on the
 /// wire, and the peer's kernel answers keepalive probes whatever its compiler is doing, so
 /// probes tell a dead machine from a long compile.
-pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 /// Probe spacing and count: a machine that left is noticed ~10 + 3×3 s after it went quiet.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
-pub const KEEPALIVE_PROBES: u32 = 3;
+pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(3);
+pub(crate) const KEEPALIVE_PROBES: u32 = 3;
 /// Data (or a probe) unacknowledged this long closes the connection (`TCP_USER_TIMEOUT`).
-pub const USER_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const USER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Watch a TCP peer with keepalive probes and `TCP_USER_TIMEOUT`, on both ends of a job's
 /// connection: a build host that is powered off or loses its link mid-job is noticed in
 /// seconds, not after `DISTCC_IO_TIMEOUT` (300 s) as in distcc 3.4.
-pub fn watch_peer(sock: socket2::SockRef<'_>) -> io::Result<()> {
+pub(crate) fn watch_peer(sock: socket2::SockRef<'_>) -> io::Result<()> {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
@@ -39,7 +39,7 @@ pub fn watch_peer(sock: socket2::SockRef<'_>) -> io::Result<()> {
 
 /// Why a message could not be sent or received.
 #[derive(Debug, Error)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
     #[error("timed out after {0:?} waiting for the peer (DISTCC_IO_TIMEOUT)")]
@@ -54,7 +54,7 @@ pub enum ConnError {
 
 impl ConnError {
     /// distcc's exit code for this failure.
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             ConnError::Io(_) => ExitCode::IoError,
             ConnError::Timeout(_) => ExitCode::Timeout,
@@ -69,22 +69,22 @@ impl ConnError {
 /// wait without reading, and TCP pushes back on their clients. Places are all or nothing,
 /// so receivers never deadlock holding parts of a byte budget: memory for large requests
 /// stays under places × (twice the largest request).
-pub struct Budget {
+pub(crate) struct Budget {
     places: std::sync::Arc<smol::lock::Semaphore>,
 }
 
 /// What a request may buffer without a place in the [`Budget`].
-pub const SMALL: usize = 1 << 20;
+pub(crate) const SMALL: usize = 1 << 20;
 
 impl Budget {
-    pub fn new(places: usize) -> std::sync::Arc<Budget> {
+    pub(crate) fn new(places: usize) -> std::sync::Arc<Budget> {
         std::sync::Arc::new(Budget {
             places: std::sync::Arc::new(smol::lock::Semaphore::new(places.max(1))),
         })
     }
 
     /// Wait for a place (a large reply about to be read into memory, say).
-    pub async fn place(self: &std::sync::Arc<Self>) -> Reservation {
+    pub(crate) async fn place(self: &std::sync::Arc<Self>) -> Reservation {
         Reservation {
             budget: self.clone(),
             place: Some(self.places.acquire_arc().await),
@@ -93,7 +93,7 @@ impl Budget {
 }
 
 /// A connection's place in the [`Budget`], if it needed one; given back when dropped.
-pub struct Reservation {
+pub(crate) struct Reservation {
     budget: std::sync::Arc<Budget>,
     place: Option<smol::lock::SemaphoreGuardArc>,
 }
@@ -114,13 +114,14 @@ impl Reservation {
     }
 
     /// Does this request hold a place?
-    pub fn is_large(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_large(&self) -> bool {
         self.place.is_some()
     }
 }
 
 /// A protocol conversation over one stream.
-pub struct Connection<S> {
+pub(crate) struct Connection<S> {
     stream: S,
     buf: Vec<u8>,
     limits: Limits,
@@ -130,7 +131,7 @@ pub struct Connection<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
-    pub fn new(stream: S, timeout: Duration) -> Self {
+    pub(crate) fn new(stream: S, timeout: Duration) -> Self {
         Connection {
             stream,
             buf: Vec::new(),
@@ -141,66 +142,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Count what this connection buffers against `budget` (the daemon's requests).
-    pub fn with_budget(mut self, budget: std::sync::Arc<Budget>) -> Self {
+    pub(crate) fn with_budget(mut self, budget: std::sync::Arc<Budget>) -> Self {
         self.reservation = Some(Reservation::empty(budget));
         self
     }
 
     /// Take what this connection holds of its budget, to keep it while the request's job
     /// (its files on disk) lives; the connection then starts afresh.
-    pub fn take_reservation(&mut self) -> Option<Reservation> {
+    pub(crate) fn take_reservation(&mut self) -> Option<Reservation> {
         let budget = self.reservation.as_ref()?.budget.clone();
         self.reservation.replace(Reservation::empty(budget))
     }
 
-    pub fn with_limits(mut self, limits: Limits) -> Self {
+    pub(crate) fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
     }
 
-    /// The underlying stream, e.g. to shut it down or look at the peer address.
-    pub fn get_ref(&self) -> &S {
-        &self.stream
-    }
-
-    pub fn into_inner(self) -> S {
-        self.stream
-    }
-
     /// Send bytes, all of them, within the timeout.
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
         let write = async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await?;
             Ok(())
         };
         with_timeout(self.timeout, write).await
-    }
-
-    /// Read one message with `decode`, which must return `Incomplete` until the buffer holds
-    /// a whole message. Bytes past the message stay buffered for the next call.
-    pub async fn receive<T>(
-        &mut self,
-        decode: impl Fn(&[u8], Limits) -> Result<(T, usize), ProtocolError>,
-    ) -> Result<T, ConnError> {
-        loop {
-            match decode(&self.buf, self.limits) {
-                Ok((value, used)) => {
-                    self.buf.drain(..used);
-                    if self.buf.is_empty() {
-                        // Don't hold a large receive buffer through a long compile.
-                        self.buf = Vec::new();
-                    }
-                    return Ok(value);
-                }
-                Err(ProtocolError::Incomplete) => {}
-                Err(e) => return Err(ConnError::Protocol(e)),
-            }
-            let n = self.fill().await?;
-            if n == 0 {
-                return Err(self.ended_early());
-            }
-        }
     }
 
     /// The peer closed before a whole message: nothing at all, or part of one.
@@ -245,7 +211,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Resolve when the peer closes its end (or the connection fails). Used while a compile
     /// runs: distcc clients send nothing more after the request, so EOF means they left.
-    pub async fn wait_for_eof(&mut self) {
+    pub(crate) async fn wait_for_eof(&mut self) {
         let mut scratch = [0u8; 512];
         loop {
             match self.stream.read(&mut scratch).await {
@@ -258,7 +224,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// Read one request. Its framing is walked once as bytes arrive ([`RequestFramer`]),
     /// it is decoded once when whole (LZO bodies left compressed for the job to unpack), and the whole request must arrive within the I/O
     /// timeout: a client that drips a byte at a time cannot hold a connection for ever.
-    pub async fn read_request(&mut self) -> Result<Request, ConnError> {
+    pub(crate) async fn read_request(&mut self) -> Result<Request, ConnError> {
         let deadline = std::time::Instant::now() + self.timeout;
         let mut framer = RequestFramer::new();
         let end = loop {
@@ -287,24 +253,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         Ok(req)
     }
-
-    pub async fn read_reply(&mut self, version: u8) -> Result<Reply, ConnError> {
-        self.receive(|b, l| protocol::decode_reply(b, version, l))
-            .await
-    }
-
-    pub async fn read_include_request(&mut self) -> Result<include::IncludeRequest, ConnError> {
-        self.receive(include::decode_request).await
-    }
-
-    pub async fn read_include_reply(&mut self) -> Result<Vec<String>, ConnError> {
-        self.receive(include::decode_reply).await
-    }
 }
 
 /// Two one-way streams as one two-way stream: stdin/stdout of `distccd --inetd`, or an SSH
 /// child's pipes on the client side.
-pub struct Duplex<R, W> {
+pub(crate) struct Duplex<R, W> {
     pub reader: R,
     pub writer: W,
 }
@@ -344,7 +297,7 @@ impl<R: Unpin, W: AsyncWrite + Unpin> AsyncWrite for Duplex<R, W> {
 }
 
 /// Run an I/O future under a timeout.
-pub async fn with_timeout<T>(
+pub(crate) async fn with_timeout<T>(
     timeout: Duration,
     fut: impl Future<Output = Result<T, ConnError>>,
 ) -> Result<T, ConnError> {
@@ -419,7 +372,10 @@ mod tests {
             let (a, b) = smol::net::unix::UnixStream::pair().unwrap();
             drop(a);
             let mut conn = Connection::new(b, Duration::from_secs(5));
-            assert!(matches!(conn.read_reply(1).await, Err(ConnError::NoAnswer)));
+            assert!(matches!(
+                conn.read_request().await,
+                Err(ConnError::NoAnswer)
+            ));
         });
     }
 

@@ -166,11 +166,11 @@ pub const TARGETS: &[Target] = &[
 /// our dependencies') bumps a counter here; a plain build has neither, and the driver then
 /// mutates blindly. No nightly toolchain is needed: these are stable `-C` flags.
 #[cfg(fuzzing)]
-pub mod coverage {
+pub(crate) mod coverage {
     use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
     /// Size of the edge map; guards beyond it share slots (rare, and harmless).
-    pub const MAP_SIZE: usize = 1 << 16;
+    pub(crate) const MAP_SIZE: usize = 1 << 16;
     static MAP: [AtomicU8; MAP_SIZE] = [const { AtomicU8::new(0) }; MAP_SIZE];
     static NEXT: AtomicU32 = AtomicU32::new(1);
 
@@ -204,7 +204,7 @@ pub mod coverage {
     }
 
     /// Take the map: the slots hit since the last call, as AFL-style hit-count buckets.
-    pub fn take(out: &mut Vec<(u32, u8)>) {
+    pub(crate) fn take(out: &mut Vec<(u32, u8)>) {
         out.clear();
         for (i, c) in MAP.iter().enumerate() {
             let n = c.swap(0, Ordering::Relaxed);

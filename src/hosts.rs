@@ -31,13 +31,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Default slots for `localhost`.
-pub const DEFAULT_LOCALHOST_SLOTS: u32 = 2;
+pub(crate) const DEFAULT_LOCALHOST_SLOTS: u32 = 2;
 /// Default slots for a remote (TCP or SSH) host.
-pub const DEFAULT_REMOTE_SLOTS: u32 = 4;
+pub(crate) const DEFAULT_REMOTE_SLOTS: u32 = 4;
 /// Default `--localslots`: jobs that must run here (links, non-distributable compiles).
-pub const DEFAULT_LOCAL_SLOTS: u32 = 4;
+pub(crate) const DEFAULT_LOCAL_SLOTS: u32 = 4;
 /// Default `--localslots_cpp`: local preprocessing or include scanning for remote jobs.
-pub const DEFAULT_LOCAL_SLOTS_CPP: u32 = 8;
+pub(crate) const DEFAULT_LOCAL_SLOTS_CPP: u32 = 8;
 
 /// A parse problem at a known place in the host list text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,22 +136,17 @@ pub struct HostSpec {
 
 impl HostSpec {
     /// The host name as distcc shows it: `localhost` for local, else the name or address.
-    pub fn hostname(&self) -> &str {
+    pub(crate) fn hostname(&self) -> &str {
         match &self.kind {
             HostKind::Local => "localhost",
             HostKind::Tcp { host, .. } | HostKind::Ssh { host, .. } => host,
         }
     }
 
-    /// True for `localhost`.
-    pub fn is_local(&self) -> bool {
-        self.kind == HostKind::Local
-    }
-
     /// The middle part of lock and backoff file names, identical to distcc 3.4's so both
     /// share slots: `localhost`, `tcp_<host>_<port>` or `ssh_<host>`.
     /// Lock files are `cpu_<key>_<slot>`, backoff files `backoff_<key>_0`.
-    pub fn lock_key(&self) -> String {
+    pub(crate) fn lock_key(&self) -> String {
         match &self.kind {
             HostKind::Local => "localhost".to_string(),
             HostKind::Tcp { host, port } => format!("tcp_{host}_{port}"),
@@ -198,7 +193,7 @@ impl HostList {
 
     /// Shuffle the hosts if `--randomize` was given (Fisher–Yates driven by `seed`), so that
     /// many clients spread their first choices over the hosts. No-op otherwise.
-    pub fn apply_randomize(&mut self, seed: u64) {
+    pub(crate) fn apply_randomize(&mut self, seed: u64) {
         if !self.randomize {
             return;
         }
@@ -222,7 +217,7 @@ pub fn parse(text: &str) -> Result<HostList, HostsError> {
 }
 
 /// [`parse`] with a source name for messages (`$DISTCC_HOSTS`, a path).
-pub fn parse_named(text: &str, source_name: &str) -> Result<HostList, HostsError> {
+pub(crate) fn parse_named(text: &str, source_name: &str) -> Result<HostList, HostsError> {
     let (list, mut errors) = parse_lenient_named(text, source_name);
     if errors.is_empty() {
         Ok(list)
@@ -243,12 +238,12 @@ pub fn validate(text: &str) -> Result<HostList, Vec<HostsError>> {
 
 /// Lenient parse: bad tokens are skipped and returned as errors; the good hosts are kept.
 /// If no host is left the errors end with [`HostsError::NoHosts`].
-pub fn parse_lenient(text: &str) -> (HostList, Vec<HostsError>) {
+pub(crate) fn parse_lenient(text: &str) -> (HostList, Vec<HostsError>) {
     parse_lenient_named(text, "host list")
 }
 
 /// [`parse_lenient`] with a source name for messages.
-pub fn parse_lenient_named(text: &str, source_name: &str) -> (HostList, Vec<HostsError>) {
+pub(crate) fn parse_lenient_named(text: &str, source_name: &str) -> (HostList, Vec<HostsError>) {
     let mut list = HostList::empty(source_name);
     let mut errors = Vec::new();
     for tok in tokens(text) {
@@ -295,7 +290,7 @@ pub fn parse_lenient_named(text: &str, source_name: &str) -> (HostList, Vec<Host
 
 /// Where the host list is read from, per reference §2.2.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostListSource {
+pub(crate) enum HostListSource {
     /// `$DISTCC_HOSTS` (set, possibly empty).
     Env(String),
     /// A readable file.
@@ -306,7 +301,7 @@ pub enum HostListSource {
 /// `$DISTCC_DIR/hosts` if `DISTCC_DIR` is set, otherwise `$HOME/.distcc/hosts`
 /// (alternatives, not a chain), else `<sysconf_dir>/distcc/hosts` (`/etc/distcc/hosts` in
 /// production).
-pub fn find_source(
+pub(crate) fn find_source(
     hosts_var: Option<&str>,
     dirs: &Dirs,
     sysconf_dir: &Path,
@@ -345,7 +340,7 @@ fn readable_file(path: &Path) -> bool {
 /// Load the host list for compiling: [`find_source`], then a lenient parse (bad tokens are
 /// logged as warnings and skipped), then `--randomize` with a per-process seed.
 /// Fails only when no usable host is left (the client then compiles locally).
-pub fn load(
+pub(crate) fn load(
     hosts_var: Option<&str>,
     dirs: &Dirs,
     sysconf_dir: &Path,

@@ -25,18 +25,18 @@
 //! | [`pump`]      | include_server/, include_server_if.c | pump mode's include analyser              |
 //! | `fuzz`        | —                                  | entry points for `make fuzz`                 |
 
-pub mod args;
+pub(crate) mod args;
 pub mod backoff;
 pub mod client;
 pub mod compress;
-pub mod connection;
+pub(crate) mod connection;
 pub mod daemon;
 pub mod exitcode;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hosts;
 pub mod lock;
-pub mod options;
+pub(crate) mod options;
 pub mod paths;
 pub mod protocol;
 pub mod pump;
@@ -48,14 +48,14 @@ pub mod trace;
 
 /// The version we report: distcc's two-line `--version` shape starts with
 /// `distcc <VERSION> <triple>`; tools (Portage's `emerge --info`) read the first line.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// distcc's default TCP port.
 pub const DEFAULT_PORT: u16 = 3632;
 
 /// The platform triple we report in `--version`, like distcc's `GNU_HOST`, in GNU shape:
 /// the vendor is `pc` only on x86 (`x86_64-pc-linux-gnu`, `aarch64-unknown-linux-gnu`).
-pub fn host_triple() -> String {
+pub(crate) fn host_triple() -> String {
     let arch = std::env::consts::ARCH;
     let vendor = if arch == "x86_64" || arch == "x86" {
         "pc"

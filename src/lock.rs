@@ -125,7 +125,7 @@ impl SlotLock {
     /// Wait until the lock is ours (`F_OFD_SETLKW`). The kernel queues waiters on one file
     /// and wakes them one at a time, which matters when hundreds of clients wait for a few
     /// local preprocessing slots.
-    pub fn lock_blocking(&mut self) -> Result<(), LockError> {
+    pub(crate) fn lock_blocking(&mut self) -> Result<(), LockError> {
         if self.locked {
             return Ok(());
         }
@@ -147,12 +147,14 @@ impl SlotLock {
     }
 
     /// True while this object holds the lock.
-    pub fn is_locked(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_locked(&self) -> bool {
         self.locked
     }
 
     /// The lock file.
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }
@@ -171,7 +173,12 @@ impl Drop for SlotLock {
 }
 
 /// Open `<lock_dir>/cpu_<key>_<slot>` and try to lock it: `Ok(None)` when it is busy.
-pub fn try_lock_slot(lock_dir: &Path, key: &str, slot: u32) -> Result<Option<SlotLock>, LockError> {
+#[cfg(test)]
+pub(crate) fn try_lock_slot(
+    lock_dir: &Path,
+    key: &str,
+    slot: u32,
+) -> Result<Option<SlotLock>, LockError> {
     let mut lock = SlotLock::open(&lock_dir.join(lock_file_name(key, slot)))?;
     Ok(if lock.try_lock()? { Some(lock) } else { None })
 }

@@ -17,7 +17,7 @@
 
 /// How an option takes its argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Form {
+pub(crate) enum Form {
     /// Exactly the spelling, no argument (`-c`, `-save-temps`).
     Flag,
     /// The argument follows in the same word (`-fplugin=F`, `-dumpdir` is *not* this).
@@ -31,7 +31,7 @@ pub enum Form {
 
 /// Which tool a pass-through option hands its items to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tool {
+pub(crate) enum Tool {
     /// `-Wp,…`, `-Xpreprocessor X`: cc1's own options.
     Preprocessor,
     /// `-Wa,…`, `-Xassembler X`, `--for-assembler`: as's options.
@@ -44,7 +44,7 @@ pub enum Tool {
 
 /// What an option does, from the point of view of a server running it for a stranger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     /// Changes only the code generated (`-O2`, `-std=`, `--param`, `-march=`).
     Plain,
     /// `-c`, `-S`: compile.
@@ -92,7 +92,7 @@ pub enum Class {
 
 /// One spelling of an option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Opt {
+pub(crate) struct Opt {
     pub name: &'static str,
     pub form: Form,
     pub class: Class,
@@ -125,7 +125,7 @@ const NONE: &str = "";
 
 /// The table. Longest matching spelling wins, so `-fdump-noaddr` (a modifier) beats the
 /// `-fdump-` family and `-MF` beats `-M`.
-pub static OPTIONS: &[Opt] = &[
+pub(crate) static OPTIONS: &[Opt] = &[
     // Mode and output.
     o("-c", Flag, Compile, NONE),
     o("--compile", Flag, Compile, NONE),
@@ -460,7 +460,7 @@ pub static OPTIONS: &[Opt] = &[
 
 /// One argv word (with the next one when it is the option's argument), classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit<'a> {
+pub(crate) struct Hit<'a> {
     /// The table entry; `None` for an operand (input file) or an unknown option.
     pub opt: Option<&'static Opt>,
     /// The option's argument, joined or separate (`None` for a flag or a missing one).
@@ -475,12 +475,12 @@ pub struct Hit<'a> {
 
 impl Hit<'_> {
     /// The class, `Plain` for unknown options and operands.
-    pub fn class(&self) -> Class {
+    pub(crate) fn class(&self) -> Class {
         self.opt.map(|o| o.class).unwrap_or(Plain)
     }
 
     /// The option's spelling, or the word itself when the table does not know it.
-    pub fn name<'w>(&self, word: &'w str) -> &'w str
+    pub(crate) fn name<'w>(&self, word: &'w str) -> &'w str
     where
         'static: 'w,
     {
@@ -488,7 +488,7 @@ impl Hit<'_> {
     }
 
     /// Is this word an operand (input file, not an option)?
-    pub fn is_operand(&self, word: &str) -> bool {
+    pub(crate) fn is_operand(&self, word: &str) -> bool {
         self.opt.is_none() && !self.response_file && !word.starts_with('-')
     }
 }
@@ -506,7 +506,7 @@ fn find(word: &str) -> Option<&'static Opt> {
 }
 
 /// Classify `word` (an argv word) given the `next` one.
-pub fn lookup<'a>(word: &'a str, next: Option<&'a str>) -> Hit<'a> {
+pub(crate) fn lookup<'a>(word: &'a str, next: Option<&'a str>) -> Hit<'a> {
     let mut hit = Hit {
         opt: None,
         value: None,
@@ -548,7 +548,7 @@ fn separate<'a>(hit: &mut Hit<'a>, next: Option<&'a str>) {
 }
 
 /// Does this class of option write a file, given its value?
-pub fn writes(class: Class, value: Option<&str>) -> bool {
+pub(crate) fn writes(class: Class, value: Option<&str>) -> bool {
     match class {
         Writes => true,
         WritesIfFile => value.is_some_and(|v| v.contains('=') || v.ends_with("-file")),
@@ -566,7 +566,7 @@ fn dump_letters_are_harmless(letters: &str) -> bool {
 /// The language a `-x LANG` request is compiled as on a server that receives the
 /// client's preprocessor output: `-x c` there would let `#include` read the server's
 /// files again. `None`: a language distcc does not distribute (the client compiles it).
-pub fn preprocessed_language(lang: &str) -> Option<&'static str> {
+pub(crate) fn preprocessed_language(lang: &str) -> Option<&'static str> {
     Some(match lang {
         "c" | "cpp-output" => "cpp-output",
         "c++" | "c++-cpp-output" => "c++-cpp-output",
@@ -579,7 +579,7 @@ pub fn preprocessed_language(lang: &str) -> Option<&'static str> {
 
 /// Split a pass-through option's value into the items the tool receives: `-Wp,a,b` gives
 /// `a`, `b`; `-Xpreprocessor X` gives `X`.
-pub fn pass_items(opt: &Opt, value: &str) -> Vec<String> {
+pub(crate) fn pass_items(opt: &Opt, value: &str) -> Vec<String> {
     if opt.name.ends_with(',') || opt.name.ends_with('=') {
         value.split(',').map(str::to_owned).collect()
     } else {
@@ -590,7 +590,7 @@ pub fn pass_items(opt: &Opt, value: &str) -> Vec<String> {
 /// Why an assembler item is dangerous on a server, if it is: as's `-a…[=F]` listings,
 /// `--MD F`, `-o F`, `@F`, `-I dir` (`.include`), and any item that is not an option
 /// (a file name).
-pub fn assembler_item_hazard(item: &str) -> Option<&'static str> {
+pub(crate) fn assembler_item_hazard(item: &str) -> Option<&'static str> {
     if item.is_empty() {
         return None;
     }
@@ -619,7 +619,7 @@ pub fn assembler_item_hazard(item: &str) -> Option<&'static str> {
 }
 
 /// `-Xclang` items a server allows: a few that only shape diagnostics or optimisation.
-pub fn clang_item_is_safe(item: &str) -> bool {
+pub(crate) fn clang_item_is_safe(item: &str) -> bool {
     const SAFE: &[&str] = &[
         "-fcolor-diagnostics",
         "-fno-color-diagnostics",

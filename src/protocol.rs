@@ -16,30 +16,30 @@ use thiserror::Error;
 use crate::compress::{self, CompressError};
 
 /// A 4-letter protocol token such as `DIST` or `DOTO`.
-pub type Token = [u8; 4];
+pub(crate) type Token = [u8; 4];
 
 /// The tokens of protocols 1–3 and of the include-server socket protocol.
 pub mod tok {
     use super::Token;
-    pub const DIST: Token = *b"DIST";
-    pub const ARGC: Token = *b"ARGC";
-    pub const ARGV: Token = *b"ARGV";
+    pub(crate) const DIST: Token = *b"DIST";
+    pub(crate) const ARGC: Token = *b"ARGC";
+    pub(crate) const ARGV: Token = *b"ARGV";
     pub const DOTI: Token = *b"DOTI";
-    pub const DONE: Token = *b"DONE";
-    pub const STAT: Token = *b"STAT";
-    pub const SERR: Token = *b"SERR";
-    pub const SOUT: Token = *b"SOUT";
-    pub const DOTO: Token = *b"DOTO";
-    pub const DOTD: Token = *b"DOTD";
-    pub const CDIR: Token = *b"CDIR";
-    pub const NFIL: Token = *b"NFIL";
-    pub const NAME: Token = *b"NAME";
-    pub const FILE: Token = *b"FILE";
-    pub const LINK: Token = *b"LINK";
+    pub(crate) const DONE: Token = *b"DONE";
+    pub(crate) const STAT: Token = *b"STAT";
+    pub(crate) const SERR: Token = *b"SERR";
+    pub(crate) const SOUT: Token = *b"SOUT";
+    pub(crate) const DOTO: Token = *b"DOTO";
+    pub(crate) const DOTD: Token = *b"DOTD";
+    pub(crate) const CDIR: Token = *b"CDIR";
+    pub(crate) const NFIL: Token = *b"NFIL";
+    pub(crate) const NAME: Token = *b"NAME";
+    pub(crate) const FILE: Token = *b"FILE";
+    pub(crate) const LINK: Token = *b"LINK";
 }
 
 /// Length of a packet header: 4 token bytes + 8 hex digits.
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 
 /// Why bytes could not be decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -157,7 +157,7 @@ pub struct Reply {
 }
 
 /// Whether bulk data in this protocol version is LZO-compressed.
-pub fn uses_lzo(version: u8) -> bool {
+pub(crate) fn uses_lzo(version: u8) -> bool {
     version >= 2
 }
 
@@ -171,14 +171,14 @@ pub fn encode_int(buf: &mut Vec<u8>, token: &Token, value: u32) {
 }
 
 /// Append a header whose value is the body's length, then the body.
-pub fn encode_str(buf: &mut Vec<u8>, token: &Token, body: &[u8]) {
+pub(crate) fn encode_str(buf: &mut Vec<u8>, token: &Token, body: &[u8]) {
     encode_int(buf, token, body.len() as u32);
     buf.extend_from_slice(body);
 }
 
 /// Append a bulk packet, compressing it for protocols ≥ 2. Zero plain bytes travel as a
 /// length-0 packet, never as a 3-byte LZO end marker (distcc's rule).
-pub fn encode_bulk(
+pub(crate) fn encode_bulk(
     buf: &mut Vec<u8>,
     token: &Token,
     version: u8,
@@ -208,7 +208,7 @@ pub fn encode_request_head(buf: &mut Vec<u8>, version: u8, cwd: Option<&str>, ar
 }
 
 /// Append `ARGC n` and `ARGV word` × n.
-pub fn encode_argv(buf: &mut Vec<u8>, argv: &[String]) {
+pub(crate) fn encode_argv(buf: &mut Vec<u8>, argv: &[String]) {
     encode_int(buf, &tok::ARGC, argv.len() as u32);
     for a in argv {
         encode_str(buf, &tok::ARGV, a.as_bytes());
@@ -216,7 +216,7 @@ pub fn encode_argv(buf: &mut Vec<u8>, argv: &[String]) {
 }
 
 /// Append a protocol-3 file list.
-pub fn encode_files(buf: &mut Vec<u8>, files: &[FileEntry]) -> Result<(), CompressError> {
+pub(crate) fn encode_files(buf: &mut Vec<u8>, files: &[FileEntry]) -> Result<(), CompressError> {
     encode_int(buf, &tok::NFIL, files.len() as u32);
     for f in files {
         encode_str(buf, &tok::NAME, f.name.as_bytes());
@@ -240,7 +240,7 @@ pub fn encode_request(req: &Request) -> Result<Vec<u8>, CompressError> {
 }
 
 /// Encode a whole reply. A failed compile sends `DOTO 0` and, in protocol 3, no `DOTD`.
-pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, CompressError> {
+pub(crate) fn encode_reply(reply: &Reply) -> Result<Vec<u8>, CompressError> {
     let v = reply.version;
     let mut buf = Vec::with_capacity(reply.object.len() / 2 + 256);
     encode_int(&mut buf, &tok::DONE, u32::from(v));
@@ -280,7 +280,7 @@ pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, CompressError> {
 /// A cursor over received bytes. Each `read_*` either consumes a whole packet or fails,
 /// leaving the position where the packet started.
 #[derive(Debug)]
-pub struct Decoder<'a> {
+pub(crate) struct Decoder<'a> {
     buf: &'a [u8],
     pos: usize,
     limits: Limits,
@@ -293,7 +293,7 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
-    pub fn new(buf: &'a [u8], limits: Limits) -> Self {
+    pub(crate) fn new(buf: &'a [u8], limits: Limits) -> Self {
         Decoder {
             buf,
             pos: 0,
@@ -304,7 +304,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// A decoder that checks framing and limits but skips decompression.
-    pub fn frame_only(buf: &'a [u8], limits: Limits) -> Self {
+    pub(crate) fn frame_only(buf: &'a [u8], limits: Limits) -> Self {
         Decoder {
             frame_only: true,
             ..Decoder::new(buf, limits)
@@ -333,12 +333,12 @@ impl<'a> Decoder<'a> {
     }
 
     /// Bytes consumed so far.
-    pub fn position(&self) -> usize {
+    pub(crate) fn position(&self) -> usize {
         self.pos
     }
 
     /// Peek at the next header: its token and value.
-    pub fn peek_header(&self) -> Result<(Token, u32), ProtocolError> {
+    pub(crate) fn peek_header(&self) -> Result<(Token, u32), ProtocolError> {
         let Some(h) = self.buf.get(self.pos..self.pos + HEADER_LEN) else {
             return Err(ProtocolError::Incomplete);
         };
@@ -372,7 +372,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Read a header whose value is a number.
-    pub fn read_int(&mut self, token: &Token) -> Result<u32, ProtocolError> {
+    pub(crate) fn read_int(&mut self, token: &Token) -> Result<u32, ProtocolError> {
         let v = self.expect_header(token)?;
         self.pos += HEADER_LEN;
         Ok(v)
@@ -397,7 +397,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Read a string packet (argv word, path, link target): no NUL, valid UTF-8.
-    pub fn read_string(&mut self, token: &Token) -> Result<String, ProtocolError> {
+    pub(crate) fn read_string(&mut self, token: &Token) -> Result<String, ProtocolError> {
         let start = self.pos;
         let max = self.limits.max_string;
         let body = self.read_body(token, max)?;
@@ -419,7 +419,11 @@ impl<'a> Decoder<'a> {
     }
 
     /// Read a bulk packet, decompressing it when the protocol version says so.
-    pub fn read_bulk(&mut self, token: &Token, version: u8) -> Result<Vec<u8>, ProtocolError> {
+    pub(crate) fn read_bulk(
+        &mut self,
+        token: &Token,
+        version: u8,
+    ) -> Result<Vec<u8>, ProtocolError> {
         let start = self.pos;
         let body = self.read_body(token, self.limits.max_bulk)?;
         if self.frame_only {
@@ -445,7 +449,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Read `ARGC n` and n `ARGV` words.
-    pub fn read_argv(&mut self) -> Result<Vec<String>, ProtocolError> {
+    pub(crate) fn read_argv(&mut self) -> Result<Vec<String>, ProtocolError> {
         let start = self.pos;
         let result = self.read_argv_inner();
         if result.is_err() {
@@ -486,7 +490,7 @@ impl<'a> Decoder<'a> {
     }
 
     /// Read a protocol-3 file list.
-    pub fn read_files(&mut self) -> Result<Vec<FileEntry>, ProtocolError> {
+    pub(crate) fn read_files(&mut self) -> Result<Vec<FileEntry>, ProtocolError> {
         let n = self.read_count(&tok::NFIL, self.limits.max_files)?;
         let mut files = Vec::with_capacity(n.min(4096) as usize);
         for _ in 0..n {
@@ -508,7 +512,7 @@ fn tok_name(t: &Token) -> String {
 }
 
 /// Up to the given bytes as text, with unprintables escaped, for error messages.
-pub fn printable(bytes: &[u8]) -> String {
+pub(crate) fn printable(bytes: &[u8]) -> String {
     bytes.escape_ascii().to_string()
 }
 
@@ -537,7 +541,7 @@ enum Expect {
 /// arrives, before its body does. Sans-IO like the rest of the codec: give it the buffer
 /// after every read.
 #[derive(Debug, Default)]
-pub struct RequestFramer {
+pub(crate) struct RequestFramer {
     /// End of the last whole packet walked.
     pos: usize,
     version: u8,
@@ -545,18 +549,23 @@ pub struct RequestFramer {
 }
 
 impl RequestFramer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Where the next [`RequestFramer::advance`] starts walking: the end of the last whole
     /// packet.
-    pub fn resume_at(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn resume_at(&self) -> usize {
         self.pos
     }
 
     /// `Some(len)` once `buf[..len]` holds a whole request; `None` to read more.
-    pub fn advance(&mut self, buf: &[u8], limits: Limits) -> Result<Option<usize>, ProtocolError> {
+    pub(crate) fn advance(
+        &mut self,
+        buf: &[u8],
+        limits: Limits,
+    ) -> Result<Option<usize>, ProtocolError> {
         loop {
             if self.expect == Expect::Done {
                 return Ok(Some(self.pos));
@@ -646,7 +655,7 @@ pub fn decode_request(buf: &[u8], limits: Limits) -> Result<(Request, usize), Pr
 /// Decode a whole request whose framing is known to be complete, leaving LZO bodies
 /// compressed ([`Payload::Lzo`]): nothing is decompressed, so a small request that would
 /// unpack to gigabytes costs no more than its size here.
-pub fn decode_request_compressed(
+pub(crate) fn decode_request_compressed(
     buf: &[u8],
     limits: Limits,
 ) -> Result<(Request, usize), ProtocolError> {
@@ -723,24 +732,24 @@ fn reply_with(mut d: Decoder, version: u8) -> Result<(Reply, usize), ProtocolErr
 /// The include-server socket protocol (pump mode, reference §5.2): same framing,
 /// uncompressed. The client sends its cwd and argv; the server answers with the paths of
 /// the files to ship (`ARGC 0` = "cannot handle this one, preprocess locally").
-pub mod include {
+pub(crate) mod include {
     use super::*;
 
     /// What the client asks the include server.
     #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct IncludeRequest {
+    pub(crate) struct IncludeRequest {
         pub cwd: String,
         pub argv: Vec<String>,
     }
 
-    pub fn encode_request(req: &IncludeRequest) -> Vec<u8> {
+    pub(crate) fn encode_request(req: &IncludeRequest) -> Vec<u8> {
         let mut buf = Vec::new();
         encode_str(&mut buf, &tok::CDIR, req.cwd.as_bytes());
         encode_argv(&mut buf, &req.argv);
         buf
     }
 
-    pub fn decode_request(
+    pub(crate) fn decode_request(
         buf: &[u8],
         limits: Limits,
     ) -> Result<(IncludeRequest, usize), ProtocolError> {
@@ -750,13 +759,16 @@ pub mod include {
         Ok((IncludeRequest { cwd, argv }, d.position()))
     }
 
-    pub fn encode_reply(paths: &[String]) -> Vec<u8> {
+    pub(crate) fn encode_reply(paths: &[String]) -> Vec<u8> {
         let mut buf = Vec::new();
         encode_argv(&mut buf, paths);
         buf
     }
 
-    pub fn decode_reply(buf: &[u8], limits: Limits) -> Result<(Vec<String>, usize), ProtocolError> {
+    pub(crate) fn decode_reply(
+        buf: &[u8],
+        limits: Limits,
+    ) -> Result<(Vec<String>, usize), ProtocolError> {
         let mut d = Decoder::new(buf, limits);
         let paths = d.read_argv()?;
         Ok((paths, d.position()))

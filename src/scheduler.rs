@@ -60,17 +60,20 @@ pub struct HostSlot {
     pub host_index: usize,
     /// Slot number, 0-based (for the monitor's `host[slot]`).
     pub slot: u32,
-    lock: SlotLock,
+    /// Held for its `Drop`, which releases the slot.
+    _lock: SlotLock,
 }
 
 impl HostSlot {
     /// The host this slot belongs to.
-    pub fn host<'a>(&self, list: &'a HostList) -> &'a HostSpec {
+    pub(crate) fn host<'a>(&self, list: &'a HostList) -> &'a HostSpec {
         &list.hosts[self.host_index]
     }
+
     /// The lock file held.
-    pub fn lock_path(&self) -> &Path {
-        self.lock.path()
+    #[cfg(test)]
+    pub(crate) fn lock_path(&self) -> &Path {
+        self._lock.path()
     }
 }
 
@@ -79,13 +82,15 @@ impl HostSlot {
 pub struct LocalSlot {
     /// Slot number, 0-based.
     pub slot: u32,
-    lock: SlotLock,
+    /// Held for its `Drop`, which releases the slot.
+    _lock: SlotLock,
 }
 
+#[cfg(test)]
 impl LocalSlot {
     /// The lock file held.
-    pub fn lock_path(&self) -> &Path {
-        self.lock.path()
+    pub(crate) fn lock_path(&self) -> &Path {
+        self._lock.path()
     }
 }
 
@@ -110,19 +115,14 @@ impl Scheduler {
 
     /// The client's scheduler: `$DISTCC_DIR/lock` (created), with the backoff period and
     /// pause its settings name.
-    pub fn for_client(env: &ClientEnv) -> Result<Scheduler, SchedError> {
+    pub(crate) fn for_client(env: &ClientEnv) -> Result<Scheduler, SchedError> {
         let dir = crate::temp::lock_dir(&env.dirs)?;
         let backoff = Backoff::new(&dir, env.backoff_period);
         Ok(Scheduler::new(&dir, backoff, env.pause))
     }
 
-    /// The lock directory.
-    pub fn lock_dir(&self) -> &Path {
-        &self.lock_dir
-    }
-
     /// The backoff bookkeeping (same directory), for marking and clearing hosts.
-    pub fn backoff(&self) -> &Backoff {
+    pub(crate) fn backoff(&self) -> &Backoff {
         &self.backoff
     }
 
@@ -196,7 +196,7 @@ impl Scheduler {
             HostSlot {
                 host_index: i,
                 slot,
-                lock,
+                _lock: lock,
             }
         }))
     }
@@ -236,7 +236,7 @@ impl Scheduler {
         if let Some((_, slot, lock)) =
             self.wait_loop(&mut pool, false, || Some(candidates.clone()))?
         {
-            return Ok(Some(LocalSlot { slot, lock }));
+            return Ok(Some(LocalSlot { slot, _lock: lock }));
         }
         if !wait {
             return Ok(None);
@@ -249,7 +249,7 @@ impl Scheduler {
         let mut lock = SlotLock::open(&self.lock_dir.join(lock_file_name("localhost", slot)))?;
         log::debug!("all local slots busy; queueing for slot {slot}");
         lock.lock_blocking()?;
-        Ok(Some(LocalSlot { slot, lock }))
+        Ok(Some(LocalSlot { slot, _lock: lock }))
     }
 
     /// Try the candidates that `order` lists (None: nothing usable), and if `wait`, keep

@@ -12,8 +12,8 @@
 //! environment.
 
 use std::collections::HashMap;
-use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use log::LevelFilter;
@@ -186,7 +186,8 @@ impl Dirs {
     }
 
     /// Explicit directories (tests): `DISTCC_DIR` set, no `HOME`, `TMPDIR` default.
-    pub fn at(distcc_dir: &Path) -> Dirs {
+    #[cfg(test)]
+    pub(crate) fn at(distcc_dir: &std::path::Path) -> Dirs {
         Dirs {
             distcc_dir: Some(distcc_dir.to_path_buf()),
             ..Dirs::default()
@@ -200,19 +201,19 @@ impl Dirs {
 }
 
 /// Default `DISTCC_BACKOFF_PERIOD`.
-pub const DEFAULT_BACKOFF_PERIOD: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_BACKOFF_PERIOD: Duration = Duration::from_secs(60);
 /// Default `DISTCC_PAUSE_TIME_MSEC`.
-pub const DEFAULT_PAUSE: Duration = Duration::from_millis(1000);
+pub(crate) const DEFAULT_PAUSE: Duration = Duration::from_millis(1000);
 /// The shortest pause between re-checks we accept: `DISTCC_PAUSE_TIME_MSEC=0` meant
 /// busy-looping in 3.4.
-pub const MIN_PAUSE: Duration = Duration::from_millis(10);
+pub(crate) const MIN_PAUSE: Duration = Duration::from_millis(10);
 /// Default `DISTCC_IO_TIMEOUT`: distcc 3.4's 300 s.
-pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(300);
 /// The recursion-guard variable, passed (plus one) to every compiler and cpp we start.
-pub const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
+pub(crate) const SAFEGUARD_VAR: &str = "_DISTCC_SAFEGUARD";
 /// Variables that change what the preprocessor reads or writes behind the command line's
 /// back; pump mode can't see their effect, so any of them makes a job use plain mode.
-pub const PUMP_BLOCKERS: &[&str] = &[
+pub(crate) const PUMP_BLOCKERS: &[&str] = &[
     "CPATH",
     "C_INCLUDE_PATH",
     "CPLUS_INCLUDE_PATH",
@@ -256,7 +257,7 @@ fn max_discrepancy(r: &mut Reader) -> u64 {
 
 /// The client (`distcc`, and distcc masquerading as a compiler).
 #[derive(Debug, Clone)]
-pub struct ClientEnv {
+pub(crate) struct ClientEnv {
     pub dirs: Dirs,
     /// `DISTCC_VERBOSE=1` → debug; `DISTCC_LOG=FILE` → that file at info; else
     /// `UNCACHED_ERR_FD=N` (ccache's) when it is a usable descriptor; else stderr at warning.
@@ -301,7 +302,7 @@ pub struct ClientEnv {
 impl ClientEnv {
     /// Read the client's variables; the problems are for [`Problem::report`] once logging
     /// is set up from `log`.
-    pub fn from_env(env: &dyn Env) -> (ClientEnv, Vec<Problem>) {
+    pub(crate) fn from_env(env: &dyn Env) -> (ClientEnv, Vec<Problem>) {
         let mut r = Reader::new(env);
         let socks_proxy = match r.non_empty("DISTCC_SOCKS_PROXY") {
             None => Ok(None),
@@ -360,7 +361,7 @@ impl ClientEnv {
     }
 
     /// From the real environment.
-    pub fn from_process() -> (ClientEnv, Vec<Problem>) {
+    pub(crate) fn from_process() -> (ClientEnv, Vec<Problem>) {
         ClientEnv::from_env(&ProcessEnv)
     }
 }
@@ -462,11 +463,6 @@ impl DaemonEnv {
             safeguard_level: safeguard_level(&r),
         };
         (settings, r.problems)
-    }
-
-    /// The PATH compilers are found on: `DISTCCD_PATH`, else `PATH`.
-    pub fn compiler_path(&self) -> Option<&OsStr> {
-        self.distccd_path.as_deref().or(self.path.as_deref())
     }
 }
 
@@ -647,7 +643,6 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(d.read_dirs, vec![PathBuf::from("/opt/x")]);
         assert!(d.ccache_dirs.contains(&PathBuf::from("/home/d/.ccache")));
-        assert_eq!(d.compiler_path(), Some(OsStr::new("/usr/bin")));
         let (d, _) = DaemonEnv::from_env(&env(&[]));
         assert_eq!(d.tmpdir, PathBuf::from("/tmp"));
         assert_eq!(d.masquerade_dirs.len(), 2);

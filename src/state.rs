@@ -10,13 +10,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Size of `struct dcc_task_state` on LP64.
-pub const RECORD_SIZE: usize = 296;
+pub(crate) const RECORD_SIZE: usize = 296;
 /// `"DIH\0"` as distcc stores it.
-pub const MAGIC: u64 = 0x4449_4800;
+pub(crate) const MAGIC: u64 = 0x4449_4800;
 /// The file name prefix distccmon-text looks for.
-pub const PREFIX: &str = "binstate_";
+pub(crate) const PREFIX: &str = "binstate_";
 /// A record untouched for this long is a leftover: the monitor deletes it.
-pub const STALE_AFTER: Duration = Duration::from_secs(60);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
 
 const NAME_LEN: usize = 128;
 
@@ -35,7 +35,7 @@ pub enum Phase {
 
 /// The name distccmon-text prints for a phase number; unknown numbers show as Compile,
 /// as distcc does.
-pub fn phase_name(phase: i32) -> &'static str {
+pub(crate) fn phase_name(phase: i32) -> &'static str {
     match phase {
         0 => "Startup",
         1 => "Blocked",
@@ -75,7 +75,7 @@ impl TaskState {
     }
 
     /// Decode a record; `None` if it is short, or its size or magic is wrong.
-    pub fn decode(bytes: &[u8]) -> Option<TaskState> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<TaskState> {
         let word = |off: usize| -> Option<u64> {
             Some(u64::from_ne_bytes(
                 bytes.get(off..off + 8)?.try_into().ok()?,

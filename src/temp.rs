@@ -57,7 +57,7 @@ pub enum TempError {
 
 /// `DISTCC_DIR`, or `$HOME/.distcc` (created if missing). An explicit `DISTCC_DIR` is not
 /// created: a typo there should show up as an error, not as a stray directory.
-pub fn distcc_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
+pub(crate) fn distcc_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
     if let Some(dir) = &dirs.distcc_dir {
         return Ok(dir.clone());
     }
@@ -68,7 +68,7 @@ pub fn distcc_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
 }
 
 /// `$DISTCC_DIR/lock`, created on demand: slot locks and backoff files live here.
-pub fn lock_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
+pub(crate) fn lock_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
     sub_dir(dirs, "lock")
 }
 
@@ -78,7 +78,7 @@ pub fn state_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
 }
 
 /// `$DISTCC_DIR/<name>`, created on demand.
-pub fn sub_dir(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
+pub(crate) fn sub_dir(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
     let dir = distcc_dir(dirs)?.join(name);
     ensure_dir(&dir)?;
     Ok(dir)
@@ -86,7 +86,7 @@ pub fn sub_dir(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
 
 /// Create `dir` with mode 0777 (the kernel applies the umask) unless it already exists.
 /// Never changes the mode of an existing directory (see the module notes).
-pub fn ensure_dir(dir: &Path) -> Result<(), TempError> {
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TempError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -102,7 +102,7 @@ pub fn ensure_dir(dir: &Path) -> Result<(), TempError> {
 }
 
 /// `TMPDIR` (if set and non-empty) or `/tmp`, checked to be a writable directory.
-pub fn tmp_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
+pub(crate) fn tmp_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
     let dir = dirs.tmp();
     check_writable_dir(&dir).map_err(|source| TempError::BadTmpDir {
         path: dir.clone(),
@@ -131,7 +131,11 @@ fn check_writable_dir(dir: &Path) -> io::Result<()> {
 /// Make a new empty file `<dir>/<prefix>XXXXXXXX<suffix>` (8 random characters) with
 /// `O_EXCL` and mode 0600. The suffix matters: compilers choose the language from it (`.i`,
 /// `.ii`, `.o`). The caller owns the file and must delete it.
-pub fn make_temp_file_in(dir: &Path, prefix: &str, suffix: &str) -> Result<PathBuf, TempError> {
+pub(crate) fn make_temp_file_in(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<PathBuf, TempError> {
     let named = tempfile::Builder::new()
         .prefix(prefix)
         .suffix(suffix)

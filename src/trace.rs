@@ -46,7 +46,7 @@ pub enum TraceError {
 /// client's control; unescaped, a newline in a source name would write a forged summary
 /// line into the daemon's log, and a terminal escape would rewrite the screen of whoever
 /// reads it. Backslash is escaped too, so an escape in the log always means one character.
-pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> std::borrow::Cow<'_, str> {
     fn special(c: char) -> bool {
         c == '\\' || c.is_control() || c == '\u{2028}' || c == '\u{2029}'
     }
@@ -124,7 +124,7 @@ const MAX_ERR_FD: i32 = 1 << 20;
 /// process tree, its descriptor long closed) must not be adopted: the number would later
 /// be reused by a file we open — a lock, a temp file, an object — and log lines written
 /// into it.
-pub fn usable_fd(fd: i32) -> Result<(), String> {
+pub(crate) fn usable_fd(fd: i32) -> Result<(), String> {
     if !(3..=MAX_ERR_FD).contains(&fd) {
         return Err(format!("{fd} is not a descriptor above stderr"));
     }

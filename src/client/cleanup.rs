@@ -87,12 +87,12 @@ static TABLE: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
 
 /// A registered path; dropping it unregisters it (it does not delete the file).
 #[derive(Debug)]
-pub struct Registered {
+pub(crate) struct Registered {
     slot: Option<usize>,
 }
 
 /// Remember `path` for removal if we are killed by a signal.
-pub fn register(path: &Path) -> Registered {
+pub(crate) fn register(path: &Path) -> Registered {
     use std::os::unix::ffi::OsStrExt;
     let bytes = path.as_os_str().as_bytes();
     if bytes.is_empty() || bytes.len() >= CAP || bytes.contains(&0) {
@@ -145,7 +145,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Install the handler for the signals that end a build.
-pub fn install() {
+pub(crate) fn install() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // SAFETY: installing a handler that only performs async-signal-safe calls.
         unsafe {

@@ -31,7 +31,7 @@ use crate::state::{Phase, StateFile};
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
 /// from being retried forever when backoff is disabled (`DISTCC_BACKOFF_PERIOD=0`, an
 /// endless loop in distcc 3.4).
-pub const MAX_REMOTE_TRIES: usize = 3;
+pub(crate) const MAX_REMOTE_TRIES: usize = 3;
 
 /// Everything a job carries between its steps.
 struct Job<'a> {
@@ -422,7 +422,7 @@ fn protocol_for(host: &HostSpec, env: &ClientEnv) -> u8 {
 /// some word is not UTF-8 (`inv` then holds a lossy copy). Such a job runs locally with
 /// exactly those words: our scanning and the protocol work on text, and a lossy name
 /// would make the compiler look for a file that does not exist.
-pub fn build_somewhere_exact(
+pub(crate) fn build_somewhere_exact(
     inv: &Invocation,
     exact: Option<Vec<OsString>>,
     env: &ClientEnv,

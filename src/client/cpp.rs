@@ -2,7 +2,7 @@
 //! `$TMPDIR`, in the background, so that connecting to the server overlaps with it.
 
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
 use super::ClientError;
@@ -13,7 +13,7 @@ use crate::settings::ClientEnv;
 
 /// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1` asked to keep it.
 #[derive(Debug)]
-pub struct TempFile {
+pub(crate) struct TempFile {
     pub path: PathBuf,
     keep: bool,
     _cleanup: super::cleanup::Registered,
@@ -21,7 +21,7 @@ pub struct TempFile {
 
 impl TempFile {
     /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively, open for writing.
-    pub fn create(ext: &str, env: &ClientEnv) -> Result<(TempFile, File), ClientError> {
+    pub(crate) fn create(ext: &str, env: &ClientEnv) -> Result<(TempFile, File), ClientError> {
         let dir = crate::temp::tmp_dir(&env.dirs)?;
         let path = crate::temp::make_temp_file_in(&dir, "distcc_", &format!(".{ext}"))?;
         let _cleanup = super::cleanup::register(&path);
@@ -56,7 +56,7 @@ impl Drop for TempFile {
 /// before the server's diagnostics (so `#warning`s appear once, as in a local compile); if
 /// the job falls back to a local compile, the local compiler prints everything itself, and
 /// showing cpp's messages too would print each error twice (as distcc 3.4 does).
-pub enum Preprocess {
+pub(crate) enum Preprocess {
     Running {
         child: Child,
         out: TempFile,
@@ -68,14 +68,14 @@ pub enum Preprocess {
 
 /// cpp failed: its status and what it printed.
 #[derive(Debug)]
-pub struct CppFailed {
+pub(crate) struct CppFailed {
     pub status: i32,
     pub stderr: Vec<u8>,
 }
 
 impl Preprocess {
     /// Start `cpp_argv` with stdout into a fresh temp file and stdin from /dev/null.
-    pub fn start(
+    pub(crate) fn start(
         inv: &Invocation,
         cpp_argv: &[String],
         ext: &str,
@@ -99,7 +99,7 @@ impl Preprocess {
     }
 
     /// Wait for cpp. `Ok(Err(_))` when it failed (the user's source has errors).
-    pub fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
+    pub(crate) fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
         match self {
             Preprocess::Ready(p) => Ok(Ok(Preprocessed {
                 path: p,
@@ -135,7 +135,7 @@ impl Preprocess {
 
 /// The preprocessed source, kept until the job is over.
 #[derive(Debug)]
-pub struct Preprocessed {
+pub(crate) struct Preprocessed {
     pub path: PathBuf,
     /// What cpp printed (warnings); shown only if the remote result is accepted.
     pub stderr: Vec<u8>,
@@ -143,11 +143,7 @@ pub struct Preprocessed {
 }
 
 impl Preprocessed {
-    pub fn read(&self) -> Result<Vec<u8>, ClientError> {
+    pub(crate) fn read(&self) -> Result<Vec<u8>, ClientError> {
         std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

@@ -14,7 +14,7 @@ use crate::settings::{ClientEnv, SAFEGUARD_VAR};
 
 /// How the compiler was named.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Explicit,
     Implicit,
     Masquerade,
@@ -22,7 +22,7 @@ pub enum Mode {
 
 /// A compile request as the user made it, with what children of ours need.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
+pub(crate) struct Invocation {
     pub mode: Mode,
     /// The compiler command line: argv[0] is the compiler; response files are expanded.
     pub argv: Vec<String>,
@@ -36,12 +36,12 @@ pub struct Invocation {
 impl Invocation {
     /// Whether distribution and locking must be skipped: we are a masquerading distcc
     /// called by another distcc (distcc's rule: run it locally, unlocked).
-    pub fn nested(&self) -> bool {
+    pub(crate) fn nested(&self) -> bool {
         self.safeguard_level > 0
     }
 
     /// Environment additions for every compiler or cpp we start.
-    pub fn child_env(&self) -> Vec<(OsString, OsString)> {
+    pub(crate) fn child_env(&self) -> Vec<(OsString, OsString)> {
         let mut env = vec![(
             OsString::from(SAFEGUARD_VAR),
             OsString::from((self.safeguard_level + 1).to_string()),
@@ -55,7 +55,7 @@ impl Invocation {
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     Help,
     Version,
     ShowHosts,
@@ -67,7 +67,7 @@ pub enum Action {
 }
 
 /// Decide what to do from argv (argv[0] included) and the environment.
-pub fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, ClientError> {
+pub(crate) fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, ClientError> {
     let arg0 = argv.first().map(String::as_str).unwrap_or("distcc");
     let level = env.safeguard_level;
     if basename(arg0).contains("distcc") {
@@ -125,7 +125,11 @@ pub fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, ClientError>
 ///
 /// If argv[0] has a `/`, our directory is its absolute dirname, compared as a string with
 /// each PATH entry; otherwise it is the first PATH entry holding an executable of our name.
-pub fn trim_path(arg0: &str, path: &std::ffi::OsStr, cwd: Option<&Path>) -> Option<OsString> {
+pub(crate) fn trim_path(
+    arg0: &str,
+    path: &std::ffi::OsStr,
+    cwd: Option<&Path>,
+) -> Option<OsString> {
     let entries: Vec<PathBuf> = std::env::split_paths(path).collect();
     let pos = if arg0.contains('/') {
         let dir = Path::new(arg0).parent().unwrap_or(Path::new("."));
@@ -151,7 +155,7 @@ pub fn trim_path(arg0: &str, path: &std::ffi::OsStr, cwd: Option<&Path>) -> Opti
 
 /// Expand `@file` words (gcc/libiberty response files): whitespace-separated words with
 /// single/double quotes and backslash escapes; nested `@file`s expand too.
-pub fn expand_response_files(args: &[String]) -> Result<Vec<String>, ClientError> {
+pub(crate) fn expand_response_files(args: &[String]) -> Result<Vec<String>, ClientError> {
     fn go(args: &[String], depth: u32, out: &mut Vec<String>) -> Result<(), ClientError> {
         for a in args {
             match a.strip_prefix('@') {

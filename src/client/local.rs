@@ -13,7 +13,7 @@ use crate::args::argv_to_string;
 use crate::paths::which;
 
 /// A wait status as distcc reports it: the exit code, or 128+signal.
-pub fn critique(status: ExitStatus) -> i32 {
+pub(crate) fn critique(status: ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(c), _) => c,
@@ -23,7 +23,7 @@ pub fn critique(status: ExitStatus) -> i32 {
 }
 
 /// A raw Unix wait status (as the protocol's `STAT` carries it) the same way.
-pub fn critique_raw(wait_status: u32) -> i32 {
+pub(crate) fn critique_raw(wait_status: u32) -> i32 {
     let sig = (wait_status & 0x7f) as i32;
     if sig != 0 {
         128 + sig
@@ -34,7 +34,10 @@ pub fn critique_raw(wait_status: u32) -> i32 {
 
 /// A `Command` for `argv` with our children's environment (trimmed PATH, safeguard).
 /// The words go to the compiler byte for byte (they may be `OsString`s that are not UTF-8).
-pub fn command<S: AsRef<OsStr>>(inv: &Invocation, argv: &[S]) -> Result<Command, ClientError> {
+pub(crate) fn command<S: AsRef<OsStr>>(
+    inv: &Invocation,
+    argv: &[S],
+) -> Result<Command, ClientError> {
     let name = argv.first().ok_or(ClientError::NoCompiler)?.as_ref();
     let path = inv.path.as_deref();
     let program = if name.as_bytes().contains(&b'/') {
@@ -62,7 +65,7 @@ fn display<S: AsRef<OsStr>>(argv: &[S]) -> String {
 }
 
 /// Run `argv` here with inherited stdio; returns distcc's view of its status.
-pub fn run<S: AsRef<OsStr>>(inv: &Invocation, argv: &[S]) -> Result<i32, ClientError> {
+pub(crate) fn run<S: AsRef<OsStr>>(inv: &Invocation, argv: &[S]) -> Result<i32, ClientError> {
     log::debug!("exec locally: {}", display(argv));
     let mut cmd = command(inv, argv)?;
     let status = cmd

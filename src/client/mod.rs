@@ -6,15 +6,15 @@
 //! [`remote`] send and receive; on a host failure try another host, then [`local`]) →
 //! [`output`] (write the object without ever leaving a partial file).
 
-pub mod cleanup;
-pub mod compile;
-pub mod cpp;
-pub mod invocation;
-pub mod local;
-pub mod output;
-pub mod remote;
-pub mod rewrite;
-pub mod socks;
+pub(crate) mod cleanup;
+pub(crate) mod compile;
+pub(crate) mod cpp;
+pub(crate) mod invocation;
+pub(crate) mod local;
+pub(crate) mod output;
+pub(crate) mod remote;
+pub(crate) mod rewrite;
+pub(crate) mod socks;
 pub(crate) mod wire;
 
 use std::ffi::OsString;
@@ -29,7 +29,7 @@ use invocation::Action;
 
 /// Failures of the client itself (not of a host, not of the user's compile).
 #[derive(Debug, Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     #[error("distcc seems to have invoked itself recursively!")]
     Recursion,
     #[error("{0} is not supported by this distcc")]
@@ -44,17 +44,13 @@ pub enum ClientError {
     Temp(#[from] crate::temp::TempError),
     #[error("failed to read {0}: {1}")]
     ReadInput(PathBuf, std::io::Error),
-    #[error("{0}")]
-    BadArgs(String),
 }
 
 impl ClientError {
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             ClientError::Recursion => ExitCode::Recursion,
-            ClientError::Unsupported(_) | ClientError::NoCompiler | ClientError::BadArgs(_) => {
-                ExitCode::BadArguments
-            }
+            ClientError::Unsupported(_) | ClientError::NoCompiler => ExitCode::BadArguments,
             ClientError::CompilerMissing(_) | ClientError::Exec(..) => ExitCode::CompilerMissing,
             ClientError::Temp(_) => ExitCode::Failed,
             ClientError::ReadInput(..) => ExitCode::IoError,

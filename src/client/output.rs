@@ -12,7 +12,7 @@ use std::io::{self, Write};
 use std::path::Path;
 
 /// Write `bytes` to `path` atomically (regular files) or in place (anything else).
-pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Ok(meta) = fs::metadata(path)
         && !meta.is_file()
     {

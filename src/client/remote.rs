@@ -18,14 +18,14 @@ use crate::hosts::{HostKind, HostSpec};
 use crate::settings::ClientEnv;
 
 /// distcc's fixed connect timeout.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How long ssh may take to finish once we are done with it, before it is killed.
 const SSH_GRACE: Duration = Duration::from_secs(2);
 /// Why a host could not do a job. All of these are the host's fault (backoff), none the
 /// user's.
 #[derive(Debug, Error)]
-pub enum RemoteError {
+pub(crate) enum RemoteError {
     #[error("failed to connect to {host}: {source}")]
     Connect { host: String, source: io::Error },
     #[error("failed to reach {host} through DISTCC_SOCKS_PROXY: {source}")]
@@ -48,7 +48,7 @@ pub enum RemoteError {
 
 impl RemoteError {
     /// distcc's exit code for this failure (used when fallback is disabled).
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
                 ExitCode::ConnectFailed
@@ -63,7 +63,7 @@ impl RemoteError {
 /// An ssh child and its stdin and stdout. Dropping it closes ssh's stdin (distccd sees
 /// the end of the request), gives ssh a moment to finish, then kills and reaps it: no ssh
 /// outlives the job, none is left a zombie.
-pub struct SshStream {
+pub(crate) struct SshStream {
     child: Child,
     reader: ChildStdout,
     /// `None` once closed, which only [`Drop`] does.
@@ -125,7 +125,7 @@ impl Drop for SshStream {
 }
 
 /// A connection to a server, by either transport.
-pub enum Stream {
+pub(crate) enum Stream {
     Tcp(TcpStream),
     /// A tunnel through a SOCKS proxy on a UNIX socket (Portage's network sandbox).
     Unix(UnixStream),
@@ -180,7 +180,7 @@ impl Duplex for Stream {
 
 /// The ssh command line for a host: `ssh` (`DISTCC_SSH`, already split),
 /// `[-l USER] HOST COMMAND --inetd`.
-pub fn ssh_argv(
+pub(crate) fn ssh_argv(
     ssh: &[String],
     user: Option<&str>,
     host: &str,
@@ -245,7 +245,7 @@ fn via_proxy(proxy: &super::socks::Proxy, host: &str, port: u16) -> io::Result<S
 
 /// Open a connection to `host` (which must not be `localhost`), through the SOCKS proxy
 /// and with the ssh command `env` names.
-pub fn connect(host: &HostSpec, env: &ClientEnv) -> Result<Stream, RemoteError> {
+pub(crate) fn connect(host: &HostSpec, env: &ClientEnv) -> Result<Stream, RemoteError> {
     match &host.kind {
         HostKind::Tcp { host: name, port } => {
             let target = format!("{name}:{port}");

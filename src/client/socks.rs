@@ -18,11 +18,11 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 /// The SOCKS port when `DISTCC_SOCKS_PROXY` names none.
-pub const DEFAULT_PORT: u16 = 1080;
+pub(crate) const DEFAULT_PORT: u16 = 1080;
 
 /// Where the proxy listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Proxy {
+pub(crate) enum Proxy {
     Unix(PathBuf),
     Tcp { host: String, port: u16 },
 }
@@ -42,7 +42,7 @@ impl std::fmt::Display for Proxy {
 /// What went wrong talking to the proxy. All of them are the host's fault for the
 /// scheduler (backoff, another host, local fallback).
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum SocksError {
+pub(crate) enum SocksError {
     #[error("DISTCC_SOCKS_PROXY={0:?} is not a UNIX-socket path, host or host:port")]
     BadSetting(String),
     #[error("{proxy} does not speak SOCKS5 (answered version {version})")]
@@ -80,7 +80,7 @@ fn reply_text(code: u8) -> &'static str {
 
 impl Proxy {
     /// Parse a `DISTCC_SOCKS_PROXY` value: `HOST[:PORT]`, `[V6]:PORT`, or a socket path.
-    pub fn parse(value: &std::ffi::OsStr) -> Result<Proxy, SocksError> {
+    pub(crate) fn parse(value: &std::ffi::OsStr) -> Result<Proxy, SocksError> {
         use std::os::unix::ffi::OsStrExt;
         let bad = || SocksError::BadSetting(value.to_string_lossy().into_owned());
         if value.as_bytes().first() == Some(&b'/') {
@@ -118,10 +118,10 @@ impl Proxy {
 }
 
 /// The client's greeting: version 5, one method, "no authentication".
-pub const GREETING: [u8; 3] = [5, 1, 0];
+pub(crate) const GREETING: [u8; 3] = [5, 1, 0];
 
 /// Check the proxy's method choice (2 bytes).
-pub fn check_method(proxy: &Proxy, reply: [u8; 2]) -> Result<(), SocksError> {
+pub(crate) fn check_method(proxy: &Proxy, reply: [u8; 2]) -> Result<(), SocksError> {
     match reply {
         [5, 0] => Ok(()),
         [5, method] => Err(SocksError::NoAcceptableMethod {
@@ -136,7 +136,7 @@ pub fn check_method(proxy: &Proxy, reply: [u8; 2]) -> Result<(), SocksError> {
 }
 
 /// The CONNECT request for `host:port`: literals as IPv4/IPv6, names as DOMAINNAME.
-pub fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, SocksError> {
+pub(crate) fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, SocksError> {
     let mut req = vec![5, 1, 0];
     let literal = host.trim_start_matches('[').trim_end_matches(']');
     match literal.parse::<IpAddr>() {
@@ -161,7 +161,11 @@ pub fn connect_request(host: &str, port: u16) -> Result<Vec<u8>, SocksError> {
 
 /// How long the CONNECT reply is, given its first 5 bytes (the bound address's length
 /// depends on its type); checks the reply code.
-pub fn connect_reply_len(proxy: &Proxy, target: &str, head: [u8; 5]) -> Result<usize, SocksError> {
+pub(crate) fn connect_reply_len(
+    proxy: &Proxy,
+    target: &str,
+    head: [u8; 5],
+) -> Result<usize, SocksError> {
     let malformed = || SocksError::Malformed {
         proxy: proxy.to_string(),
     };
@@ -191,7 +195,7 @@ pub fn connect_reply_len(proxy: &Proxy, target: &str, head: [u8; 5]) -> Result<u
 /// Run the handshake over a fresh connection to the proxy: afterwards the stream is a
 /// tunnel to `host:port`. The caller bounds it in time (the stream's reads and writes
 /// fail once the connect timeout has passed).
-pub fn handshake<S: Read + Write>(
+pub(crate) fn handshake<S: Read + Write>(
     stream: &mut S,
     proxy: &Proxy,
     host: &str,

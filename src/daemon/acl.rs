@@ -5,13 +5,13 @@
 //! address it is (3.4 got that wrong). An empty list means "loopback only" — stricter than
 //! 3.4, which served everyone when no `--allow` was given.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
 
 use ipnet::IpNet;
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum AclError {
+pub(crate) enum AclError {
     #[error("can't parse internet address {0:?} (use ADDR[/BITS], e.g. 192.168.0.0/24)")]
     BadAddress(String),
     #[error("bad prefix length in {0:?}: IPv4 allows /0–/32, IPv6 /0–/128")]
@@ -20,12 +20,12 @@ pub enum AclError {
 
 /// One `--allow` rule: a network (an address and how many leading bits must match).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub net: IpNet,
 }
 
 /// The private networks `--allow-private` adds, including `::1` (3.4 forgot it).
-pub const PRIVATE: &[&str] = &[
+pub(crate) const PRIVATE: &[&str] = &[
     "192.168.0.0/16",
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -35,15 +35,12 @@ pub const PRIVATE: &[&str] = &[
     "::1/128",
 ];
 
-/// What is served when no `--allow` is given.
-pub const LOOPBACK: &[&str] = &["127.0.0.0/8", "::1/128"];
-
 impl Rule {
     /// Parse `ADDR[/BITS]`; a host name expands to one rule per address.
     ///
     /// Split by hand rather than with `IpNet::from_str`: that needs the `/BITS`, knows no
     /// brackets or host names, and cannot tell a bad address from a bad prefix length.
-    pub fn parse(spec: &str) -> Result<Vec<Rule>, AclError> {
+    pub(crate) fn parse(spec: &str) -> Result<Vec<Rule>, AclError> {
         let (addr, bits) = match spec.split_once('/') {
             Some((a, b)) => (a, Some(b)),
             None => (spec, None),
@@ -79,20 +76,20 @@ impl Rule {
 
     /// Does `client` fall inside this rule? An IPv4-mapped IPv6 client is the IPv4 address
     /// it carries; an IPv4 rule never matches a real IPv6 client.
-    pub fn matches(&self, client: IpAddr) -> bool {
+    pub(crate) fn matches(&self, client: IpAddr) -> bool {
         self.net.contains(&client.to_canonical())
     }
 }
 
 /// The whole access list.
 #[derive(Debug, Clone, Default)]
-pub struct Acl {
+pub(crate) struct Acl {
     rules: Vec<Rule>,
 }
 
 impl Acl {
     /// Build from `--allow` specs and the `--allow-private` flag. With neither, loopback only.
-    pub fn new(allow: &[String], allow_private: bool) -> Result<Acl, AclError> {
+    pub(crate) fn new(allow: &[String], allow_private: bool) -> Result<Acl, AclError> {
         let mut rules = Vec::new();
         for spec in allow {
             rules.extend(Rule::parse(spec)?);
@@ -106,11 +103,11 @@ impl Acl {
     }
 
     /// True when neither `--allow` nor `--allow-private` was given.
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         self.rules.is_empty()
     }
 
-    pub fn allows(&self, client: IpAddr) -> bool {
+    pub(crate) fn allows(&self, client: IpAddr) -> bool {
         if self.rules.is_empty() {
             return client.to_canonical().is_loopback();
         }
@@ -118,17 +115,10 @@ impl Acl {
     }
 }
 
-/// For tests and messages: the loopback addresses.
-pub fn loopbacks() -> [IpAddr; 2] {
-    [
-        IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(Ipv6Addr::LOCALHOST),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -180,7 +170,10 @@ mod tests {
     fn default_is_loopback_only() {
         let a = acl(&[]);
         assert!(a.is_default());
-        for lo in loopbacks() {
+        for lo in [
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ] {
             assert!(a.allows(lo));
         }
         assert!(a.allows(ip("127.0.0.9")));

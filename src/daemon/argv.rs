@@ -7,7 +7,7 @@ use thiserror::Error;
 use crate::options::{self, Class, Opt, Tool};
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum ArgvError {
+pub(crate) enum ArgvError {
     #[error("empty command line")]
     Empty,
     #[error("not a compile job (no -c or -S)")]
@@ -38,7 +38,7 @@ fn refused(option: impl Into<String>, why: impl Into<String>) -> ArgvError {
 
 /// Which protocol the request came with: what the server can promise differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Protocols 1 and 2: one preprocessed source, nothing else.
     Plain,
     /// Protocol 3: a tree of sources under a private root, the client's `cwd` inside it.
@@ -51,10 +51,10 @@ fn extension(word: &str) -> Option<&str> {
 }
 
 /// Is this word a source file by its extension? (The client's table.)
-pub use crate::args::is_source;
+pub(crate) use crate::args::is_source;
 
 /// The extension the server gives the received preprocessed source (reference §1.8).
-pub fn temp_input_extension(source: &str) -> &'static str {
+pub(crate) fn temp_input_extension(source: &str) -> &'static str {
     match extension(source).unwrap_or("") {
         "c" | "i" => ".i",
         "cc" | "cpp" | "cxx" | "cp" | "c++" | "C" | "ii" => ".ii",
@@ -97,7 +97,7 @@ fn stays_in_root(cwd: &str, path: &str) -> bool {
 /// file; confine what may stay. Gives the command line to run (plain mode: `-x LANG`
 /// mapped to its preprocessed form; pump mode: the client's `-MF` dropped, since the
 /// server's own always comes last).
-pub fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>, ArgvError> {
+pub(crate) fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>, ArgvError> {
     let Some(first) = argv.first() else {
         return Err(ArgvError::Empty);
     };
@@ -249,7 +249,7 @@ fn vet_items(outer: &Opt, tool: Tool, value: &str, mode: Mode) -> Result<(), Arg
 
 /// Where the interesting words of a compile command are.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scan {
+pub(crate) struct Scan {
     pub source: usize,
     /// The output option: `-oX`/`--output=X` (joined) or the word after `-o`/`--output`.
     pub output: Option<Output>,
@@ -258,13 +258,13 @@ pub struct Scan {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     Separate(usize),
     Joined(usize),
 }
 
 /// Check that `argv` is a distributable compile and find its source and output.
-pub fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
+pub(crate) fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
     if argv.is_empty() {
         return Err(ArgvError::Empty);
     }
@@ -326,7 +326,12 @@ pub fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
 }
 
 /// Point a protocol-1/2 command at the temp input and output (reference §1.8).
-pub fn rewrite_plain(argv: &[String], scan: &Scan, input: &str, output: &str) -> Vec<String> {
+pub(crate) fn rewrite_plain(
+    argv: &[String],
+    scan: &Scan,
+    input: &str,
+    output: &str,
+) -> Vec<String> {
     let mut out = argv.to_vec();
     out[scan.source] = input.to_owned();
     set_output(&mut out, scan, output);
@@ -346,7 +351,7 @@ fn set_output(argv: &mut Vec<String>, scan: &Scan, output: &str) {
 
 /// What the pump-mode rewrite produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PumpArgv {
+pub(crate) struct PumpArgv {
     pub argv: Vec<String>,
     /// The `.d` target the client asked for with `-MT` (None: the client's output name).
     pub dotd_target: Option<String>,
@@ -358,7 +363,7 @@ pub struct PumpArgv {
 /// source re-rooted, and debug/macro paths mapped back so the object names the client's
 /// files. The server's `-MF` goes last, after every client word, so nothing can take it
 /// as its argument.
-pub fn rewrite_pump(
+pub(crate) fn rewrite_pump(
     argv: &[String],
     scan: &Scan,
     root: &str,
@@ -426,7 +431,7 @@ fn reroot(path: &str, root: &str) -> String {
 
 /// Rewrite the compiler's `.d` for the client: the temp object name becomes the target the
 /// client wanted, and the temp root disappears from every path (reference §1.7 step 5).
-pub fn rewrite_dotd(dotd: &str, root: &str, temp_output: &str, target: &str) -> String {
+pub(crate) fn rewrite_dotd(dotd: &str, root: &str, temp_output: &str, target: &str) -> String {
     let mut out = String::with_capacity(dotd.len());
     for line in dotd.split_inclusive('\n') {
         let line = line.replacen(temp_output, target, 1);

@@ -113,7 +113,7 @@ fn unpack(
 
 /// Why a request is refused without running anything (the connection is then closed).
 #[derive(Debug, Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error(transparent)]
     Whitelist(#[from] WhitelistError),
     #[error("bad command line: {0}")]
@@ -132,7 +132,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// distcc's return code for the summary line.
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             Refusal::Server(_) => ExitCode::IoError,
             _ => ExitCode::ProtocolError,
@@ -142,7 +142,7 @@ impl Refusal {
 
 /// Settings every job shares.
 #[derive(Debug, Clone)]
-pub struct JobSettings {
+pub(crate) struct JobSettings {
     pub policy: Policy,
     pub job_lifetime: Option<Duration>,
     /// `TMPDIR` (job dirs), `DISTCCD_PATH`, `DISTCC_SAVE_TEMPS`, the dirs compilers may read.
@@ -151,14 +151,14 @@ pub struct JobSettings {
 
 /// How the compile ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     Finished,
     TimedOut,
     ClientGone,
 }
 
 /// The outcome of running a job.
-pub struct Finished {
+pub(crate) struct Finished {
     pub reply: Reply,
     pub ending: Ending,
     /// The compiler as requested and the input's name, for the summary line.
@@ -167,7 +167,7 @@ pub struct Finished {
 }
 
 /// A prepared job: files written, command ready.
-pub struct Prepared {
+pub(crate) struct Prepared {
     dir: PathBuf,
     argv: Vec<String>,
     cwd: PathBuf,
@@ -191,7 +191,7 @@ impl Drop for Prepared {
 }
 
 /// Vet a request and lay out its files; nothing runs yet.
-pub fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
+pub(crate) fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
     let compiler = req.argv.first().cloned().unwrap_or_default();
     let run_as = settings.policy.check(&compiler)?;
     let (mode, cwd) = match (&req.body, &req.cwd) {
@@ -280,17 +280,9 @@ fn unguessable() -> String {
 }
 
 impl Prepared {
-    pub fn compiler(&self) -> &str {
-        &self.compiler
-    }
-
-    pub fn input(&self) -> &str {
-        &self.input
-    }
-
     /// Run the compiler; `client_gone` resolves if the client disconnects. Returns the wait
     /// status, how it ended, and any message of ours for the client's stderr.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         settings: &JobSettings,
         client_gone: impl Future<Output = ()>,
@@ -310,13 +302,13 @@ impl Prepared {
     }
 
     /// The size of the object the compiler wrote (0 if none).
-    pub fn object_len(&self) -> usize {
+    pub(crate) fn object_len(&self) -> usize {
         std::fs::metadata(&self.output).map_or(0, |m| m.len() as usize)
     }
 
     /// Collect the results into a reply. The job's files stay until `self` is dropped, so
     /// the caller can send the reply first and clean up after.
-    pub fn finish(&self, status: u32, ending: Ending, extra_stderr: Vec<u8>) -> Finished {
+    pub(crate) fn finish(&self, status: u32, ending: Ending, extra_stderr: Vec<u8>) -> Finished {
         let mut reply = Reply {
             version: self.version,
             status,

@@ -6,14 +6,14 @@
 //! is a child process in its own process group. The applet (`applets/distccd.rs`) parses
 //! options into a [`Config`]; [`run`] does the rest.
 
-pub mod acl;
-pub mod argv;
-pub mod job;
+pub(crate) mod acl;
+pub(crate) mod argv;
+pub(crate) mod job;
 mod sandbox;
-pub mod serve;
-pub mod stats;
-pub mod tree;
-pub mod whitelist;
+pub(crate) mod serve;
+pub(crate) mod stats;
+pub(crate) mod tree;
+pub(crate) mod whitelist;
 
 use std::ffi::CString;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
@@ -446,7 +446,7 @@ fn redirect_stdio_to_null() {
 /// with distcc's setuid exit code (112): serving compilers as root, or as a half-dropped
 /// user, would hand any client that passes the access list a root shell.
 #[derive(Debug, Error)]
-pub enum PrivError {
+pub(crate) enum PrivError {
     #[error("no such user {0:?} (--user): refusing to start rather than run compilers as root")]
     NoSuchUser(String),
     #[error("--user {0} is uid 0: distccd does not run compilers as root")]

@@ -24,7 +24,7 @@ use crate::exitcode::ExitCode;
 use crate::protocol;
 
 /// What every connection shares.
-pub struct Shared {
+pub(crate) struct Shared {
     pub settings: Arc<JobSettings>,
     pub acl: Acl,
     pub slots: Semaphore,
@@ -38,7 +38,7 @@ pub struct Shared {
 }
 
 /// `IP:PORT` as distcc prints it (IPv4-mapped addresses shown as IPv4).
-pub fn peer_name(peer: Option<SocketAddr>) -> String {
+pub(crate) fn peer_name(peer: Option<SocketAddr>) -> String {
     match peer {
         Some(SocketAddr::V6(v6)) if v6.ip().to_ipv4_mapped().is_some() => {
             format!(
@@ -56,10 +56,10 @@ pub fn peer_name(peer: Option<SocketAddr>) -> String {
 
 /// The largest request on the wire (a preprocessed source, or a pump request's files,
 /// compressed).
-pub const MAX_REQUEST: usize = 128 << 20;
+pub(crate) const MAX_REQUEST: usize = 128 << 20;
 /// How many requests over 1 MiB are received, and kept as jobs, at once: with receive
 /// buffers of up to twice [`MAX_REQUEST`], at most 512 MiB between them.
-pub const LARGE_REQUESTS: usize = 2;
+pub(crate) const LARGE_REQUESTS: usize = 2;
 
 /// Jobs smaller than this do their file work on the executor thread.
 const INLINE_LIMIT: usize = 256 * 1024;
@@ -87,7 +87,7 @@ fn request_size(req: &protocol::Request) -> usize {
 /// the job panic; if it still does, the panic stops at this connection: it is logged as a
 /// refused job (`REJ_BAD_REQ`, `ret:109`) with the client's address, the job's files are
 /// removed as the stack unwinds, and the daemon goes on serving.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     stream: S,
     peer: Option<SocketAddr>,
@@ -281,7 +281,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Accept connections until `stop` resolves; each runs as its own task.
-pub async fn accept_loop(
+pub(crate) async fn accept_loop(
     ex: Rc<smol::LocalExecutor<'static>>,
     shared: Rc<Shared>,
     listener: async_net::TcpListener,
@@ -318,7 +318,7 @@ pub async fn accept_loop(
 }
 
 /// The `--stats` page server: same ACL, request ignored, page sent, connection closed.
-pub async fn stats_loop(
+pub(crate) async fn stats_loop(
     shared: Rc<Shared>,
     listener: async_net::TcpListener,
     tmp: std::path::PathBuf,

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How a job ended, in distcc's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobResult {
+pub(crate) enum JobResult {
     TcpAccept,
     RejBadReq,
-    RejOverload,
     CompileOk,
     CompileError,
     CompileTimeout,
@@ -19,11 +18,10 @@ pub enum JobResult {
 }
 
 impl JobResult {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             JobResult::TcpAccept => "TCP_ACCEPT",
             JobResult::RejBadReq => "REJ_BAD_REQ",
-            JobResult::RejOverload => "REJ_OVERLOAD",
             JobResult::CompileOk => "COMPILE_OK",
             JobResult::CompileError => "COMPILE_ERROR",
             JobResult::CompileTimeout => "COMPILE_TIMEOUT",
@@ -36,7 +34,7 @@ impl JobResult {
 /// distcc's summary line: `client: IP:PORT RESULT exit:N sig:N core:N ret:N time:Nms [cc file]`.
 /// The compiler and input follow only for COMPILE_OK and COMPILE_ERROR; otherwise the line
 /// ends in a space, exactly like distccd's.
-pub fn summary_line(
+pub(crate) fn summary_line(
     peer: &str,
     result: JobResult,
     wait_status: u32,
@@ -61,7 +59,7 @@ pub fn summary_line(
 
 /// Counters for the `--stats` page.
 #[derive(Debug, Default)]
-pub struct Stats {
+pub(crate) struct Stats {
     tcp_accept: AtomicU64,
     rej_bad_req: AtomicU64,
     rej_overload: AtomicU64,
@@ -76,11 +74,10 @@ pub struct Stats {
 }
 
 impl Stats {
-    pub fn record(&self, result: JobResult) {
+    pub(crate) fn record(&self, result: JobResult) {
         let c = match result {
             JobResult::TcpAccept => &self.tcp_accept,
             JobResult::RejBadReq => &self.rej_bad_req,
-            JobResult::RejOverload => &self.rej_overload,
             JobResult::CompileOk => &self.compile_ok,
             JobResult::CompileError => &self.compile_error,
             JobResult::CompileTimeout => &self.compile_timeout,
@@ -91,7 +88,7 @@ impl Stats {
     }
 
     /// A compiler started; returns the number now running.
-    pub fn job_started(&self) -> u64 {
+    pub(crate) fn job_started(&self) -> u64 {
         let n = self.running.fetch_add(1, Ordering::Relaxed) + 1;
         self.max_running.fetch_max(n, Ordering::Relaxed);
         n
@@ -99,12 +96,12 @@ impl Stats {
 
     /// A compiler is no longer running (serve.rs calls this from a guard, so that a job
     /// that unwinds is not counted forever).
-    pub fn job_stopped(&self) {
+    pub(crate) fn job_stopped(&self) {
         self.running.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A job finished in `millis`: remember it if it is the longest so far.
-    pub fn job_ended(&self, millis: u128, compiler: &str, file: &str) {
+    pub(crate) fn job_ended(&self, millis: u128, compiler: &str, file: &str) {
         if let Ok(mut l) = self.longest.lock()
             && l.as_ref().is_none_or(|(m, _, _)| millis > *m)
         {
@@ -112,13 +109,13 @@ impl Stats {
         }
     }
 
-    pub fn running(&self) -> u64 {
+    pub(crate) fn running(&self) -> u64 {
         self.running.load(Ordering::Relaxed)
     }
 
     /// The HTTP page distccd serves on the stats port (distcc 3.4's layout; figures we do
     /// not track are reported as distcc reports "unknown").
-    pub fn page(&self, free_space_mb: i64) -> String {
+    pub(crate) fn page(&self, free_space_mb: i64) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (longest, longest_cc, longest_ms) =
             match self.longest.lock().ok().and_then(|l| l.clone()) {

@@ -17,7 +17,7 @@ use rustix::fs::{Mode, OFlags};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum TreeError {
+pub(crate) enum TreeError {
     #[error("file name {0:?} must be absolute")]
     NotAbsolute(String),
     #[error("file name {0:?} contains a '..' component")]
@@ -36,7 +36,7 @@ pub enum TreeError {
 }
 
 /// The job's private root, and what has been created in it.
-pub struct Tree {
+pub(crate) struct Tree {
     root: PathBuf,
     root_fd: OwnedFd,
 }
@@ -79,7 +79,7 @@ fn components(name: &str) -> Result<Vec<&str>, TreeError> {
 
 impl Tree {
     /// Open an existing, empty, private directory as the root.
-    pub fn open(root: &Path) -> std::io::Result<Tree> {
+    pub(crate) fn open(root: &Path) -> std::io::Result<Tree> {
         // A NUL in the path is EINVAL (ErrorKind::InvalidInput), as before.
         let root_fd = rustix::fs::open(
             root,
@@ -90,10 +90,6 @@ impl Tree {
             root: root.to_owned(),
             root_fd,
         })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Open (creating as needed) the directory `parts` below the root, never following a
@@ -118,7 +114,7 @@ impl Tree {
     }
 
     /// Create the directory `name` (for the client's working directory).
-    pub fn make_dir(&self, name: &str) -> Result<PathBuf, TreeError> {
+    pub(crate) fn make_dir(&self, name: &str) -> Result<PathBuf, TreeError> {
         let parts = components(name)?;
         self.open_dir(name, &parts)?;
         Ok(self.path_of(&parts))
@@ -131,7 +127,7 @@ impl Tree {
     }
 
     /// Write a regular file at `root + name`.
-    pub fn write_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf, TreeError> {
+    pub(crate) fn write_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf, TreeError> {
         let parts = components(name)?;
         let (last, dirs) = parts
             .split_last()
@@ -155,7 +151,7 @@ impl Tree {
     }
 
     /// Create a symlink at `root + name` pointing at `target` (absolute targets re-rooted).
-    pub fn make_link(&self, name: &str, target: &str) -> Result<PathBuf, TreeError> {
+    pub(crate) fn make_link(&self, name: &str, target: &str) -> Result<PathBuf, TreeError> {
         let parts = components(name)?;
         let (last, dirs) = parts
             .split_last()

@@ -19,7 +19,7 @@ use thiserror::Error;
 use crate::settings::DaemonEnv;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum WhitelistError {
+pub(crate) enum WhitelistError {
     #[error(
         "compiler name <{0}> cannot be an absolute path (or must set DISTCC_CMDLIST or pass --enable-tcp-insecure)"
     )]
@@ -34,7 +34,7 @@ pub enum WhitelistError {
 
 /// The compiler policy, fixed at start-up.
 #[derive(Debug, Clone)]
-pub enum Policy {
+pub(crate) enum Policy {
     /// `--enable-tcp-insecure`: run what is asked.
     Insecure,
     /// `DISTCC_CMDLIST`: full commands, matched on their last `words` path words.
@@ -46,7 +46,7 @@ pub enum Policy {
 impl Policy {
     /// The policy the environment (`DISTCC_CMDLIST`, the masquerade dirs) and
     /// `--enable-tcp-insecure` ask for.
-    pub fn new(env: &DaemonEnv, insecure: bool) -> std::io::Result<Policy> {
+    pub(crate) fn new(env: &DaemonEnv, insecure: bool) -> std::io::Result<Policy> {
         if let Some(path) = &env.cmdlist {
             let text = std::fs::read_to_string(path)?;
             let words = env.cmdlist_numwords;
@@ -65,7 +65,7 @@ impl Policy {
     }
 
     /// Decide on a requested compiler; gives the command to execute.
-    pub fn check(&self, requested: &str) -> Result<String, WhitelistError> {
+    pub(crate) fn check(&self, requested: &str) -> Result<String, WhitelistError> {
         if requested.is_empty() {
             return Err(WhitelistError::Empty);
         }
@@ -104,7 +104,7 @@ impl Policy {
     }
 
     /// Is at least one masquerade dir there? (distccd refuses to start otherwise.)
-    pub fn missing_masquerade_dirs(&self) -> Option<String> {
+    pub(crate) fn missing_masquerade_dirs(&self) -> Option<String> {
         match self {
             Policy::Masquerade(dirs) if !dirs.iter().any(|d| d.is_dir()) => Some(
                 dirs.iter()

@@ -48,7 +48,7 @@ impl From<NotCovered> for Fail {
 
 /// The search configuration of one compile: what gcc derives from the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Config {
+pub(crate) struct Config {
     /// `-iquote`, `-I`, `-isystem`, default dirs, `-idirafter`, in search order.
     pub chain: Vec<PathBuf>,
     /// Where the bracket (`<...>`) search starts in `chain`.
@@ -62,7 +62,7 @@ pub struct Config {
 
 /// What [`parse_command`] finds in an argv.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
+pub(crate) struct Command {
     pub source: PathBuf,
     pub lang: &'static str,
     pub quote: Vec<PathBuf>,
@@ -96,7 +96,7 @@ fn lang_of(source: &str) -> Option<&'static str> {
 }
 
 /// Read the options that decide where the preprocessor looks (reference §5.3).
-pub fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered> {
+pub(crate) fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered> {
     let mut named_abs = HashSet::new();
     let mut abs = |d: &str| -> PathBuf {
         if Path::new(d).is_absolute() {
@@ -488,7 +488,7 @@ impl Analyser {
     }
 
     /// The compiler's default include dirs, memoised per (compiler, flags, language).
-    pub fn system_dirs(
+    pub(crate) fn system_dirs(
         &mut self,
         compiler: &str,
         flags: &[String],

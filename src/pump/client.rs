@@ -16,7 +16,7 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A job ready to go out as protocol 3.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PumpJob {
+pub(crate) struct PumpJob {
     pub cwd: String,
     /// The full argv the server gets (with `-o` and, when needed, `-MT`).
     pub argv: Vec<String>,
@@ -27,7 +27,7 @@ pub struct PumpJob {
 
 /// The include server's socket, if this job may use pump mode at all (the environment
 /// part of §5.4; the host's `,cpp,lzo` is the caller's check).
-pub fn socket_for(preprocessed: bool, env: &ClientEnv) -> Result<PathBuf, String> {
+pub(crate) fn socket_for(preprocessed: bool, env: &ClientEnv) -> Result<PathBuf, String> {
     let Some(sock) = env.include_server.clone() else {
         return Err("INCLUDE_SERVER_PORT is not set".into());
     };
@@ -62,7 +62,7 @@ fn discrepancies(socket: &Path) -> u64 {
 
 /// Count one discrepancy: a pump-mode job failed on the server but succeeded locally —
 /// usually the server's system headers differ, or the analysis missed a file.
-pub fn note_discrepancy(env: &ClientEnv) {
+pub(crate) fn note_discrepancy(env: &ClientEnv) {
     let Some(path) = env.include_server.as_deref().and_then(counter_path) else {
         return;
     };
@@ -80,7 +80,11 @@ pub fn note_discrepancy(env: &ClientEnv) {
 /// The argv for the server and the local `.d` path (reference §1.5, §2.8): `-o` made
 /// explicit; if a `.d` is wanted and no `-MT`/`-MQ` given, `-MT <output>` appended (the
 /// target gcc would use locally). `argv` is already `-Wp,`-expanded.
-pub fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, Option<PathBuf>) {
+pub(crate) fn server_argv(
+    argv: &[String],
+    input: &str,
+    output: &str,
+) -> (Vec<String>, Option<PathBuf>) {
     let mut out = argv.to_vec();
     let mut explicit_o = false;
     let mut wants_dotd = false;
@@ -137,7 +141,7 @@ pub fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, 
 
 /// Ask the include server at `socket` which files `argv` needs (§5.2).
 /// Blocking: connecting, sending and each wait for the answer within [`ASK_TIMEOUT`].
-pub fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
+pub(crate) fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
     let can_not = |source| PumpError::Io {
         what: format!(
             "can't connect to the include server at {}",
@@ -158,7 +162,7 @@ pub fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, Pum
 }
 
 /// The client path of a mirror path: drop the root's 3 components, then `.abs`, then `.lzo`.
-pub fn original_name(mirror: &str) -> Option<String> {
+pub(crate) fn original_name(mirror: &str) -> Option<String> {
     let rest = mirror.strip_prefix('/')?;
     let mut parts = rest.splitn(4, '/');
     let (_, _, _, tail) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -170,7 +174,7 @@ pub fn original_name(mirror: &str) -> Option<String> {
 
 /// Turn the include server's answer into request entries: symlinks as LINK (their
 /// `readlink` text), files as FILE carrying the mirror's LZO bytes as they are.
-pub fn entries(paths: &[String]) -> Result<Vec<FileEntry>, PumpError> {
+pub(crate) fn entries(paths: &[String]) -> Result<Vec<FileEntry>, PumpError> {
     let io = |what: &str| {
         let what = what.to_string();
         move |source| PumpError::Io { what, source }
@@ -193,7 +197,7 @@ pub fn entries(paths: &[String]) -> Result<Vec<FileEntry>, PumpError> {
 
 /// Everything before sending: eligibility, the include server's answer, the entries.
 /// `Err` carries the reason this job goes protocol 2 instead.
-pub fn prepare(
+pub(crate) fn prepare(
     argv: &[String],
     input: &str,
     output: &str,

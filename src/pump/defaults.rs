@@ -10,7 +10,7 @@ use crate::paths::normalise;
 
 /// Run `COMPILER [flags] -x LANG -v -c /dev/null -o /dev/null` with only `PATH` in the
 /// environment (so `CPATH` and friends can't leak in) and read the search list from stderr.
-pub fn probe(
+pub(crate) fn probe(
     compiler: &str,
     flags: &[String],
     lang: &str,
@@ -39,7 +39,7 @@ pub fn probe(
 }
 
 /// The directories between `#include <...> search starts here:` and `End of search list.`
-pub fn parse_search_list(stderr: &str) -> Vec<PathBuf> {
+pub(crate) fn parse_search_list(stderr: &str) -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     let mut inside = false;
     for line in stderr.lines() {
@@ -57,7 +57,7 @@ pub fn parse_search_list(stderr: &str) -> Vec<PathBuf> {
 }
 
 /// The directories that get a LINK: the system dirs not inside another one.
-pub fn link_roots(dirs: &[PathBuf]) -> Vec<PathBuf> {
+pub(crate) fn link_roots(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut roots: Vec<PathBuf> = Vec::new();
     for d in dirs {
         if dirs.iter().any(|o| o != d && d.starts_with(o)) || roots.contains(d) {
@@ -71,7 +71,7 @@ pub fn link_roots(dirs: &[PathBuf]) -> Vec<PathBuf> {
 /// The relative LINK target distcc 3.4 sends for a system dir: `../` × (20 + depth), then the
 /// dir without its leading `/`, so that on the server it climbs out of any temp root of up to
 /// 20 components and lands on the server's own directory.
-pub fn climbing_target(dir: &Path) -> String {
+pub(crate) fn climbing_target(dir: &Path) -> String {
     let rel = dir.strip_prefix("/").unwrap_or(dir);
     let depth = rel.components().count();
     format!("{}{}", "../".repeat(20 + depth), rel.display())

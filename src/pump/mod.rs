@@ -9,12 +9,12 @@
 //! * [`stamp`]: what identifies a file's version, and reading one version whole;
 //! * [`client`]: the compile client's side: ask, map back, build the protocol-3 request.
 
-pub mod analyser;
-pub mod client;
-pub mod defaults;
-pub mod parse;
+pub(crate) mod analyser;
+pub(crate) mod client;
+pub(crate) mod defaults;
+pub(crate) mod parse;
 pub mod server;
-pub mod stamp;
+pub(crate) mod stamp;
 
 pub use analyser::{Analyser, Closure, NotCovered};
 

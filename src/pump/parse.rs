@@ -6,7 +6,7 @@
 
 /// How an include names its file.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Form {
+pub(crate) enum Form {
     /// `#include "name"`: the includer's directory first, then the quote chain.
     Quote(String),
     /// `#include <name>`: the bracket chain only.
@@ -17,7 +17,7 @@ pub enum Form {
 
 /// One include directive.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Include {
+pub(crate) struct Include {
     /// `#include_next` (or `__has_include_next`): continue after the includer's directory.
     pub next: bool,
     /// From `__has_include`: a missing file is not an error.
@@ -27,7 +27,7 @@ pub struct Include {
 
 /// What a file can contribute to the include closure.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     pub includes: Vec<Include>,
     /// Object-like `#define NAME VALUE` pairs: candidate values for computed includes.
     pub defines: Vec<(String, String)>,
@@ -97,7 +97,7 @@ fn ident_len(s: &str) -> usize {
 }
 
 /// Parse the name part of an include: `"x"`, `<x>` or anything else (computed).
-pub fn parse_form(rest: &str) -> Option<Form> {
+pub(crate) fn parse_form(rest: &str) -> Option<Form> {
     let rest = rest.trim();
     if let Some(r) = rest.strip_prefix('"') {
         return r.find('"').map(|e| Form::Quote(r[..e].to_string()));
@@ -132,7 +132,7 @@ fn has_includes(line: &str, out: &mut Vec<Include>) {
 }
 
 /// Scan a file's bytes.
-pub fn parse(src: &[u8]) -> Parsed {
+pub(crate) fn parse(src: &[u8]) -> Parsed {
     let text = clean(src);
     let mut parsed = Parsed::default();
     for line in text.lines() {

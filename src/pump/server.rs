@@ -29,7 +29,7 @@ use super::{PumpError, defaults};
 use crate::protocol::{Limits, ProtocolError, include};
 
 /// The placeholder file name 3.4 uses (the client prints such entries as `DIRECTORY`).
-pub const FORCING_NAME: &str = "forcing_technique_271828";
+pub(crate) const FORCING_NAME: &str = "forcing_technique_271828";
 
 /// A request that takes longer than this to arrive is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -53,7 +53,7 @@ struct Made {
 
 /// The directory holding the mirrors; removed when dropped.
 #[derive(Debug)]
-pub struct ClientRoot {
+pub(crate) struct ClientRoot {
     /// The 3-component root that reply paths start with.
     root: PathBuf,
     /// What to remove at the end (the root itself, or its parent when padded).
@@ -67,7 +67,7 @@ impl ClientRoot {
     /// Make a fresh root under `client_tmp` (`DISTCC_CLIENT_TMP`), else `/dev/shm`, else
     /// `/tmp`; the base must have at most two components, and the root is padded with
     /// `/padding` to three.
-    pub fn create(client_tmp: Option<&Path>) -> Result<ClientRoot, PumpError> {
+    pub(crate) fn create(client_tmp: Option<&Path>) -> Result<ClientRoot, PumpError> {
         static GEN: AtomicU32 = AtomicU32::new(0);
         let mut bases: Vec<PathBuf> = Vec::new();
         if let Some(b) = client_tmp {
@@ -122,7 +122,8 @@ impl ClientRoot {
         Err(PumpError::ClientRoot(last))
     }
 
-    pub fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
         &self.root
     }
 
@@ -145,7 +146,7 @@ impl ClientRoot {
     /// holds the version the analysis read (`c.stamps`); otherwise that version is read
     /// again and mirrored. If the file is no longer that version, the closure may be wrong
     /// for it: [`PumpError::Changed`], and the caller analyses again.
-    pub fn mirror(&self, c: &Closure) -> Result<Vec<String>, PumpError> {
+    pub(crate) fn mirror(&self, c: &Closure) -> Result<Vec<String>, PumpError> {
         let mut reply = Vec::new();
         for f in &c.files {
             let line_name = c.line_names.get(f);
@@ -297,7 +298,7 @@ impl Drop for ClientRoot {
 
 /// Remove the client roots that include servers which no longer run left in `base` (a
 /// killed `pump` can't clean up after itself), as 3.4's include server does at startup.
-pub fn remove_stale(base: &Path) {
+pub(crate) fn remove_stale(base: &Path) {
     let Ok(entries) = fs::read_dir(base) else {
         return;
     };
@@ -384,14 +385,10 @@ impl IncludeServer {
         })
     }
 
-    pub fn root(&self) -> &ClientRoot {
-        &self.root
-    }
-
     /// The reply for one request: mirror paths, or empty for "not covered". The mirrors
     /// are made outside the analyser's lock; a file that changes between analysis and
     /// mirror makes the job start over, a few times at most.
-    pub fn answer(&self, req: &include::IncludeRequest) -> Vec<String> {
+    pub(crate) fn answer(&self, req: &include::IncludeRequest) -> Vec<String> {
         let mut attempt = 1;
         loop {
             let closure = {
@@ -423,7 +420,7 @@ impl IncludeServer {
     }
 
     /// Serve one connection: read a request, write the answer.
-    pub fn handle(&self, mut stream: UnixStream) -> Result<(), PumpError> {
+    pub(crate) fn handle(&self, mut stream: UnixStream) -> Result<(), PumpError> {
         let io = |source| PumpError::Io {
             what: "include-server connection".into(),
             source,

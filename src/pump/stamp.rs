@@ -29,7 +29,7 @@ pub struct FileId {
 }
 
 impl FileId {
-    pub fn of(m: &Metadata) -> FileId {
+    pub(crate) fn of(m: &Metadata) -> FileId {
         FileId {
             dev: m.dev(),
             ino: m.ino(),
@@ -40,7 +40,7 @@ impl FileId {
     }
 
     /// The stamp of the regular file at `p` (symlinks followed), `None` if there is none.
-    pub fn stat(p: &Path) -> Option<FileId> {
+    pub(crate) fn stat(p: &Path) -> Option<FileId> {
         std::fs::metadata(p)
             .ok()
             .filter(Metadata::is_file)
@@ -54,7 +54,7 @@ impl FileId {
     /// the past than that granularity: then any later change must move the ctime. A
     /// ctime with no nanoseconds suggests a whole-second filesystem, so the window is
     /// wider there.
-    pub fn settled(&self, now: SystemTime) -> bool {
+    pub(crate) fn settled(&self, now: SystemTime) -> bool {
         let (sec, nsec) = self.ctime;
         let window = if nsec == 0 {
             Duration::from_secs(2)
