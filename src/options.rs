@@ -90,6 +90,42 @@ pub(crate) enum Class {
     Link,
 }
 
+/// What an option means to pump mode's include analysis ([`crate::pump::analyser`]),
+/// which must know every way a command line changes where the preprocessor looks: an
+/// option it cannot model sends the job back to local preprocessing rather than let
+/// the server miss a header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// Nothing the analysis needs.
+    Nothing,
+    /// `-iquote D`: searched for `"…"` includes only.
+    QuoteDir,
+    /// `-I D`: searched for both kinds of include.
+    BracketDir,
+    /// `-isystem D`: before the compiler's own dirs.
+    SystemDir,
+    /// `-idirafter D`: after the compiler's own dirs.
+    AfterDir,
+    /// `--sysroot D`: moves the compiler's own dirs (the probe must see it).
+    Sysroot,
+    /// `-isysroot D`: moves the compiler's own header dirs (the probe must see it).
+    Isysroot,
+    /// `-include F`, `-imacros F`: read before the source.
+    Preinclude,
+    /// `-D NAME=VALUE`: a value a computed `#include NAME` may take.
+    Define,
+    /// `-nostdinc`: no default dirs at all.
+    NoStdinc,
+    /// `-ffreestanding`: no implicit `<stdc-predef.h>`.
+    Freestanding,
+    /// Changes the compiler's default dirs: passed to the probe as it is
+    /// (`-m32`, `-stdlib=libc++`, `-nostdinc++`).
+    Probe,
+    /// Changes the search in a way the analysis does not model (`-iprefix`, `-I-`,
+    /// `-iframework`, `-Xpreprocessor`, a precompiled header).
+    Unsupported,
+}
+
 /// One spelling of an option.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Opt {
@@ -98,6 +134,8 @@ pub(crate) struct Opt {
     pub class: Class,
     /// Why a server refuses it, in words for its log ("it runs a program").
     pub why: &'static str,
+    /// What the include analysis does with it.
+    pub search: Search,
 }
 
 const fn o(name: &'static str, form: Form, class: Class, why: &'static str) -> Opt {
@@ -106,11 +144,21 @@ const fn o(name: &'static str, form: Form, class: Class, why: &'static str) -> O
         form,
         class,
         why,
+        search: Search::Nothing,
+    }
+}
+
+impl Opt {
+    /// The same entry with its meaning to the include analysis.
+    const fn s(mut self, search: Search) -> Opt {
+        self.search = search;
+        self
     }
 }
 
 use Class::*;
 use Form::*;
+use Search as S;
 
 const SPECS: &str = "it reads a specs file, which can run any program";
 const CONFIG: &str = "it reads a file of options, which can run any program";
@@ -166,9 +214,9 @@ pub(crate) static OPTIONS: &[Opt] = &[
         "it writes a compilation database entry",
     ),
     // Preprocessor only, no file.
-    o("-D", JoinedOrSeparate, Cpp, CPP),
-    o("--define-macro", Separate, Cpp, CPP),
-    o("--define-macro=", Joined, Cpp, CPP),
+    o("-D", JoinedOrSeparate, Cpp, CPP).s(S::Define),
+    o("--define-macro", Separate, Cpp, CPP).s(S::Define),
+    o("--define-macro=", Joined, Cpp, CPP).s(S::Define),
     o("-U", JoinedOrSeparate, Cpp, CPP),
     o("--undefine-macro", Separate, Cpp, CPP),
     o("--undefine-macro=", Joined, Cpp, CPP),
@@ -176,10 +224,10 @@ pub(crate) static OPTIONS: &[Opt] = &[
     o("--assert", Separate, Cpp, CPP),
     o("--assert=", Joined, Cpp, CPP),
     o("-undef", Flag, Cpp, CPP),
-    o("-nostdinc", Flag, Cpp, CPP),
-    o("--no-standard-includes", Flag, Cpp, CPP),
-    o("-nostdinc++", Flag, Cpp, CPP),
-    o("-stdlib=", Joined, Cpp, CPP),
+    o("-nostdinc", Flag, Cpp, CPP).s(S::NoStdinc),
+    o("--no-standard-includes", Flag, Cpp, CPP).s(S::NoStdinc),
+    o("-nostdinc++", Flag, Cpp, CPP).s(S::Probe),
+    o("-stdlib=", Joined, Cpp, CPP).s(S::Probe),
     o("-P", Flag, Cpp, CPP),
     o("-C", Flag, Cpp, CPP),
     o("-CC", Flag, Cpp, CPP),
@@ -187,8 +235,8 @@ pub(crate) static OPTIONS: &[Opt] = &[
     o("-remap", Flag, Cpp, CPP),
     o("-trigraphs", Flag, Cpp, CPP),
     o("-traditional-cpp", Flag, Cpp, CPP),
-    o("-I-", Flag, Cpp, CPP),
-    o("--include-barrier", Flag, Cpp, CPP),
+    o("-I-", Flag, Cpp, CPP).s(S::Unsupported),
+    o("--include-barrier", Flag, Cpp, CPP).s(S::Unsupported),
     // Preprocessor modes that would undo "the input is preprocessed".
     o("-fpreprocessed", Flag, CppMode, CPPMODE),
     o("-fno-preprocessed", Flag, CppMode, CPPMODE),
@@ -197,49 +245,49 @@ pub(crate) static OPTIONS: &[Opt] = &[
     o("-no-integrated-cpp", Flag, CppMode, CPPMODE),
     o("--no-integrated-cpp", Flag, CppMode, CPPMODE),
     // Header directories.
-    o("-I", JoinedOrSeparate, IncludeDir, INC),
-    o("--include-directory", Separate, IncludeDir, INC),
-    o("--include-directory=", Joined, IncludeDir, INC),
-    o("-iquote", JoinedOrSeparate, IncludeDir, INC),
-    o("-isystem", JoinedOrSeparate, IncludeDir, INC),
-    o("-idirafter", JoinedOrSeparate, IncludeDir, INC),
-    o("--include-directory-after", Separate, IncludeDir, INC),
-    o("--include-directory-after=", Joined, IncludeDir, INC),
-    o("-iprefix", JoinedOrSeparate, IncludeDir, INC),
-    o("--include-prefix", Separate, IncludeDir, INC),
-    o("--include-prefix=", Joined, IncludeDir, INC),
-    o("-iwithprefix", JoinedOrSeparate, IncludeDir, INC),
-    o("--include-with-prefix", Separate, IncludeDir, INC),
-    o("--include-with-prefix=", Joined, IncludeDir, INC),
-    o("--include-with-prefix-after", Separate, IncludeDir, INC),
-    o("--include-with-prefix-after=", Joined, IncludeDir, INC),
-    o("-iwithprefixbefore", JoinedOrSeparate, IncludeDir, INC),
-    o("--include-with-prefix-before", Separate, IncludeDir, INC),
-    o("--include-with-prefix-before=", Joined, IncludeDir, INC),
-    o("-isysroot", JoinedOrSeparate, IncludeDir, INC),
-    o("--sysroot", Separate, IncludeDir, INC),
-    o("--sysroot=", Joined, IncludeDir, INC),
-    o("-imultilib", JoinedOrSeparate, IncludeDir, INC),
-    o("-imultiarch", JoinedOrSeparate, IncludeDir, INC),
-    o("-iwithsysroot", JoinedOrSeparate, IncludeDir, INC),
-    o("-cxx-isystem", JoinedOrSeparate, IncludeDir, INC),
-    o("-isystem-after", JoinedOrSeparate, IncludeDir, INC),
-    o("-iframework", JoinedOrSeparate, IncludeDir, INC),
-    o("-iframeworkwithsysroot", JoinedOrSeparate, IncludeDir, INC),
-    o("-F", JoinedOrSeparate, IncludeDir, INC),
-    o("--embed-dir=", Joined, IncludeDir, INC),
+    o("-I", JoinedOrSeparate, IncludeDir, INC).s(S::BracketDir),
+    o("--include-directory", Separate, IncludeDir, INC).s(S::BracketDir),
+    o("--include-directory=", Joined, IncludeDir, INC).s(S::BracketDir),
+    o("-iquote", JoinedOrSeparate, IncludeDir, INC).s(S::QuoteDir),
+    o("-isystem", JoinedOrSeparate, IncludeDir, INC).s(S::SystemDir),
+    o("-idirafter", JoinedOrSeparate, IncludeDir, INC).s(S::AfterDir),
+    o("--include-directory-after", Separate, IncludeDir, INC).s(S::AfterDir),
+    o("--include-directory-after=", Joined, IncludeDir, INC).s(S::AfterDir),
+    o("-iprefix", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-prefix", Separate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-prefix=", Joined, IncludeDir, INC).s(S::Unsupported),
+    o("-iwithprefix", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-with-prefix", Separate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-with-prefix=", Joined, IncludeDir, INC).s(S::Unsupported),
+    o("--include-with-prefix-after", Separate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-with-prefix-after=", Joined, IncludeDir, INC).s(S::Unsupported),
+    o("-iwithprefixbefore", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-with-prefix-before", Separate, IncludeDir, INC).s(S::Unsupported),
+    o("--include-with-prefix-before=", Joined, IncludeDir, INC).s(S::Unsupported),
+    o("-isysroot", JoinedOrSeparate, IncludeDir, INC).s(S::Isysroot),
+    o("--sysroot", Separate, IncludeDir, INC).s(S::Sysroot),
+    o("--sysroot=", Joined, IncludeDir, INC).s(S::Sysroot),
+    o("-imultilib", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-imultiarch", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-iwithsysroot", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-cxx-isystem", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-isystem-after", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-iframework", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-iframeworkwithsysroot", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("-F", JoinedOrSeparate, IncludeDir, INC).s(S::Unsupported),
+    o("--embed-dir=", Joined, IncludeDir, INC).s(S::Unsupported),
     // Files read before the source.
-    o("-include", JoinedOrSeparate, IncludeFile, INCF),
-    o("--include", Separate, IncludeFile, INCF),
-    o("--include=", Joined, IncludeFile, INCF),
-    o("-imacros", JoinedOrSeparate, IncludeFile, INCF),
-    o("--imacros", Separate, IncludeFile, INCF),
-    o("--imacros=", Joined, IncludeFile, INCF),
-    o("-include-pch", Separate, IncludeFile, INCF),
-    o("-fpre-include=", Joined, IncludeFile, INCF),
+    o("-include", JoinedOrSeparate, IncludeFile, INCF).s(S::Preinclude),
+    o("--include", Separate, IncludeFile, INCF).s(S::Preinclude),
+    o("--include=", Joined, IncludeFile, INCF).s(S::Preinclude),
+    o("-imacros", JoinedOrSeparate, IncludeFile, INCF).s(S::Preinclude),
+    o("--imacros", Separate, IncludeFile, INCF).s(S::Preinclude),
+    o("--imacros=", Joined, IncludeFile, INCF).s(S::Preinclude),
+    o("-include-pch", Separate, IncludeFile, INCF).s(S::Unsupported),
+    o("-fpre-include=", Joined, IncludeFile, INCF).s(S::Unsupported),
     // Pass-throughs.
-    o("-Wp,", Joined, Pass(Tool::Preprocessor), NONE),
-    o("-Xpreprocessor", Separate, Pass(Tool::Preprocessor), NONE),
+    o("-Wp,", Joined, Pass(Tool::Preprocessor), NONE).s(S::Unsupported),
+    o("-Xpreprocessor", Separate, Pass(Tool::Preprocessor), NONE).s(S::Unsupported),
     o("-Wa,", Joined, Pass(Tool::Assembler), NONE),
     o("-Xassembler", Separate, Pass(Tool::Assembler), NONE),
     o("--for-assembler", Separate, Pass(Tool::Assembler), NONE),
@@ -402,7 +450,7 @@ pub(crate) static OPTIONS: &[Opt] = &[
     o("-fmodule-output=", Joined, Writes, "it writes module files"),
     o("-fmodule-file=", Joined, Reads, READS),
     o("-fprebuilt-module-path=", Joined, Reads, READS),
-    o("-ivfsoverlay", JoinedOrSeparate, Reads, READS),
+    o("-ivfsoverlay", JoinedOrSeparate, Reads, READS).s(S::Unsupported),
     o("-gen-decls", Flag, Writes, WRITES),
     o("-freport-bug", Flag, Writes, WRITES),
     o("-fself-test=", Joined, Reads, READS),
@@ -442,6 +490,10 @@ pub(crate) static OPTIONS: &[Opt] = &[
     o("-G", JoinedOrSeparate, Plain, NONE),
     o("-V", Separate, Plain, NONE),
     o("-b", Separate, Plain, NONE),
+    // Flags that move the compiler's own header dirs, which pump mode's analysis
+    // probes (`-m32`, `-mx32`, `-march=`…: every `-m` word is a joined flag to gcc).
+    o("-m", Joined, Plain, NONE).s(S::Probe),
+    o("-ffreestanding", Flag, Plain, NONE).s(S::Freestanding),
     // Linker-only.
     o("-l", JoinedOrSeparate, Link, NONE),
     o("-L", JoinedOrSeparate, Link, NONE),
@@ -760,6 +812,40 @@ mod tests {
             let refused = matches!(opt.class, Runs | Reads | Writes);
             if refused {
                 assert!(!opt.why.is_empty(), "{} needs a reason", opt.name);
+            }
+        }
+    }
+
+    #[test]
+    fn include_search_facts() {
+        let search = |word: &str| lookup(word, Some("next")).opt.map(|o| o.search);
+        assert_eq!(search("-Idir"), Some(Search::BracketDir));
+        assert_eq!(search("--include-directory=d"), Some(Search::BracketDir));
+        assert_eq!(search("-iquote"), Some(Search::QuoteDir));
+        assert_eq!(search("-isystem"), Some(Search::SystemDir));
+        assert_eq!(search("-idirafter"), Some(Search::AfterDir));
+        assert_eq!(search("--sysroot=/s"), Some(Search::Sysroot));
+        assert_eq!(search("-isysroot"), Some(Search::Isysroot));
+        assert_eq!(search("-imacros"), Some(Search::Preinclude));
+        assert_eq!(search("-DX=1"), Some(Search::Define));
+        assert_eq!(search("--no-standard-includes"), Some(Search::NoStdinc));
+        assert_eq!(search("-ffreestanding"), Some(Search::Freestanding));
+        assert_eq!(search("-m32"), Some(Search::Probe));
+        assert_eq!(search("-stdlib=libc++"), Some(Search::Probe));
+        assert_eq!(search("-iwithprefixbefore"), Some(Search::Unsupported));
+        assert_eq!(search("-include-pch"), Some(Search::Unsupported));
+        assert_eq!(search("-I-"), Some(Search::Unsupported));
+        // `-m` words are plain to the server, `-mllvm` still runs LLVM's options.
+        assert_eq!(class("-march=native"), Plain);
+        assert_eq!(class("-mllvm"), Runs);
+        // Every option that changes where headers come from says how, so the analysis
+        // can never skip one as if it were a flag.
+        for opt in OPTIONS {
+            if matches!(
+                opt.class,
+                IncludeDir | IncludeFile | Pass(Tool::Preprocessor)
+            ) {
+                assert_ne!(opt.search, Search::Nothing, "{}", opt.name);
             }
         }
     }

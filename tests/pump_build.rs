@@ -548,3 +548,78 @@ fn discrepancies_turn_pump_mode_off() {
     assert!(st.status.success());
     assert!(String::from_utf8_lossy(&st.stderr).contains("1 pump-mode compilation(s) failed"));
 }
+
+/// A command line our server's vetting refuses in pump mode goes protocol 2 before any
+/// file is shipped: here an include dir whose `..`s climb past `/` (gcc stops there, so
+/// it reads the client's dir; the server refuses a path that leaves the job's root). It
+/// still compiles remotely, and no discrepancy is counted against pump mode.
+#[test]
+fn a_job_the_server_would_refuse_goes_protocol_2() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().canonicalize().unwrap();
+    fs::create_dir(dir.join("inc")).unwrap();
+    fs::write(dir.join("inc/h.h"), "#define H 7\n").unwrap();
+    fs::write(
+        dir.join("x.c"),
+        "#include \"h.h\"\nint x(void) { return H; }\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(Kind::Ours, &dir, &[], &[]);
+    let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
+    let d = distcc();
+    let out = client_cmd(&d, &dir.join("dd"), &hosts)
+        .args(["pump", "--startup"])
+        .env("TMPDIR", &dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let var = |name: &str| -> String {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("export {name}='")))
+            .unwrap_or_else(|| panic!("{name} missing: {text}"));
+        line.split('\'').nth(1).unwrap().to_string()
+    };
+    let (pid, sdir, port) = (
+        var("INCLUDE_SERVER_PID"),
+        var("INCLUDE_SERVER_DIR"),
+        var("INCLUDE_SERVER_PORT"),
+    );
+    let _guard = ServerGuard(pid.parse().unwrap());
+    let ups = "../".repeat(dir.components().count() + 1);
+    let inc = format!(
+        "-I{ups}{}",
+        dir.join("inc").strip_prefix("/").unwrap().display()
+    );
+    let out = client_cmd(&d, &dir.join("dd"), &hosts)
+        .env("INCLUDE_SERVER_PORT", &port)
+        .env("DISTCC_VERBOSE", "1")
+        .args(["gcc", &inc, "-c", "x.c"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("a distcc server would refuse this job in pump mode"),
+        "{err}"
+    );
+    assert!(err.contains("using protocol 2 for x.c"), "{err}");
+    assert!(!err.contains("completed ok (pump)"), "{err}");
+    assert!(!err.contains("backing off"), "{err}");
+    assert!(dir.join("x.o").exists());
+    let counter = Path::new(&sdir).join("discrepancy_counter");
+    assert_eq!(
+        fs::read(&counter).unwrap_or_default(),
+        b"",
+        "a discrepancy was counted"
+    );
+    // The server compiled it (as protocol 2) and refused nothing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while daemon.compile_ok_count() < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = daemon.log_text();
+    assert_eq!(daemon.compile_ok_count(), 1, "{log}");
+    assert!(!log.contains("climbs out"), "{log}");
+}

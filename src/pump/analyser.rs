@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::defaults;
 use super::parse::{self, Form, Parsed};
 use super::stamp::{self, FileId};
+use crate::options::{self, Class, Search, Tool};
 
 /// Why a job can't be analysed; it is then preprocessed locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,7 +96,10 @@ fn lang_of(source: &str) -> Option<&'static str> {
     })
 }
 
-/// Read the options that decide where the preprocessor looks (reference §5.3).
+/// Read the options that decide where the preprocessor looks (reference §5.3). Walks
+/// the argv with [`crate::options`]' table, the one the client and the server use, so
+/// every option spans the words gcc gives it; an option that changes the search in a way
+/// not modelled here ([`Search::Unsupported`]) makes the job [`NotCovered`].
 pub(crate) fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotCovered> {
     let mut named_abs = HashSet::new();
     let mut abs = |d: &str| -> PathBuf {
@@ -124,103 +128,72 @@ pub(crate) fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotC
     let mut i = 1;
     while i < argv.len() {
         let a = argv[i].as_str();
-        let next = argv.get(i + 1).map(String::as_str);
-        // Options with a separate or joined argument.
-        let with_arg = |opt: &str| -> Option<(String, usize)> {
-            if a == opt {
-                next.map(|n| (n.to_string(), 2))
-            } else {
-                a.strip_prefix(opt)
-                    .filter(|r| !r.is_empty())
-                    .map(|r| (r.trim_start_matches('=').to_string(), 1))
-            }
-        };
-        if a == "-I-" {
-            return nc("-I- is not supported");
+        // The shared table decides how many words an option spans, so an option's
+        // separate argument is never taken for a source (nor the reverse).
+        let hit = options::lookup(a, argv.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        if hit.response_file {
+            return nc(format!("the response file {a} is not supported"));
         }
-        for bad in [
-            "-imultilib",
-            "-Xpreprocessor",
-            "-iprefix",
-            "-iwithprefix",
-            "-iwithprefixbefore",
-        ] {
-            if a.starts_with(bad) {
-                return nc(format!("{bad} is not supported"));
-            }
-        }
-        if let Some((v, n)) = with_arg("-iquote") {
-            cmd.quote.push(abs(&v));
-            i += n;
-        } else if let Some((v, n)) = with_arg("-isystem") {
-            cmd.system_user.push(abs(&v));
-            i += n;
-        } else if let Some((v, n)) = with_arg("-idirafter") {
-            cmd.after.push(abs(&v));
-            i += n;
-        } else if let Some((v, n)) = with_arg("-include") {
-            cmd.preincludes.push(v);
-            i += n;
-        } else if let Some((v, n)) = with_arg("-imacros") {
-            cmd.preincludes.push(v);
-            i += n;
-        } else if let Some((v, n)) = with_arg("-isysroot") {
-            cmd.probe_flags.extend(["-isysroot".to_string(), v]);
-            i += n;
-        } else if let Some((v, n)) = with_arg("--sysroot") {
-            cmd.probe_flags.push(format!("--sysroot={v}"));
-            i += n;
-        } else if let Some((v, n)) = with_arg("-I") {
-            cmd.bracket.push(abs(&v));
-            i += n;
-        } else if let Some((v, n)) = with_arg("-D") {
-            if let Some((name, value)) = v.split_once('=') {
-                cmd.defines.push((name.to_string(), value.to_string()));
-            }
-            i += n;
-        } else if let Some((v, n)) = with_arg("-x") {
-            lang = Some(match v.as_str() {
-                "c" | "c-header" => "c",
-                "c++" | "c++-header" => "c++",
-                "objective-c" => "objective-c",
-                "objective-c++" => "objective-c++",
-                other => return nc(format!("language {other} is not supported")),
-            });
-            i += n;
-        } else if a == "-nostdinc" {
-            cmd.nostdinc = true;
-            i += 1;
-        } else if a == "-ffreestanding" {
-            cmd.freestanding = true;
-            i += 1;
-        } else if a.starts_with("-m") || a.starts_with("-stdlib=") || a == "-nostdinc++" {
-            cmd.probe_flags.push(a.to_string());
-            i += 1;
-        } else if [
-            "-o",
-            "-MF",
-            "-MT",
-            "-MQ",
-            "-U",
-            "-A",
-            "-target",
-            "-aux-info",
-            "--param",
-            "-arch",
-        ]
-        .contains(&a)
-        {
-            i += 2;
-        } else if a.starts_with('-') {
-            i += 1;
-        } else {
-            if lang_of(a).is_some() || lang.is_some() {
+        let Some(opt) = hit.opt else {
+            if hit.is_operand(a) && (lang_of(a).is_some() || lang.is_some()) {
                 if source.is_some() {
                     return nc("more than one source file");
                 }
                 source = Some(a.to_string());
             }
-            i += 1;
+            continue;
+        };
+        if hit.missing {
+            return nc(format!("{} needs an argument", opt.name));
+        }
+        let v = hit.value.unwrap_or("");
+        let dir = matches!(
+            opt.search,
+            Search::QuoteDir | Search::BracketDir | Search::SystemDir | Search::AfterDir
+        );
+        if dir && (v.starts_with('=') || v.starts_with("$SYSROOT")) {
+            // gcc puts the sysroot in front, which the analysis does not know.
+            return nc(format!(
+                "{} {v}: a dir under the sysroot is not supported",
+                opt.name
+            ));
+        }
+        match opt.search {
+            Search::Unsupported => return nc(format!("{} is not supported", opt.name)),
+            Search::QuoteDir => cmd.quote.push(abs(v)),
+            Search::BracketDir => cmd.bracket.push(abs(v)),
+            Search::SystemDir => cmd.system_user.push(abs(v)),
+            Search::AfterDir => cmd.after.push(abs(v)),
+            Search::Preinclude => cmd.preincludes.push(v.to_string()),
+            Search::Isysroot => cmd
+                .probe_flags
+                .extend(["-isysroot".to_string(), v.to_string()]),
+            Search::Sysroot => cmd.probe_flags.push(format!("--sysroot={v}")),
+            Search::Define => {
+                if let Some((name, value)) = v.split_once('=') {
+                    cmd.defines.push((name.to_string(), value.to_string()));
+                }
+            }
+            Search::NoStdinc => cmd.nostdinc = true,
+            Search::Freestanding => cmd.freestanding = true,
+            Search::Probe => cmd.probe_flags.push(a.to_string()),
+            Search::Nothing => match opt.class {
+                Class::Language => {
+                    lang = Some(match v {
+                        "c" | "c-header" => "c",
+                        "c++" | "c++-header" => "c++",
+                        "objective-c" => "objective-c",
+                        "objective-c++" => "objective-c++",
+                        other => return nc(format!("language {other} is not supported")),
+                    });
+                }
+                // clang's cc1 could be told to read more files (`-Xclang -include`).
+                Class::Pass(Tool::Clang) if !options::clang_item_is_safe(v) => {
+                    return nc(format!("{} {v} is not supported", opt.name));
+                }
+                _ => {}
+            },
         }
     }
     let Some(source) = source else {
@@ -934,8 +907,81 @@ mod tests {
         assert_eq!(c.lang, "c++");
         assert_eq!(c.source, PathBuf::from("/w/m.cc"));
         assert_eq!(c.defines, vec![("X".into(), "\"y.h\"".into())]);
-        assert!(parse_command(cwd, &s(&["gcc", "-imultilib", "x", "-c", "a.c"])).is_err());
+        for bad in [
+            "-I-",
+            "-imultilib",
+            "-Xpreprocessor",
+            "-iprefix",
+            "-iwithprefix",
+            "-iwithprefixbefore",
+        ] {
+            let e = parse_command(cwd, &s(&["gcc", bad, "x", "-c", "a.c"]));
+            assert_eq!(e, Err(NotCovered(format!("{bad} is not supported"))));
+        }
+        assert!(parse_command(cwd, &s(&["gcc", "-c", "a.c", "b.c"])).is_err());
+        assert!(parse_command(cwd, &s(&["gcc", "-x", "ada", "-c", "a.c"])).is_err());
         assert!(parse_command(cwd, &s(&["gcc", "-c", "a.f90"])).is_err());
+    }
+
+    #[test]
+    fn separate_arguments_are_not_sources() {
+        let cwd = Path::new("/w");
+        // Options whose argument is the next word, which the old list of options with
+        // an argument did not know: their argument was taken for a second source.
+        for opt in [
+            "-MJ",
+            "-dumpbase",
+            "-Xlinker",
+            "--serialize-diagnostics",
+            "-e",
+        ] {
+            let c = parse_command(cwd, &s(&["gcc", opt, "other.c", "-c", "m.c"]));
+            assert_eq!(
+                c.map(|c| c.source),
+                Ok(PathBuf::from("/w/m.c")),
+                "{opt} other.c"
+            );
+        }
+        // Long and joined spellings of the search options.
+        let c = parse_command(
+            cwd,
+            &s(&[
+                "gcc",
+                "--include-directory",
+                "b",
+                "--include-directory=c",
+                "--include-directory-after=z",
+                "--include",
+                "p.h",
+                "--sysroot",
+                "/sr",
+                "-c",
+                "m.c",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.bracket,
+            vec![PathBuf::from("/w/b"), PathBuf::from("/w/c")]
+        );
+        assert_eq!(c.after, vec![PathBuf::from("/w/z")]);
+        assert_eq!(c.preincludes, vec!["p.h".to_string()]);
+        assert_eq!(c.probe_flags, vec!["--sysroot=/sr".to_string()]);
+        // Search options the analysis does not model are refused, not skipped (their
+        // headers would be missing on the server).
+        for argv in [
+            &["gcc", "-iframework", "fw", "-c", "m.c"][..],
+            &["gcc", "-cxx-isystem", "inc", "-c", "m.cc"],
+            &["gcc", "-iwithsysroot", "/inc", "-c", "m.c"],
+            &["gcc", "--include-prefix=/p", "-c", "m.c"],
+            &["gcc", "-include-pch", "p.h.pch", "-c", "m.c"],
+            &["gcc", "-Xclang", "-include", "-Xclang", "p.h", "-c", "m.c"],
+            &["gcc", "@more.rsp", "-c", "m.c"],
+            &["gcc", "-I=/inc", "-c", "m.c"],
+            &["gcc", "-c", "m.c", "-I"],
+        ] {
+            assert!(parse_command(cwd, &s(argv)).is_err(), "{argv:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::PumpError;
 use crate::client::wire::{Wire, connect_unix};
+use crate::daemon::argv::{Mode, vet};
+use crate::options::{self, Class};
 use crate::paths::{basename, with_ext};
 use crate::protocol::{FileEntry, FileKind, Payload, include};
 use crate::settings::ClientEnv;
@@ -79,12 +81,10 @@ pub(crate) fn note_discrepancy(env: &ClientEnv) {
 
 /// The argv for the server and the local `.d` path (reference §1.5, §2.8): `-o` made
 /// explicit; if a `.d` is wanted and no `-MT`/`-MQ` given, `-MT <output>` appended (the
-/// target gcc would use locally). `argv` is already `-Wp,`-expanded.
-pub(crate) fn server_argv(
-    argv: &[String],
-    input: &str,
-    output: &str,
-) -> (Vec<String>, Option<PathBuf>) {
+/// target gcc would use locally). `argv` is already `-Wp,`-expanded. The words are read
+/// with [`crate::options`]' table, so every spelling counts (`--output=F`, `-MFfile`) and
+/// a word that is another option's argument (`-Xlinker -ofoo`) does not.
+pub(crate) fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, Option<PathBuf>) {
     let mut out = argv.to_vec();
     let mut explicit_o = false;
     let mut wants_dotd = false;
@@ -92,33 +92,16 @@ pub(crate) fn server_argv(
     let mut has_mt = false;
     let mut i = 1;
     while i < argv.len() {
-        let a = argv[i].as_str();
-        let next = argv.get(i + 1);
-        match a {
-            "-o" => explicit_o = true,
-            "-MF" => {
-                mf = next.cloned();
-                i += 2;
-                continue;
-            }
-            "-MT" | "-MQ" => {
-                has_mt = true;
-                i += 2;
-                continue;
-            }
+        let hit = options::lookup(&argv[i], argv.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        match hit.class() {
+            Class::Output => explicit_o = true,
+            Class::DepsFile => mf = hit.value.map(str::to_owned),
+            Class::DepsTarget => has_mt = true,
+            // Only these make `gcc -c` write a .d file (-MP/-MG alone change nothing).
+            Class::DepsOn => wants_dotd = true,
             _ => {}
         }
-        if a.starts_with("-o") {
-            explicit_o = true;
-        } else if let Some(f) = a.strip_prefix("-MF") {
-            mf = Some(f.to_string());
-        } else if a.starts_with("-MT") || a.starts_with("-MQ") {
-            has_mt = true;
-        } else if a == "-MD" || a == "-MMD" {
-            // Only these make `gcc -c` write a .d file (-MP/-MG alone change nothing).
-            wants_dotd = true;
-        }
-        i += 1;
     }
     if !explicit_o {
         out.extend(["-o".to_string(), output.to_string()]);
@@ -137,6 +120,16 @@ pub(crate) fn server_argv(
         out.extend(["-MT".to_string(), output.to_string()]);
     }
     (out, Some(PathBuf::from(dotd)))
+}
+
+/// Would a distcc server of ours run `argv` as a pump job from `cwd`? The client asks the
+/// server's own vetting ([`crate::daemon::argv::vet`]) before sending: a job it refuses
+/// would come back refused after its files were shipped, be compiled locally and counted
+/// as a discrepancy. Such jobs go protocol 2, which needs none of the pump-only rules.
+pub(crate) fn server_accepts(argv: &[String], cwd: &str) -> Result<(), String> {
+    vet(argv, Mode::Pump, cwd)
+        .map(drop)
+        .map_err(|e| format!("a distcc server would refuse this job in pump mode ({e})"))
 }
 
 /// Ask the include server at `socket` which files `argv` needs (§5.2).
@@ -210,6 +203,7 @@ pub(crate) fn prepare(
         .display()
         .to_string();
     let (argv, dotd) = server_argv(argv, input, output);
+    server_accepts(&argv, &cwd)?;
     let paths = ask(&socket, &cwd, &argv).map_err(|e| {
         format!("failed to get includes from include server ({e}), preprocessing locally")
     })?;
@@ -274,6 +268,59 @@ mod tests {
         let (argv, dotd) = server_argv(&s(&["gcc", "-MP", "-c", "a.c"]), "a.c", "a.o");
         assert_eq!(dotd, None);
         assert!(!argv.contains(&"-MT".to_string()));
+    }
+
+    #[test]
+    fn argv_is_read_with_the_options_table() {
+        // A linker item that looks like `-o` is not the output option.
+        let (argv, _) = server_argv(&s(&["gcc", "-c", "a.c", "-Xlinker", "-omap"]), "a.c", "a.o");
+        assert_eq!(argv.get(5..), Some(&s(&["-o", "a.o"])[..]), "{argv:?}");
+        // The long spelling of -o is explicit: no second -o, the .d beside it.
+        let (argv, dotd) = server_argv(
+            &s(&["gcc", "-MD", "-c", "a.c", "--output=o/b.o"]),
+            "a.c",
+            "o/b.o",
+        );
+        assert_eq!(
+            argv,
+            s(&["gcc", "-MD", "-c", "a.c", "--output=o/b.o", "-MT", "o/b.o"])
+        );
+        assert_eq!(dotd, Some(PathBuf::from("o/b.d")));
+        // Joined -MF and -MQ, and the long -MD.
+        let (argv, dotd) = server_argv(
+            &s(&[
+                "gcc",
+                "--write-dependencies",
+                "-MFdep/x.d",
+                "-MQt",
+                "-c",
+                "a.c",
+            ]),
+            "a.c",
+            "a.o",
+        );
+        assert_eq!(dotd, Some(PathBuf::from("dep/x.d")));
+        assert!(!argv.contains(&"-MT".to_string()), "{argv:?}");
+    }
+
+    #[test]
+    fn only_jobs_the_server_accepts_go_as_pump_jobs() {
+        let ok = |v: &[&str]| server_accepts(&s(v), "/home/u/p");
+        let (argv, _) = server_argv(
+            &s(&["gcc", "-O2", "-MD", "-Iinclude", "-c", "src/main.c"]),
+            "src/main.c",
+            "main.o",
+        );
+        assert_eq!(server_accepts(&argv, "/home/u/p"), Ok(()));
+        assert_eq!(
+            ok(&["gcc", "-c", "a.c", "-MF", "a.d", "-I/usr/local/include"]),
+            Ok(())
+        );
+        // gcc reads /etc/x from here (`..` stops at `/`), the server would refuse it.
+        let e = ok(&["gcc", "-c", "a.c", "-I../../../../etc/x"]).unwrap_err();
+        assert!(e.contains("climbs out of the job's root"), "{e}");
+        let e = ok(&["gcc", "-c", "a.c", "-Xpreprocessor", "-Iinc"]).unwrap_err();
+        assert!(e.contains("-Xpreprocessor -I "), "{e}");
     }
 
     #[test]
