@@ -95,7 +95,7 @@ pub(crate) enum Class {
 /// option it cannot model sends the job back to local preprocessing rather than let
 /// the server miss a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Search {
+pub(crate) enum Search {
     /// Nothing the analysis needs.
     Nothing,
     /// `-iquote D`: searched for `"…"` includes only.

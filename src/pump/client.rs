@@ -84,7 +84,11 @@ pub(crate) fn note_discrepancy(env: &ClientEnv) {
 /// target gcc would use locally). `argv` is already `-Wp,`-expanded. The words are read
 /// with [`crate::options`]' table, so every spelling counts (`--output=F`, `-MFfile`) and
 /// a word that is another option's argument (`-Xlinker -ofoo`) does not.
-pub(crate) fn server_argv(argv: &[String], input: &str, output: &str) -> (Vec<String>, Option<PathBuf>) {
+pub(crate) fn server_argv(
+    argv: &[String],
+    input: &str,
+    output: &str,
+) -> (Vec<String>, Option<PathBuf>) {
     let mut out = argv.to_vec();
     let mut explicit_o = false;
     let mut wants_dotd = false;
