@@ -352,11 +352,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let prog = args
         .first()
         .map_or("distcc-config".to_owned(), distcc::paths::basename);
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = crate::text_args(&args);
     match run(&prog, &args) {
         Ok(()) => 0,
         Err((msg, code)) => {

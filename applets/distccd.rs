@@ -334,11 +334,7 @@ fn log_config(o: &Options) -> Result<LogConfig, String> {
 
 /// Entry point; returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = crate::text_args(&args);
     if args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{}\n{USAGE}", distcc::version_text("distccd"));
         return 0;

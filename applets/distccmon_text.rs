@@ -49,11 +49,7 @@ fn summary(states: &[TaskState]) -> String {
 
 /// Entry point; returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let args: Vec<String> = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    let args = crate::text_args(&args);
     let delay = match args.as_slice() {
         [v] if v == "--version" => {
             print!("{}", distcc::version_text("distccmon-text"));

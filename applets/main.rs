@@ -16,6 +16,15 @@ mod distccd;
 mod distccmon_text;
 mod pump;
 
+/// The words after argv[0] as text, for the applets whose options and values are text
+/// (a word that is not UTF-8 shows up with U+FFFD and fails their checks).
+fn text_args(args: &[OsString]) -> Vec<String> {
+    args.iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
 /// An applet's entry point: the full argv (argv[0] included); returns the exit status.
 type AppletMain = fn(Vec<OsString>) -> i32;
 

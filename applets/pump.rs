@@ -69,6 +69,14 @@ fn count_cpp_hosts(env: &PumpEnv) -> Result<usize, String> {
     Ok(n)
 }
 
+/// What every start needs: the number of `,cpp` hosts (there must be one) and a fresh
+/// directory for the socket; the error is the message to show.
+fn hosts_and_dir(env: &PumpEnv) -> Result<(usize, PathBuf), String> {
+    let n = count_cpp_hosts(env)?;
+    let dir = make_dir(env).map_err(|e| format!("Could not start include server: {e}"))?;
+    Ok((n, dir))
+}
+
 /// Bind the socket and serve it from a thread of this process.
 fn start_server(dir: &Path, env: &PumpEnv) -> Result<(PathBuf, Arc<IncludeServer>), String> {
     let socket = dir.join("socket");
@@ -113,17 +121,10 @@ fn report_discrepancies(dir: &Path, env: &PumpEnv) {
 
 /// `pump COMMAND…`.
 fn run_command(cmd: &[OsString], env: &PumpEnv) -> i32 {
-    let n = match count_cpp_hosts(env) {
-        Ok(n) => n,
+    let (n, dir) = match hosts_and_dir(env) {
+        Ok(x) => x,
         Err(e) => {
             say(&e);
-            return 1;
-        }
-    };
-    let dir = match make_dir(env) {
-        Ok(d) => d,
-        Err(e) => {
-            say(&format!("Could not start include server: {e}"));
             return 1;
         }
     };
@@ -192,14 +193,10 @@ fn serve_forever(dir: &Path, env: &PumpEnv) -> i32 {
 
 /// `pump --startup`: a background include server and the `export` lines for it.
 fn startup(env: &PumpEnv) -> i32 {
-    if let Err(e) = count_cpp_hosts(env) {
-        say(&e);
-        return 1;
-    }
-    let dir = match make_dir(env) {
-        Ok(d) => d,
+    let dir = match hosts_and_dir(env) {
+        Ok((_, dir)) => dir,
         Err(e) => {
-            say(&format!("Could not start include server: {e}"));
+            say(&e);
             return 1;
         }
     };

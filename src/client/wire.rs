@@ -76,17 +76,20 @@ fn ready(fd: BorrowedFd<'_>, events: PollFlags, deadline: Instant) -> io::Result
     }
 }
 
-/// One read that waits for data no later than `deadline`. `Ok(None)`: the deadline passed.
-fn read_by<S: Duplex>(
+/// One `op` on `stream` (a read or a write) that first waits for `fd_of(stream)` to be
+/// ready for `events`, no later than `deadline`. `Ok(None)`: the deadline passed.
+fn by_deadline<S: Duplex>(
     stream: &mut S,
-    buf: &mut [u8],
+    fd_of: fn(&S) -> BorrowedFd<'_>,
+    events: PollFlags,
     deadline: Instant,
+    mut op: impl FnMut(&mut S) -> io::Result<usize>,
 ) -> io::Result<Option<usize>> {
     loop {
-        if !ready(stream.read_fd(), PollFlags::IN, deadline)? {
+        if !ready(fd_of(stream), events, deadline)? {
             return Ok(None);
         }
-        match stream.read(buf) {
+        match op(stream) {
             Ok(n) => return Ok(Some(n)),
             // Spurious readiness, or a signal: wait again.
             Err(e)
@@ -99,22 +102,20 @@ fn read_by<S: Duplex>(
     }
 }
 
+/// One read that waits for data no later than `deadline`. `Ok(None)`: the deadline passed.
+fn read_by<S: Duplex>(
+    stream: &mut S,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<Option<usize>> {
+    by_deadline(stream, S::read_fd, PollFlags::IN, deadline, |s| s.read(buf))
+}
+
 /// One write that waits for room no later than `deadline`. `Ok(None)`: the deadline passed.
 fn write_by<S: Duplex>(stream: &mut S, buf: &[u8], deadline: Instant) -> io::Result<Option<usize>> {
-    loop {
-        if !ready(stream.write_fd(), PollFlags::OUT, deadline)? {
-            return Ok(None);
-        }
-        match stream.write(buf) {
-            Ok(n) => return Ok(Some(n)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) => return Err(e),
-        }
-    }
+    by_deadline(stream, S::write_fd, PollFlags::OUT, deadline, |s| {
+        s.write(buf)
+    })
 }
 
 /// A stream whose reads and writes fail with `TimedOut` once `deadline` has passed: for

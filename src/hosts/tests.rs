@@ -331,12 +331,7 @@ fn find_source_env(
     find_source(c.hosts.as_deref(), &c.dirs, sysconf)
 }
 
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::settings::test_env as env;
 
 #[test]
 fn sources_and_precedence() {

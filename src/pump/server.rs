@@ -598,9 +598,8 @@ mod tests {
         assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
     }
 
-    #[test]
-    fn a_file_changed_between_analysis_and_mirror_restarts_the_job() {
-        use crate::pump::stamp::tests::rewrite_keeping_mtime;
+    /// A dir with `m.c` including `a.h`, an unused `b.h`, and the request to compile it.
+    fn m_c_with_two_headers() -> (tempfile::TempDir, PathBuf, PathBuf, include::IncludeRequest) {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().canonicalize().unwrap();
         let f = dir.join("m.c");
@@ -611,6 +610,13 @@ mod tests {
             cwd: dir.display().to_string(),
             argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
         };
+        (t, dir, f, req)
+    }
+
+    #[test]
+    fn a_file_changed_between_analysis_and_mirror_restarts_the_job() {
+        use crate::pump::stamp::tests::rewrite_keeping_mtime;
+        let (_t, dir, f, req) = m_c_with_two_headers();
         // Changed once, after the first analysis: the second attempt sees the new text.
         let mut server = IncludeServer::new(None, std::env::var_os("PATH")).unwrap();
         let f2 = f.clone();
@@ -634,17 +640,8 @@ mod tests {
 
     #[test]
     fn a_changed_source_reaches_the_reply() {
-        let t = tempfile::tempdir().unwrap();
-        let dir = t.path().canonicalize().unwrap();
-        let f = dir.join("m.c");
-        fs::write(&f, "#include \"a.h\"\n").unwrap();
-        fs::write(dir.join("a.h"), "").unwrap();
-        fs::write(dir.join("b.h"), "").unwrap();
+        let (_t, dir, f, req) = m_c_with_two_headers();
         let server = IncludeServer::new(None, std::env::var_os("PATH")).unwrap();
-        let req = include::IncludeRequest {
-            cwd: dir.display().to_string(),
-            argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
-        };
         let names = |paths: &[String]| -> Vec<String> {
             paths
                 .iter()
