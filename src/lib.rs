@@ -6,24 +6,28 @@
 //!
 //! | module        | distcc 3.4 file(s)                 | job                                          |
 //! |---------------|------------------------------------|----------------------------------------------|
+//! | [`settings`]  | (getenv calls everywhere)          | every environment variable, read once        |
+//! | `options`     | arg.c, strip.c                     | one table of gcc/clang options and effects   |
+//! | `args`        | arg.c, strip.c, dotd.c             | the client's argv scan (pure: no env, no I/O)|
+//! | [`paths`]     | filename.c, climasq.c (in part)    | base names, extensions, PATH lookup (bottom) |
 //! | [`protocol`]  | rpc.c, clirpc.c, srvrpc.c          | sans-IO codec of protocols 1, 2, 3           |
 //! | [`compress`]  | compress.c                         | LZO1X-1, bounded decompression               |
-//! | [`connection`]| io.c, bulk.c                       | the async edge: a codec over a socket/pipe   |
-//! | [`paths`]     | filename.c, climasq.c (in part)    | base names, extensions, PATH lookup (bottom) |
+//! | `connection`  | io.c, bulk.c                       | the daemon's async edge: codec over a socket |
 //! | [`exitcode`]  | exitcode.h                         | exit codes 100–120                           |
 //! | [`trace`]     | trace.c                            | `distcc[PID] …` logging, DISTCC_LOG, syslog  |
-//! | [`temp`]      | tempfile.c                         | temp files and dirs, DISTCC_DIR              |
+//! | [`temp`]      | tempfile.c                         | DISTCC_DIR's sub-dirs, temp files and dirs   |
 //! | [`hosts`]     | hosts.c                            | host-list grammar and sources                |
 //! | [`lock`]      | lock.c                             | slot lock files (POSIX record locks)         |
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
-//! | [`options`]   | arg.c, strip.c                     | one table of gcc/clang options and effects   |
-//! | [`args`]      | arg.c, strip.c, filename.c, dotd.c | argument scanning (pure: no env, no I/O)     |
 //! | [`state`]     | state.c, mon.c                     | `binstate_<pid>` files for distccmon-text    |
-//! | [`daemon`]    | dparent.c, serve.c, access.c, …    | distccd: ACL, whitelist, jobs, serve loop    |
 //! | [`client`]    | compile.c, remote.c, cpp.c, …      | the client's job pipeline and fallback       |
+//! | [`daemon`]    | dparent.c, serve.c, access.c, …    | distccd: ACL, whitelist, jobs, serve loop    |
 //! | [`pump`]      | include_server/, include_server_if.c | pump mode's include analyser              |
 //! | `fuzz`        | —                                  | entry points for `make fuzz`                 |
+//!
+//! Only what the applets, the integration tests and the benchmarks use is public; the
+//! rest is `pub(crate)`.
 
 pub(crate) mod args;
 pub mod backoff;
