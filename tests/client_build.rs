@@ -235,9 +235,9 @@ fn ssh_host(daemon: &str) {
         &fake_ssh,
         &format!(
             "if [ \"$1\" = -l ]; then echo \"user=$2\" >> {m}; shift 2; fi\n\
-             echo \"host=$1 cmd=$2 $3\" >> {m}; shift\n\
+             echo \"host=$1 cmd=$2 $3 $4\" >> {m}; shift\n\
              cmd=$1; shift\n\
-             exec \"$cmd\" \"$@\" --enable-tcp-insecure --log-file {l}/d.log --log-level info",
+             exec \"$cmd\" \"$@\" --log-file {l}/d.log --log-level info",
             m = marker.display(),
             l = logdir.display()
         ),
@@ -250,12 +250,19 @@ fn ssh_host(daemon: &str) {
     )
     .env("DISTCC_SSH", format!("{} ", fake_ssh.display()))
     .env("DISTCC_FALLBACK", "0")
-    .args(["gcc", "-c", "x.c", "-o", "x.o"])
+    // An absolute compiler: over ssh the daemon is told (as by distcc 3.4) that any
+    // compiler may run, so this is compiled there, not refused by the TCP whitelist.
+    .args(["/usr/bin/gcc", "-c", "x.c", "-o", "x.o"])
     .current_dir(t.path()));
     assert!(out.status.success());
     let m = fs::read_to_string(&marker).unwrap();
     assert!(m.contains("user=bob"), "{m}");
-    assert!(m.contains(&format!("host=box cmd={daemon} --inetd")), "{m}");
+    assert!(
+        m.contains(&format!(
+            "host=box cmd={daemon} --inetd --enable-tcp-insecure"
+        )),
+        "{m}"
+    );
     let log = wait_for_log(&logdir.join("d.log"), "COMPILE_OK");
     assert!(
         log.contains("COMPILE_OK"),

@@ -388,3 +388,89 @@ fn missing_ssh_program_falls_back() {
     assert_good_object(t.path());
     assert!(t.path().join("dd/lock/backoff_ssh_box_0").exists());
 }
+
+#[test]
+fn save_temps_keeps_the_servers_stderr() {
+    // The Gentoo wiki's way to see a remote error that the local retry hides.
+    let t = setup();
+    fs::write(t.path().join("x.c"), "int broken( { return 1; }\n").unwrap();
+    let tmp = t.path().join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let d = Daemon::start(Kind::Ours, t.path(), &[], &[]);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    let tmp_s = tmp.to_str().unwrap();
+    let o = compile(
+        t.path(),
+        &hosts,
+        &[("DISTCC_SAVE_TEMPS", "1"), ("TMPDIR", tmp_s)],
+        "gcc",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let kept: Vec<_> = fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("distcc_server_stderr_") && name.ends_with(".txt")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let text = fs::read_to_string(&kept[0]).unwrap();
+    assert!(text.contains("error:"), "the server's diagnostics: {text}");
+    // Without DISTCC_SAVE_TEMPS nothing more is left behind (the first run also kept its
+    // preprocessed source, as it should).
+    let before = fs::read_dir(&tmp).unwrap().count();
+    let o = compile(t.path(), &hosts, &[("TMPDIR", tmp_s)], "gcc");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(fs::read_dir(&tmp).unwrap().count(), before);
+}
+
+#[test]
+fn a_cpp_host_outside_pump_is_warned_about() {
+    let t = setup();
+    let d = Daemon::start(Kind::Ours, t.path(), &[], &[]);
+    let o = compile(
+        t.path(),
+        &format!("127.0.0.1:{},cpp,lzo", d.port),
+        &[],
+        "gcc",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("INCLUDE_SERVER_PORT is not set (did you forget to run pump?)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_good_object(t.path());
+    assert_eq!(d.settled_count("COMPILE_OK"), 1, "{}", d.log_text());
+}
+
+#[test]
+fn no_host_list_at_all_is_warned_about() {
+    // Hide the system's /etc/distcc (Debian's package has one) in a private mount namespace.
+    let t = setup();
+    let home = t.path().join("home");
+    fs::create_dir(&home).unwrap();
+    let o = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            "mount -t tmpfs none /etc/distcc && exec \"$0\" \"$@\"",
+        ])
+        .arg(distcc())
+        .args(["gcc", "-c", "x.c", "-o", "x.o"])
+        .env_remove("DISTCC_HOSTS")
+        .env_remove("DISTCC_DIR")
+        .env("HOME", &home)
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no hostlist is set; can't distribute work"),
+        "{}",
+        stderr(&o)
+    );
+    assert_good_object(t.path());
+}

@@ -381,6 +381,9 @@ impl Job<'_> {
 
     /// Decide what a reply means; on success write the object and show the output.
     fn judge(&self, reply: Reply, cpp_stderr: Vec<u8>) -> Outcome {
+        if self.env.save_temps {
+            self.keep_server_stderr(&reply.stderr);
+        }
         let ret = local::critique_raw(reply.status);
         // A signal, a compiler missing on the server, or the server's job timeout: the
         // host's problem, not the source's.
@@ -406,12 +409,34 @@ impl Job<'_> {
     }
 }
 
+impl Job<'_> {
+    /// `DISTCC_SAVE_TEMPS=1`: keep what the server printed in
+    /// `$TMPDIR/distcc_server_stderr_XXXXXXXX.txt`, as distcc 3.4 does — the way to see a
+    /// remote error that the local retry's own messages replace.
+    fn keep_server_stderr(&self, text: &[u8]) {
+        let kept = crate::temp::tmp_dir(&self.env.dirs)
+            .and_then(|dir| crate::temp::make_temp_file_in(&dir, "distcc_server_stderr_", ".txt"));
+        match kept {
+            Ok(path) => match std::fs::write(&path, text) {
+                Ok(()) => log::info!("server stderr kept in {}", path.display()),
+                Err(e) => log::warn!("failed to write {}: {e}", path.display()),
+            },
+            Err(e) => log::warn!("can't keep the server's stderr: {e}"),
+        }
+    }
+}
+
 /// The protocol for a host: 3 (pump) only for a `,cpp,lzo` host while an include server
 /// runs (`INCLUDE_SERVER_PORT`); a `,cpp` host without one is used with protocol 2.
 // PUMP HOOK: `remote_attempt` asks `crate::pump::client` whether this job can go as 3.
 fn protocol_for(host: &HostSpec, env: &ClientEnv) -> u8 {
     let v = host.protocol;
     if v == 3 && env.include_server.is_none() {
+        log::warn!(
+            "{} has ',cpp' but INCLUDE_SERVER_PORT is not set (did you forget to run pump?); \
+             preprocessing locally",
+            host.spec
+        );
         return 2;
     }
     v
@@ -500,7 +525,11 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
     }
     log::info!("compile from {} to {}", job.scan.input, job.scan.output);
     if let Err(e) = loaded {
-        log::debug!("{e}");
+        match &e {
+            // The other errors were logged where they were found.
+            hosts::HostsError::NoHostList { .. } => log::warn!("{e}"),
+            _ => log::debug!("{e}"),
+        }
         {
             // (hosts::load already logged why.)
             let code = match e {

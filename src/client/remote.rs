@@ -192,7 +192,9 @@ pub(crate) fn ssh_argv(
     }
     argv.push(host.into());
     argv.push(command.unwrap_or("distccd").into());
-    argv.push("--inetd".into());
+    // As distcc 3.4: whoever may log in over ssh may run any compiler there, so the
+    // daemon's TCP whitelist does not apply (its argument vetting still does).
+    argv.extend(["--inetd".into(), "--enable-tcp-insecure".into()]);
     argv
 }
 
@@ -322,12 +324,28 @@ mod tests {
         let ssh = vec!["ssh".to_string()];
         assert_eq!(
             ssh_argv(&ssh, Some("bob"), "red", None),
-            vec!["ssh", "-l", "bob", "red", "distccd", "--inetd"]
+            vec![
+                "ssh",
+                "-l",
+                "bob",
+                "red",
+                "distccd",
+                "--inetd",
+                "--enable-tcp-insecure"
+            ]
         );
         let ssh = vec!["ssh".to_string(), "-p".into(), "2222".into()];
         assert_eq!(
             ssh_argv(&ssh, None, "red", Some("/opt/distccd")),
-            vec!["ssh", "-p", "2222", "red", "/opt/distccd", "--inetd"]
+            vec![
+                "ssh",
+                "-p",
+                "2222",
+                "red",
+                "/opt/distccd",
+                "--inetd",
+                "--enable-tcp-insecure"
+            ]
         );
     }
 
