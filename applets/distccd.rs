@@ -336,7 +336,7 @@ fn log_config(o: &Options) -> Result<LogConfig, String> {
 pub fn main(args: Vec<OsString>) -> i32 {
     let args = crate::text_args(&args);
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{}\n{USAGE}", distcc::version_text("distccd"));
+        print!("{}{USAGE}", distcc::version_text("distccd"));
         return 0;
     }
     let fail = |msg: String| {

@@ -50,8 +50,8 @@ pub mod state;
 pub mod temp;
 pub mod trace;
 
-/// The version we report: distcc's two-line `--version` shape starts with
-/// `distcc <VERSION> <triple>`; tools (Portage's `emerge --info`) read the first line.
+/// The version we report: `--version` starts with `distcc <VERSION> <triple>`; tools
+/// (Portage's `emerge --info`) read that first line.
 pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// distcc's default TCP port.
@@ -72,23 +72,25 @@ pub(crate) fn host_triple() -> String {
     }
 }
 
-/// distcc's two-line `--version` text, e.g. `distccd 0.1.0 x86_64-pc-linux-gnu` and
-/// `  (protocols 1, 2 and 3) (default port 3632)`.
+/// `--version` in distcc 3.4's shape, which scripts split on: the name, version and triple
+/// line (the one `emerge --info` keeps), the protocols line, a `  built …` line, then the
+/// copyright, warranty and bug-report paragraphs — our words, of course.
 pub fn version_text(program: &str) -> String {
     format!(
-        "{program} {VERSION} {}\n  (protocols 1, 2 and 3) (default port {DEFAULT_PORT})\n",
-        host_triple()
-    )
-}
+        "{program} {VERSION} {triple}
+  (protocols 1, 2 and 3) (default port {DEFAULT_PORT})
+  built {VERSION} from the distcc-rs sources (Rust)
+Copyright (C) 2026 the distcc-rs authors.
+Includes miniLZO (C) 1996-2017 by Markus Franz Xaver Johannes Oberhumer (minilzo-rs).
+Wire-compatible with distcc 3.4 by Martin Pool and others.
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn triple_shape() {
-        let t = super::host_triple();
-        assert_eq!(t.split('-').count(), 4, "{t}");
-        let vendor = t.split('-').nth(1);
-        let x86 = matches!(std::env::consts::ARCH, "x86" | "x86_64");
-        assert_eq!(vendor, Some(if x86 { "pc" } else { "unknown" }), "{t}");
-    }
+This distcc comes with ABSOLUTELY NO WARRANTY.  It is free software, and
+you may use, modify and redistribute it under the terms of the GNU
+General Public License version 3 or later.
+
+Please report bugs to the distcc-rs issue tracker.
+
+",
+        triple = host_triple()
+    )
 }

@@ -163,7 +163,7 @@ impl<'a> Reader<'a> {
 /// host list (see [`crate::temp`] for what lives where).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Dirs {
-    /// `DISTCC_DIR`, when set and not empty: used as is, never created.
+    /// `DISTCC_DIR`, when set and not empty (created on demand, see [`crate::temp`]).
     pub distcc_dir: Option<PathBuf>,
     /// `HOME`: the default distcc dir is `$HOME/.distcc`.
     pub home: Option<PathBuf>,

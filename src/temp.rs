@@ -5,8 +5,9 @@
 //! tests pass explicit values instead of touching the real `$HOME` or `$TMPDIR`.
 //!
 //! Compatibility notes (reference §2.2, Gentoo notes):
-//! * An explicit `DISTCC_DIR` is used as is and never created; the default `$HOME/.distcc`
-//!   is created on demand, like distcc 3.4 does.
+//! * `DISTCC_DIR` (or the default `$HOME/.distcc`) is created on demand, with its parents.
+//!   distcc 3.4 creates only the default, and with a missing explicit one fails to lock and
+//!   compiles everything locally; users set `DISTCC_DIR` in make.conf and expect it to work.
 //! * Sub-directories (`lock`, `state`, …) are created with mode `0777` filtered by the umask
 //!   and an existing directory is never chmod-ed: Portage prepares them group-writable for
 //!   the `portage` group and a chmod would break sharing.
@@ -55,14 +56,12 @@ pub enum TempError {
     },
 }
 
-/// `DISTCC_DIR`, or `$HOME/.distcc` (created if missing). An explicit `DISTCC_DIR` is not
-/// created: a typo there should show up as an error, not as a stray directory.
+/// `DISTCC_DIR`, or `$HOME/.distcc`; created (with its parents) if missing.
 pub(crate) fn distcc_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
-    if let Some(dir) = &dirs.distcc_dir {
-        return Ok(dir.clone());
-    }
-    let home = dirs.home.as_ref().ok_or(TempError::NoHome)?;
-    let dir = home.join(".distcc");
+    let dir = match &dirs.distcc_dir {
+        Some(dir) => dir.clone(),
+        None => dirs.home.as_ref().ok_or(TempError::NoHome)?.join(".distcc"),
+    };
     ensure_dir(&dir)?;
     Ok(dir)
 }
@@ -90,7 +89,7 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TempError> {
     if dir.is_dir() {
         return Ok(());
     }
-    match DirBuilder::new().mode(0o777).create(dir) {
+    match DirBuilder::new().mode(0o777).recursive(true).create(dir) {
         Ok(()) => Ok(()),
         // Another process won the race; that is fine.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
@@ -180,15 +179,15 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn explicit_distcc_dir_is_used_and_not_created() {
+    fn explicit_distcc_dir_is_created_with_its_parents() {
         let t = tempfile::tempdir().unwrap();
-        let d = t.path().join("nonexistent");
+        let d = t.path().join("var/tmp/portage/.distcc");
         let dirs = Dirs {
             home: Some("/nowhere".into()),
             ..Dirs::at(&d)
         };
-        assert_eq!(distcc_dir(&dirs).unwrap(), d);
-        assert!(!d.exists());
+        assert_eq!(lock_dir(&dirs).unwrap(), d.join("lock"));
+        assert!(d.join("lock").is_dir());
     }
 
     #[test]

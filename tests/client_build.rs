@@ -287,7 +287,35 @@ fn version_help_and_missing_operand() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
+    // distcc 3.4's shape, which scripts split on: name/version/triple, protocols, `built`,
+    // then paragraphs ending with the bug-report line.
+    let theirs = Command::new("/usr/bin/distcc")
+        .arg("--version")
+        .output()
+        .unwrap();
+    let theirs = String::from_utf8(theirs.stdout).unwrap();
+    let their_lines: Vec<&str> = theirs.lines().collect();
+    assert!(lines[2].starts_with("  built ") && their_lines[2].starts_with("  built "));
+    assert!(lines[3].starts_with("Copyright (C) ") && their_lines[3].starts_with("Copyright (C) "));
+    assert!(lines.contains(&"") && their_lines.contains(&""), "{text}");
+    assert!(
+        lines
+            .iter()
+            .rev()
+            .find(|l| !l.is_empty())
+            .unwrap()
+            .starts_with("Please report bugs to"),
+        "{text}"
+    );
+    assert!(
+        their_lines
+            .iter()
+            .rev()
+            .find(|l| !l.is_empty())
+            .unwrap()
+            .starts_with("Please report bugs to"),
+        "{theirs}"
+    );
     assert!(
         lines[0].starts_with(&format!("distcc {} ", env!("CARGO_PKG_VERSION"))),
         "{text}"

@@ -60,8 +60,7 @@ impl ClientError {
 
 fn help_text() -> String {
     format!(
-        "{}
-Usage:
+        "{}Usage:
    distcc [--option]
    distcc [COMPILER] [compile options] -o OBJECT -c SOURCE
    COMPILER [compile options] -o OBJECT -c SOURCE   (with distcc linked as COMPILER)
@@ -85,7 +84,7 @@ DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DIST
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
 network sandbox sets it).
 ",
-        crate::version_text("distcc").trim_end()
+        crate::version_text("distcc")
     )
 }
 
