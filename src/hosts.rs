@@ -181,12 +181,12 @@ impl HostList {
         }
     }
 
-    /// Sum of the slots of all hosts that are not `,down`: what `distcc -j` prints, a good
-    /// value for `make -j`.
+    /// Sum of the slots of all hosts, `,down` ones included: what `distcc -j` prints, as
+    /// distcc 3.4 does (scripts feed it to `make -j`, and a host marked down for a while
+    /// usually comes back).
     pub fn total_slots(&self) -> u32 {
         self.hosts
             .iter()
-            .filter(|h| !h.down)
             .map(|h| h.slots)
             .fold(0u32, u32::saturating_add)
     }

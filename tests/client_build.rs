@@ -363,6 +363,14 @@ fn show_hosts_and_jobs() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "17\n");
+    // `,down` hosts count, as in Debian's distcc.
+    for program in [distcc(), "/usr/bin/distcc".into()] {
+        let out = client_cmd(&program, t.path(), "a/3 b/5,down localhost")
+            .arg("-j")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "10\n", "{program:?}");
+    }
     // A bad entry is reported and skipped; the command still succeeds.
     let out = client_cmd(&distcc(), t.path(), "red,zzz blue/2")
         .arg("--show-hosts")

@@ -473,4 +473,26 @@ fn no_host_list_at_all_is_warned_about() {
         stderr(&o)
     );
     assert_good_object(t.path());
+    // With fallbacks off, the exit status Debian's distcc gives in the same place.
+    let status = |program: &std::path::Path| {
+        Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                "mount -t tmpfs none /etc/distcc && exec \"$0\" \"$@\"",
+            ])
+            .arg(program)
+            .args(["gcc", "-c", "x.c", "-o", "x.o"])
+            .env_remove("DISTCC_HOSTS")
+            .env_remove("DISTCC_DIR")
+            .env("HOME", &home)
+            .env("DISTCC_FALLBACK", "0")
+            .current_dir(t.path())
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(status(&distcc()), Some(116));
+    assert_eq!(status(std::path::Path::new("/usr/bin/distcc")), Some(116));
 }

@@ -532,10 +532,10 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
         }
         {
             // (hosts::load already logged why.)
+            // What distcc 3.4 exits with when fallbacks are off: 116 for no list at all
+            // too (its 106 is only internal there), 106 for a list it can't parse.
             let code = match e {
-                hosts::HostsError::Syntax(_) | hosts::HostsError::NoHostList { .. } => {
-                    ExitCode::BadHostspec
-                }
+                hosts::HostsError::Syntax(_) => ExitCode::BadHostspec,
                 _ => ExitCode::NoHosts,
             };
             return job.fallback(None, code.code(), &[]);

@@ -288,9 +288,9 @@ fn comments_and_whitespace() {
 }
 
 #[test]
-fn total_slots_skips_down_hosts() {
+fn total_slots_counts_down_hosts_like_distcc() {
     let list = parse("localhost/3 a/5 b,down c").unwrap();
-    assert_eq!(list.total_slots(), 3 + 5 + 4);
+    assert_eq!(list.total_slots(), 3 + 5 + 4 + 4);
 }
 
 #[test]
