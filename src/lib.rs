@@ -49,6 +49,7 @@ pub mod settings;
 pub mod state;
 pub mod temp;
 pub mod trace;
+pub mod zeroconf;
 
 /// The version we report: distcc's two-line `--version` shape starts with
 /// `distcc <VERSION> <triple>`; tools (Portage's `emerge --info`) read the first line.
