@@ -380,6 +380,13 @@ pub(crate) fn cached_hosts(dirs: &Dirs) -> Result<(String, PathBuf), ZeroconfErr
 /// environment, hence `DISTCC_DIR`, `HOME` and the client's logging variables.
 fn spawn_browser(dirs: &Dirs) -> Result<(), ZeroconfError> {
     let exe = PathBuf::from("/proc/self/exe");
+    if cfg!(test) {
+        // A unit-test binary is not distcc: re-running it would run the tests again.
+        return Err(ZeroconfError::Spawn {
+            exe,
+            source: io::Error::other("not from unit tests"),
+        });
+    }
     let mut cmd = Command::new(&exe);
     cmd.arg0(BROWSER_APPLET)
         .stdin(Stdio::null())
@@ -810,27 +817,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dirs = Dirs::at(dir.path());
         let (hosts, lock) = cache_paths(&dirs).unwrap();
-        // Play the running browser: another process holds the lock (fcntl locks of our
-        // own process would not conflict).
+        let _holder = hold_lock(&lock);
         std::fs::write(&hosts, "10.0.0.2:3632/10\n").unwrap();
-        let holder = Command::new("python3")
-            .args([
-                "-c",
-                "import fcntl,sys,time; f=open(sys.argv[1],'r+'); \
-                 fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
-            ])
-            .arg(&lock)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut holder = KillOnDrop(holder);
-        let mut line = String::new();
-        io::BufRead::read_line(
-            &mut io::BufReader::new(holder.0.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert_eq!(line.trim(), "locked");
         // Make the atime old, then read: the text comes back and the atime is now.
         let old = SystemTime::now() - Duration::from_secs(3600);
         File::open(&hosts)
@@ -842,6 +830,61 @@ mod tests {
         assert_eq!(path, hosts);
         let atime = std::fs::metadata(&hosts).unwrap().accessed().unwrap();
         assert!(atime.elapsed().unwrap() < Duration::from_secs(60));
+    }
+
+    /// Play the running browser: another process holds the lock (fcntl locks of our own
+    /// process would not conflict). Returns once it does.
+    fn hold_lock(lock: &Path) -> KillOnDrop {
+        std::fs::write(lock, "").unwrap();
+        let holder = Command::new("python3")
+            .args([
+                "-c",
+                "import fcntl,sys,time; f=open(sys.argv[1],'r+'); \
+                 fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)",
+            ])
+            .arg(lock)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut holder = KillOnDrop(holder);
+        let mut line = String::new();
+        io::BufRead::read_line(
+            &mut io::BufReader::new(holder.0.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert_eq!(line.trim(), "locked");
+        holder
+    }
+
+    #[test]
+    fn plus_zeroconf_in_a_host_list_inserts_the_cached_servers_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = Dirs::at(dir.path());
+        let (hosts, lock) = cache_paths(&dirs).unwrap();
+        let _holder = hold_lock(&lock);
+        std::fs::write(&hosts, "10.0.0.2:3632/10\n[fd00::2]:3632/6\n").unwrap();
+        let list = crate::hosts::load(Some("a +zeroconf b,lzo"), &dirs, dir.path()).unwrap();
+        let specs: Vec<(&str, u32, u8)> = list
+            .hosts
+            .iter()
+            .map(|h| (h.spec.as_str(), h.slots, h.protocol))
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                ("a", 4, 1),
+                ("10.0.0.2:3632/10", 10, 1),
+                ("[fd00::2]:3632/6", 6, 1),
+                ("b,lzo", 4, 2)
+            ]
+        );
+        // Alone, with nothing found yet, it is "no hosts" (the client compiles locally).
+        std::fs::write(&hosts, "").unwrap();
+        assert!(matches!(
+            crate::hosts::load(Some("+zeroconf"), &dirs, dir.path()),
+            Err(crate::hosts::HostsError::NoHosts { .. })
+        ));
     }
 
     struct KillOnDrop(std::process::Child);
