@@ -446,6 +446,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         print!("{USAGE}");
         return 0;
     }
+    if args.iter().any(|a| a == "--version") {
+        print!("{}", distcc::version_text("lsdistcc"));
+        return 0;
+    }
     let (o, words) = match parse(&args) {
         Ok(p) => p,
         Err(e) => {
