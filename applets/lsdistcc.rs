@@ -215,8 +215,7 @@ fn probe(addr: SocketAddr, o: &Opts, request: Option<&[u8]>, name: &str) -> bool
     if o.conn_timeout_ms == 0 {
         return true;
     }
-    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_millis(o.conn_timeout_ms))
-    {
+    let mut s = match TcpStream::connect_timeout(&addr, Duration::from_millis(o.conn_timeout_ms)) {
         Ok(s) => s,
         Err(e) => {
             if o.verbose > 0 {
@@ -242,7 +241,10 @@ fn probe(addr: SocketAddr, o: &Opts, request: Option<&[u8]>, name: &str) -> bool
         let (tok, v) = header(&mut s)?;
         if tok != "DONE" || v != u32::from(o.protocol) {
             if o.verbose > 1 {
-                eprintln!("lsdistcc: {name}: expected DONE{:08x}, got {tok}{v:08x}", o.protocol);
+                eprintln!(
+                    "lsdistcc: {name}: expected DONE{:08x}, got {tok}{v:08x}",
+                    o.protocol
+                );
             }
             return Ok(false);
         }
@@ -480,8 +482,10 @@ mod tests {
 
     #[test]
     fn options_glue_their_values_like_3_4() {
-        let (o, rest) = parse(&s(&["-t3", "-c100", "-k0", "-r4000", "-P3", "-pgcc", "-lnx", "a"]))
-            .unwrap();
+        let (o, rest) = parse(&s(&[
+            "-t3", "-c100", "-k0", "-r4000", "-P3", "-pgcc", "-lnx", "a",
+        ]))
+        .unwrap();
         assert_eq!(o.big_timeout, Duration::from_secs(3));
         assert_eq!((o.conn_timeout_ms, o.comp_timeout_ms), (100, 0));
         assert_eq!((o.port, o.protocol), (4000, 3));

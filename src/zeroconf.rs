@@ -102,7 +102,10 @@ fn mdns_err(what: &'static str) -> impl FnOnce(mdns_sd::Error) -> ZeroconfError 
     }
 }
 
-fn file_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ZeroconfError + 'a {
+fn file_err<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(io::Error) -> ZeroconfError + 'a {
     move |source| ZeroconfError::File {
         what,
         path: path.to_path_buf(),
@@ -426,7 +429,7 @@ impl Seen {
             ServiceEvent::ServiceResolved(svc) => match entry_of(&svc) {
                 Some(e) => {
                     let name = svc.get_fullname().to_owned();
-                    log::info!("zeroconf: {name} is {}", format_hosts(&[e.clone()]).trim());
+                    log::info!("zeroconf: {name} is {}", format_hosts(std::slice::from_ref(&e)).trim());
                     self.services.insert(name, e.clone()) != Some(e)
                 }
                 None => false,
@@ -447,10 +450,7 @@ impl Seen {
 /// The service type to browse: the subtype of our `cc` (what 3.4 does), or every distcc
 /// server when `cc` can't tell its version and target.
 fn browse_type(path: Option<&OsStr>) -> String {
-    match (
-        cc_says("-dumpversion", path),
-        cc_says("-dumpmachine", path),
-    ) {
+    match (cc_says("-dumpversion", path), cc_says("-dumpmachine", path)) {
         (Some(v), Some(m)) => subtype(&v, &m),
         _ => {
             log::warn!("can't get cc's version and target; listing every distcc server");
@@ -525,7 +525,9 @@ fn run_browser(dirs: &Dirs, path: Option<&OsStr>) -> Result<(), ZeroconfError> {
 /// record (for `lsdistcc --zeroconf`), sorted by name.
 pub fn browse_for(window: Duration) -> Result<Vec<Found>, ZeroconfError> {
     let mdns = ServiceDaemon::new().map_err(mdns_err("can't start the responder"))?;
-    let events = mdns.browse(SERVICE_TYPE).map_err(mdns_err("can't browse"))?;
+    let events = mdns
+        .browse(SERVICE_TYPE)
+        .map_err(mdns_err("can't browse"))?;
     let deadline = Instant::now() + window;
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
@@ -714,7 +716,10 @@ mod tests {
         // Our own record parses back to what we advertised.
         let ours = txt_records(&ad());
         assert_eq!(
-            jobs_from_txt(|k| ours.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())),
+            jobs_from_txt(|k| ours
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())),
             10
         );
     }
@@ -774,14 +779,22 @@ mod tests {
     fn address_choice() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
-            pick_address([ip("fe80::1"), ip("127.0.0.1"), ip("192.168.1.5"), ip("fd00::5")]),
+            pick_address([
+                ip("fe80::1"),
+                ip("127.0.0.1"),
+                ip("192.168.1.5"),
+                ip("fd00::5")
+            ]),
             Some(ip("192.168.1.5"))
         );
         assert_eq!(
             pick_address([ip("fe80::1"), ip("fd00::5"), ip("127.0.0.1")]),
             Some(ip("127.0.0.1"))
         );
-        assert_eq!(pick_address([ip("fe80::1"), ip("fd00::5")]), Some(ip("fd00::5")));
+        assert_eq!(
+            pick_address([ip("fe80::1"), ip("fd00::5")]),
+            Some(ip("fd00::5"))
+        );
         assert_eq!(pick_address([ip("fe80::1")]), None);
         // Deterministic among equals.
         assert_eq!(

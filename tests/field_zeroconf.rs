@@ -62,19 +62,47 @@ impl Lan {
         must(&["ip", "-n", &br, "link", "add", "br0", "type", "bridge"]);
         // No IGMP snooping: mDNS packets reach every port without membership reports.
         must(&[
-            "ip", "-n", &br, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0",
+            "ip",
+            "-n",
+            &br,
+            "link",
+            "set",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
         ]);
         must(&["ip", "-n", &br, "link", "set", "br0", "up"]);
         for (host, ip) in [("srv", SERVER_IP), ("cli", CLIENT_IP)] {
             let ns = lan.ns(host);
             let port = format!("{host}0");
             must(&[
-                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name",
-                &port, "netns", &br,
+                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port,
+                "netns", &br,
             ]);
             must(&["ip", "-n", &br, "link", "set", &port, "master", "br0", "up"]);
-            must(&["ip", "-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-            must(&["ip", "-n", &ns, "link", "set", "eth0", "multicast", "on", "up"]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]);
+            must(&[
+                "ip",
+                "-n",
+                &ns,
+                "link",
+                "set",
+                "eth0",
+                "multicast",
+                "on",
+                "up",
+            ]);
             must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         }
         lan
@@ -191,14 +219,18 @@ fn zeroconf_between_namespaces() {
 
     // lsdistcc --zeroconf in the client's namespace lists it, with the TXT slots.
     let want = format!("{SERVER_IP}:3632/7");
-    let listed = poll("lsdistcc --zeroconf to list the server", Duration::from_secs(30), || {
-        let out = lan
-            .cmd("cli", &[distcc(), "lsdistcc", "--zeroconf", "-t1", "-v"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.contains(&want).then_some((text, out.status))
-    });
+    let listed = poll(
+        "lsdistcc --zeroconf to list the server",
+        Duration::from_secs(30),
+        || {
+            let out = lan
+                .cmd("cli", &[distcc(), "lsdistcc", "--zeroconf", "-t1", "-v"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains(&want).then_some((text, out.status))
+        },
+    );
     assert!(listed.1.success(), "{listed:?}");
     assert!(listed.0.contains("distcc@"), "{}", listed.0);
     assert!(listed.0.contains("txtvers=1"), "{}", listed.0);
@@ -233,16 +265,20 @@ fn zeroconf_between_namespaces() {
         .output()
         .unwrap()
     };
-    poll("a +zeroconf compile to reach the daemon", Duration::from_secs(30), || {
-        let out = compile();
-        assert!(
-            out.status.success(),
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            fs::read_to_string(&client_log).unwrap_or_default()
-        );
-        log_text().contains("COMPILE_OK").then_some(())
-    });
+    poll(
+        "a +zeroconf compile to reach the daemon",
+        Duration::from_secs(30),
+        || {
+            let out = compile();
+            assert!(
+                out.status.success(),
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                fs::read_to_string(&client_log).unwrap_or_default()
+            );
+            log_text().contains("COMPILE_OK").then_some(())
+        },
+    );
     assert!(work.join("hello.o").is_file());
     let d = log_text();
     assert!(d.contains("hello"), "{d}");
@@ -259,7 +295,10 @@ fn zeroconf_between_namespaces() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{SERVER_IP}\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{SERVER_IP}\n")
+    );
     lan.set_hosts_file(
         "cli",
         &format!("127.0.0.1 localhost\n{SERVER_IP} zcsrv1\n{CLIENT_IP} zccli\n"),
