@@ -86,7 +86,7 @@ struct Options {
     /// the same as --enable-tcp-insecure
     #[argh(switch)]
     make_me_a_botnet: bool,
-    /// register with zeroconf (not supported; ignored)
+    /// publish this server over mDNS/DNS-SD (`_distcc._tcp`)
     #[argh(switch)]
     zeroconf: bool,
     /// print the version
@@ -116,6 +116,7 @@ Options:
                                clients are served; distcc 3.4 served everyone)
     --stats                    enable the statistics HTTP page
     --stats-port PORT          port of the statistics page (default 3633)
+    --zeroconf                 publish this server over mDNS/DNS-SD (_distcc._tcp)
   Debug and trace:
     --log-level=LEVEL          set detail level for log file
       levels: critical, error, warning, notice, info, debug
@@ -292,6 +293,7 @@ fn config(o: &Options, env: DaemonEnv) -> Result<Config, String> {
         job_lifetime,
         stats_port: o.stats.then_some(stats_port),
         insecure: o.enable_tcp_insecure || o.make_me_a_botnet,
+        zeroconf: o.zeroconf,
         env,
     })
 }
@@ -373,9 +375,6 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
     if opts.no_fork || opts.no_fifo {
         log::debug!("--no-fork/--no-fifo: accepted; one process serves every job anyway");
-    }
-    if opts.zeroconf {
-        log::warn!("--zeroconf is not supported by this distccd; ignored");
     }
     daemon::run(config)
 }

@@ -1,6 +1,7 @@
 //! One executable, busybox style: the name we were started under picks the applet.
 //!
-//! `distccd`, `distcc-config`, `distccmon-text`, `pump`/`distcc-pump` are exact names; any
+//! `distccd`, `distcc-config`, `distccmon-text`, `pump`/`distcc-pump`, `lsdistcc` are exact
+//! names (and the hidden `distcc-zeroconf-browser`); any
 //! other name containing `distcc` is the client; any other name at all (`gcc`, `cc`, `c++`,
 //! `x86_64-pc-linux-gnu-gcc-13`, …) is the client masquerading as that compiler. `distcc
 //! <applet> ARGS…` also runs an applet by name — only under the multicall name `distcc`
@@ -14,6 +15,7 @@ mod distcc;
 mod distcc_config;
 mod distccd;
 mod distccmon_text;
+mod lsdistcc;
 mod pump;
 
 /// The words after argv[0] as text, for the applets whose options and values are text
@@ -35,6 +37,9 @@ const APPLETS: &[(&str, AppletMain)] = &[
     ("distccmon-text", distccmon_text::main),
     ("pump", pump::main),
     ("distcc-pump", pump::main),
+    ("lsdistcc", lsdistcc::main),
+    // Hidden: the `+zeroconf` background browser, started by clients (src/zeroconf.rs).
+    (::distcc::zeroconf::BROWSER_APPLET, lsdistcc::browser_main),
     ("distcc", distcc::main),
 ];
 
@@ -86,6 +91,11 @@ mod tests {
         assert!(same(lookup("distccmon-text"), distccmon_text::main));
         assert!(same(lookup("pump"), pump::main));
         assert!(same(lookup("distcc-pump"), pump::main));
+        assert!(same(lookup("lsdistcc"), lsdistcc::main));
+        assert!(same(
+            lookup("distcc-zeroconf-browser"),
+            lsdistcc::browser_main
+        ));
         assert!(same(lookup("distcc"), distcc::main));
         assert!(same(lookup("x86_64-pc-linux-gnu-gcc-13"), distcc::main));
         assert!(same(lookup("gcc"), distcc::main));

@@ -3,8 +3,8 @@
 
 BIN ?= target/release/distcc
 SYSCONFDIR ?= /etc
-APPLETS := distccd distcc-config distccmon-text pump distcc-pump
-MANPAGES := distcc.1 distccd.1 distcc-config.1 distccmon-text.1 pump.1
+APPLETS := distccd distcc-config distccmon-text pump distcc-pump lsdistcc
+MANPAGES := distcc.1 distccd.1 distcc-config.1 distccmon-text.1 pump.1 lsdistcc.1
 MASQDIR := $(PREFIX)/lib/distcc
 UNITDIR := $(PREFIX)/lib/systemd/system
 # Compiler names linked in the masquerade dir when the compiler exists here.

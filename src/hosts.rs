@@ -20,8 +20,12 @@
 //! * 3.4 rejects the whole list on the first bad token. [`parse_lenient`] (used by
 //!   [`load`], i.e. when compiling) skips bad tokens with a warning so the other hosts still
 //!   work; [`parse`] and [`validate`] (used by `distcc-config --set-hosts`) are strict.
-//! * `auth` is accepted but GSS-API is not supported, so it only warns; `+zeroconf` warns
-//!   and is skipped.
+//! * `auth` is accepted but GSS-API is not supported, so it only warns.
+//!
+//! `+zeroconf` stands for the servers mDNS finds: [`parse`] only notes where it was
+//! ([`HostList::zeroconf_at`]; a list with it counts as having hosts), and [`load`]
+//! puts the hosts of `$DISTCC_DIR/zeroconf/hosts` there (kept current by a background
+//! browser, see [`crate::zeroconf`]), like 3.4 does while reading the list.
 //!
 //! `--randomize` is recorded in [`HostList::randomize`]; [`load`] applies it (like 3.4,
 //! which shuffles while loading) while [`parse`] keeps the written order.
@@ -168,6 +172,9 @@ pub struct HostList {
     pub local_slots_cpp: u32,
     /// Where the list came from (`$DISTCC_HOSTS`, a path, or "host list").
     pub source_name: String,
+    /// `+zeroconf` was given: the index in `hosts` where [`load`] inserts the servers
+    /// mDNS found (the first `+zeroconf` counts; 3.4 would add them twice).
+    pub zeroconf_at: Option<usize>,
 }
 
 impl HostList {
@@ -178,6 +185,7 @@ impl HostList {
             local_slots: DEFAULT_LOCAL_SLOTS,
             local_slots_cpp: DEFAULT_LOCAL_SLOTS_CPP,
             source_name: source_name.to_string(),
+            zeroconf_at: None,
         }
     }
 
@@ -211,7 +219,7 @@ impl HostList {
 }
 
 /// Strict parse: the first bad token is an error, and so is a list without hosts.
-/// Warnings (for `auth`, `+zeroconf`) are logged.
+/// Warnings (for `auth`) are logged.
 pub fn parse(text: &str) -> Result<HostList, HostsError> {
     parse_named(text, "host list")
 }
@@ -262,12 +270,9 @@ pub(crate) fn parse_lenient_named(text: &str, source_name: &str) -> (HostList, V
             Ok(Item::Randomize) => list.randomize = true,
             Ok(Item::LocalSlots(n)) => list.local_slots = n,
             Ok(Item::LocalSlotsCpp(n)) => list.local_slots_cpp = n,
-            Ok(Item::Zeroconf) => log::warn!(
-                "{source_name}:{}:{}: +zeroconf is not supported by this distcc; \
-                 list the hosts explicitly",
-                tok.line,
-                tok.column
-            ),
+            Ok(Item::Zeroconf) => {
+                list.zeroconf_at.get_or_insert(list.hosts.len());
+            }
             Err(e) => errors.push(at(e.offset, e.problem)),
         }
     }
@@ -280,7 +285,7 @@ pub(crate) fn parse_lenient_named(text: &str, source_name: &str) -> (HostList, V
             );
         }
     }
-    if list.hosts.is_empty() {
+    if list.hosts.is_empty() && list.zeroconf_at.is_none() {
         errors.push(HostsError::NoHosts {
             source_name: source_name.to_string(),
         });
@@ -366,6 +371,12 @@ pub(crate) fn load(
             other => log::warn!("{other}; skipping it"),
         }
     }
+    if let Some(at) = list.zeroconf_at {
+        add_zeroconf_hosts(&mut list, at, dirs);
+        if list.hosts.is_empty() {
+            no_hosts = Some(HostsError::NoHosts { source_name: name });
+        }
+    }
     if let Some(e) = no_hosts {
         log::warn!("{e}");
         return Err(e);
@@ -373,6 +384,29 @@ pub(crate) fn load(
     let seed = fastrand::u64(..);
     list.apply_randomize(seed);
     Ok(list)
+}
+
+/// Insert the servers of the zeroconf cache at `at` (the place of `+zeroconf`). Problems
+/// are warnings: the other hosts of the list still work.
+fn add_zeroconf_hosts(list: &mut HostList, at: usize, dirs: &Dirs) {
+    let (text, path) = match crate::zeroconf::cached_hosts(dirs) {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!("+zeroconf: {e}");
+            return;
+        }
+    };
+    let (found, errors) = parse_lenient_named(&text, &path.display().to_string());
+    for e in errors {
+        if !matches!(e, HostsError::NoHosts { .. }) {
+            log::warn!("{e}; skipping it");
+        }
+    }
+    if found.hosts.is_empty() {
+        log::info!("+zeroconf: no distcc servers found by mDNS yet");
+    }
+    let at = at.min(list.hosts.len());
+    list.hosts.splice(at..at, found.hosts);
 }
 
 /// [`load`] with `/etc/distcc/hosts` as the system list.

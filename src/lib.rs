@@ -49,6 +49,7 @@ pub mod settings;
 pub mod state;
 pub mod temp;
 pub mod trace;
+pub mod zeroconf;
 
 /// The version we report: `--version` starts with `distcc <VERSION> <triple>`; tools
 /// (Portage's `emerge --info`) read that first line.

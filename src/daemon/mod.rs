@@ -52,6 +52,8 @@ pub struct Config {
     pub job_lifetime: Option<Duration>,
     pub stats_port: Option<u16>,
     pub insecure: bool,
+    /// `--zeroconf`: publish `_distcc._tcp` over mDNS while serving.
+    pub zeroconf: bool,
     /// What the environment says (`TMPDIR`, `DISTCCD_PATH`, `DISTCC_CMDLIST`, …).
     pub env: DaemonEnv,
 }
@@ -335,6 +337,9 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         crate::VERSION,
         config.port
     );
+    // Publish only now: bound, detached and unprivileged, so the responder's thread starts
+    // in the process that serves, and clients find a port that answers.
+    let publisher = config.zeroconf.then(|| publish(&config)).flatten();
     let ex = Rc::new(smol::LocalExecutor::new());
     let shared = Rc::new(shared);
     let result = smol::block_on(ex.run(async {
@@ -382,10 +387,35 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         };
         smol::future::or(accept, stop).await
     }));
+    // Say goodbye over mDNS before the port closes for good.
+    drop(publisher);
     if let Some(p) = &config.pid_file {
         let _ = std::fs::remove_file(p);
     }
     result
+}
+
+/// `--zeroconf`: start publishing; a failure is logged and the daemon serves anyway
+/// (3.4 exits instead, but clients that list the host explicitly still need it).
+fn publish(config: &Config) -> Option<crate::zeroconf::Publisher> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let path = config
+        .env
+        .distccd_path
+        .as_deref()
+        .or(config.env.path.as_deref());
+    match crate::zeroconf::publish(
+        config.port,
+        u32::try_from(cpus).unwrap_or(u32::MAX),
+        u32::try_from(config.jobs).unwrap_or(u32::MAX),
+        path,
+    ) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::error!("--zeroconf: {e}; serving without publishing");
+            None
+        }
+    }
 }
 
 /// Resolve on SIGTERM/SIGINT/SIGHUP or when `--lifetime` runs out; says which.

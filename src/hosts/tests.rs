@@ -181,13 +181,14 @@ fn keywords() {
     assert_eq!((list.local_slots, list.local_slots_cpp), (3, 12));
     let list = parse("--localslots/2 --localslots_cpp=1 a").unwrap();
     assert_eq!((list.local_slots, list.local_slots_cpp), (2, 1));
-    // +zeroconf is skipped with a warning, other hosts stay.
-    let list = parse("+zeroconf a").unwrap();
-    assert_eq!(list.hosts.len(), 1);
-    assert!(matches!(
-        parse("+zeroconf"),
-        Err(HostsError::NoHosts { .. })
-    ));
+    // +zeroconf marks where load() puts the mDNS hosts; alone it is a valid list.
+    let list = parse("a +zeroconf b +zeroconf").unwrap();
+    assert_eq!(list.hosts.len(), 2);
+    assert_eq!(list.zeroconf_at, Some(1));
+    let list = parse("+zeroconf").unwrap();
+    assert!(list.hosts.is_empty());
+    assert_eq!(list.zeroconf_at, Some(0));
+    assert_eq!(parse("a").unwrap().zeroconf_at, None);
 }
 
 fn syntax(spec: &str) -> SyntaxError {
