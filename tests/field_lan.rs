@@ -69,10 +69,7 @@ fn lua_makefile(dir: &Path, lua: &Path) -> Vec<String> {
         ));
         objs.push(format!("{stem}.o"));
     }
-    let mk = format!(
-        "CFLAGS = {CFLAGS}\nall: {}\n{rules}",
-        objs.join(" ")
-    );
+    let mk = format!("CFLAGS = {CFLAGS}\nall: {}\n{rules}", objs.join(" "));
     fs::write(dir.join("Makefile"), mk).unwrap();
     objs
 }
@@ -243,7 +240,10 @@ fn jobs_spread_over_hosts_named_by_ipv4_ipv6_and_name() {
     // The names resolve on the client through its hosts file, as on a LAN with DNS.
     let out = client.run(client.cmd("getent").args(["ahosts", "charlie"]));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(&hosts[2].v4), "charlie does not resolve: {text}");
+    assert!(
+        text.contains(&hosts[2].v4),
+        "charlie does not resolve: {text}"
+    );
 
     let daemons: Vec<NsDaemon> = hosts
         .iter()
@@ -310,7 +310,11 @@ fn allow_admits_its_subnet_and_refuses_another_on_the_same_bridge() {
     let compile = |who: &Host, obj: &str| {
         let mut cmd = who.cmd(distcc());
         // By IPv4: the name would resolve to the IPv6 address first, which no --allow covers.
-        client_env(&mut cmd, &w.root.join(format!("dd-{}", who.name)), &server.v4);
+        client_env(
+            &mut cmd,
+            &w.root.join(format!("dd-{}", who.name)),
+            &server.v4,
+        );
         cmd.arg("gcc")
             .args(CFLAGS.split(' '))
             .arg("-c")
@@ -339,7 +343,11 @@ fn allow_admits_its_subnet_and_refuses_another_on_the_same_bridge() {
         "the job from inside the subnet was not compiled there: {}",
         d.log_text()
     );
-    assert!(d.log_text().contains("client: 10.251.2.10:"), "{}", d.log_text());
+    assert!(
+        d.log_text().contains("client: 10.251.2.10:"),
+        "{}",
+        d.log_text()
+    );
 
     let err = compile(&outside, "outside.o");
     assert!(
@@ -371,7 +379,10 @@ fn a_host_whose_link_goes_down_mid_build_costs_seconds() {
     // The victim's compiler says it has a job, then takes long: the test takes the link
     // down while jobs are surely in flight there.
     let started = w.shared.join("victim-started");
-    let body = format!("touch {}\nsleep 120\nexec /usr/bin/gcc \"$@\"", started.display());
+    let body = format!(
+        "touch {}\nsleep 120\nexec /usr/bin/gcc \"$@\"",
+        started.display()
+    );
     let victim = NsDaemon::start(&w, &hosts[2], &allow, Some(&body), &client);
 
     let reference = w.root.join("reference");
@@ -404,6 +415,11 @@ fn a_host_whose_link_goes_down_mid_build_costs_seconds() {
         );
     };
     let took = began.elapsed();
+    eprintln!(
+        "link cut at {:.1} s, build done at {:.1} s",
+        cut_at.as_secs_f64(),
+        took.as_secs_f64()
+    );
     assert!(status.success(), "make failed: {out}");
     assert!(
         took < Duration::from_secs(60),
@@ -431,4 +447,67 @@ fn a_host_whose_link_goes_down_mid_build_costs_seconds() {
         bravo.log_text()
     );
     assert_same_objects(&reference, &built, &objs);
+}
+
+/// Is process `pid` gone (or a zombie no one has reaped yet: it runs nothing)?
+fn gone(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name's closing parenthesis.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')),
+    }
+}
+
+#[test]
+fn the_lan_cleans_up_after_a_panicking_test() {
+    const WHY: &str = "a test fails with processes running on its LAN";
+    let (mut namespaces, mut pids) = (Vec::new(), Vec::new());
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut lan = Lan::new("panic");
+        let a = lan.host("a", "10.251.4.1/24", "fd00:251:4::1/64");
+        let b = lan.host("b", "10.251.4.2/24", "fd00:251:4::2/64");
+        namespaces = vec![lan.bridge_ns().to_string(), a.ns.clone(), b.ns.clone()];
+        // The hosts file names every host, on every host.
+        let out = b.run(b.cmd("getent").args(["ahosts", "a"]));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("10.251.4.1") && text.contains("fd00:251:4::1"),
+            "{text}"
+        );
+        // A process whose guard is never dropped, and a grandchild nobody holds.
+        let guarded = a.spawn(a.cmd("sleep").arg("300"));
+        pids.push(guarded.pid() as i32);
+        std::mem::forget(guarded);
+        let out = b.sh("sleep 300 >/dev/null 2>&1 & echo $!");
+        pids.push(String::from_utf8_lossy(&out.stdout).trim().parse().unwrap());
+        for &pid in &pids {
+            assert!(!gone(pid), "process {pid} did not start");
+        }
+        panic!("{WHY}");
+    }));
+    // The panic is the one at the end, not an earlier failure.
+    // (The closure always panics, so there is no Ok.)
+    let Err(payload) = unwound;
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    assert_eq!(msg, WHY);
+    assert_eq!((namespaces.len(), pids.len()), (3, 2));
+    for ns in &namespaces {
+        assert!(
+            !Path::new("/run/netns").join(ns).exists(),
+            "namespace {ns} left behind"
+        );
+        assert!(
+            !Path::new("/etc/netns").join(ns).exists(),
+            "/etc/netns/{ns} left behind"
+        );
+    }
+    for pid in pids {
+        assert!(gone(pid), "process {pid} still runs");
+    }
 }

@@ -144,8 +144,18 @@ impl Lan {
         let port = format!("p{}", self.hosts.len());
         // Both ends are created right in their namespaces, never in the root one.
         ip(&[
-            "link", "add", IFACE, "netns", &host.ns, "type", "veth", "peer", "name", &port,
-            "netns", &self.bridge_ns,
+            "link",
+            "add",
+            IFACE,
+            "netns",
+            &host.ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            &self.bridge_ns,
         ]);
         ip(&[
             "-n",
