@@ -12,7 +12,7 @@ mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::lan::{Host, Lan, Proc};
@@ -22,6 +22,14 @@ use common::*;
 const PORT: u16 = 3632;
 /// The flags of every build, distributed or local.
 const CFLAGS: &str = "-O2 -Wall -DLUA_COMPAT_5_3";
+
+/// The two full builds take turns: on a 2-core machine, a build sharing the CPUs with
+/// another would measure the load rather than how long a vanished host costs.
+static FULL_BUILD: Mutex<()> = Mutex::new(());
+
+fn full_build_turn() -> MutexGuard<'static, ()> {
+    FULL_BUILD.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Lua's directory: fetched once per test process. A failed fetch fails every test that
 /// needs it, with cargo's message; it never skips.
@@ -234,6 +242,7 @@ fn eventually(mut f: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn jobs_spread_over_hosts_named_by_ipv4_ipv6_and_name() {
+    let _turn = full_build_turn();
     let lua = lua_dir();
     let w = work();
     let (_lan, client, hosts) = lan_with("spread", 1, &["alpha", "bravo", "charlie"]);
@@ -370,6 +379,7 @@ fn allow_admits_its_subnet_and_refuses_another_on_the_same_bridge() {
 
 #[test]
 fn a_host_whose_link_goes_down_mid_build_costs_seconds() {
+    let _turn = full_build_turn();
     let lua = lua_dir();
     let w = work();
     let (_lan, client, hosts) = lan_with("cut", 3, &["alpha", "bravo", "victim"]);
