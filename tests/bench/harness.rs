@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+// Shared with the integration tests (tests/common/lua.rs): the Lua tree from `lua-src`.
+#[path = "../common/lua.rs"]
+mod lua;
+pub use lua::lua_sources;
+
 /// How big a run is.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -490,54 +495,6 @@ pub fn per_job(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
     };
     rows.push(r);
     Ok(())
-}
-
-/// Locate the Lua sources that the `lua-src` crate ships (fetched through cargo).
-pub fn lua_sources(work: &Path) -> Result<(PathBuf, String), String> {
-    let proj = work.join("lua-fetch");
-    fs::create_dir_all(proj.join("src")).map_err(|e| e.to_string())?;
-    fs::write(proj.join("Cargo.toml"), "[package]\nname = \"lua-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[dependencies]\nlua-src = \"=551.1.0\"\n")
-        .map_err(|e| e.to_string())?;
-    fs::write(proj.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
-    let fetched = Command::new("cargo")
-        .arg("fetch")
-        .current_dir(&proj)
-        .stderr(Stdio::null())
-        .status();
-    if !fetched.map(|s| s.success()).unwrap_or(false) {
-        return Err("cargo fetch of lua-src failed".into());
-    }
-    let meta = Command::new("cargo")
-        .args(["metadata", "--format-version", "1"])
-        .current_dir(&proj)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&meta.stdout);
-    // The manifest path of lua-src, without a JSON parser: the quoted string that ends in
-    // `/lua-src-VERSION/Cargo.toml`.
-    let manifest = text
-        .split('"')
-        .find(|s| s.ends_with("/Cargo.toml") && s.contains("/lua-src-"))
-        .ok_or("lua-src not in cargo metadata")?;
-    let root = PathBuf::from(manifest.trim_end_matches("/Cargo.toml"));
-    let version = root
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let lua = fs::read_dir(&root)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("lua-5.4"))
-        })
-        .ok_or("no lua-5.4 dir in lua-src")?;
-    let lua_version = lua
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok((lua, format!("{version} ({lua_version})")))
 }
 
 /// Build every Lua .c with make -j; seconds.

@@ -2,6 +2,9 @@
 //! (stopped by PID when dropped), scripts, client commands with a clean distcc environment.
 #![allow(dead_code)]
 
+pub mod lan;
+pub mod lua;
+
 use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -144,9 +147,16 @@ impl Drop for Daemon {
 
 /// A client command with a clean distcc environment of its own.
 pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
+    let mut cmd = Command::new(program);
+    client_env(&mut cmd, distcc_dir, hosts);
+    cmd
+}
+
+/// Give `cmd` (e.g. one that runs on a [`lan::Host`]) the clean distcc environment of
+/// [`client_cmd`]: no inherited DISTCC_*/CCACHE* variables, its own DISTCC_DIR and hosts.
+pub fn client_env(cmd: &mut Command, distcc_dir: &Path, hosts: &str) {
     // distcc never creates an explicit DISTCC_DIR (only its lock/ and state/ inside).
     fs::create_dir_all(distcc_dir).unwrap();
-    let mut cmd = Command::new(program);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
         if k.starts_with("DISTCC_") || k == "_DISTCC_SAFEGUARD" || k.starts_with("CCACHE") {
@@ -156,7 +166,6 @@ pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
     cmd.env("DISTCC_DIR", distcc_dir)
         .env("DISTCC_HOSTS", hosts)
         .env("DISTCC_PAUSE_TIME_MSEC", "50");
-    cmd
 }
 
 /// The captured distcc 3.4 conversations (tests/fixtures/wire-distcc-3.4, see its README).
