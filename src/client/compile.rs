@@ -597,7 +597,14 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 return job.fallback(Some(&host), ExitCode::Failed.code(), &[]);
             }
             Outcome::HostFault(e) => {
-                log::warn!("{e}");
+                // Every message names the host: a stalled or reset connection's own text
+                // ("Connection timed out") does not.
+                match e {
+                    RemoteError::Conn(_) | RemoteError::NoAnswer => {
+                        log::warn!("{}: {e}", host.spec)
+                    }
+                    _ => log::warn!("{e}"),
+                }
                 job.mark_backoff(&host);
                 tried.push(index);
                 last = Some((host, e.exit_code().code()));
