@@ -12,6 +12,7 @@ pub(crate) mod cpp;
 pub(crate) mod invocation;
 pub(crate) mod local;
 pub(crate) mod output;
+pub(crate) mod race;
 pub(crate) mod remote;
 pub(crate) mod rewrite;
 pub(crate) mod socks;
