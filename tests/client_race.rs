@@ -69,14 +69,20 @@ impl Setup {
     }
 
     fn client(&self, port: u16, extra: &[&str], path: Option<&Path>) -> Command {
-        let mut cmd = client_cmd(&distcc(), &self.t.path().join("dd"), &format!("127.0.0.1:{port}"));
+        let mut cmd = client_cmd(
+            &distcc(),
+            &self.t.path().join("dd"),
+            &format!("127.0.0.1:{port}"),
+        );
         cmd.arg("gcc")
             .args(extra)
             .args(["-c", "x.c", "-o", "x.o"])
             .current_dir(&self.src)
             .env("TMPDIR", &self.tmp)
             .env("DISTCC_LOG", self.log())
-            .env("DISTCC_NO_REWRITE_CROSS", "1");
+            .env("DISTCC_NO_REWRITE_CROSS", "1")
+            // (client_cmd turns racing off, for the other tests' determinism.)
+            .env("DISTCC_RACE", "1");
         if let Some(dir) = path {
             cmd.env("PATH", format!("{}:/usr/bin:/bin", dir.display()));
         }
@@ -111,14 +117,14 @@ impl Setup {
         assert!(tmp.is_empty(), "temp files left in TMPDIR: {tmp:?}");
     }
 
-    /// Three fast, successful jobs on the host: enough history to race.
+    /// Five fast, successful jobs on the host: enough history to race.
     fn build_history(&self, port: u16, extra: &[&str], path: Option<&Path>) {
-        for _ in 0..3 {
+        for _ in 0..5 {
             let o = run(&mut self.client(port, extra, path));
             assert!(o.status.success());
         }
         let h = self.history(port);
-        assert!(h.starts_with("v1 3 "), "history after three jobs: {h:?}");
+        assert!(h.starts_with("v1 5 "), "history after five jobs: {h:?}");
         let log = fs::read_to_string(self.log()).unwrap();
         assert!(!log.contains("racing"), "{log}");
     }
@@ -150,8 +156,18 @@ fn finish_within(mut child: Child, started: Instant, limit: Duration) -> (Output
     let took = started.elapsed();
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();
-    child.stdout.take().unwrap().read_to_end(&mut stdout).unwrap();
-    child.stderr.take().unwrap().read_to_end(&mut stderr).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut stdout)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_end(&mut stderr)
+        .unwrap();
     (
         Output {
             status,
@@ -218,7 +234,10 @@ fn a_hung_server_loses_to_the_local_compile() {
     assert!(dotd.starts_with("x.o: x.c"), "{dotd}");
     let log = fs::read_to_string(s.log()).unwrap();
     assert!(log.contains("racing it with a local compile"), "{log}");
-    assert!(log.contains("race for x.c: the local compile won (status 0)"), "{log}");
+    assert!(
+        log.contains("race for x.c: the local compile won (status 0)"),
+        "{log}"
+    );
     // The server noticed the client leave and killed its compiler.
     let remote = read_pid(&s.flag.join("remote.pid"));
     wait_gone(remote, "the server's compiler");
@@ -226,13 +245,15 @@ fn a_hung_server_loses_to_the_local_compile() {
     assert!(dlog.contains("disconnected, compiler killed"), "{dlog}");
     s.assert_no_leftovers(&["x.c", "x.d", "x.o"]);
     // Late is not dead: no backoff, but the host is raced sooner next time.
-    let backoff = s
-        .t
-        .path()
-        .join(format!("dd/lock/backoff_tcp_127.0.0.1_{}_0", d.port));
+    let backoff =
+        s.t.path()
+            .join(format!("dd/lock/backoff_tcp_127.0.0.1_{}_0", d.port));
     assert!(!backoff.exists(), "a late host was backed off");
     let h = s.history(d.port);
-    assert!(h.starts_with("v1 3 ") && h.trim_end().ends_with(" 1"), "{h:?}");
+    assert!(
+        h.starts_with("v1 5 ") && h.trim_end().ends_with(" 1"),
+        "{h:?}"
+    );
 }
 
 #[test]
@@ -287,12 +308,18 @@ fn a_remote_reply_during_the_race_wins_and_stops_the_local_compile() {
     let log = fs::read_to_string(s.log()).unwrap();
     assert!(log.contains("racing it with a local compile"), "{log}");
     assert!(
-        log.contains(&format!("race for x.c: 127.0.0.1:{} answered first", d.port)),
+        log.contains(&format!(
+            "race for x.c: 127.0.0.1:{} answered first",
+            d.port
+        )),
         "{log}"
     );
     assert!(!log.contains("the local compile won"), "{log}");
     wait_gone(local, "the local compile");
     s.assert_no_leftovers(&["x.c", "x.o"]);
     let h = s.history(d.port);
-    assert!(h.starts_with("v1 4 ") && h.trim_end().ends_with(" 0"), "{h:?}");
+    assert!(
+        h.starts_with("v1 6 ") && h.trim_end().ends_with(" 0"),
+        "{h:?}"
+    );
 }

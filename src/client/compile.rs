@@ -408,11 +408,7 @@ impl Job<'_> {
             Ok(Finish::Remote(reply)) => {
                 self.took = Some(sent_at.elapsed());
                 if after.is_some_and(|a| sent_at.elapsed() > a) {
-                    log::info!(
-                        "race for {}: {} answered first",
-                        self.scan.input,
-                        host.spec
-                    );
+                    log::info!("race for {}: {} answered first", self.scan.input, host.spec);
                 }
                 Ok(reply)
             }
@@ -450,7 +446,10 @@ impl Job<'_> {
         let slot = match sched.try_lock_local(&self.hosts, LocalKind::Compile) {
             Ok(Some(s)) => s,
             Ok(None) => {
-                log::info!("{input} is late on {}, but no local slot is free", host.spec);
+                log::info!(
+                    "{input} is late on {}, but no local slot is free",
+                    host.spec
+                );
                 return None;
             }
             Err(e) => {
@@ -459,7 +458,14 @@ impl Job<'_> {
             }
         };
         let argv = &self.scan.local_argv;
-        match Race::start(self.inv, argv, &self.scan.output, dotd_to, self.env, Some(slot)) {
+        match Race::start(
+            self.inv,
+            argv,
+            &self.scan.output,
+            dotd_to,
+            self.env,
+            Some(slot),
+        ) {
             Ok(r) => {
                 log::info!(
                     "{input} has run {:.1}s on {} (usually {:.2}s): racing it with a local \

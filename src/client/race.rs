@@ -41,14 +41,15 @@ use crate::settings::ClientEnv;
 use crate::temp::TempError;
 
 /// Successful remote jobs a host needs on record before any of its jobs is raced.
-pub(crate) const MIN_JOBS: u32 = 3;
+pub(crate) const MIN_JOBS: u32 = 5;
 /// A job is late at `FACTOR` × the host's average…
 const FACTOR: u32 = 3;
 /// …and never before average + `SLACK`: for jobs of a fraction of a second, 3× is within
-/// the jitter of a busy network or server, and a race costs a local CPU for a whole
-/// compile. For long jobs the factor decides: a 20 s average races at 60 s, not 22 s,
+/// the jitter of a busy network or an oversubscribed build machine (`make -j` on loaded
+/// cores delays single jobs by seconds), and a race costs a local CPU for a whole
+/// compile. For long jobs the factor decides: a 20 s average races at 60 s, not 25 s,
 /// since some sources simply take longer than others.
-const SLACK: Duration = Duration::from_secs(2);
+const SLACK: Duration = Duration::from_secs(5);
 /// Local wins in a row that shorten the wait (each halves it, down to the average).
 const MAX_STRIKES: u32 = 3;
 /// Weight of a new sample in the moving average: 1/`WEIGHT` (a plain mean before that).
@@ -256,17 +257,21 @@ impl Drop for Sibling {
 
 /// Does the command write a `.d` file (`-MD`, `-MMD` and their long spellings)?
 fn wants_dotd(argv: &[String]) -> bool {
-    argv.iter()
-        .enumerate()
-        .skip(1)
-        .any(|(i, w)| options::lookup(w, argv.get(i + 1).map(String::as_str)).class() == Class::DepsOn)
+    argv.iter().enumerate().skip(1).any(|(i, w)| {
+        options::lookup(w, argv.get(i + 1).map(String::as_str)).class() == Class::DepsOn
+    })
 }
 
 /// The local command with its outputs redirected: every `-o` replaced by `-o obj`; when
 /// it writes a `.d`, `-MF dotd` last (gcc and clang use the last one) and, unless a target
 /// is named, `-MQ output` — the target gcc would derive from the real `-o`. `None` when
 /// the command could write elsewhere in a way we can't redirect.
-fn redirected_argv(argv: &[String], output: &str, obj: &str, dotd: Option<&str>) -> Option<Vec<String>> {
+fn redirected_argv(
+    argv: &[String],
+    output: &str,
+    obj: &str,
+    dotd: Option<&str>,
+) -> Option<Vec<String>> {
     let mut out: Vec<String> = argv.first().cloned().into_iter().collect();
     let mut has_target = false;
     let mut i = 1;
@@ -342,7 +347,9 @@ impl Race {
         let target = Path::new(output);
         match fs::metadata(target) {
             Ok(m) if !m.is_file() => {
-                return Err(RaceError::Unsuitable(format!("{output} is not a regular file")));
+                return Err(RaceError::Unsuitable(format!(
+                    "{output} is not a regular file"
+                )));
             }
             _ => {}
         }
@@ -351,7 +358,10 @@ impl Race {
             _ => Path::new("."),
         };
         if !dir.is_dir() {
-            return Err(RaceError::Unsuitable(format!("{} is not a directory", dir.display())));
+            return Err(RaceError::Unsuitable(format!(
+                "{} is not a directory",
+                dir.display()
+            )));
         }
         let object = Sibling::beside(target);
         let dotd = wants_dotd(argv).then(|| {
@@ -550,17 +560,26 @@ mod tests {
         // Short jobs: average + slack.
         assert_eq!(
             rec(10, 100, 0).race_after(),
-            Some(Duration::from_millis(2100))
+            Some(Duration::from_millis(5100))
         );
         // Long jobs: 3 × average.
-        assert_eq!(rec(10, 20_000, 0).race_after(), Some(Duration::from_secs(60)));
+        assert_eq!(
+            rec(10, 20_000, 0).race_after(),
+            Some(Duration::from_secs(60))
+        );
         // A host that lost races is raced sooner, never before its average.
-        assert_eq!(rec(10, 20_000, 1).race_after(), Some(Duration::from_secs(30)));
+        assert_eq!(
+            rec(10, 20_000, 1).race_after(),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(
             rec(10, 100, 3).race_after(),
-            Some(Duration::from_micros(262_500))
+            Some(Duration::from_micros(637_500))
         );
-        assert_eq!(rec(10, 1000, 3).race_after(), Some(Duration::from_millis(1000)));
+        assert_eq!(
+            rec(10, 4000, 3).race_after(),
+            Some(Duration::from_millis(4000))
+        );
     }
 
     #[test]
@@ -634,7 +653,11 @@ mod tests {
             let mut n = 0;
             while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
                 // Alternate between two long, distinct records.
-                let r = if n % 2 == 0 { rec(900_000, 999_999_999, 1) } else { seed };
+                let r = if n % 2 == 0 {
+                    rec(900_000, 999_999_999, 1)
+                } else {
+                    seed
+                };
                 h2.update("k", |_| r).unwrap();
                 n += 1;
             }
@@ -687,7 +710,10 @@ mod tests {
             redirected_argv(&v("gcc -Xpreprocessor -MD -c a.c"), "a.o", "T", None),
             None
         );
-        assert_eq!(redirected_argv(&v("gcc -c a.c b.o"), "b.o", "T", None), None);
+        assert_eq!(
+            redirected_argv(&v("gcc -c a.c b.o"), "b.o", "T", None),
+            None
+        );
         assert!(wants_dotd(&v("gcc -MD -c a.c")));
         assert!(wants_dotd(&v("gcc --write-user-dependencies -c a.c")));
         assert!(!wants_dotd(&v("gcc -MF x.d -c a.c")));
@@ -700,8 +726,7 @@ mod tests {
         let argv = v("gcc -MD -c a.c -o a.o");
         let dotd = Sibling::beside(&t.path().join("a.d"));
         let obj = Sibling::beside(&t.path().join("a.o"));
-        let words =
-            redirected_argv(&argv, "a.o", &obj.text(), Some(&dotd.text())).unwrap();
+        let words = redirected_argv(&argv, "a.o", &obj.text(), Some(&dotd.text())).unwrap();
         let st = std::process::Command::new("gcc")
             .args(&words[1..])
             .current_dir(t.path())

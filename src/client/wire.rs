@@ -441,12 +441,20 @@ mod tests {
         let mut wire = Wire::new(ours, Duration::from_secs(10)).unwrap();
         // Nothing yet: a pause at `until`, not an error.
         let soon = Instant::now() + Duration::from_millis(20);
-        assert!(wire.read_reply_until(1, Some(soon), None).unwrap().is_none());
+        assert!(
+            wire.read_reply_until(1, Some(soon), None)
+                .unwrap()
+                .is_none()
+        );
         // Half the reply, then a pause; then the rest.
         let (a, b) = bytes.split_at(bytes.len() / 2);
         peer.write_all(a).unwrap();
         let soon = Instant::now() + Duration::from_millis(50);
-        assert!(wire.read_reply_until(1, Some(soon), None).unwrap().is_none());
+        assert!(
+            wire.read_reply_until(1, Some(soon), None)
+                .unwrap()
+                .is_none()
+        );
         let writer = std::thread::spawn({
             let b = b.to_vec();
             move || {
@@ -465,7 +473,9 @@ mod tests {
         other_w.write_all(b"x").unwrap();
         let mut wire = Wire::new(ours, Duration::from_secs(30)).unwrap();
         let started = Instant::now();
-        let got = wire.read_reply_until(1, None, Some(other_r.as_fd())).unwrap();
+        let got = wire
+            .read_reply_until(1, None, Some(other_r.as_fd()))
+            .unwrap();
         assert!(got.is_none());
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -155,7 +155,9 @@ pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
     }
     cmd.env("DISTCC_DIR", distcc_dir)
         .env("DISTCC_HOSTS", hosts)
-        .env("DISTCC_PAUSE_TIME_MSEC", "50");
+        .env("DISTCC_PAUSE_TIME_MSEC", "50")
+        // No racing a late job locally: tests count which machine compiled what.
+        .env("DISTCC_RACE", "0");
     cmd
 }
 
