@@ -431,7 +431,7 @@ impl Race {
     /// The local compile won with `ret`: put its outputs in place (the `.d` first, then
     /// the object, each by a rename in its own directory) and show what it printed.
     /// `Err`: the outputs could not be moved (nothing was shown).
-    pub(crate) fn adopt(mut self, ret: i32) -> Result<i32, String> {
+    pub(crate) fn adopt(mut self: Box<Self>, ret: i32) -> Result<i32, String> {
         if ret == 0 {
             if let Some((tmp, Some(to))) = self.dotd.as_mut() {
                 tmp.move_to(to)
@@ -474,7 +474,7 @@ pub(crate) enum Finish {
     Remote(Reply),
     /// The local compile ended first with this status; `Some` error when the host failed
     /// while it ran.
-    Local(Race, i32, Option<ConnError>),
+    Local(Box<Race>, i32, Option<ConnError>),
 }
 
 /// Wait for the reply on `conn`. At `race_at`, ask `start` for a local compile; while it
@@ -506,14 +506,14 @@ pub(crate) fn await_reply<S: Duplex>(
                     // The host failed, and the local compile is the job now.
                     log::warn!("{e}; waiting for the local compile");
                     return match race.wait() {
-                        Ok(ret) if ret < 128 => Ok(Finish::Local(race, ret, Some(e))),
+                        Ok(ret) if ret < 128 => Ok(Finish::Local(Box::new(race), ret, Some(e))),
                         _ => Err(e),
                     };
                 }
             }
             match race.try_wait() {
                 Ok(None) => {}
-                Ok(Some(ret)) if ret < 128 => return Ok(Finish::Local(race, ret, None)),
+                Ok(Some(ret)) if ret < 128 => return Ok(Finish::Local(Box::new(race), ret, None)),
                 Ok(Some(ret)) => {
                     log::warn!("the local compile racing the host died (status {ret})");
                     break;
