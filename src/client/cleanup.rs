@@ -20,7 +20,7 @@
 
 use std::ffi::CStr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering, fence};
 
 /// How many paths can be registered at once (a job has at most a few).
 const SLOTS: usize = 16;
@@ -132,7 +132,52 @@ fn for_each_registered(mut f: impl FnMut(&CStr)) {
     }
 }
 
+/// Process groups to kill on a signal: a local compile racing a remote job
+/// ([`super::race`]) runs in a group of its own, so a Ctrl-C meant for the build does not
+/// reach it directly, and it must not outlive us and write its temp files after we
+/// removed them. 0: unused.
+static GROUPS: [AtomicI32; 4] = [const { AtomicI32::new(0) }; 4];
+
+/// A registered process group; dropping it unregisters it (it does not kill the group).
+#[derive(Debug)]
+pub(crate) struct RegisteredGroup {
+    slot: Option<usize>,
+}
+
+/// Remember process group `pgid` to be killed if we are killed by a signal.
+pub(crate) fn register_group(pgid: i32) -> RegisteredGroup {
+    if pgid <= 0 {
+        return RegisteredGroup { slot: None };
+    }
+    for (i, g) in GROUPS.iter().enumerate() {
+        if g.compare_exchange(0, pgid, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return RegisteredGroup { slot: Some(i) };
+        }
+    }
+    RegisteredGroup { slot: None }
+}
+
+impl Drop for RegisteredGroup {
+    fn drop(&mut self) {
+        if let Some(g) = self.slot.and_then(|i| GROUPS.get(i)) {
+            g.store(0, Ordering::Release);
+        }
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
+    // Stop racing compilers first, so they cannot recreate a file removed below.
+    for g in GROUPS.iter() {
+        let pgid = g.load(Ordering::Acquire);
+        if pgid > 0 {
+            // SAFETY: kill is async-signal-safe; the group is one we started and still wait for.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
     // SAFETY: unlink is async-signal-safe; the path is a NUL-terminated copy on our stack.
     for_each_registered(|p| unsafe {
         libc::unlink(p.as_ptr());
@@ -162,6 +207,16 @@ mod tests {
         let mut v = Vec::new();
         for_each_registered(|p| v.push(p.to_bytes().to_vec()));
         v
+    }
+
+    #[test]
+    fn groups_register_and_unregister() {
+        let held = |p: i32| GROUPS.iter().any(|g| g.load(Ordering::Acquire) == p);
+        let r = register_group(987_654);
+        assert!(r.slot.is_some() && held(987_654));
+        drop(r);
+        assert!(!held(987_654));
+        assert!(register_group(0).slot.is_none());
     }
 
     #[test]

@@ -11,14 +11,15 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::cpp::{Preprocess, Preprocessed};
 use super::invocation::Invocation;
 use super::local;
 use super::output::write_output;
+use super::race::{self, Finish, History, Race};
 use super::remote::{self, RemoteError};
-use super::wire::Wire;
+use super::wire::{Duplex, Wire};
 use crate::args::{self, Scan, argv_to_string};
 use crate::connection::ConnError;
 use crate::exitcode::ExitCode;
@@ -53,6 +54,10 @@ struct Job<'a> {
     /// The command line with the user's exact bytes, when a word is not UTF-8: such a job
     /// only runs here, with these words (see [`build_somewhere_exact`]).
     exact: Option<Vec<OsString>>,
+    /// Hosts' recent job times, for racing a late job locally; `None`: never race.
+    history: Option<History>,
+    /// How long the last accepted reply took (from the source sent), for the history.
+    took: Option<Duration>,
 }
 
 /// What one remote attempt came to.
@@ -67,6 +72,12 @@ enum Outcome {
     HostCrash { ret: i32, serr: Vec<u8> },
     /// Something on our side (temp dir, writing the output): go local, host is fine.
     LocalTrouble(String),
+    /// The job ran late, a local compile raced it and finished first: its result (written
+    /// and shown) is the job's. `fault`: the host also failed meanwhile.
+    RacedLocally {
+        ret: i32,
+        fault: Option<RemoteError>,
+    },
 }
 
 impl Job<'_> {
@@ -276,10 +287,10 @@ impl Job<'_> {
             return Outcome::HostFault(e.into());
         }
         self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
-        let reply = match conn.read_reply(3) {
+        let reply = match self.await_reply(&mut conn, host, 3, Instant::now(), job.dotd.as_deref())
+        {
             Ok(r) => r,
-            Err(ConnError::NoAnswer) => return Outcome::HostFault(RemoteError::NoAnswer),
-            Err(e) => return Outcome::HostFault(e.into()),
+            Err(outcome) => return outcome,
         };
         self.phase(Phase::Receive, None, None, None);
         let dotd = reply.dotd.clone();
@@ -372,11 +383,113 @@ impl Job<'_> {
         let sent_at = Instant::now();
         conn.send(&body).map_err(|e| Outcome::HostFault(e.into()))?;
         self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));
-        let reply = conn.read_reply(version).map_err(|e| match e {
-            ConnError::NoAnswer => Outcome::HostFault(RemoteError::NoAnswer),
-            e => Outcome::HostFault(e.into()),
-        })?;
+        // Plain mode: the local preprocessor has written the `.d` already.
+        let reply = self.await_reply(&mut conn, host, version, sent_at, None)?;
         Ok((reply, cpp_stderr, n_source, sent_at))
+    }
+
+    /// Wait for `host`'s reply to a job whose input went out at `sent_at`, racing it with
+    /// a local compile if it runs far past the host's usual time ([`race`]). `Err`: the
+    /// outcome without a reply — the host failed, or the local compile won.
+    fn await_reply<S: Duplex>(
+        &mut self,
+        conn: &mut Wire<S>,
+        host: &HostSpec,
+        version: u8,
+        sent_at: Instant,
+        dotd_to: Option<&Path>,
+    ) -> Result<Reply, Outcome> {
+        let usual = self.history.as_ref().map(|h| h.load(&host.lock_key()));
+        let after = usual.and_then(|r| r.race_after());
+        let race_at = after.map(|a| sent_at + a);
+        let start = || self.start_race(host, usual.map(|r| r.avg), dotd_to, sent_at);
+        let finish = race::await_reply(conn, version, race_at, start);
+        match finish {
+            Ok(Finish::Remote(reply)) => {
+                self.took = Some(sent_at.elapsed());
+                if after.is_some_and(|a| sent_at.elapsed() > a) {
+                    log::info!("race for {}: {} answered first", self.scan.input, host.spec);
+                }
+                Ok(reply)
+            }
+            Ok(Finish::Local(race, ret, err)) => {
+                log::info!(
+                    "race for {}: the local compile won (status {ret}) after {:.1}s; {} took \
+                     {:.1}s so far",
+                    self.scan.input,
+                    race.elapsed().as_secs_f64(),
+                    host.spec,
+                    sent_at.elapsed().as_secs_f64()
+                );
+                match race.adopt(ret) {
+                    Ok(ret) => Err(Outcome::RacedLocally {
+                        ret,
+                        fault: err.map(remote_error),
+                    }),
+                    Err(msg) => Err(Outcome::LocalTrouble(msg)),
+                }
+            }
+            Err(e) => Err(Outcome::HostFault(remote_error(e))),
+        }
+    }
+
+    /// Start the local compile that races a late job, if a local slot is free right now.
+    fn start_race(
+        &self,
+        host: &HostSpec,
+        usual: Option<Duration>,
+        dotd_to: Option<&Path>,
+        sent_at: Instant,
+    ) -> Option<Race> {
+        let sched = self.sched.as_ref()?;
+        let input = &self.scan.input;
+        let slot = match sched.try_lock_local(&self.hosts, LocalKind::Compile) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                log::info!(
+                    "{input} is late on {}, but no local slot is free",
+                    host.spec
+                );
+                return None;
+            }
+            Err(e) => {
+                log::debug!("{e}; not racing");
+                return None;
+            }
+        };
+        let argv = &self.scan.local_argv;
+        match Race::start(
+            self.inv,
+            argv,
+            &self.scan.output,
+            dotd_to,
+            self.env,
+            Some(slot),
+        ) {
+            Ok(r) => {
+                log::info!(
+                    "{input} has run {:.1}s on {} (usually {:.2}s): racing it with a local \
+                     compile",
+                    sent_at.elapsed().as_secs_f64(),
+                    host.spec,
+                    usual.unwrap_or_default().as_secs_f64()
+                );
+                Some(r)
+            }
+            Err(e) => {
+                log::info!("not racing {input} locally: {e}");
+                None
+            }
+        }
+    }
+
+    /// Record in the history how this host's job went.
+    fn remember(&self, host: &HostSpec, change: impl FnOnce(race::Record) -> race::Record) {
+        if let Some(h) = &self.history
+            && let Err(e) = h.update(&host.lock_key(), change)
+        {
+            log::debug!("{e}");
+        }
     }
 
     /// Decide what a reply means; on success write the object and show the output.
@@ -423,6 +536,14 @@ impl Job<'_> {
             },
             Err(e) => log::warn!("can't keep the server's stderr: {e}"),
         }
+    }
+}
+
+/// A connection failure as the host's fault.
+fn remote_error(e: ConnError) -> RemoteError {
+    match e {
+        ConnError::NoAnswer => RemoteError::NoAnswer,
+        e => e.into(),
     }
 }
 
@@ -488,7 +609,18 @@ pub(crate) fn build_somewhere_exact(
         pumped: false,
         start: Instant::now(),
         exact,
+        history: None,
+        took: None,
     };
+    if env.race && job.sched.is_some() {
+        job.history = match History::for_client(env) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                log::debug!("no race history: {e}");
+                None
+            }
+        };
+    }
     let ret = run_job(&mut job, loaded.map(|_| ()));
     job.phase(Phase::Done, None, None, None);
     log::info!(
@@ -568,7 +700,19 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 {
                     log::debug!("{e}");
                 }
+                if let Some(took) = job.took.take() {
+                    job.remember(&host, |r| r.with_remote(took));
+                }
                 return 0;
+            }
+            Outcome::RacedLocally { ret, fault } => {
+                // Late is not dead: no backoff for that, but race this host sooner.
+                job.remember(&host, race::Record::with_local_win);
+                if let Some(e) = fault {
+                    log::warn!("{e}");
+                    job.mark_backoff(&host);
+                }
+                return ret;
             }
             Outcome::UserError { ret, serr } => {
                 if job.env.skip_local_retry {

@@ -12,6 +12,7 @@ pub(crate) mod cpp;
 pub(crate) mod invocation;
 pub(crate) mod local;
 pub(crate) mod output;
+pub(crate) mod race;
 pub(crate) mod remote;
 pub(crate) mod rewrite;
 pub(crate) mod socks;
@@ -82,7 +83,7 @@ else /etc/distcc/hosts. Each entry is one of:
 Environment: DISTCC_VERBOSE=1, DISTCC_LOG=FILE, DISTCC_FALLBACK=0|1, DISTCC_SKIP_LOCAL_RETRY,
 DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS=1,
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
-network sandbox sets it).
+network sandbox sets it), DISTCC_RACE=0 (never race a late remote job with a local compile).
 ",
         crate::version_text("distcc")
     )

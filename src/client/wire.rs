@@ -155,12 +155,57 @@ pub(crate) fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStr
     Ok(sock.into())
 }
 
+/// What woke [`wait_either`].
+enum Woke {
+    /// The stream is readable (or hung up, which the next read reports).
+    Stream,
+    /// The other descriptor is readable.
+    Other,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// Wait until `fd` or `other` is readable, or until `deadline`.
+fn wait_either(
+    fd: BorrowedFd<'_>,
+    other: Option<BorrowedFd<'_>>,
+    deadline: Instant,
+) -> io::Result<Woke> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec {
+            tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(left.subsec_nanos()),
+        };
+        let mut fds = vec![PollFd::new(&fd, PollFlags::IN)];
+        if let Some(o) = &other {
+            fds.push(PollFd::new(o, PollFlags::IN));
+        }
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(0) if left.is_zero() => return Ok(Woke::Deadline),
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => {
+                let fired = |p: &PollFd<'_>| !p.revents().is_empty();
+                if fds.first().is_some_and(fired) {
+                    return Ok(Woke::Stream);
+                }
+                return Ok(Woke::Other);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// A blocking protocol conversation over one stream (see the module doc).
 pub(crate) struct Wire<S> {
     stream: S,
     buf: Vec<u8>,
     limits: Limits,
     timeout: Duration,
+    /// When [`Wire::read_reply_until`] last saw the peer make progress (or began to wait):
+    /// the I/O timeout counts from here across its calls, so pausing to look at something
+    /// else neither shortens nor stretches the silence a host is allowed.
+    quiet_since: Option<Instant>,
 }
 
 impl<S: Duplex> Wire<S> {
@@ -172,6 +217,7 @@ impl<S: Duplex> Wire<S> {
             buf: Vec::new(),
             limits: Limits::default(),
             timeout,
+            quiet_since: None,
         })
     }
 
@@ -257,6 +303,73 @@ impl<S: Duplex> Wire<S> {
         self.receive(|b, l| protocol::decode_reply(b, version, l))
     }
 
+    /// The compile's reply, but give up waiting — `Ok(None)`, nothing lost, call again to
+    /// go on — at `until` or as soon as `other` becomes readable (a child's pidfd): for a
+    /// client that watches a local compile while the host works ([`super::race`]). The
+    /// I/O timeout applies as in [`Self::read_reply`], counted across calls.
+    pub(crate) fn read_reply_until(
+        &mut self,
+        version: u8,
+        until: Option<Instant>,
+        other: Option<BorrowedFd<'_>>,
+    ) -> Result<Option<Reply>, ConnError> {
+        let mut quiet_since = *self.quiet_since.get_or_insert_with(Instant::now);
+        loop {
+            match protocol::decode_reply(&self.buf, version, self.limits) {
+                Ok((value, used)) => {
+                    self.buf.drain(..used);
+                    self.quiet_since = None;
+                    return Ok(Some(value));
+                }
+                Err(ProtocolError::Incomplete) => {}
+                Err(e) => return Err(ConnError::Protocol(e)),
+            }
+            let silent_until = quiet_since + self.timeout;
+            let deadline = until.map_or(silent_until, |u| u.min(silent_until));
+            match wait_either(self.stream.read_fd(), other, deadline)? {
+                Woke::Other => return Ok(None),
+                Woke::Deadline if Instant::now() >= silent_until => {
+                    return Err(ConnError::Timeout(self.timeout));
+                }
+                Woke::Deadline => return Ok(None),
+                Woke::Stream => {}
+            }
+            // Steps as in `fill`.
+            let old = self.buf.len();
+            self.buf.resize(old + old.clamp(16 * 1024, 1024 * 1024), 0);
+            let result = match self.buf.get_mut(old..) {
+                Some(space) => self.stream.read(space),
+                None => Ok(0),
+            };
+            let n = match &result {
+                Ok(n) => *n,
+                Err(_) => 0,
+            };
+            self.buf.truncate(old + n);
+            match result {
+                Ok(0) => {
+                    return Err(if self.buf.is_empty() {
+                        ConnError::NoAnswer
+                    } else {
+                        ConnError::Truncated {
+                            got: self.buf.len(),
+                        }
+                    });
+                }
+                Ok(_) => {
+                    quiet_since = Instant::now();
+                    self.quiet_since = Some(quiet_since);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// The include server's list of files.
     pub(crate) fn read_include_reply(&mut self) -> Result<Vec<String>, ConnError> {
         self.receive(include::decode_reply)
@@ -319,6 +432,70 @@ mod tests {
         assert_eq!(e.exit_code(), ExitCode::Timeout);
         assert!(started.elapsed() >= Duration::from_millis(50));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn read_reply_until_pauses_and_resumes_without_losing_bytes() {
+        let bytes = protocol::encode_reply(&reply()).unwrap();
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        let mut wire = Wire::new(ours, Duration::from_secs(10)).unwrap();
+        // Nothing yet: a pause at `until`, not an error.
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert!(
+            wire.read_reply_until(1, Some(soon), None)
+                .unwrap()
+                .is_none()
+        );
+        // Half the reply, then a pause; then the rest.
+        let (a, b) = bytes.split_at(bytes.len() / 2);
+        peer.write_all(a).unwrap();
+        let soon = Instant::now() + Duration::from_millis(50);
+        assert!(
+            wire.read_reply_until(1, Some(soon), None)
+                .unwrap()
+                .is_none()
+        );
+        let writer = std::thread::spawn({
+            let b = b.to_vec();
+            move || {
+                peer.write_all(&b).unwrap();
+                peer
+            }
+        });
+        assert_eq!(wire.read_reply_until(1, None, None).unwrap(), Some(reply()));
+        drop(writer.join().unwrap());
+    }
+
+    #[test]
+    fn read_reply_until_wakes_for_the_other_descriptor() {
+        let (_peer, ours) = UnixStream::pair().unwrap();
+        let (mut other_w, other_r) = UnixStream::pair().unwrap();
+        other_w.write_all(b"x").unwrap();
+        let mut wire = Wire::new(ours, Duration::from_secs(30)).unwrap();
+        let started = Instant::now();
+        let got = wire
+            .read_reply_until(1, None, Some(other_r.as_fd()))
+            .unwrap();
+        assert!(got.is_none());
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn read_reply_until_still_times_a_silent_host_out() {
+        let (_peer, ours) = UnixStream::pair().unwrap();
+        let mut wire = Wire::new(ours, Duration::from_millis(100)).unwrap();
+        let started = Instant::now();
+        // Short pauses do not restart the silence allowance.
+        let e = loop {
+            let tick = Instant::now() + Duration::from_millis(10);
+            match wire.read_reply_until(1, Some(tick), None) {
+                Ok(None) => assert!(started.elapsed() < Duration::from_secs(10)),
+                Ok(Some(r)) => panic!("{r:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(e, ConnError::Timeout(_)), "{e}");
+        assert!(started.elapsed() >= Duration::from_millis(100));
     }
 
     #[test]

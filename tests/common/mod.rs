@@ -155,7 +155,7 @@ pub fn client_cmd(program: &Path, distcc_dir: &Path, hosts: &str) -> Command {
 /// Give `cmd` (e.g. one that runs on a [`lan::Host`]) the clean distcc environment of
 /// [`client_cmd`]: no inherited DISTCC_*/CCACHE* variables, its own DISTCC_DIR and hosts.
 pub fn client_env(cmd: &mut Command, distcc_dir: &Path, hosts: &str) {
-    // distcc never creates an explicit DISTCC_DIR (only its lock/ and state/ inside).
+    // Made here so tests can put files in it before the first client runs.
     fs::create_dir_all(distcc_dir).unwrap();
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
@@ -165,7 +165,9 @@ pub fn client_env(cmd: &mut Command, distcc_dir: &Path, hosts: &str) {
     }
     cmd.env("DISTCC_DIR", distcc_dir)
         .env("DISTCC_HOSTS", hosts)
-        .env("DISTCC_PAUSE_TIME_MSEC", "50");
+        .env("DISTCC_PAUSE_TIME_MSEC", "50")
+        // No racing a late job locally: tests count which machine compiled what.
+        .env("DISTCC_RACE", "0");
 }
 
 /// The captured distcc 3.4 conversations (tests/fixtures/wire-distcc-3.4, see its README).
