@@ -1501,6 +1501,11 @@ pub fn pump_scale(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
                 jobs,
             )?;
             costs[i].push(c);
+            // The daemon logs a job after its client has its object: wait for the lines.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while jobs_since(d, before).0 < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let (k, p3) = jobs_since(d, before);
             remote[i] = (remote[i].0 + k, remote[i].1 + p3);
         }
