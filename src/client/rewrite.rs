@@ -12,8 +12,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -161,30 +159,11 @@ impl CacheEntry {
     /// distcc behaves by the name it is run under, so that name is part of the identity
     /// along with the file it resolves to). `None` when the executable can't be examined.
     fn new(dir: &Path, program: &Path) -> Option<CacheEntry> {
-        let canonical = std::fs::canonicalize(program).ok()?;
-        let meta = std::fs::metadata(&canonical).ok()?;
+        let (names, id) = crate::pump::stamp::exe_identity(program)?;
         let mut key = b"distcc -dumpmachine cache 1\n".to_vec();
-        for (label, p) in [("program", program), ("canonical", canonical.as_path())] {
-            let bytes = p.as_os_str().as_bytes();
-            // Length-prefixed, so that no path can be spelt to look like another field.
-            key.extend(format!("{label} {} ", bytes.len()).as_bytes());
-            key.extend(bytes);
-            key.push(b'\n');
-        }
+        key.extend(names);
         let name = format!("dumpmachine-{:016x}", fnv1a(&key));
-        key.extend(
-            format!(
-                "dev {}\nino {}\nsize {}\nmtime {}.{:09}\nctime {}.{:09}\n",
-                meta.dev(),
-                meta.ino(),
-                meta.size(),
-                meta.mtime(),
-                meta.mtime_nsec(),
-                meta.ctime(),
-                meta.ctime_nsec()
-            )
-            .as_bytes(),
-        );
+        key.extend(id.describe().as_bytes());
         Some(CacheEntry {
             file: dir.join(name),
             key,

@@ -11,10 +11,10 @@
 //! [`stamp`]: super::stamp
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::defaults;
 use super::parse::{self, Form, Parsed};
@@ -337,8 +337,63 @@ struct Pass {
     again: bool,
 }
 
-/// (compiler, probe flags, language).
-type ProbeKey = (String, Vec<String>, String);
+/// (compiler's names and file identity, see [`stamp::exe_identity`], probe flags, language).
+type ProbeKey = (Vec<u8>, FileId, Vec<String>, String);
+
+/// One probe's answer, filled once.
+type ProbeCell = Arc<OnceLock<Result<Vec<PathBuf>, String>>>;
+
+/// The compilers' default dirs, shared by the analyser and the include server's request
+/// threads. Keyed by the executable's identity, not its name: a compiler upgraded while
+/// `pump --startup` runs is probed again. The map's lock is held only to find an entry;
+/// the probe (a compiler start, tens of ms) runs under that entry's own once-cell, so
+/// concurrent jobs of other compilers, or already probed ones, never wait for it.
+#[derive(Default)]
+pub(crate) struct Probes {
+    cells: Mutex<HashMap<ProbeKey, ProbeCell>>,
+}
+
+impl Probes {
+    /// The default dirs of `compiler` (as in the job's argv, found on `path`, or relative
+    /// to `cwd` when it has a `/`) with `flags` for `lang`.
+    pub(crate) fn dirs(
+        &self,
+        compiler: &str,
+        cwd: &Path,
+        flags: &[String],
+        lang: &str,
+        path: Option<&OsStr>,
+    ) -> Result<Vec<PathBuf>, String> {
+        let cant = || {
+            format!("Couldn't determine default system include directories: can't find {compiler}")
+        };
+        let program = crate::paths::which(compiler, path)
+            .map(|p| cwd.join(p))
+            .ok_or_else(cant)?;
+        let (names, id) = stamp::exe_identity(&program).ok_or_else(cant)?;
+        let key = (names, id, flags.to_vec(), lang.to_string());
+        let cell = self
+            .cells
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| defaults::probe(&program, flags, lang, path))
+            .clone()
+    }
+
+    /// Probe what the job `argv` run in `cwd` needs, before the caller takes a lock the
+    /// analysis holds: the analysis then finds the answer ready.
+    pub(crate) fn warm(&self, cwd: &Path, argv: &[String], path: Option<&OsStr>) {
+        if let Ok(cmd) = parse_command(cwd, argv)
+            && !cmd.nostdinc
+        {
+            let compiler = argv.first().map(String::as_str).unwrap_or("cc");
+            let _ = self.dirs(compiler, cwd, &cmd.probe_flags, cmd.lang, path);
+        }
+    }
+}
 /// (config, quote dir, chain start, name); a found index of `usize::MAX` means "quote dir".
 type SearchKey = (Arc<Config>, Option<PathBuf>, usize, String);
 
@@ -353,8 +408,8 @@ pub struct Analyser {
     job_misses: HashSet<OsString>,
     /// The current job's number (each analysis attempt is a job).
     job: u64,
-    /// (compiler, probe flags, language) → default dirs.
-    probes: HashMap<ProbeKey, Result<Vec<PathBuf>, String>>,
+    /// (compiler identity, probe flags, language) → default dirs.
+    probes: Arc<Probes>,
     /// (config, quote dir, start, name) → where it is found. Only results that no user
     /// file's absence went into; a hit is re-checked by the job's stat of it.
     searches: HashMap<SearchKey, Option<(PathBuf, usize)>>,
@@ -367,8 +422,25 @@ pub struct Analyser {
 
 /// Is `p` inside one of `dirs` (lexically)?
 fn under(p: &Path, dirs: &[PathBuf]) -> bool {
-    let n = crate::paths::normalise(p);
-    dirs.iter().any(|d| n.starts_with(d))
+    use std::os::unix::ffi::OsStrExt;
+    let b = p.as_os_str().as_bytes();
+    // An absolute path without `.`, `..` or empty components is its own normal form, and
+    // a component-wise prefix is then a byte prefix ending at a `/`: no allocation, no
+    // component walk (this runs for every file and candidate of every job).
+    let plain = b.first() == Some(&b'/')
+        && !b
+            .split(|&c| c == b'/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == b"." || s == b"..");
+    if !plain {
+        let n = crate::paths::normalise(p);
+        return dirs.iter().any(|d| n.starts_with(d));
+    }
+    dirs.iter().any(|d| {
+        let d = d.as_os_str().as_bytes();
+        b.starts_with(d)
+            && (b.len() == d.len() || d.ends_with(b"/") || b.get(d.len()) == Some(&b'/'))
+    })
 }
 
 impl Analyser {
@@ -460,20 +532,28 @@ impl Analyser {
         })
     }
 
-    /// The compiler's default include dirs, memoised per (compiler, flags, language).
+    /// The compiler's default include dirs, memoised per (compiler identity, flags,
+    /// language).
     pub(crate) fn system_dirs(
         &mut self,
         compiler: &str,
+        cwd: &Path,
         flags: &[String],
         lang: &str,
     ) -> Result<Vec<PathBuf>, NotCovered> {
-        let key = (compiler.to_string(), flags.to_vec(), lang.to_string());
-        let path = self.path.as_deref();
-        let r = self
-            .probes
-            .entry(key)
-            .or_insert_with(|| defaults::probe(compiler, flags, lang, path));
-        r.clone().map_err(NotCovered)
+        self.probes
+            .dirs(compiler, cwd, flags, lang, self.path.as_deref())
+            .map_err(NotCovered)
+    }
+
+    /// The probe cache, to warm it outside the lock around this analyser.
+    pub(crate) fn probes(&self) -> Arc<Probes> {
+        self.probes.clone()
+    }
+
+    /// The `PATH` compilers are probed with.
+    pub(crate) fn path(&self) -> Option<OsString> {
+        self.path.clone()
     }
 
     /// Find `name` like gcc: `quote_dir` first (quote includes), then `chain[start..]`.
@@ -594,7 +674,7 @@ impl Analyser {
         let system = if cmd.nostdinc {
             vec![]
         } else {
-            self.system_dirs(compiler, &cmd.probe_flags, cmd.lang)?
+            self.system_dirs(compiler, cwd, &cmd.probe_flags, cmd.lang)?
         };
         let mut chain = cmd.quote.clone();
         let angle_start = chain.len();
@@ -635,12 +715,19 @@ impl Analyser {
             ..Closure::default()
         };
         let mut seen_files = HashSet::new();
+        let mut dir_memo = HashMap::new();
         for n in &nodes {
             if under(&n.path, &system) {
                 out.system_files.insert(crate::paths::normalise(&n.path));
                 continue;
             }
-            let Some(phys) = physical(&n.path, &system, &mut out.links, &mut out.dirs, 0) else {
+            let Some(phys) = physical_memo(
+                &n.path,
+                &system,
+                &mut out.links,
+                &mut out.dirs,
+                &mut dir_memo,
+            ) else {
                 continue;
             };
             if under(&phys, &system) {
@@ -834,30 +921,64 @@ fn physical(
                 dirs.insert(cur.clone());
                 cur.pop();
             }
-            Component::Normal(name) => {
-                let next = cur.join(name);
-                if under(&next, system) {
-                    cur = next;
-                    continue;
-                }
-                let meta = fs::symlink_metadata(&next).ok()?;
-                if meta.file_type().is_symlink() {
-                    let target = fs::read_link(&next).ok()?;
-                    let target = if target.is_absolute() {
-                        target
-                    } else {
-                        cur.join(target)
-                    };
-                    let resolved = physical(&target, system, links, dirs, depth + 1)?;
-                    links.insert(next, resolved.clone());
-                    cur = resolved;
-                } else {
-                    cur = next;
-                }
-            }
+            Component::Normal(name) => cur = step(cur, name, system, links, dirs, depth)?,
         }
     }
     Some(cur)
+}
+
+/// One name below the physical dir `cur`: resolved if it is a symlink.
+fn step(
+    cur: PathBuf,
+    name: &OsStr,
+    system: &[PathBuf],
+    links: &mut BTreeMap<PathBuf, PathBuf>,
+    dirs: &mut BTreeSet<PathBuf>,
+    depth: u32,
+) -> Option<PathBuf> {
+    let next = cur.join(name);
+    if under(&next, system) {
+        return Some(next);
+    }
+    let meta = fs::symlink_metadata(&next).ok()?;
+    if !meta.file_type().is_symlink() {
+        return Some(next);
+    }
+    let target = fs::read_link(&next).ok()?;
+    let target = if target.is_absolute() {
+        target
+    } else {
+        cur.join(target)
+    };
+    let resolved = physical(&target, system, links, dirs, depth + 1)?;
+    links.insert(next, resolved.clone());
+    Some(resolved)
+}
+
+/// [`physical`] for many files of one job: each directory is walked once per job (a
+/// job's files share a few dirs, and walking every component of every file was most of
+/// the include server's system time). The links and climbed dirs a walk records go into
+/// the job's sets the first time, so a memo hit needs nothing more. Per job only: a dir
+/// may become a symlink between jobs.
+fn physical_memo(
+    p: &Path,
+    system: &[PathBuf],
+    links: &mut BTreeMap<PathBuf, PathBuf>,
+    dirs: &mut BTreeSet<PathBuf>,
+    memo: &mut HashMap<PathBuf, Option<PathBuf>>,
+) -> Option<PathBuf> {
+    let (Some(parent), Some(name)) = (p.parent(), p.file_name()) else {
+        return physical(p, system, links, dirs, 0);
+    };
+    let dir = match memo.get(parent) {
+        Some(d) => d.clone(),
+        None => {
+            let d = physical(parent, system, links, dirs, 0);
+            memo.insert(parent.to_path_buf(), d.clone());
+            d
+        }
+    }?;
+    step(dir, name, system, links, dirs, 0)
 }
 
 #[cfg(test)]
@@ -1086,6 +1207,46 @@ mod tests {
         let second = an.analyse(&r, &argv).unwrap();
         assert!(second.files.contains(&r.join("d.h")), "{:?}", second.files);
         assert!(!second.files.contains(&r.join("c.h")), "{:?}", second.files);
+    }
+
+    #[test]
+    fn a_replaced_compiler_is_probed_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(&r.join("m.c"), "int m;\n");
+        // A compiler whose search list names `dir`. The bytes go in through `cp`, a child:
+        // had this multithreaded process held the script open for writing, a sibling
+        // test forking then could inherit it, and running it would fail with ETXTBSY.
+        let install = |dir: &str| {
+            let src = r.join("cc.src");
+            write(
+                &src,
+                &format!(
+                    "#!/bin/sh\necho '#include <...> search starts here:' >&2\n\
+                     echo ' {}' >&2\necho 'End of search list.' >&2\n",
+                    r.join(dir).display()
+                ),
+            );
+            fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+            let _ = fs::remove_file(r.join("bin/fakecc"));
+            fs::create_dir_all(r.join("bin")).unwrap();
+            let ok = std::process::Command::new("cp")
+                .arg(&src)
+                .arg(r.join("bin/fakecc"))
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        };
+        install("sys-one");
+        let mut an = Analyser::with_path(Some(r.join("bin").into_os_string()));
+        let argv = s(&["fakecc", "-c", "m.c"]);
+        let first = an.analyse(&r, &argv).unwrap();
+        assert_eq!(first.system_links, vec![r.join("sys-one")]);
+        // Upgraded under the same name: its dirs are asked again, not remembered by name.
+        install("sys-two");
+        let second = an.analyse(&r, &argv).unwrap();
+        assert_eq!(second.system_links, vec![r.join("sys-two")]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::paths::normalise;
 /// Run `COMPILER [flags] -x LANG -v -c /dev/null -o /dev/null` with only `PATH` in the
 /// environment (so `CPATH` and friends can't leak in) and read the search list from stderr.
 pub(crate) fn probe(
-    compiler: &str,
+    compiler: &Path,
     flags: &[String],
     lang: &str,
     path: Option<&OsStr>,
@@ -27,12 +27,16 @@ pub(crate) fn probe(
         cmd.env("PATH", path);
     }
     let out = cmd.output().map_err(|e| {
-        format!("Couldn't determine default system include directories: can't run {compiler}: {e}")
+        format!(
+            "Couldn't determine default system include directories: can't run {}: {e}",
+            compiler.display()
+        )
     })?;
     let dirs = parse_search_list(&String::from_utf8_lossy(&out.stderr));
     if !out.status.success() || dirs.is_empty() {
         return Err(format!(
-            "Couldn't determine default system include directories of {compiler} for {lang}"
+            "Couldn't determine default system include directories of {} for {lang}",
+            compiler.display()
         ));
     }
     Ok(dirs)
@@ -118,8 +122,13 @@ mod tests {
 
     #[test]
     fn probes_the_real_compiler() {
-        let dirs =
-            probe("gcc", &[], "c", std::env::var_os("PATH").as_deref()).expect("gcc is installed");
+        let dirs = probe(
+            Path::new("gcc"),
+            &[],
+            "c",
+            std::env::var_os("PATH").as_deref(),
+        )
+        .expect("gcc is installed");
         assert!(dirs.iter().any(|d| d == Path::new("/usr/include")));
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::analyser::{Analyser, Closure};
+use super::analyser::{Analyser, Closure, Probes};
 use super::stamp::{self, FileId, ReadError};
 use super::{PumpError, defaults};
 use crate::protocol::{Limits, ProtocolError, include};
@@ -364,6 +364,10 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
 /// The include server: one analyser and one client root for the whole process.
 pub struct IncludeServer {
     analyser: Mutex<Analyser>,
+    /// The analyser's compiler probes, reachable without its lock.
+    probes: Arc<Probes>,
+    /// The `PATH` compilers are probed with.
+    path: Option<std::ffi::OsString>,
     root: ClientRoot,
     /// Tests: run between a job's analysis and its mirrors (with the attempt number).
     #[cfg(test)]
@@ -377,8 +381,11 @@ impl IncludeServer {
         client_tmp: Option<&Path>,
         path: Option<std::ffi::OsString>,
     ) -> Result<IncludeServer, PumpError> {
+        let analyser = Analyser::with_path(path);
         Ok(IncludeServer {
-            analyser: Mutex::new(Analyser::with_path(path)),
+            probes: analyser.probes(),
+            path: analyser.path(),
+            analyser: Mutex::new(analyser),
             root: ClientRoot::create(client_tmp)?,
             #[cfg(test)]
             after_analysis: None,
@@ -391,6 +398,10 @@ impl IncludeServer {
     pub(crate) fn answer(&self, req: &include::IncludeRequest) -> Vec<String> {
         let mut attempt = 1;
         loop {
+            // A compiler seen for the first time is probed before the analyser's lock
+            // is taken, so other jobs go on meanwhile.
+            self.probes
+                .warm(Path::new(&req.cwd), &req.argv, self.path.as_deref());
             let closure = {
                 let mut an = match self.analyser.lock() {
                     Ok(a) => a,

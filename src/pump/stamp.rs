@@ -70,6 +70,38 @@ impl FileId {
     }
 }
 
+impl FileId {
+    /// The fields as text, one per line (`dev`, `ino`, `size`, `mtime`, `ctime` in ns):
+    /// what a cache written to disk stores as its key.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "dev {}\nino {}\nsize {}\nmtime {}.{:09}\nctime {}.{:09}\n",
+            self.dev, self.ino, self.size, self.mtime.0, self.mtime.1, self.ctime.0, self.ctime.1
+        )
+    }
+}
+
+/// What identifies an executable as it is run under `program` (a path as found on PATH):
+/// the length-prefixed names (`program`, then the canonical file it resolves to, because
+/// a multicall binary such as ccache or distcc behaves by the name it is run under) and
+/// the canonical file's [`FileId`]. A cache of what a compiler answers (its target, its
+/// include dirs) is keyed by both, never by the name alone, so an upgraded or replaced
+/// compiler is asked again. `None` when the executable can't be examined.
+pub(crate) fn exe_identity(program: &Path) -> Option<(Vec<u8>, FileId)> {
+    use std::os::unix::ffi::OsStrExt;
+    let canonical = std::fs::canonicalize(program).ok()?;
+    let id = FileId::stat(&canonical)?;
+    let mut names = Vec::new();
+    for (label, p) in [("program", program), ("canonical", canonical.as_path())] {
+        let bytes = p.as_os_str().as_bytes();
+        // Length-prefixed, so that no path can be spelt to look like another field.
+        names.extend(format!("{label} {} ", bytes.len()).as_bytes());
+        names.extend(bytes);
+        names.push(b'\n');
+    }
+    Some((names, id))
+}
+
 /// A file's bytes together with the stamp it had before and after they were read.
 #[derive(Debug)]
 pub(crate) struct Stable {

@@ -1,7 +1,8 @@
 //! `make bench`: our distcc against Debian's distcc 3.4, side by side (see harness.rs).
 //!
 //! Options: `--quick` (smaller sizes, K up to 16), `--suite NAME` (repeatable: per-job,
-//! real, scheduler, memory, pump), `--no-write` (don't rewrite tests/bench/results.md).
+//! real, scheduler, memory, pump, pump-scale), `--rounds N`, `--no-write` (don't rewrite
+//! tests/bench/results.md).
 
 #[path = "harness.rs"]
 mod harness;
@@ -25,7 +26,12 @@ fn main() {
         ours: top.join("target/release/distcc"),
         work: top.join("tests/bench/work"),
         jobs: if quick { 40 } else { 100 },
-        rounds: if quick { 3 } else { 5 },
+        rounds: args
+            .iter()
+            .position(|a| a == "--rounds")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(if quick { 3 } else { 5 }),
         ks: if quick {
             vec![1, 4, 16]
         } else {

@@ -1000,6 +1000,554 @@ pub fn pump(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
     Ok(())
 }
 
+/// Where cargo unpacked the crate `name` (`req` a version requirement), fetched through a
+/// scratch project under `work`: the registry copy, never modified.
+pub fn crate_root(work: &Path, name: &str, req: &str) -> Result<PathBuf, String> {
+    let proj = work.join(format!("{name}-fetch"));
+    fs::create_dir_all(proj.join("src")).map_err(|e| e.to_string())?;
+    fs::write(
+        proj.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"{name}-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+             [dependencies]\n{name} = {{ version = \"{req}\", default-features = false }}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    fs::write(proj.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
+    let fetched = Command::new("cargo")
+        .arg("fetch")
+        .current_dir(&proj)
+        .stderr(Stdio::null())
+        .status();
+    if !fetched.map(|s| s.success()).unwrap_or(false) {
+        return Err(format!("cargo fetch of {name} failed"));
+    }
+    let meta = Command::new("cargo")
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(&proj)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&meta.stdout);
+    let marker = format!("/{name}-");
+    let manifest = text
+        .split('"')
+        .find(|s| s.ends_with("/Cargo.toml") && s.contains(&marker))
+        .ok_or(format!("{name} not in cargo metadata"))?;
+    Ok(PathBuf::from(manifest.trim_end_matches("/Cargo.toml")))
+}
+
+/// The big tree of the pump-scale suite: libcurl as the `curl-sys` crate vendors it, every
+/// `.c` under `curl/lib` (about 200 files, 250 headers, configuration macros nested many
+/// `#if`s deep), built with the Linux configuration of curl-sys's build script as plain
+/// `-D` flags (no generated header).
+pub struct Tree {
+    /// Directory every path below is relative to.
+    pub root: PathBuf,
+    /// Sources, relative to `root`, sorted.
+    pub files: Vec<String>,
+    /// Compiler flags of every compile (before `-c`), as argv words.
+    pub flags: Vec<String>,
+    pub version: String,
+}
+
+const CURL_DEFINES: &[&str] = &[
+    "BUILDING_LIBCURL",
+    "CURL_DISABLE_DICT",
+    "CURL_DISABLE_GOPHER",
+    "CURL_DISABLE_IMAP",
+    "CURL_DISABLE_LDAP",
+    "CURL_DISABLE_LDAPS",
+    "CURL_DISABLE_POP3",
+    "CURL_DISABLE_RTSP",
+    "CURL_DISABLE_SMB",
+    "CURL_DISABLE_SMTP",
+    "CURL_DISABLE_TELNET",
+    "CURL_DISABLE_TFTP",
+    "CURL_DISABLE_NTLM",
+    "CURL_STATICLIB",
+    "ENABLE_IPV6",
+    "HAVE_SOCKADDR_IN6_SIN6_SCOPE_ID",
+    "HAVE_ASSERT_H",
+    "CURL_OS=\"unknown\"",
+    "HAVE_ZLIB_H",
+    "HAVE_LONGLONG",
+    "HAVE_LIBZ",
+    "HAVE_BOOL_T",
+    "HAVE_STDBOOL_H",
+    "HAVE_STDINT_H",
+    "USE_RESOLV_THREADED",
+    "HAVE_GETADDRINFO",
+    "HAVE_GETPEERNAME",
+    "HAVE_GETSOCKNAME",
+    "RECV_TYPE_ARG1=int",
+    "HAVE_PTHREAD_H",
+    "HAVE_ARPA_INET_H",
+    "HAVE_ERRNO_H",
+    "HAVE_FCNTL_H",
+    "HAVE_NETDB_H",
+    "HAVE_NETINET_IN_H",
+    "HAVE_NETINET_TCP_H",
+    "HAVE_POLL_H",
+    "HAVE_FCNTL_O_NONBLOCK",
+    "HAVE_SYS_SELECT_H",
+    "HAVE_SYS_STAT_H",
+    "HAVE_SYS_TIME_H",
+    "HAVE_UNISTD_H",
+    "HAVE_RECV",
+    "HAVE_SELECT",
+    "HAVE_SEND",
+    "HAVE_SOCKET",
+    "HAVE_SOCKETPAIR",
+    "HAVE_STRUCT_TIMEVAL",
+    "HAVE_SYS_UN_H",
+    "HAVE_THREADS_POSIX",
+    "USE_UNIX_SOCKETS",
+    "RECV_TYPE_ARG2=void*",
+    "RECV_TYPE_ARG3=size_t",
+    "RECV_TYPE_ARG4=int",
+    "RECV_TYPE_RETV=ssize_t",
+    "SEND_QUAL_ARG2=const",
+    "SEND_TYPE_ARG1=int",
+    "SEND_TYPE_ARG2=void*",
+    "SEND_TYPE_ARG3=size_t",
+    "SEND_TYPE_ARG4=int",
+    "SEND_TYPE_RETV=ssize_t",
+    "SIZEOF_CURL_OFF_T=8",
+    "SIZEOF_INT=4",
+    "SIZEOF_SHORT=2",
+    "HAVE_CLOCK_GETTIME_MONOTONIC",
+    "HAVE_GETTIMEOFDAY",
+    "HAVE_POLL_FINE",
+    "SIZEOF_SSIZE_T=8",
+    "SIZEOF_SIZE_T=8",
+    "SIZEOF_LONG=8",
+];
+
+/// Fetch curl-sys and describe its libcurl as a [`Tree`].
+pub fn curl_tree(work: &Path) -> Result<Tree, String> {
+    let krate = crate_root(work, "curl-sys", "=0.4.91")?;
+    let root = krate.join("curl");
+    let mut files = Vec::new();
+    let mut dirs = vec![root.join("lib")];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d)
+            .map_err(|e| format!("{}: {e}", d.display()))?
+            .flatten()
+        {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "c")
+                && let Ok(rel) = p.strip_prefix(&root)
+            {
+                files.push(rel.display().to_string());
+            }
+        }
+    }
+    files.sort();
+    if files.len() < 150 {
+        return Err(format!(
+            "only {} .c files in {}",
+            files.len(),
+            root.display()
+        ));
+    }
+    let mut flags: Vec<String> = ["-O2", "-g", "-fvisibility=hidden", "-Iinclude", "-Ilib"]
+        .map(String::from)
+        .to_vec();
+    flags.extend(CURL_DEFINES.iter().map(|d| format!("-D{d}")));
+    let version = krate
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Tree {
+        root,
+        files,
+        flags,
+        version,
+    })
+}
+
+/// `'word'` for sh.
+fn sh_quote(w: &str) -> String {
+    format!("'{}'", w.replace('\'', "'\\''"))
+}
+
+/// What one `make -jN` of a [`Tree`] cost on the client side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuildCost {
+    pub wall: f64,
+    /// User+sys seconds of every process of the build (make, shells, distcc clients, their
+    /// cpp, the pump process); the daemons are not children of the build and don't count.
+    pub client_cpu: f64,
+    /// The pump process's own user+sys seconds (pump builds).
+    pub pump_cpu: f64,
+    /// The pump process's peak RSS, kB (pump builds).
+    pub pump_rss_kb: u64,
+}
+
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Has `pid` exited (without reaping it)?
+fn exited(pid: u32, block: bool) -> bool {
+    // SAFETY: waitid on our own child with WNOWAIT leaves it to be reaped by Child::wait.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOWAIT | if block { 0 } else { libc::WNOHANG };
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) };
+    // SAFETY: si_pid is set when waitid reported a child.
+    r == 0 && unsafe { info.si_pid() } != 0
+}
+
+/// A process's own user+sys seconds (readable while it is a zombie).
+fn own_cpu(pid: u32) -> f64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    // Fields after `(comm)`: state is 3, utime 14, stime 15 (1-based in proc(5)).
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<f64>().ok()))
+        .sum();
+    // SAFETY: sysconf has no memory effects.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Build every file of `tree` with `make -j{jobs}` in `dir` (always the same dir for one
+/// tree, so `-g` objects can be compared byte for byte), then move the objects to `keep`.
+#[allow(clippy::too_many_arguments)]
+pub fn tree_build(
+    world: &World,
+    tree: &Tree,
+    dir: &Path,
+    keep: &Path,
+    cc: &str,
+    hosts: &str,
+    side: Option<Side>,
+    pump: bool,
+    jobs: usize,
+) -> Result<BuildCost, String> {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let flags: Vec<String> = tree.flags.iter().map(|f| sh_quote(f)).collect();
+    let mut mk = format!("CFLAGS = {}\n", flags.join(" "));
+    let mut objs = Vec::new();
+    for f in &tree.files {
+        let obj = format!("{}.o", f.trim_end_matches(".c").replace('/', "_"));
+        let _ = writeln!(
+            mk,
+            "{}: {}\n\tcd {} && $(CC) $(CFLAGS) -c {f} -o {}",
+            obj,
+            tree.root.join(f).display(),
+            tree.root.display(),
+            dir.join(&obj).display()
+        );
+        objs.push(obj);
+    }
+    mk = format!("all: {}\n{mk}", objs.join(" "));
+    fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
+    let mut cmd = match (side, pump) {
+        (Some(s), false) => with_client_env(world, s, hosts, "tree", Path::new("make")),
+        (Some(s), true) => {
+            let mut c = with_client_env(world, s, hosts, "tree", &world.opts.ours);
+            c.args(["pump", "make"]);
+            c
+        }
+        (None, _) => Command::new("make"),
+    };
+    let before = children_cpu();
+    let start = Instant::now();
+    let mut child = cmd
+        .args(["-s", &format!("-j{jobs}"), &format!("CC={cc}")])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("make: {e}"))?;
+    let pid = child.id();
+    let mut hwm = 0;
+    while !exited(pid, !pump) {
+        hwm = hwm_kb(pid).unwrap_or(0).max(hwm);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let own = own_cpu(pid);
+    let ok = child.wait().map(|s| s.success()).unwrap_or(false);
+    let wall = start.elapsed().as_secs_f64();
+    let client_cpu = children_cpu() - before;
+    if !ok {
+        return Err(format!("{} build with {cc} failed", tree.version));
+    }
+    let _ = fs::remove_dir_all(keep);
+    fs::create_dir_all(keep).map_err(|e| e.to_string())?;
+    for o in &objs {
+        fs::rename(dir.join(o), keep.join(o)).map_err(|e| format!("{o}: {e}"))?;
+    }
+    Ok(BuildCost {
+        wall,
+        client_cpu,
+        pump_cpu: if pump { own } else { 0.0 },
+        pump_rss_kb: hwm,
+    })
+}
+
+/// Include analysis of every file of `tree`: as [`analysis_vs_gcc_m`].
+pub fn tree_analysis_vs_gcc_m(tree: &Tree) -> Result<(f64, f64, usize, usize), String> {
+    let argv_of = |f: &str, m: bool| -> Vec<String> {
+        let mut v = vec!["gcc".to_string()];
+        v.extend(tree.flags.iter().cloned());
+        v.extend([if m { "-M" } else { "-c" }.to_string(), f.to_string()]);
+        v
+    };
+    let mut analyser = distcc::pump::Analyser::with_path(std::env::var_os("PATH"));
+    let start = Instant::now();
+    let mut closures = Vec::new();
+    for f in &tree.files {
+        closures.push(
+            analyser
+                .analyse(&tree.root, &argv_of(f, false))
+                .map_err(|e| format!("{f}: not covered: {}", e.0))?,
+        );
+    }
+    let ours = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let mut deps = Vec::new();
+    for f in &tree.files {
+        let argv = argv_of(f, true);
+        let out = Command::new(&argv[0])
+            .args(&argv[1..])
+            .current_dir(&tree.root)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!("gcc -M {f} failed"));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).replace("\\\n", " ");
+        deps.push(
+            text.split_once(':')
+                .map(|(_, d)| d)
+                .unwrap_or("")
+                .split_whitespace()
+                .filter_map(|p| tree.root.join(p).canonicalize().ok())
+                .collect::<Vec<_>>(),
+        );
+    }
+    let theirs = start.elapsed().as_secs_f64();
+    let superset = closures
+        .iter()
+        .zip(&deps)
+        .filter(|(c, d)| {
+            let have: std::collections::BTreeSet<PathBuf> = c
+                .files
+                .iter()
+                .chain(c.system_files.iter())
+                .filter_map(|p| p.canonicalize().ok())
+                .collect();
+            d.iter().all(|p| have.contains(p))
+        })
+        .count();
+    Ok((ours, theirs, superset, tree.files.len()))
+}
+
+/// Jobs a daemon compiled since `before` lines of its log, and how many of them were
+/// protocol 3 (the server got the `.c` itself, not a preprocessed `.i`).
+fn jobs_since(d: &Daemon, before: usize) -> (usize, usize) {
+    let text = fs::read_to_string(&d.log).unwrap_or_default();
+    let ok: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("COMPILE_OK"))
+        .skip(before)
+        .collect();
+    let p3 = ok.iter().filter(|l| l.trim_end().ends_with(".c")).count();
+    (ok.len(), p3)
+}
+
+/// Suite 6, pump at scale: libcurl (see [`curl_tree`]) through distcc 3.4 plain, ours plain
+/// and ours pump, `make -j4` each, on loopback, rounds interleaved; client CPU per
+/// distributed job, wall, the pump process's CPU and RSS, analysis against gcc -M, objects
+/// against a local `-g` build made in the same directory.
+pub fn pump_scale(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    let tree = curl_tree(&world.opts.work)?;
+    let n = tree.files.len();
+    let (ours_t, gcc_t, superset, _) = tree_analysis_vs_gcc_m(&tree)?;
+    let mut r = row(
+        "pump-scale",
+        format!(
+            "include analysis of {} ({n} files): ms (ours in-process / gcc -M per file)",
+            tree.version
+        ),
+    );
+    r.ours = format!("{:.0}", ours_t * 1000.0);
+    r.theirs = format!("{:.0} (gcc -M)", gcc_t * 1000.0);
+    r.ratio = format!("{:.3}", ours_t / gcc_t);
+    r.target = "≤ 0.20".into();
+    r.verdict = pass(ours_t / gcc_t <= 0.2);
+    rows.push(r);
+    let mut r = row("pump-scale", "analyser's file set ⊇ gcc -M's");
+    r.ours = format!("{superset}/{n} files");
+    r.verdict = pass(superset == n);
+    rows.push(r);
+
+    let w = &world.opts.work;
+    let build = w.join("tree-build");
+    let jobs = 4;
+    tree_build(
+        world,
+        &tree,
+        &build,
+        &w.join("tree-local"),
+        "gcc",
+        "",
+        None,
+        false,
+        jobs,
+    )?;
+    let ours = world.daemon(Side::Ours, "127.0.0.1", jobs)?;
+    let theirs = world.daemon(Side::Theirs, "127.0.0.1", jobs)?;
+    let oc = format!("{} gcc", world.opts.ours.display());
+    let tc = "/usr/bin/distcc gcc".to_string();
+    // Per variant: costs per round, remote jobs, protocol-3 jobs.
+    let mut costs: [Vec<BuildCost>; 3] = Default::default();
+    let mut remote = [(0usize, 0usize); 3];
+    for _ in 0..world.opts.rounds.min(3) {
+        for (i, (d, cc, hosts, side, pump, tag)) in [
+            (
+                &theirs,
+                &tc,
+                format!("127.0.0.1:{}/{jobs},lzo", theirs.port),
+                Side::Theirs,
+                false,
+                "theirs",
+            ),
+            (
+                &ours,
+                &oc,
+                format!("127.0.0.1:{}/{jobs},lzo", ours.port),
+                Side::Ours,
+                false,
+                "plain",
+            ),
+            (
+                &ours,
+                &oc,
+                format!("127.0.0.1:{}/{jobs},cpp,lzo", ours.port),
+                Side::Ours,
+                true,
+                "pump",
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let before = jobs_since(d, 0).0;
+            let c = tree_build(
+                world,
+                &tree,
+                &build,
+                &w.join(format!("tree-{tag}")),
+                cc,
+                &hosts,
+                Some(side),
+                pump,
+                jobs,
+            )?;
+            costs[i].push(c);
+            // The daemon logs a job after its client has its object: wait for the lines.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while jobs_since(d, before).0 < n && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let (k, p3) = jobs_since(d, before);
+            remote[i] = (remote[i].0 + k, remote[i].1 + p3);
+        }
+    }
+    let rounds = costs[0].len().max(1);
+    let med = |v: &[BuildCost], f: fn(&BuildCost) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        median(&mut x)
+    };
+    // Client CPU per distributed job, ms.
+    let per_job: Vec<f64> = (0..3)
+        .map(|i| {
+            let jobs_per_round = remote[i].0 as f64 / rounds as f64;
+            med(&costs[i], |c| c.client_cpu) * 1000.0 / jobs_per_round.max(1.0)
+        })
+        .collect();
+    let mut r = row(
+        "pump-scale",
+        format!(
+            "{} make -j{jobs}: client CPU per distributed job, ms (ours plain / 3.4 plain)",
+            tree.version
+        ),
+    );
+    r.ours = format!("{:.1}", per_job[1]);
+    r.theirs = format!("{:.1}", per_job[0]);
+    r.ratio = format!("{:.2}", per_job[1] / per_job[0]);
+    r.target = "≤ 1.00".into();
+    r.verdict = pass(per_job[1] <= per_job[0]);
+    rows.push(r);
+    let mut r = row(
+        "pump-scale",
+        "client CPU per distributed job, ms (ours pump / 3.4 plain)",
+    );
+    r.ours = format!("{:.1}", per_job[2]);
+    r.theirs = format!("{:.1}", per_job[0]);
+    r.ratio = format!("{:.2}", per_job[2] / per_job[0]);
+    r.target = "≤ 0.20".into();
+    r.verdict = pass(per_job[2] <= per_job[0] * 0.2);
+    rows.push(r);
+    let (pw, ow, tw) = (
+        med(&costs[2], |c| c.wall),
+        med(&costs[1], |c| c.wall),
+        med(&costs[0], |c| c.wall),
+    );
+    let mut r = row(
+        "pump-scale",
+        "wall, s (ours pump / ours plain; 3.4 plain in brackets)",
+    );
+    r.ours = format!("{pw:.1}");
+    r.theirs = format!("{ow:.1} ({tw:.1})");
+    r.ratio = format!("{:.2}", pw / ow);
+    r.target = "≤ 1.10".into();
+    r.verdict = pass(pw / ow <= 1.1);
+    rows.push(r);
+    let rss = costs[2].iter().map(|c| c.pump_rss_kb).max().unwrap_or(0) as f64 / 1024.0;
+    let mut r = row(
+        "pump-scale",
+        "pump process: own CPU per job, ms; peak RSS, MB",
+    );
+    r.ours = format!(
+        "{:.2} ms; {rss:.1} MB",
+        med(&costs[2], |c| c.pump_cpu) * 1000.0 * rounds as f64 / remote[2].0.max(1) as f64
+    );
+    r.target = "≤ 100 MB".into();
+    r.verdict = pass(rss > 0.0 && rss <= 100.0);
+    rows.push(r);
+    let local = w.join("tree-local");
+    let (sp, np) = same_objects(&local, &w.join("tree-pump"));
+    let (so, _) = same_objects(&local, &w.join("tree-plain"));
+    let (st, _) = same_objects(&local, &w.join("tree-theirs"));
+    let mut r = row(
+        "pump-scale",
+        "objects equal to a local -g build; jobs remote / protocol 3 (pump)",
+    );
+    r.ours = format!(
+        "pump {sp}/{np}; {} remote, {} protocol 3",
+        remote[2].0, remote[2].1
+    );
+    r.theirs = format!("plain: ours {so}/{np}, 3.4 {st}/{np}");
+    r.target = "pump: all equal, all protocol 3".into();
+    r.verdict = pass(sp == np && np == n && remote[2].1 == n * rounds && remote[2].0 == n * rounds);
+    rows.push(r);
+    Ok(())
+}
+
 /// Render the table.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
@@ -1055,13 +1603,16 @@ pub fn run(opts: &Options, which: &[String]) -> Vec<Row> {
             rows.push(r);
         }
     }
-    if want("pump")
-        && opts.real_build
-        && let Err(e) = pump(&world, &mut rows)
-    {
-        let mut r = row("error", format!("pump: {e}"));
-        r.verdict = "FAIL".into();
-        rows.push(r);
+    let big: [(&str, Suite); 2] = [("pump", pump), ("pump-scale", pump_scale)];
+    for (name, f) in big {
+        if want(name)
+            && opts.real_build
+            && let Err(e) = f(&world, &mut rows)
+        {
+            let mut r = row("error", format!("{name}: {e}"));
+            r.verdict = "FAIL".into();
+            rows.push(r);
+        }
     }
     rows
 }
