@@ -297,6 +297,10 @@ pub(crate) struct ClientEnv {
     pub pump_blocker: Option<&'static str>,
     /// `DISTCC_MAX_DISCREPANCY`.
     pub max_discrepancy: u64,
+    /// `DISTCC_DIRECTIVES_ONLY=0` turns off preprocessing with gcc's `-fdirectives-only`
+    /// (macros left for the server, so debug info and diagnostics match a local build);
+    /// every job then sends a fully preprocessed source, as distcc 3.4 does.
+    pub directives_only: bool,
 }
 
 impl ClientEnv {
@@ -356,6 +360,9 @@ impl ClientEnv {
             include_server: r.path("INCLUDE_SERVER_PORT"),
             pump_blocker: PUMP_BLOCKERS.iter().copied().find(|v| r.is_set(v)),
             max_discrepancy: max_discrepancy(&mut r),
+            directives_only: r
+                .text("DISTCC_DIRECTIVES_ONLY")
+                .is_none_or(|v| v.trim() != "0"),
         };
         (settings, r.problems)
     }
@@ -559,6 +566,7 @@ mod tests {
         assert_eq!(c.pause, DEFAULT_PAUSE);
         assert_eq!(c.io_timeout, DEFAULT_IO_TIMEOUT);
         assert!(c.fallback && c.rewrite_cross && !c.save_temps && !c.skip_local_retry);
+        assert!(c.directives_only);
         assert_eq!(c.ssh, vec!["ssh"]);
         assert_eq!(c.socks_proxy, Ok(None));
         assert_eq!(c.hosts, None);
@@ -586,8 +594,10 @@ mod tests {
             ("DISTCC_MAX_DISCREPANCY", "3"),
             ("DISTCC_VERBOSE", "1"),
             ("DISTCC_LOG", "/tmp/l"),
+            ("DISTCC_DIRECTIVES_ONLY", "0"),
         ]));
         assert!(problems.is_empty(), "{problems:?}");
+        assert!(!c.directives_only);
         assert!(c.backoff_period.is_zero());
         assert_eq!(c.pause, MIN_PAUSE);
         assert_eq!(c.io_timeout, Duration::from_secs(7));
