@@ -108,7 +108,10 @@ fn directives_only_blocker(argv: &[String]) -> Option<String> {
                 Class::DumpLetters | Class::CppMode | Class::Pass(Tool::Preprocessor)
             )
             || (hit.class() == Class::Language
-                && !matches!(hit.value, Some("c" | "c++" | "cpp-output" | "c++-cpp-output")));
+                && !matches!(
+                    hit.value,
+                    Some("c" | "c++" | "cpp-output" | "c++-cpp-output")
+                ));
         if blocked {
             return Some(hit.name(a).to_string());
         }
@@ -540,11 +543,15 @@ mod tests {
             v("gcc -O2 -c a.c -o out/a.o -fpreprocessed -fdirectives-only")
         );
         // What our server accepts, and its check passes on the flags' own words.
-        let vetted = crate::daemon::argv::vet(&s.server_argv, crate::daemon::argv::Mode::Plain, "/");
+        let vetted =
+            crate::daemon::argv::vet(&s.server_argv, crate::daemon::argv::Mode::Plain, "/");
         assert_eq!(vetted.as_ref(), Ok(&s.server_argv));
         let s = dir("g++ -std=c++17 -c a.cc");
         assert!(s.directives_only);
-        assert_eq!(s.server_argv, v("g++ -std=c++17 -c a.cc -o a.o -fpreprocessed -fdirectives-only"));
+        assert_eq!(
+            s.server_argv,
+            v("g++ -std=c++17 -c a.cc -o a.o -fpreprocessed -fdirectives-only")
+        );
         // Full preprocessing: a bare command line, and what directives-only can't do.
         assert!(!scan(&v("gcc -c a.c")).directives_only);
         for cmd in [
@@ -560,11 +567,21 @@ mod tests {
         ] {
             let s = dir(cmd);
             assert!(!s.directives_only, "{cmd}");
-            assert!(!s.cpp_argv.contains(&"-fdirectives-only".to_string()), "{cmd}");
-            assert!(!s.server_argv.contains(&"-fpreprocessed".to_string()), "{cmd}");
+            assert!(
+                !s.cpp_argv.contains(&"-fdirectives-only".to_string()),
+                "{cmd}"
+            );
+            assert!(
+                !s.server_argv.contains(&"-fpreprocessed".to_string()),
+                "{cmd}"
+            );
         }
         // An explicit switch of the user's is not ours to keep: compiled here.
-        assert!(dir("gcc -fno-directives-only -c a.c").local_reason.is_some());
+        assert!(
+            dir("gcc -fno-directives-only -c a.c")
+                .local_reason
+                .is_some()
+        );
         assert!(dir("gcc -fdirectives-only -c a.c").local_reason.is_some());
     }
 

@@ -55,7 +55,11 @@ fn section(obj: &Path, name: &str) -> String {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let dump = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(dump.contains("0x00000000"), "{name} of {}: {dump}", obj.display());
+    assert!(
+        dump.contains("0x00000000"),
+        "{name} of {}: {dump}",
+        obj.display()
+    );
     dump
 }
 

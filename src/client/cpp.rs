@@ -186,7 +186,9 @@ impl Preprocess {
                         directives_only_unfit(&full.argv, &text)
                     };
                     if let Some(why) = why {
-                        log::info!("-fdirectives-only output not used ({why}); preprocessing in full");
+                        log::info!(
+                            "-fdirectives-only output not used ({why}); preprocessing in full"
+                        );
                         drop((out, err));
                         let result =
                             Preprocess::start(&full.inv, &full.argv, &full.ext, &full.env)?

@@ -53,7 +53,12 @@ pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
         argv.extend(["-target".to_string(), triple]);
     }
     let cpp = if env.directives_only {
-        cpp_strategy(&argv, inv.path.as_deref(), &inv.child_env(), cache.as_deref())
+        cpp_strategy(
+            &argv,
+            inv.path.as_deref(),
+            &inv.child_env(),
+            cache.as_deref(),
+        )
     } else {
         CppStrategy::Full
     };
@@ -79,10 +84,7 @@ pub(crate) fn cpp_strategy(
         return CppStrategy::Full;
     };
     let base = basename(name);
-    let gcc_name = base == "cc"
-        || base == "c++"
-        || base.contains("gcc")
-        || base.contains("g++");
+    let gcc_name = base == "cc" || base == "c++" || base.contains("gcc") || base.contains("g++");
     if !gcc_name || base.contains("clang") {
         return CppStrategy::Full;
     }
@@ -522,7 +524,14 @@ mod tests {
     fn the_cpp_strategy_is_probed_once_per_compiler() {
         let f = Fake::new();
         let path = f.dir.path().as_os_str();
-        let strategy = |name: &str| cpp_strategy(&v(&format!("{name} -c x.c")), Some(path), &[], Some(&f.cache));
+        let strategy = |name: &str| {
+            cpp_strategy(
+                &v(&format!("{name} -c x.c")),
+                Some(path),
+                &[],
+                Some(&f.cache),
+            )
+        };
         let runs = f.dir.path().join("runs");
         let gcc = |defines: &str| {
             exe(

@@ -204,8 +204,13 @@ fn vet_directives_only(out: &[String], flags: &[&str]) -> Result<(), ArgvError> 
         let word = out[i].as_str();
         let hit = options::lookup(word, out.get(i + 1).map(String::as_str));
         i += hit.consumed;
-        let why = if ["-traditional", "-traditional-cpp", "-fmodules-ts", "-fmodules"]
-            .contains(&word)
+        let why = if [
+            "-traditional",
+            "-traditional-cpp",
+            "-fmodules-ts",
+            "-fmodules",
+        ]
+        .contains(&word)
             || word.starts_with("-fmodule-")
         {
             "it changes what the preprocessor does with a directives-only source"
@@ -314,8 +319,16 @@ pub(crate) const DIRECTIVES_ONLY_FLAGS: [&str; 2] = ["-fpreprocessed", "-fdirect
 
 /// Directives a directives-only source may hold: none reads a file.
 const HARMLESS_DIRECTIVES: &[&[u8]] = &[
-    b"define", b"undef", b"pragma", b"ident", b"sccs", b"line", b"assert", b"unassert",
-    b"error", b"warning",
+    b"define",
+    b"undef",
+    b"pragma",
+    b"ident",
+    b"sccs",
+    b"line",
+    b"assert",
+    b"unassert",
+    b"error",
+    b"warning",
 ];
 
 /// Identifiers that make the preprocessor look for a file even outside `#if`.
@@ -447,8 +460,9 @@ pub(crate) fn check_directives_only_source(
                         sep,
                         line_comments: lc,
                     };
-                    scan_source(&logical, opts).map_err(|(line, why)| {
-                        ArgvError::UnsafeSource { line, why: why.to_owned() }
+                    scan_source(&logical, opts).map_err(|(line, why)| ArgvError::UnsafeSource {
+                        line,
+                        why: why.to_owned(),
                     })?;
                 }
             }
@@ -563,7 +577,12 @@ fn scan_source(src: &Logical, o: Opts) -> Result<(), Unsafe> {
     let b = &src.bytes;
     let n = b.len();
     let at = |i: usize| b.get(i).copied();
-    let line = |i: usize| src.line.get(i.min(n.saturating_sub(1))).copied().unwrap_or(1);
+    let line = |i: usize| {
+        src.line
+            .get(i.min(n.saturating_sub(1)))
+            .copied()
+            .unwrap_or(1)
+    };
     let mut i = 0;
     let mut bol = true;
     while i < n {
@@ -612,10 +631,9 @@ fn scan_source(src: &Logical, o: Opts) -> Result<(), Unsafe> {
             let mut j = i + 1;
             while j < n {
                 let d = b[j];
-                if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' {
-                    j += 1;
-                } else if (d == b'+' || d == b'-') && matches!(b[j - 1], b'e' | b'E' | b'p' | b'P')
-                {
+                let sign =
+                    (d == b'+' || d == b'-') && matches!(b[j - 1], b'e' | b'E' | b'p' | b'P');
+                if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' || sign {
                     j += 1;
                 } else if d == b'\'' && o.sep {
                     match at(j + 1) {
@@ -691,7 +709,10 @@ fn skip_raw_string(src: &Logical, start: usize) -> Result<usize, &'static str> {
     let b = &src.bytes;
     let mut j = start;
     while j < b.len() && j - start <= 16 && b[j] != b'(' {
-        if matches!(b[j], b' ' | b')' | b'\\' | b'\t' | 0x0b | 0x0c | b'\n' | b'\r') {
+        if matches!(
+            b[j],
+            b' ' | b')' | b'\\' | b'\t' | 0x0b | 0x0c | b'\n' | b'\r'
+        ) {
             return Err("a malformed raw string");
         }
         j += 1;
@@ -703,7 +724,9 @@ fn skip_raw_string(src: &Logical, start: usize) -> Result<usize, &'static str> {
     let body = j + 1;
     let mut k = body;
     while k < b.len() {
-        if b[k] == b')' && b[k + 1..].starts_with(delim) && b.get(k + 1 + delim.len()) == Some(&b'"')
+        if b[k] == b')'
+            && b[k + 1..].starts_with(delim)
+            && b.get(k + 1 + delim.len()) == Some(&b'"')
         {
             let end = k + 2 + delim.len();
             if src.edited_within(start, end) {
@@ -733,7 +756,10 @@ fn check_directive(b: &[u8], mut j: usize) -> Result<usize, &'static str> {
         _ => {}
     }
     let start = j;
-    while b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_') {
+    while b
+        .get(j)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
         j += 1;
     }
     let name = &b[start..j];
@@ -1139,7 +1165,10 @@ mod tests {
         assert!(gate("gcc -trigraphs -c a.c", t).is_err());
         assert!(gate("gcc -std=c99 -c a.c", t).is_err());
         let t = "int a; ??/\n#include \"/etc/passwd\"\n";
-        assert!(gate("gcc -c a.c", t).is_err(), "a splice or not, a line start");
+        assert!(
+            gate("gcc -c a.c", t).is_err(),
+            "a splice or not, a line start"
+        );
     }
 
     #[test]
@@ -1150,11 +1179,17 @@ mod tests {
             # 3 \"a.c\" 2\n// line comment #include\n#pragma GCC diagnostic ignored \"-Wunused\"\n\
             _Pragma(\"GCC diagnostic push\")\n#ident \"x\"\nchar *s = \"#include /*\";\n\
             char c = '\\'', d = '#'; int n = 0x1p-3 + 1e+5;\n  # 7 \"a.c\"\n#\n";
-        assert_eq!(gate("gcc -c a.c -fpreprocessed -fdirectives-only", src), Ok(()));
+        assert_eq!(
+            gate("gcc -c a.c -fpreprocessed -fdirectives-only", src),
+            Ok(())
+        );
         // C++: raw strings and digit separators, lexed as the -std says.
         let cxx = "auto s = R\"gl(\n#version 330\n/*)gl\";\nint n = 1'000'000;\n";
         assert_eq!(gate("g++ -std=c++17 -c a.cc", cxx), Ok(()));
-        assert!(gate("g++ -c a.cc", cxx).is_err(), "the default -std differs by version");
+        assert!(
+            gate("g++ -c a.cc", cxx).is_err(),
+            "the default -std differs by version"
+        );
     }
 
     #[test]
@@ -1165,8 +1200,14 @@ mod tests {
             ok,
             v("gcc -O2 -c a.c -o a.o -fpreprocessed -fdirectives-only")
         );
-        assert_eq!(refusal(plain("gcc -c a.c -fdirectives-only")), "-fdirectives-only");
-        assert_eq!(refusal(plain("gcc -c a.c -fpreprocessed")), "-fpreprocessed");
+        assert_eq!(
+            refusal(plain("gcc -c a.c -fdirectives-only")),
+            "-fdirectives-only"
+        );
+        assert_eq!(
+            refusal(plain("gcc -c a.c -fpreprocessed")),
+            "-fpreprocessed"
+        );
         assert_eq!(
             refusal(plain(
                 "gcc -c a.c -fpreprocessed -fdirectives-only -fdirectives-only"
@@ -1174,7 +1215,9 @@ mod tests {
             "-fpreprocessed"
         );
         assert_eq!(
-            refusal(plain("gcc -c a.c -fno-preprocessed -fpreprocessed -fdirectives-only")),
+            refusal(plain(
+                "gcc -c a.c -fno-preprocessed -fpreprocessed -fdirectives-only"
+            )),
             "-fno-preprocessed"
         );
         for (cmd, option) in [
@@ -1189,7 +1232,9 @@ mod tests {
         // The source is checked only with the pair.
         let inc = b"#include \"/etc/passwd\"\n";
         assert!(check_plain_source(&v("gcc -c a.c"), inc).is_ok());
-        assert!(check_plain_source(&v("gcc -c a.c -fpreprocessed -fdirectives-only"), inc).is_err());
+        assert!(
+            check_plain_source(&v("gcc -c a.c -fpreprocessed -fdirectives-only"), inc).is_err()
+        );
     }
 
     #[test]
