@@ -32,6 +32,91 @@ pub(crate) struct Scan {
     pub preprocessed: bool,
     /// Extension of the preprocessed temp file (`i`, `ii`, `mi`, `mii`).
     pub cpp_ext: &'static str,
+    /// `cpp_argv` preprocesses with `-fdirectives-only` and `server_argv` ends with
+    /// [`DIRECTIVES_ONLY_FLAGS`]: macros are expanded on the server, as in a local build.
+    pub directives_only: bool,
+}
+
+/// How the client preprocesses for a plain-mode server, which the client decides from
+/// the compiler itself ([`crate::client::rewrite`]), so that the scan stays a function
+/// of its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum CppStrategy {
+    /// `cc -E`: a fully preprocessed source, as distcc 3.4 sends.
+    #[default]
+    Full,
+    /// gcc 11 or later: `-E -fdirectives-only` here (includes and conditionals resolved,
+    /// macros kept), `-fpreprocessed -fdirectives-only` on the server, so that line
+    /// tables, columns and macro notes are a local build's. gcc 11 is the first whose
+    /// directives-only mode lexes raw strings and is idempotent (GCC PR 88475).
+    GccDirectivesOnly,
+}
+
+/// A command line and the cpp strategy for its compiler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobArgv {
+    pub argv: Vec<String>,
+    pub cpp: CppStrategy,
+}
+
+/// What [`scan`] reads: a bare command line (full preprocessing) or a [`JobArgv`].
+pub(crate) trait Words {
+    fn words(&self) -> &[String];
+    fn cpp(&self) -> CppStrategy {
+        CppStrategy::Full
+    }
+}
+
+impl Words for [String] {
+    fn words(&self) -> &[String] {
+        self
+    }
+}
+
+impl Words for Vec<String> {
+    fn words(&self) -> &[String] {
+        self
+    }
+}
+
+impl Words for JobArgv {
+    fn words(&self) -> &[String] {
+        &self.argv
+    }
+    fn cpp(&self) -> CppStrategy {
+        self.cpp
+    }
+}
+
+pub(crate) use crate::daemon::argv::DIRECTIVES_ONLY_FLAGS;
+
+/// Why this command line is preprocessed in full even with a directives-only compiler:
+/// options that shape cpp's output (`-C`, `-P`, `-dD`, `-traditional-cpp`), that a
+/// server refuses next to `-fdirectives-only`, or a language other than C and C++.
+fn directives_only_blocker(argv: &[String]) -> Option<String> {
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].as_str();
+        let hit = options::lookup(a, argv.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        let blocked = ["-traditional", "-traditional-cpp", "-C", "-CC", "-P"].contains(&a)
+            || ["-fpch-preprocess", "-fmodules-ts", "-fmodules"].contains(&a)
+            || a.starts_with("-fmodule-")
+            || a.starts_with("-finput-charset=")
+            || matches!(
+                hit.class(),
+                Class::DumpLetters | Class::CppMode | Class::Pass(Tool::Preprocessor)
+            )
+            || (hit.class() == Class::Language
+                && !matches!(
+                    hit.value,
+                    Some("c" | "c++" | "cpp-output" | "c++-cpp-output")
+                ));
+        if blocked {
+            return Some(hit.name(a).to_string());
+        }
+    }
+    None
 }
 
 const SOURCE_EXTS: &[&str] = &[
@@ -141,8 +226,8 @@ fn server_refuses(word: &str, hit: &options::Hit<'_>) -> Option<String> {
 }
 
 /// Scan a compiler command line (argv[0] is the compiler).
-pub(crate) fn scan(argv_in: &[String]) -> Scan {
-    let argv = expand_wp(argv_in);
+pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
+    let argv = expand_wp(job.words());
     let mut local_reason: Option<String> = None;
     let mut reason = |r: &str| {
         if local_reason.is_none() {
@@ -251,6 +336,17 @@ pub(crate) fn scan(argv_in: &[String]) -> Scan {
     let out =
         output.unwrap_or_else(|| basename(&with_ext(&input_s, if seen_s { "s" } else { "o" })));
     let (cpp_ext, preprocessed) = preprocessed_ext(&input_s);
+    let directives_only = job.cpp() == CppStrategy::GccDirectivesOnly
+        && local_reason.is_none()
+        && !preprocessed
+        && matches!(cpp_ext, "i" | "ii")
+        && match directives_only_blocker(&argv) {
+            Some(why) => {
+                log::debug!("{why}: preprocessing {input_s} in full");
+                false
+            }
+            None => true,
+        };
 
     // Preprocessor: drop -o, -c/-S become -E; the .d goes exactly where gcc would put it.
     let mut cpp_argv = Vec::new();
@@ -268,6 +364,9 @@ pub(crate) fn scan(argv_in: &[String]) -> Scan {
             Class::Compile => {
                 if !cpp_argv.iter().any(|w| w == "-E") {
                     cpp_argv.push("-E".to_string());
+                    if directives_only {
+                        cpp_argv.push(DIRECTIVES_ONLY_FLAGS[1].to_string());
+                    }
                 }
             }
             _ => cpp_argv.extend_from_slice(words),
@@ -298,6 +397,9 @@ pub(crate) fn scan(argv_in: &[String]) -> Scan {
     if !explicit_output {
         server_argv.extend(["-o".to_string(), out.clone()]);
     }
+    if directives_only {
+        server_argv.extend(DIRECTIVES_ONLY_FLAGS.iter().map(|w| w.to_string()));
+    }
     Scan {
         local_argv: argv,
         local_reason,
@@ -308,6 +410,7 @@ pub(crate) fn scan(argv_in: &[String]) -> Scan {
         server_argv,
         preprocessed,
         cpp_ext,
+        directives_only,
     }
 }
 
@@ -418,6 +521,68 @@ mod tests {
         assert!(s.preprocessed);
         assert_eq!(s.cpp_ext, "ii");
         assert_eq!(scan(&v("g++ -c x.cc")).cpp_ext, "ii");
+    }
+
+    fn dir(s: &str) -> Scan {
+        scan(&JobArgv {
+            argv: v(s),
+            cpp: CppStrategy::GccDirectivesOnly,
+        })
+    }
+
+    #[test]
+    fn directives_only_for_gcc() {
+        let s = dir("gcc -O2 -DX=1 -Iinc -MD -c a.c -o out/a.o");
+        assert!(s.directives_only);
+        assert_eq!(
+            s.cpp_argv,
+            v("gcc -O2 -DX=1 -Iinc -MD -E -fdirectives-only a.c -MF out/a.d -MQ out/a.o")
+        );
+        assert_eq!(
+            s.server_argv,
+            v("gcc -O2 -c a.c -o out/a.o -fpreprocessed -fdirectives-only")
+        );
+        // What our server accepts, and its check passes on the flags' own words.
+        let vetted =
+            crate::daemon::argv::vet(&s.server_argv, crate::daemon::argv::Mode::Plain, "/");
+        assert_eq!(vetted.as_ref(), Ok(&s.server_argv));
+        let s = dir("g++ -std=c++17 -c a.cc");
+        assert!(s.directives_only);
+        assert_eq!(
+            s.server_argv,
+            v("g++ -std=c++17 -c a.cc -o a.o -fpreprocessed -fdirectives-only")
+        );
+        // Full preprocessing: a bare command line, and what directives-only can't do.
+        assert!(!scan(&v("gcc -c a.c")).directives_only);
+        for cmd in [
+            "gcc -traditional-cpp -c a.c",
+            "gcc -C -c a.c",
+            "gcc -dD -c a.c",
+            "gcc -Xpreprocessor -P -c a.c",
+            "gcc -Wp,-C -c a.c",
+            "gcc -finput-charset=latin1 -c a.c",
+            "gcc -x objective-c -c a.m",
+            "gcc -c a.m",
+            "gcc -c a.i",
+        ] {
+            let s = dir(cmd);
+            assert!(!s.directives_only, "{cmd}");
+            assert!(
+                !s.cpp_argv.contains(&"-fdirectives-only".to_string()),
+                "{cmd}"
+            );
+            assert!(
+                !s.server_argv.contains(&"-fpreprocessed".to_string()),
+                "{cmd}"
+            );
+        }
+        // An explicit switch of the user's is not ours to keep: compiled here.
+        assert!(
+            dir("gcc -fno-directives-only -c a.c")
+                .local_reason
+                .is_some()
+        );
+        assert!(dir("gcc -fdirectives-only -c a.c").local_reason.is_some());
     }
 
     #[test]

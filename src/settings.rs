@@ -300,6 +300,10 @@ pub(crate) struct ClientEnv {
     /// `DISTCC_RACE=0` turns off racing a remote job that runs far longer than its host's
     /// recent jobs with a local compile ([`crate::client::race`]); on by default.
     pub race: bool,
+    /// `DISTCC_DIRECTIVES_ONLY=0` turns off preprocessing with gcc's `-fdirectives-only`
+    /// (macros left for the server, so debug info and diagnostics match a local build);
+    /// every job then sends a fully preprocessed source, as distcc 3.4 does.
+    pub directives_only: bool,
 }
 
 impl ClientEnv {
@@ -360,6 +364,9 @@ impl ClientEnv {
             pump_blocker: PUMP_BLOCKERS.iter().copied().find(|v| r.is_set(v)),
             max_discrepancy: max_discrepancy(&mut r),
             race: r.text("DISTCC_RACE").is_none_or(|v| v.trim() != "0"),
+            directives_only: r
+                .text("DISTCC_DIRECTIVES_ONLY")
+                .is_none_or(|v| v.trim() != "0"),
         };
         (settings, r.problems)
     }
@@ -564,6 +571,7 @@ mod tests {
         assert_eq!(c.io_timeout, DEFAULT_IO_TIMEOUT);
         assert!(c.fallback && c.rewrite_cross && !c.save_temps && !c.skip_local_retry);
         assert!(c.race);
+        assert!(c.directives_only);
         assert_eq!(c.ssh, vec!["ssh"]);
         assert_eq!(c.socks_proxy, Ok(None));
         assert_eq!(c.hosts, None);
@@ -592,9 +600,11 @@ mod tests {
             ("DISTCC_VERBOSE", "1"),
             ("DISTCC_LOG", "/tmp/l"),
             ("DISTCC_RACE", " 0"),
+            ("DISTCC_DIRECTIVES_ONLY", "0"),
         ]));
         assert!(problems.is_empty(), "{problems:?}");
         assert!(!c.race);
+        assert!(!c.directives_only);
         assert!(c.backoff_period.is_zero());
         assert_eq!(c.pause, MIN_PAUSE);
         assert_eq!(c.io_timeout, Duration::from_secs(7));

@@ -61,9 +61,46 @@ pub(crate) enum Preprocess {
         child: Child,
         out: TempFile,
         err: TempFile,
+        /// A directives-only run: what to run in full if its output won't do.
+        full: Option<Box<FullRun>>,
     },
     /// The input needs no preprocessing; send it as it is.
     Ready(PathBuf),
+}
+
+/// The full `-E` to fall back on when a directives-only run fails or its output would
+/// differ from a local build's (see [`Preprocess::finish`]). The server's command line
+/// stays: a fully preprocessed source compiles the same with `-fpreprocessed
+/// -fdirectives-only`, as it holds no macro and no directive but line markers and pragmas.
+#[derive(Debug)]
+pub(crate) struct FullRun {
+    inv: Invocation,
+    argv: Vec<String>,
+    ext: String,
+    env: ClientEnv,
+}
+
+/// Macros whose value depends on where they are expanded: the server's temp file and
+/// clock, not the client's (`__DATE__` ignores the client's `SOURCE_DATE_EPOCH` there).
+const WHERE_DEPENDENT_MACROS: &[&[u8]] = &[
+    b"__BASE_FILE__",
+    b"__TIMESTAMP__",
+    b"__DATE__",
+    b"__TIME__",
+    b"__INCLUDE_LEVEL__",
+];
+
+/// Why a directives-only output must not be sent as it is, if it must not.
+fn directives_only_unfit(cpp_argv: &[String], source: &[u8]) -> Option<String> {
+    if let Some(m) = WHERE_DEPENDENT_MACROS
+        .iter()
+        .find(|m| source.windows(m.len()).any(|w| w == **m))
+    {
+        return Some(format!("it uses {}", String::from_utf8_lossy(m)));
+    }
+    crate::daemon::argv::check_directives_only_source(cpp_argv, source)
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// cpp failed: its status and what it printed.
@@ -95,10 +132,33 @@ impl Preprocess {
         let child = cmd
             .spawn()
             .map_err(|e| ClientError::Exec(argv_to_string(cpp_argv), e))?;
-        Ok(Preprocess::Running { child, out, err })
+        let directives_only = crate::args::DIRECTIVES_ONLY_FLAGS[1];
+        let full = cpp_argv.iter().any(|w| w == directives_only).then(|| {
+            Box::new(FullRun {
+                inv: inv.clone(),
+                argv: cpp_argv
+                    .iter()
+                    .filter(|w| *w != directives_only)
+                    .cloned()
+                    .collect(),
+                ext: ext.to_string(),
+                env: env.clone(),
+            })
+        });
+        Ok(Preprocess::Running {
+            child,
+            out,
+            err,
+            full,
+        })
     }
 
     /// Wait for cpp. `Ok(Err(_))` when it failed (the user's source has errors).
+    ///
+    /// A directives-only run is redone in full (and the full run's result given) when it
+    /// fails — gcc refuses `__COUNTER__` in `#if` there, for one — or when its output uses a
+    /// macro whose value the server would get wrong, or would not pass the server's check
+    /// ([`crate::daemon::argv::check_directives_only_source`]).
     pub(crate) fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
         match self {
             Preprocess::Ready(p) => Ok(Ok(Preprocessed {
@@ -110,12 +170,45 @@ impl Preprocess {
                 mut child,
                 out,
                 err,
+                full,
             } => {
                 let status = child
                     .wait()
                     .map_err(|e| ClientError::Exec("cpp".into(), e))?;
                 let ret = critique(status);
                 let stderr = std::fs::read(&err.path).unwrap_or_default();
+                if let Some(full) = full {
+                    let why = if ret != 0 {
+                        Some(format!("it failed with status {ret}"))
+                    } else {
+                        let text = std::fs::read(&out.path)
+                            .map_err(|e| ClientError::ReadInput(out.path.clone(), e))?;
+                        directives_only_unfit(&full.argv, &text)
+                    };
+                    if let Some(why) = why {
+                        log::info!(
+                            "-fdirectives-only output not used ({why}); preprocessing in full"
+                        );
+                        drop((out, err));
+                        let result =
+                            Preprocess::start(&full.inv, &full.argv, &full.ext, &full.env)?
+                                .finish()?;
+                        // The server still checks it: one it would refuse (a raw string
+                        // whose lexing depends on the default -std) is compiled here.
+                        if let Ok(pre) = &result
+                            && let Err(e) = crate::daemon::argv::check_directives_only_source(
+                                &full.argv,
+                                &pre.read()?,
+                            )
+                        {
+                            return Err(ClientError::Unsupported(format!(
+                                "sending {} as a directives-only source ({e})",
+                                pre.path.display()
+                            )));
+                        }
+                        return Ok(result);
+                    }
+                }
                 if ret != 0 {
                     log::debug!("cpp failed with status {ret}");
                     return Ok(Err(CppFailed {

@@ -16,34 +16,138 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::invocation::Invocation;
+use crate::args::{CppStrategy, JobArgv};
 use crate::paths::{basename, which};
 use crate::settings::ClientEnv;
 
 /// The command line to scan for `inv`: the user's, with the compiler rewritten unless
 /// `DISTCC_NO_REWRITE_CROSS` is set (any value) or we are a nested distcc (safeguard > 0),
-/// which runs what the outer one already rewrote.
-pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> Vec<String> {
+/// which runs what the outer one already rewrote; and how to preprocess for it
+/// ([`cpp_strategy`], unless `DISTCC_DIRECTIVES_ONLY=0`).
+pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
     let mut argv = inv.argv.clone();
-    if inv.nested() || !env.rewrite_cross {
-        return argv;
+    if inv.nested() {
+        return JobArgv {
+            argv,
+            cpp: CppStrategy::Full,
+        };
     }
     let cache = match crate::temp::sub_dir(&env.dirs, "cache") {
         Ok(d) => Some(d),
         Err(e) => {
-            log::debug!("no -dumpmachine cache: {e}");
+            log::debug!("no compiler cache: {e}");
             None
         }
     };
-    if let Some(triple) = rewrite_compiler(
-        &mut argv,
-        inv.path.as_deref(),
-        &inv.child_env(),
-        cache.as_deref(),
-    ) && argv.first().is_some_and(|c| c.starts_with("clang"))
+    if env.rewrite_cross
+        && let Some(triple) = rewrite_compiler(
+            &mut argv,
+            inv.path.as_deref(),
+            &inv.child_env(),
+            cache.as_deref(),
+        )
+        && argv.first().is_some_and(|c| c.starts_with("clang"))
     {
         argv.extend(["-target".to_string(), triple]);
     }
-    argv
+    let cpp = if env.directives_only {
+        cpp_strategy(
+            &argv,
+            inv.path.as_deref(),
+            &inv.child_env(),
+            cache.as_deref(),
+        )
+    } else {
+        CppStrategy::Full
+    };
+    JobArgv { argv, cpp }
+}
+
+/// The first gcc whose `-fdirectives-only` output is safe to compile again (GCC 11
+/// rewrote that mode: raw strings, idempotence — GCC PR 88475).
+const MIN_DIRECTIVES_ONLY_GCC: u32 = 11;
+
+/// How to preprocess for `argv[0]`: [`CppStrategy::GccDirectivesOnly`] for a gcc of
+/// version [`MIN_DIRECTIVES_ONLY_GCC`] or later, else full `-E`. A name that is not a
+/// gcc's is never probed; a gcc's is confirmed by asking the compiler for its
+/// predefined macros once per executable (cached like `-dumpmachine`), because `gcc` can
+/// be a clang, an old gcc or a wrapper.
+pub(crate) fn cpp_strategy(
+    argv: &[String],
+    path: Option<&OsStr>,
+    child_env: &[(OsString, OsString)],
+    cache_dir: Option<&Path>,
+) -> CppStrategy {
+    let Some(name) = argv.first() else {
+        return CppStrategy::Full;
+    };
+    let base = basename(name);
+    let gcc_name = base == "cc" || base == "c++" || base.contains("gcc") || base.contains("g++");
+    if !gcc_name || base.contains("clang") {
+        return CppStrategy::Full;
+    }
+    let program = if name.contains('/') {
+        Some(PathBuf::from(name))
+    } else {
+        which(name, path)
+    };
+    let Some(program) = program else {
+        return CppStrategy::Full;
+    };
+    let entry = cache_dir.and_then(|dir| CacheEntry::new(dir, &program, CPP_KIND));
+    let answer = match entry.as_ref().and_then(CacheEntry::read) {
+        Some(a) => a,
+        None => {
+            let a = probe_cpp(&program, child_env);
+            if let Some(entry) = &entry {
+                entry.write(&a);
+            }
+            a
+        }
+    };
+    if answer == "directives-only" {
+        CppStrategy::GccDirectivesOnly
+    } else {
+        CppStrategy::Full
+    }
+}
+
+const CPP_KIND: (&str, &str) = ("cppmode", "cpp");
+const DUMPMACHINE_KIND: (&str, &str) = ("dumpmachine", "triple");
+
+/// `program -E -dM -x c /dev/null`: `directives-only` for a gcc (not a clang) of a
+/// version that has a working `-fdirectives-only`, else `full`.
+fn probe_cpp(program: &Path, child_env: &[(OsString, OsString)]) -> String {
+    let out = Command::new(program)
+        .args(["-E", "-dM", "-x", "c", "/dev/null"])
+        .envs(child_env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let text = match &out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => String::new(),
+    };
+    let mut gnuc: Option<u32> = None;
+    let mut clang = false;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("#define") {
+            continue;
+        }
+        match (words.next(), words.next()) {
+            (Some("__GNUC__"), Some(v)) => gnuc = v.parse().ok(),
+            (Some("__clang__"), _) => clang = true,
+            _ => {}
+        }
+    }
+    let ok = !clang && gnuc.is_some_and(|v| v >= MIN_DIRECTIVES_ONLY_GCC);
+    log::debug!(
+        "{}: __GNUC__ {gnuc:?}, clang {clang}: {}",
+        program.display(),
+        if ok { "-fdirectives-only" } else { "full -E" }
+    );
+    if ok { "directives-only" } else { "full" }.to_string()
 }
 
 /// Rewrite `argv[0]` (see the module notes) and return the compiler's target triple, when
@@ -112,7 +216,7 @@ fn dumpmachine(
     child_env: &[(OsString, OsString)],
     cache_dir: Option<&Path>,
 ) -> Option<String> {
-    let entry = cache_dir.and_then(|dir| CacheEntry::new(dir, program));
+    let entry = cache_dir.and_then(|dir| CacheEntry::new(dir, program, DUMPMACHINE_KIND));
     if let Some(triple) = entry.as_ref().and_then(CacheEntry::read) {
         return Some(triple);
     }
@@ -145,32 +249,37 @@ fn valid_triple(t: &str) -> bool {
 /// Cache files are small; anything bigger is not ours.
 const MAX_CACHE_FILE: u64 = 16 * 1024;
 
-/// One compiler's cache file: `dumpmachine-<hash of its paths>`, holding the full key
-/// (paths, device, inode, size, mtime and ctime in ns) and then `triple <triple>`. The name
-/// depends on the paths only, so an upgraded compiler overwrites its own file; the stored
-/// key must match in full, so a stale or foreign file is never believed.
+/// One compiler's cache file for one question: `<kind>-<hash of its paths>` (kinds:
+/// `dumpmachine`, whose answer is `triple <triple>`; `cppmode`, `cpp <strategy>`),
+/// holding the full key (paths, device, inode, size, mtime and ctime in ns) and then the
+/// answer. The name depends on the paths only, so an upgraded compiler overwrites its own
+/// file; the stored key must match in full, so a stale or foreign file is never believed.
 struct CacheEntry {
     file: PathBuf,
     key: Vec<u8>,
+    /// The answer's label (`triple`, `cpp`).
+    label: &'static str,
 }
 
 impl CacheEntry {
     /// The entry for `program` (as found on PATH: a multicall binary such as ccache or
     /// distcc behaves by the name it is run under, so that name is part of the identity
     /// along with the file it resolves to). `None` when the executable can't be examined.
-    fn new(dir: &Path, program: &Path) -> Option<CacheEntry> {
+    fn new(dir: &Path, program: &Path, kind: (&str, &'static str)) -> Option<CacheEntry> {
+        let (kind, label) = kind;
         let (names, id) = crate::pump::stamp::exe_identity(program)?;
-        let mut key = b"distcc -dumpmachine cache 1\n".to_vec();
+        let mut key = format!("distcc -{kind} cache 1\n").into_bytes();
         key.extend(names);
-        let name = format!("dumpmachine-{:016x}", fnv1a(&key));
+        let name = format!("{kind}-{:016x}", fnv1a(&key));
         key.extend(id.describe().as_bytes());
         Some(CacheEntry {
             file: dir.join(name),
             key,
+            label,
         })
     }
 
-    /// The stored triple, if the file is whole and was written for exactly this key.
+    /// The stored answer, if the file is whole and was written for exactly this key.
     fn read(&self) -> Option<String> {
         let mut bytes = Vec::new();
         std::fs::File::open(&self.file)
@@ -179,19 +288,20 @@ impl CacheEntry {
             .read_to_end(&mut bytes)
             .ok()?;
         let rest = bytes.strip_prefix(self.key.as_slice())?;
-        let triple = rest.strip_prefix(b"triple ")?.strip_suffix(b"\n")?;
+        let rest = rest.strip_prefix(self.label.as_bytes())?;
+        let triple = rest.strip_prefix(b" ")?.strip_suffix(b"\n")?;
         let triple = std::str::from_utf8(triple).ok()?;
         valid_triple(triple).then(|| triple.to_string())
     }
 
-    /// Store `triple`: written to a temp file in the same directory and renamed into place,
+    /// Store the answer `triple`: written to a temp file in the same directory and renamed into place,
     /// so that a concurrent client reads the old file or the new one, never half of one.
     /// Failures only cost a probe next time.
     fn write(&self, triple: &str) {
         let Some(dir) = self.file.parent() else {
             return;
         };
-        let tmp = match crate::temp::make_temp_file_in(dir, ".dumpmachine", ".tmp") {
+        let tmp = match crate::temp::make_temp_file_in(dir, ".answer", ".tmp") {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("can't cache the -dumpmachine answer: {e}");
@@ -201,7 +311,7 @@ impl CacheEntry {
         // Removed if a signal stops us before the rename.
         let _cleanup = super::cleanup::register(&tmp);
         let mut body = self.key.clone();
-        body.extend(format!("triple {triple}\n").as_bytes());
+        body.extend(format!("{} {triple}\n", self.label).as_bytes());
         let r = std::fs::OpenOptions::new()
             .write(true)
             .open(&tmp)
@@ -387,6 +497,41 @@ mod tests {
                 "case {i} rewritten"
             );
         }
+    }
+
+    #[test]
+    fn the_cpp_strategy_is_probed_once_per_compiler() {
+        let f = Fake::new();
+        let path = f.dir.path().as_os_str();
+        let strategy = |name: &str| {
+            cpp_strategy(
+                &v(&format!("{name} -c x.c")),
+                Some(path),
+                &[],
+                Some(&f.cache),
+            )
+        };
+        let runs = f.dir.path().join("runs");
+        let gcc = |defines: &str| {
+            exe(
+                &f.gcc(),
+                &format!("echo x >> '{}'\nprintf '{defines}'", runs.display()),
+            )
+        };
+        gcc("#define __GNUC__ 12\\n#define __GNUC_MINOR__ 2\\n");
+        assert_eq!(strategy("gcc"), CppStrategy::GccDirectivesOnly);
+        assert_eq!(strategy("gcc"), CppStrategy::GccDirectivesOnly);
+        assert_eq!(f.runs(), 1, "the second answer comes from the cache");
+        // Replaced: asked again. Too old, or a clang behind the name: full -E.
+        gcc("#define __GNUC__ 10\\n");
+        assert_eq!(strategy("gcc"), CppStrategy::Full);
+        gcc("#define __clang__ 1\\n#define __GNUC__ 12\\n");
+        assert_eq!(strategy("gcc"), CppStrategy::Full);
+        assert_eq!(f.runs(), 3);
+        // Names that are not a gcc's are never run.
+        assert_eq!(strategy("tcc"), CppStrategy::Full);
+        assert_eq!(strategy("clang"), CppStrategy::Full);
+        assert_eq!(f.runs(), 3);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub(crate) enum ArgvError {
     MissingArgument(String),
     #[error("argument {0:?} is neither an option nor the source file")]
     Operand(String),
+    /// A directives-only source (`-fpreprocessed -fdirectives-only`) that could make the
+    /// server's compiler read a file, or that gcc might lex otherwise than the check.
+    #[error("the directives-only source has {why} near line {line}")]
+    UnsafeSource { line: u32, why: String },
 }
 
 fn refused(option: impl Into<String>, why: impl Into<String>) -> ArgvError {
@@ -102,6 +106,7 @@ pub(crate) fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>,
         return Err(ArgvError::Empty);
     };
     let mut out = vec![first.clone()];
+    let mut directives_only: Vec<&str> = Vec::new();
     let mut i = 1;
     while i < argv.len() {
         let word = argv[i].as_str();
@@ -131,6 +136,11 @@ pub(crate) fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>,
         match opt.class {
             Class::Runs | Class::Reads | Class::Writes => {
                 return Err(refused(opt.name, opt.why));
+            }
+            // What our client sends with a directives-only source: allowed as the pair
+            // only, and the source is checked ([`check_plain_source`]).
+            Class::CppMode if mode == Mode::Plain && DIRECTIVES_ONLY_FLAGS.contains(&word) => {
+                directives_only.push(word);
             }
             Class::CppMode if mode == Mode::Plain => return Err(refused(opt.name, opt.why)),
             Class::IncludeFile if mode == Mode::Plain => {
@@ -170,7 +180,50 @@ pub(crate) fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>,
         }
         out.extend_from_slice(words);
     }
+    if !directives_only.is_empty() {
+        vet_directives_only(&out, &directives_only)?;
+    }
     Ok(out)
+}
+
+/// A plain-mode command line with [`DIRECTIVES_ONLY_FLAGS`]: both, once each, and
+/// nothing that changes how gcc reads the source's bytes (which would let a directive
+/// hide from [`check_directives_only_source`]) or that brings in other files.
+fn vet_directives_only(out: &[String], flags: &[&str]) -> Result<(), ArgvError> {
+    let mut sorted = flags.to_vec();
+    sorted.sort_unstable();
+    if sorted != ["-fdirectives-only", "-fpreprocessed"] {
+        let name = flags.first().copied().unwrap_or("-fdirectives-only");
+        return Err(refused(
+            name,
+            "-fpreprocessed and -fdirectives-only are allowed only together, once each",
+        ));
+    }
+    let mut i = 1;
+    while i < out.len() {
+        let word = out[i].as_str();
+        let hit = options::lookup(word, out.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        let why = if [
+            "-traditional",
+            "-traditional-cpp",
+            "-fmodules-ts",
+            "-fmodules",
+        ]
+        .contains(&word)
+            || word.starts_with("-fmodule-")
+        {
+            "it changes what the preprocessor does with a directives-only source"
+        } else if word.starts_with("-finput-charset=") {
+            "it changes how the directives-only source's bytes are read"
+        } else if hit.class() == Class::Pass(Tool::Preprocessor) {
+            "preprocessor options are the client's business"
+        } else {
+            continue;
+        };
+        return Err(refused(hit.name(word), why));
+    }
+    Ok(())
 }
 
 /// Vet the items a pass-through option hands to another tool (`-Wp,a,b`,
@@ -244,6 +297,476 @@ fn vet_items(outer: &Opt, tool: Tool, value: &str, mode: Mode) -> Result<(), Arg
             }
             Ok(())
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Plain mode with `-fpreprocessed -fdirectives-only`.
+//
+// The client preprocessed with `gcc -E -fdirectives-only`: includes and conditionals are
+// resolved, macros are left for the server, so the object's line tables and the
+// diagnostics' macro notes are a local build's. But gcc compiling with
+// `-fpreprocessed -fdirectives-only` obeys *every* directive again, `#include` included:
+// a request could read the server's files. So the server compiles such a source only
+// when no directive in it, as gcc will lex it, does anything but define macros, mark
+// lines or pass a pragma (what gcc's own directives-only output holds; pragmas are obeyed
+// on a plain `.i` too), and no `__has_include` can probe a file. The client runs the same
+// check before sending, so a source that fails it is compiled locally instead of refused.
+
+/// The two words the client adds to a plain-mode command line for a directives-only
+/// source, in this order; a server accepts them only together.
+pub(crate) const DIRECTIVES_ONLY_FLAGS: [&str; 2] = ["-fpreprocessed", "-fdirectives-only"];
+
+/// Directives a directives-only source may hold: none reads a file.
+const HARMLESS_DIRECTIVES: &[&[u8]] = &[
+    b"define",
+    b"undef",
+    b"pragma",
+    b"ident",
+    b"sccs",
+    b"line",
+    b"assert",
+    b"unassert",
+    b"error",
+    b"warning",
+];
+
+/// Identifiers that make the preprocessor look for a file even outside `#if`.
+const FILE_PROBES: &[&[u8]] = &[b"__has_include", b"__has_include_next", b"__has_embed"];
+
+/// A lexer setting gcc may or may not use for this command line: both are tried when
+/// the command line does not say, and the source must pass under each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    On,
+    Off,
+    Either,
+}
+
+impl Tri {
+    fn values(self) -> &'static [bool] {
+        match self {
+            Tri::On => &[true],
+            Tri::Off => &[false],
+            Tri::Either => &[false, true],
+        }
+    }
+}
+
+/// How gcc lexes the source, as far as the command line tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LexSettings {
+    /// `R"d(…)d"` raw strings (C++11 and later, GNU C99 and later).
+    raw_strings: Tri,
+    /// `1'000` (C++14 and later, C23).
+    digit_separators: Tri,
+    /// `??/` is a backslash (`-trigraphs`, the ISO `-std=` modes).
+    trigraphs: Tri,
+    /// `//` comments (all but C90).
+    line_comments: Tri,
+}
+
+fn lex_settings(argv: &[String]) -> LexSettings {
+    let mut cxx = None;
+    let mut std: Option<&str> = None;
+    let mut trigraphs = false;
+    let mut i = 1;
+    while i < argv.len() {
+        let word = argv[i].as_str();
+        let hit = options::lookup(word, argv.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        if hit.class() == Class::Language {
+            let lang = hit.value.unwrap_or("");
+            cxx = (lang != "none").then(|| lang.contains("++"));
+        } else if let Some(s) = word.strip_prefix("-std=") {
+            std = Some(s);
+        } else if word == "-ansi" {
+            std = Some("ansi");
+        } else if word == "-trigraphs" {
+            trigraphs = true;
+        } else if hit.is_operand(word) && cxx.is_none() && is_source(word) {
+            let e = extension(word).unwrap_or("");
+            cxx = Some(!matches!(e, "c" | "i" | "m" | "mi"));
+        }
+    }
+    let cxx = cxx.unwrap_or(false);
+    use Tri::*;
+    let Some(std) = std else {
+        // The compiler's default standard, which differs between gcc versions.
+        return LexSettings {
+            raw_strings: Either,
+            digit_separators: Either,
+            trigraphs: if trigraphs { On } else { Off },
+            line_comments: On,
+        };
+    };
+    let gnu = std.starts_with("gnu");
+    let year = std
+        .rsplit(':')
+        .next()
+        .unwrap_or(std)
+        .trim_start_matches(|c: char| !c.is_ascii_digit());
+    let old_cxx = cxx && ["98", "03"].contains(&year);
+    let c90 = !cxx && (std == "ansi" || ["89", "90", "1990", "199409"].contains(&year));
+    LexSettings {
+        raw_strings: match (cxx, gnu) {
+            (true, _) if old_cxx => Off,
+            (true, _) => On,
+            (false, true) if c90 => Off,
+            (false, true) => Either,
+            (false, false) => Off,
+        },
+        digit_separators: if cxx && (old_cxx || year == "11" || year == "0x") {
+            Off
+        } else {
+            Either
+        },
+        trigraphs: if trigraphs || !gnu { Either } else { Off },
+        line_comments: if c90 && !gnu { Either } else { On },
+    }
+}
+
+/// Check a received plain-mode source before compiling it: when the command line has
+/// [`DIRECTIVES_ONLY_FLAGS`], the source must hold no directive that reads a file.
+pub(crate) fn check_plain_source(argv: &[String], source: &[u8]) -> Result<(), ArgvError> {
+    if !argv.iter().any(|w| w == DIRECTIVES_ONLY_FLAGS[1]) {
+        return Ok(());
+    }
+    check_directives_only_source(argv, source)
+}
+
+/// The check itself (see the notes above [`DIRECTIVES_ONLY_FLAGS`]); `argv` is the
+/// command line the server runs, which says how gcc lexes.
+pub(crate) fn check_directives_only_source(
+    argv: &[String],
+    source: &[u8],
+) -> Result<(), ArgvError> {
+    let s = lex_settings(argv);
+    let has_trigraph = source
+        .windows(3)
+        .any(|w| w.starts_with(b"??") && trigraph(w[2]).is_some());
+    let trigraphs = if has_trigraph {
+        s.trigraphs.values()
+    } else {
+        &[false]
+    };
+    for &trig in trigraphs {
+        let logical = Logical::new(source, trig);
+        for &raw in s.raw_strings.values() {
+            for &sep in s.digit_separators.values() {
+                for &lc in s.line_comments.values() {
+                    let opts = Opts {
+                        raw,
+                        sep,
+                        line_comments: lc,
+                    };
+                    scan_source(&logical, opts).map_err(|(line, why)| ArgvError::UnsafeSource {
+                        line,
+                        why: why.to_owned(),
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The source after translation phases 1 and 2 (trigraphs, line splices), remembering
+/// where a splice or trigraph was undone (a raw string's body keeps them) and which
+/// physical line each byte came from.
+struct Logical {
+    bytes: Vec<u8>,
+    line: Vec<u32>,
+    /// Positions in `bytes` right after which a splice was removed or before a replaced
+    /// trigraph.
+    edits: Vec<usize>,
+}
+
+fn is_nvspace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | 0x0b | 0x0c | 0)
+}
+
+fn is_newline(c: u8) -> bool {
+    c == b'\n' || c == b'\r'
+}
+
+impl Logical {
+    fn new(src: &[u8], trigraphs: bool) -> Logical {
+        let mut bytes = Vec::with_capacity(src.len());
+        let mut line = Vec::with_capacity(src.len());
+        let mut edits = Vec::new();
+        let mut ln: u32 = 1;
+        let mut i = 0;
+        while i < src.len() {
+            let (c, width) = match (src[i], src.get(i + 1), src.get(i + 2)) {
+                (b'?', Some(b'?'), Some(&t)) if trigraphs => match trigraph(t) {
+                    Some(c) => (c, 3),
+                    None => (b'?', 1),
+                },
+                (c, _, _) => (c, 1),
+            };
+            if c == b'\\' {
+                // A splice: backslash, blanks, newline.
+                let mut j = i + width;
+                while j < src.len() && is_nvspace(src[j]) {
+                    j += 1;
+                }
+                let nl = match (src.get(j), src.get(j + 1)) {
+                    (Some(b'\r'), Some(b'\n')) => 2,
+                    (Some(b'\n' | b'\r'), _) => 1,
+                    _ => 0,
+                };
+                if nl > 0 {
+                    edits.push(bytes.len());
+                    ln = ln.saturating_add(1);
+                    i = j + nl;
+                    continue;
+                }
+            }
+            if width == 3 {
+                edits.push(bytes.len());
+            }
+            bytes.push(c);
+            line.push(ln);
+            if c == b'\n' || (c == b'\r' && src.get(i + 1) != Some(&b'\n')) {
+                ln = ln.saturating_add(1);
+            }
+            i += width;
+        }
+        Logical { bytes, line, edits }
+    }
+
+    fn edited_within(&self, from: usize, to: usize) -> bool {
+        let k = self.edits.partition_point(|&e| e < from);
+        self.edits.get(k).is_some_and(|&e| e <= to)
+    }
+}
+
+fn trigraph(c: u8) -> Option<u8> {
+    Some(match c {
+        b'=' => b'#',
+        b'/' => b'\\',
+        b'\'' => b'^',
+        b'(' => b'[',
+        b')' => b']',
+        b'!' => b'|',
+        b'<' => b'{',
+        b'>' => b'}',
+        b'-' => b'~',
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Opts {
+    raw: bool,
+    sep: bool,
+    line_comments: bool,
+}
+
+fn ident_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'\\' || c >= 0x80
+}
+
+type Unsafe = (u32, &'static str);
+
+/// Lex like gcc (tokens only as far as they decide where comments, literals and lines
+/// begin and end) and stop at the first directive or identifier that could read a file,
+/// or at any spelling gcc might lex differently from us.
+fn scan_source(src: &Logical, o: Opts) -> Result<(), Unsafe> {
+    let b = &src.bytes;
+    let n = b.len();
+    let at = |i: usize| b.get(i).copied();
+    let line = |i: usize| {
+        src.line
+            .get(i.min(n.saturating_sub(1)))
+            .copied()
+            .unwrap_or(1)
+    };
+    let mut i = 0;
+    let mut bol = true;
+    while i < n {
+        let c = b[i];
+        if is_newline(c) {
+            bol = true;
+            i += 1;
+            continue;
+        }
+        if is_nvspace(c) {
+            i += 1;
+            continue;
+        }
+        if c == b'/' && at(i + 1) == Some(b'*') {
+            let (end, had_newline) = skip_block_comment(b, i + 2);
+            // gcc takes a `#` after a comment that began a line, or that held a line
+            // break, for a directive.
+            bol = bol || had_newline;
+            i = end;
+            continue;
+        }
+        if c == b'/' && at(i + 1) == Some(b'/') && o.line_comments {
+            let mut j = i + 2;
+            while j < n && !is_newline(b[j]) {
+                j += 1;
+            }
+            // In C90 this is `/` and maybe a block comment: refuse the ambiguity.
+            if b[i + 1..j].windows(2).any(|w| w == b"/*") {
+                return Err((line(i), "a // comment that holds /*"));
+            }
+            i = j;
+            continue;
+        }
+        if bol && (c == b'#' || (c == b'%' && at(i + 1) == Some(b':'))) {
+            let start = if c == b'#' { i + 1 } else { i + 2 };
+            i = check_directive(b, start).map_err(|why| (line(i), why))?;
+            bol = false;
+            continue;
+        }
+        bol = false;
+        if c == b'"' || c == b'\'' {
+            i = skip_literal(b, i + 1, c);
+            continue;
+        }
+        if c.is_ascii_digit() || (c == b'.' && at(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+            let mut j = i + 1;
+            while j < n {
+                let d = b[j];
+                let sign =
+                    (d == b'+' || d == b'-') && matches!(b[j - 1], b'e' | b'E' | b'p' | b'P');
+                if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' || sign {
+                    j += 1;
+                } else if d == b'\'' && o.sep {
+                    match at(j + 1) {
+                        Some(e) if e.is_ascii_alphanumeric() || e == b'_' => j += 2,
+                        Some(e) if e == b'$' || e == b'\\' || e >= 0x80 => {
+                            return Err((line(i), "a number gcc may lex differently"));
+                        }
+                        _ => break,
+                    }
+                } else if o.sep && (d == b'$' || d == b'\\' || d >= 0x80) {
+                    return Err((line(i), "a number gcc may lex differently"));
+                } else {
+                    break;
+                }
+            }
+            i = j;
+            continue;
+        }
+        if ident_byte(c) {
+            let mut j = i + 1;
+            while j < n && ident_byte(b[j]) {
+                j += 1;
+            }
+            let word = &b[i..j];
+            if FILE_PROBES.iter().any(|p| word.ends_with(p)) {
+                return Err((line(i), "__has_include probes the server's files"));
+            }
+            if o.raw && at(j) == Some(b'"') && word.ends_with(b"R") {
+                if ![&b"R"[..], b"u8R", b"uR", b"UR", b"LR"].contains(&word) {
+                    return Err((line(i), "a raw string gcc may lex differently"));
+                }
+                i = skip_raw_string(src, j + 1).map_err(|why| (line(i), why))?;
+                continue;
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// From just inside `/*`: the index after `*/` (or the end) and whether a line ended.
+fn skip_block_comment(b: &[u8], mut j: usize) -> (usize, bool) {
+    let mut had_newline = false;
+    while j < b.len() {
+        if b[j] == b'*' && b.get(j + 1) == Some(&b'/') {
+            return (j + 2, had_newline);
+        }
+        had_newline |= is_newline(b[j]);
+        j += 1;
+    }
+    (j, had_newline)
+}
+
+/// From just inside a quote: the index after the closing quote, or of the line's end
+/// (gcc ends an unterminated literal there).
+fn skip_literal(b: &[u8], mut j: usize, quote: u8) -> usize {
+    while j < b.len() {
+        match b[j] {
+            c if c == quote => return j + 1,
+            b'\\' if b.get(j + 1).is_some_and(|&c| !is_newline(c)) => j += 2,
+            c if is_newline(c) => return j,
+            _ => j += 1,
+        }
+    }
+    j
+}
+
+/// From just inside `R"`: the index after the closing `)delim"`. gcc reads a raw string
+/// with splices and trigraphs undone; one that holds either is refused, not guessed.
+fn skip_raw_string(src: &Logical, start: usize) -> Result<usize, &'static str> {
+    let b = &src.bytes;
+    let mut j = start;
+    while j < b.len() && j - start <= 16 && b[j] != b'(' {
+        if matches!(
+            b[j],
+            b' ' | b')' | b'\\' | b'\t' | 0x0b | 0x0c | b'\n' | b'\r'
+        ) {
+            return Err("a malformed raw string");
+        }
+        j += 1;
+    }
+    if b.get(j) != Some(&b'(') {
+        return Err("a malformed raw string");
+    }
+    let delim = &b[start..j];
+    let body = j + 1;
+    let mut k = body;
+    while k < b.len() {
+        if b[k] == b')'
+            && b[k + 1..].starts_with(delim)
+            && b.get(k + 1 + delim.len()) == Some(&b'"')
+        {
+            let end = k + 2 + delim.len();
+            if src.edited_within(start, end) {
+                return Err("a raw string with a line splice or trigraph");
+            }
+            return Ok(end);
+        }
+        k += 1;
+    }
+    Err("an unterminated raw string")
+}
+
+/// From just after `#`: check the directive's name; gives where its name ends.
+fn check_directive(b: &[u8], mut j: usize) -> Result<usize, &'static str> {
+    loop {
+        match b.get(j) {
+            Some(&c) if is_nvspace(c) => j += 1,
+            Some(b'/') if b.get(j + 1) == Some(&b'*') => j = skip_block_comment(b, j + 2).0,
+            _ => break,
+        }
+    }
+    match b.get(j) {
+        // `#` alone, or a line marker `# 12 "file" 1 3`.
+        None => return Ok(j),
+        Some(&c) if is_newline(c) || c.is_ascii_digit() => return Ok(j),
+        Some(b'/') if b.get(j + 1) == Some(&b'/') => return Ok(j),
+        _ => {}
+    }
+    let start = j;
+    while b
+        .get(j)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        j += 1;
+    }
+    let name = &b[start..j];
+    if !name.is_empty() && HARMLESS_DIRECTIVES.contains(&name) {
+        Ok(j)
+    } else {
+        Err("a directive other than #define, #undef, #pragma or a line marker")
     }
 }
 
@@ -597,6 +1120,121 @@ mod tests {
             v("gcc -MD -MT t -I ../inc -c a.c")
         );
         assert!(vet(&v("gcc -x c -c a.c -include /w/x.h"), Mode::Pump, "/w").is_ok());
+    }
+
+    fn gate(argv: &str, src: &str) -> Result<(), ArgvError> {
+        check_directives_only_source(&v(argv), src.as_bytes())
+    }
+
+    #[test]
+    fn directives_only_sources_that_read_files_are_refused() {
+        let c = "gcc -c a.c -fpreprocessed -fdirectives-only";
+        for src in [
+            "#include \"/etc/passwd\"\n",
+            "int a;\n  #  include_next <x.h>\n",
+            "#inc\\\nlude \"/etc/passwd\"\n",
+            "%:include \"/etc/passwd\"\n",
+            "/* a */ /* b\n */ #include \"/etc/passwd\"\n",
+            "int a; /* b\n */ #include \"/etc/passwd\"\n",
+            "# /*x\n*/ include \"/etc/passwd\"\n",
+            "int a;\r#include \"/etc/passwd\"\n",
+            "\0#include \"/etc/passwd\"\n",
+            "\x0c\x0b #embed \"/etc/passwd\"\n",
+            "#if __has_include(\"/etc/shadow\")\nint x;\n#endif\n",
+            "int x = __has_include(\"/etc/shadow\");\n",
+            "#import \"/etc/passwd\"\n",
+            "#!\n",
+            // Raw-string games: gcc's answer depends on -std, so both are checked.
+            "const char *s = R\"x(\n)x\";\n#include \"/etc/passwd\"\n",
+            "const char *s = R\"x(\n/*\n)x\";\n#include \"/etc/passwd\"\n// */\n",
+            "const char *s = R\"x(\n)x\\\n\"/*\n)x\";\n#include \"/etc/passwd\"\n*/\n",
+            // A string or char that hides a comment start.
+            "char *s = \"/*\";\n#include \"/etc/passwd\"\n/* */\n",
+            "int a = 1'0/*';\n#include \"/etc/passwd\"\n// */\n",
+            "int a = 1$'a/*\n#include \"/etc/passwd\"\n*/\n",
+            // C90 lexes `//*` as `/` and a comment.
+            "int a = 1 //* x\n#include \"/etc/passwd\"\n*/\n",
+        ] {
+            assert!(
+                matches!(gate(c, src), Err(ArgvError::UnsafeSource { .. })),
+                "{src:?}"
+            );
+        }
+        // Trigraphs count where gcc would read them.
+        let t = "??=include \"/etc/passwd\"\n";
+        assert!(gate("gcc -trigraphs -c a.c", t).is_err());
+        assert!(gate("gcc -std=c99 -c a.c", t).is_err());
+        let t = "int a; ??/\n#include \"/etc/passwd\"\n";
+        assert!(
+            gate("gcc -c a.c", t).is_err(),
+            "a splice or not, a line start"
+        );
+    }
+
+    #[test]
+    fn what_gcc_directives_only_output_holds_passes() {
+        let src = "# 0 \"a.c\"\n# 0 \"<built-in>\"\n#define __STDC__ 1\n\
+            # 1 \"/usr/include/stdio.h\" 1 3 4\n/* Copyright\n#if in a comment\n */\n\
+            #define SQ(x) ((x) * \\\n  (x))\n#define STR(x) \\\n   #x\n#undef SQ\n\
+            # 3 \"a.c\" 2\n// line comment #include\n#pragma GCC diagnostic ignored \"-Wunused\"\n\
+            _Pragma(\"GCC diagnostic push\")\n#ident \"x\"\nchar *s = \"#include /*\";\n\
+            char c = '\\'', d = '#'; int n = 0x1p-3 + 1e+5;\n  # 7 \"a.c\"\n#\n";
+        assert_eq!(
+            gate("gcc -c a.c -fpreprocessed -fdirectives-only", src),
+            Ok(())
+        );
+        // C++: raw strings and digit separators, lexed as the -std says.
+        let cxx = "auto s = R\"gl(\n#version 330\n/*)gl\";\nint n = 1'000'000;\n";
+        assert_eq!(gate("g++ -std=c++17 -c a.cc", cxx), Ok(()));
+        assert!(
+            gate("g++ -c a.cc", cxx).is_err(),
+            "the default -std differs by version"
+        );
+    }
+
+    #[test]
+    fn vet_allows_only_the_directives_only_pair() {
+        let plain = |s: &str| vet(&v(s), Mode::Plain, "/");
+        let ok = plain("gcc -O2 -c a.c -o a.o -fpreprocessed -fdirectives-only").unwrap();
+        assert_eq!(
+            ok,
+            v("gcc -O2 -c a.c -o a.o -fpreprocessed -fdirectives-only")
+        );
+        assert_eq!(
+            refusal(plain("gcc -c a.c -fdirectives-only")),
+            "-fdirectives-only"
+        );
+        assert_eq!(
+            refusal(plain("gcc -c a.c -fpreprocessed")),
+            "-fpreprocessed"
+        );
+        assert_eq!(
+            refusal(plain(
+                "gcc -c a.c -fpreprocessed -fdirectives-only -fdirectives-only"
+            )),
+            "-fpreprocessed"
+        );
+        assert_eq!(
+            refusal(plain(
+                "gcc -c a.c -fno-preprocessed -fpreprocessed -fdirectives-only"
+            )),
+            "-fno-preprocessed"
+        );
+        for (cmd, option) in [
+            ("-traditional-cpp", "-traditional-cpp"),
+            ("-finput-charset=UTF-16", "-finput-charset=UTF-16"),
+            ("-fmodules-ts", "-fmodules-ts"),
+            ("-Xpreprocessor -C", "-Xpreprocessor"),
+        ] {
+            let line = format!("gcc -c a.c -fpreprocessed -fdirectives-only {cmd}");
+            assert_eq!(refusal(plain(&line)), option, "{line}");
+        }
+        // The source is checked only with the pair.
+        let inc = b"#include \"/etc/passwd\"\n";
+        assert!(check_plain_source(&v("gcc -c a.c"), inc).is_ok());
+        assert!(
+            check_plain_source(&v("gcc -c a.c -fpreprocessed -fdirectives-only"), inc).is_err()
+        );
     }
 
     #[test]

@@ -227,6 +227,7 @@ pub(crate) fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, 
     match req.body {
         Body::Source(payload) => {
             let (data, _unpacking) = unpack(payload, &mut 0)?;
+            argv::check_plain_source(&vetted, &data)?;
             let ext = argv::temp_input_extension(&job.input);
             let input_path = job.dir.join(format!("in_{tag}{ext}"));
             std::fs::write(&input_path, data).map_err(|e| Refusal::Server(e.to_string()))?;

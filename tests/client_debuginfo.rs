@@ -1,0 +1,253 @@
+//! Plain mode with gcc's `-fdirectives-only`: the client resolves includes and
+//! conditionals, the server expands the macros, so an object built with `-g` is a local
+//! build's and a warning from inside a macro carries its "in expansion of macro" note —
+//! through our daemon and through Debian's distccd 3.4, which just runs the command line.
+//! What directives-only can't do (`__COUNTER__` in `#if`, `__BASE_FILE__`,
+//! `-traditional-cpp`) is preprocessed in full and still builds right; and our daemon
+//! refuses a directives-only source that would read the server's files.
+
+mod common;
+
+use common::{Daemon, Kind, client_cmd, distcc, exchange, plain_request};
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Macros on lines that go on after them: a full `-E` moves every later column.
+const SOURCE: &str = r#"#include <stdio.h>
+#define LESS(a,b) ((a) < (b))
+#define TWICE(x) ((x) + (x))
+int f(int a, unsigned b) {
+  int y = TWICE(a); if (LESS(a, b)) y++; printf("%d\n", y);
+  return y;
+}
+"#;
+
+fn gcc_local(dir: &Path, args: &[&str]) -> Output {
+    let o = Command::new("gcc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
+        .env("DISTCC_FALLBACK", "0")
+        .envs(env.iter().copied())
+        .arg("gcc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The bytes of one section of an object, as `readelf -x` dumps them.
+fn section(obj: &Path, name: &str) -> String {
+    let o = Command::new("readelf")
+        .args(["-x", name])
+        .arg(obj)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let dump = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        dump.contains("0x00000000"),
+        "{name} of {}: {dump}",
+        obj.display()
+    );
+    dump
+}
+
+/// The decoded line table (file, line, address, view), without objdump's header that
+/// names the object.
+fn decoded_lines(obj: &Path) -> String {
+    let o = Command::new("objdump")
+        .arg("--dwarf=decodedline")
+        .arg(obj)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(2)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// stderr without our own `distcc[PID] …` log lines.
+fn compiler_stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("distcc["))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn debug_info_is_a_local_builds(kind: Kind) {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("w.c"), SOURCE).unwrap();
+    let d = Daemon::start(kind, dir, &[], &[]);
+    let hosts = format!("127.0.0.1:{}", d.port);
+
+    // `-g`: the line table is a local build's, byte for byte.
+    gcc_local(dir, &["-g", "-c", "w.c", "-o", "local.o"]);
+    through_distcc(dir, &hosts, &[], &["-g", "-c", "w.c", "-o", "remote.o"]);
+    assert_eq!(
+        decoded_lines(&dir.join("remote.o")),
+        decoded_lines(&dir.join("local.o"))
+    );
+    assert_eq!(
+        section(&dir.join("remote.o"), ".debug_line"),
+        section(&dir.join("local.o"), ".debug_line")
+    );
+    // Only DW_AT_producer, which records the command line, can tell them apart: without
+    // it (`-gno-record-gcc-switches`) the whole object is a local build's.
+    let g = ["-g", "-gno-record-gcc-switches", "-c", "w.c"];
+    gcc_local(dir, &[&g[..], &["-o", "local2.o"]].concat());
+    through_distcc(dir, &hosts, &[], &[&g[..], &["-o", "remote2.o"]].concat());
+    assert_eq!(
+        fs::read(dir.join("remote2.o")).unwrap(),
+        fs::read(dir.join("local2.o")).unwrap(),
+        "an object compiled from a directives-only source"
+    );
+    // As distcc 3.4 (a full -E), the columns move: the comparison above can fail.
+    through_distcc(
+        dir,
+        &hosts,
+        &[("DISTCC_DIRECTIVES_ONLY", "0")],
+        &[&g[..], &["-o", "full.o"]].concat(),
+    );
+    assert_ne!(
+        fs::read(dir.join("full.o")).unwrap(),
+        fs::read(dir.join("local2.o")).unwrap(),
+        "a fully preprocessed source gives other columns"
+    );
+    assert_eq!(d.compile_ok_count(), 3, "{}", d.log_text());
+}
+
+#[test]
+fn debug_info_is_a_local_builds_through_our_distccd() {
+    debug_info_is_a_local_builds(Kind::Ours);
+}
+
+#[test]
+fn debug_info_is_a_local_builds_through_debian_distccd() {
+    debug_info_is_a_local_builds(Kind::Debian);
+}
+
+#[test]
+fn a_warning_from_a_macro_keeps_its_expansion_note() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(dir.join("w.c"), SOURCE).unwrap();
+    let d = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    // No caret lines: the server would print them from its own copy of the file.
+    let args = [
+        "-Wall",
+        "-Wextra",
+        "-fno-diagnostics-show-caret",
+        "-c",
+        "w.c",
+        "-o",
+    ];
+    let local = gcc_local(dir, &[&args[..], &["local.o"]].concat());
+    let ours = through_distcc(dir, &hosts, &[], &[&args[..], &["remote.o"]].concat());
+    let local_err = String::from_utf8_lossy(&local.stderr).into_owned();
+    assert!(
+        local_err.contains("w.c:5:25: note: in expansion of macro"),
+        "{local_err}"
+    );
+    assert_eq!(compiler_stderr(&ours), local_err);
+    let full = through_distcc(
+        dir,
+        &hosts,
+        &[("DISTCC_DIRECTIVES_ONLY", "0")],
+        &[&args[..], &["full.o"]].concat(),
+    );
+    assert!(
+        !compiler_stderr(&full).contains("in expansion of macro"),
+        "a full -E loses the note: {}",
+        compiler_stderr(&full)
+    );
+    assert_eq!(d.compile_ok_count(), 2, "{}", d.log_text());
+}
+
+#[test]
+fn what_directives_only_cannot_do_is_preprocessed_in_full() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    // gcc refuses `__COUNTER__` in `#if` with -fdirectives-only; `__BASE_FILE__` would
+    // name the server's temp file.
+    fs::write(
+        dir.join("c.c"),
+        "#if __COUNTER__ == 0\nint first = __COUNTER__;\n#endif\n\
+         int second = __COUNTER__;\nconst char *base = __BASE_FILE__;\n",
+    )
+    .unwrap();
+    // Traditional token pasting.
+    fs::write(
+        dir.join("t.c"),
+        "#define CAT(a,b) a/**/b\nint CAT(x,y) = 1;\n",
+    )
+    .unwrap();
+    for kind in [Kind::Ours, Kind::Debian] {
+        let d = Daemon::start(kind, dir, &[], &[]);
+        let hosts = format!("127.0.0.1:{}", d.port);
+        for (src, extra) in [("c.c", None), ("t.c", Some("-traditional-cpp"))] {
+            let mut args = vec!["-c", src];
+            args.extend(extra);
+            gcc_local(dir, &[&args[..], &["-o", "local.o"]].concat());
+            through_distcc(dir, &hosts, &[], &[&args[..], &["-o", "remote.o"]].concat());
+            assert_eq!(
+                fs::read(dir.join("remote.o")).unwrap(),
+                fs::read(dir.join("local.o")).unwrap(),
+                "{kind:?} {src}"
+            );
+        }
+        assert_eq!(d.compile_ok_count(), 2, "{kind:?}: {}", d.log_text());
+    }
+}
+
+#[test]
+fn our_distccd_refuses_a_directives_only_source_that_includes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let secret = dir.join("secret.h");
+    fs::write(&secret, "int secret_marker = 42;\n").unwrap();
+    let d = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let argv = [
+        "gcc",
+        "-c",
+        "a.c",
+        "-o",
+        "a.o",
+        "-fpreprocessed",
+        "-fdirectives-only",
+    ];
+    let evil = format!("int a;\n#include \"{}\"\n", secret.display());
+    let reply = exchange(d.port, &plain_request(&argv, evil.as_bytes()));
+    assert!(
+        !reply.windows(13).any(|w| w == b"secret_marker"),
+        "the server's file came back"
+    );
+    assert!(
+        !reply.windows(4).any(|w| w == b"DOTO"),
+        "an object came back"
+    );
+    // The same request without the directive is compiled, macros expanded there.
+    let fine = b"#define N 3\nint a = N;\n";
+    let reply = exchange(d.port, &plain_request(&argv, fine));
+    assert!(reply.windows(4).any(|w| w == b"DOTO"), "no object");
+    assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
+    assert!(
+        d.log_text().contains("directives-only source"),
+        "{}",
+        d.log_text()
+    );
+}
