@@ -429,7 +429,10 @@ impl Seen {
             ServiceEvent::ServiceResolved(svc) => match entry_of(&svc) {
                 Some(e) => {
                     let name = svc.get_fullname().to_owned();
-                    log::info!("zeroconf: {name} is {}", format_hosts(std::slice::from_ref(&e)).trim());
+                    log::info!(
+                        "zeroconf: {name} is {}",
+                        format_hosts(std::slice::from_ref(&e)).trim()
+                    );
                     self.services.insert(name, e.clone()) != Some(e)
                 }
                 None => false,
