@@ -245,6 +245,47 @@ fn gcc_in_the_sandbox_makes_the_same_object_as_locally() {
     );
 }
 
+/// Processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> Vec<u32> {
+    let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+#[test]
+fn a_sandboxed_compiler_that_hangs_is_still_killed() {
+    let s = setup();
+    let hang = s.work.join("bin/hangcc");
+    // An odd duration names this test's sleep among the machine's processes.
+    script(&hang, "exec sleep 4321.5");
+    let d = start(&s, &["--job-lifetime", "1"]);
+    let log = common::wait_for_log(&d.log, "namespace sandbox");
+    assert!(
+        log.contains("compilers run in a namespace sandbox ("),
+        "{log}"
+    );
+    let bytes = exchange(
+        d.port,
+        &request(
+            &[hang.to_str().unwrap(), "-c", "h.c", "-o", "h.o"],
+            b"int h;\n",
+        ),
+    );
+    let (reply, _) = protocol::decode_reply(&bytes, 1, Limits::default()).unwrap();
+    assert_eq!(reply.status >> 8, 118, "timeout status");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_running(&["sleep", "4321.5"]).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandboxed compiler outlived its job"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Helper for the report: `SANDBOX_BENCH=N cargo test --release --test daemon_sandbox
 /// -- --ignored --nocapture` times N no-op jobs with and without the sandbox.
 #[test]
