@@ -245,6 +245,40 @@ fn gcc_in_the_sandbox_makes_the_same_object_as_locally() {
     );
 }
 
+#[test]
+fn a_job_whose_sandbox_cannot_be_made_runs_without_it() {
+    let s = setup();
+    // A ccache dir is bound writable into each compiler's namespace; /dev has mounts
+    // beneath it, which a non-recursive bind in a user namespace may not leave behind, so
+    // every job's sandbox fails (the start-up probe binds only TMPDIR, and succeeds).
+    let d = Daemon::start(
+        Kind::Ours,
+        &s.work,
+        &["--enable-tcp-insecure"],
+        &[
+            ("TMPDIR", s.dtmp.to_str().unwrap()),
+            ("DISTCCD_PATH", "/usr/bin:/bin"),
+            ("CCACHE_DIR", "/dev"),
+        ],
+    );
+    let log = common::wait_for_log(&d.log, "namespace sandbox");
+    assert!(
+        log.contains("compilers run in a namespace sandbox ("),
+        "{log}"
+    );
+    for _ in 0..2 {
+        let (reply, out) = run_probe(&s, &d);
+        assert_eq!(reply.status, 0, "the job still ran: {out} {}", d.log_text());
+        assert!(out.contains("write:yes"), "without the sandbox: {out}");
+    }
+    assert_eq!(
+        d.settled_count("a compiler ran without its namespace sandbox"),
+        1,
+        "warned once, not per job: {}",
+        d.log_text()
+    );
+}
+
 /// Processes whose command line is exactly `argv`.
 fn processes_running(argv: &[&str]) -> Vec<u32> {
     let want: Vec<u8> = argv.iter().flat_map(|a| a.bytes().chain([0])).collect();
