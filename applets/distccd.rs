@@ -89,6 +89,9 @@ struct Options {
     /// publish this server over mDNS/DNS-SD (`_distcc._tcp`)
     #[argh(switch)]
     zeroconf: bool,
+    /// run compilers without the namespace sandbox
+    #[argh(switch)]
+    no_sandbox: bool,
     /// print the version
     #[argh(switch)]
     version: bool,
@@ -129,6 +132,9 @@ Options:
     --inetd                    serve client connected to stdin
     --daemon                   bind and listen on socket
     --enable-tcp-insecure      run any compiler a client names (no whitelist)
+    --no-sandbox               run compilers without their namespace sandbox
+                               (own user, mount and network namespaces: no network,
+                               system read-only, only the job's dir writable)
 
 distccd runs either from inetd or as a standalone daemon to compile files
 submitted by the distcc client.
@@ -178,6 +184,7 @@ const SWITCHES: &[&str] = &[
     "--enable-tcp-insecure",
     "--make-me-a-botnet",
     "--zeroconf",
+    "--no-sandbox",
     "--version",
     "--help",
 ];
@@ -294,6 +301,7 @@ fn config(o: &Options, env: DaemonEnv) -> Result<Config, String> {
         stats_port: o.stats.then_some(stats_port),
         insecure: o.enable_tcp_insecure || o.make_me_a_botnet,
         zeroconf: o.zeroconf,
+        sandbox: !o.no_sandbox,
         env,
     })
 }

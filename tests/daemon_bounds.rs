@@ -48,6 +48,7 @@ fn daemon_with_jobs(
             "--no-detach",
             "--listen",
             "127.0.0.1",
+            "--no-sandbox", // waitcc's markers are outside its job dir
         ])
         .args([
             "--allow",

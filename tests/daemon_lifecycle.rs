@@ -60,6 +60,7 @@ fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
             "127.0.0.1",
             "--allow",
             "127.0.0.1",
+            "--no-sandbox", // slowcc's marker is outside its job dir
         ])
         .args([
             "--port",
@@ -226,7 +227,7 @@ fn sigterm_ends_a_compiler_that_outlives_the_grace_period() {
     let mut d = common::Daemon::start(
         common::Kind::Ours,
         work.path(),
-        &[],
+        &["--no-sandbox"], // hangcc writes its pid outside its job dir
         &[
             ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
             ("DISTCCD_PATH", &path),

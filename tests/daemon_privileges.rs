@@ -126,7 +126,7 @@ fn root_without_user_drops_to_the_distcc_persona() {
     let d = Daemon::start(
         Kind::Ours,
         work.path(),
-        &[],
+        &["--no-sandbox"], // whocc writes outside its job dir
         &[
             ("DISTCCD_MASQUERADE_DIRS", masq.to_str().unwrap()),
             ("DISTCCD_PATH", &path),

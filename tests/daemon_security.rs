@@ -181,7 +181,8 @@ fn a_stalled_client_holds_no_slot() {
 }
 
 /// Our daemon whitelisting `slowcc`, a compiler that writes its pid to `<flag>/pid` and
-/// hangs; returns the daemon and the flag dir.
+/// hangs; returns the daemon and the flag dir. Callers pass `--no-sandbox`: the flag dir
+/// is outside the job dir (tests/daemon_sandbox.rs kills a sandboxed one).
 fn daemon_with_hanging_compiler(work: &Path, extra: &[&str]) -> (Daemon, std::path::PathBuf) {
     let masq = world_writable_dir(work, "masq");
     let flag = world_writable_dir(work, "flag");
@@ -205,7 +206,8 @@ fn daemon_with_hanging_compiler(work: &Path, extra: &[&str]) -> (Daemon, std::pa
 #[test]
 fn job_lifetime_kills_a_hanging_compiler() {
     let work = tempfile::tempdir().unwrap();
-    let (d, flag) = daemon_with_hanging_compiler(work.path(), &["--job-lifetime", "1"]);
+    let (d, flag) =
+        daemon_with_hanging_compiler(work.path(), &["--job-lifetime", "1", "--no-sandbox"]);
     let start = Instant::now();
     let bytes = exchange(
         d.port,
@@ -229,7 +231,7 @@ fn job_lifetime_kills_a_hanging_compiler() {
 #[test]
 fn a_client_that_leaves_kills_its_compiler() {
     let work = tempfile::tempdir().unwrap();
-    let (d, flag) = daemon_with_hanging_compiler(work.path(), &[]);
+    let (d, flag) = daemon_with_hanging_compiler(work.path(), &["--no-sandbox"]);
     let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
     s.write_all(&request(&["slowcc", "-c", "x.c", "-o", "x.o"], b"int x;\n"))
         .unwrap();

@@ -153,6 +153,8 @@ impl NsDaemon {
         let stderr = fs::File::create(dir.join("stderr")).unwrap();
         let mut cmd = host.cmd(distcc());
         cmd.args(["distccd", "--daemon", "--no-detach"])
+            // A script compiler leaves a marker outside its job dir.
+            .args(compiler_script.map(|_| "--no-sandbox"))
             .args(["--port", &PORT.to_string()])
             .args(["--log-level", "info", "--log-file"])
             .arg(&log);

@@ -334,7 +334,31 @@ impl Prepared {
         }
     }
 
+    /// Start the compiler: in its namespace sandbox where the daemon has one, else (or
+    /// when this job's sandbox cannot be made) as before.
     fn spawn(&self, settings: &JobSettings) -> std::io::Result<smol::process::Child> {
+        use super::sandbox::{self, Namespace};
+        let namespace = Namespace::prepare(&sandbox::writable(&self.dir, &settings.env), &self.cwd);
+        match namespace {
+            Ok(None) => self.spawn_in(settings, None),
+            Ok(Some(ns)) => match self.spawn_in(settings, Some(ns)) {
+                Ok(child) => Ok(child),
+                // A compiler that is missing fails again here, with its own error.
+                Err(first) => self
+                    .spawn_in(settings, None)
+                    .inspect(|_| sandbox::ran_without(&first)),
+            },
+            Err(e) => self
+                .spawn_in(settings, None)
+                .inspect(|_| sandbox::ran_without(&e)),
+        }
+    }
+
+    fn spawn_in(
+        &self,
+        settings: &JobSettings,
+        namespace: Option<super::sandbox::Namespace>,
+    ) -> std::io::Result<smol::process::Child> {
         let mut cmd = std::process::Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .current_dir(&self.cwd)
@@ -358,7 +382,12 @@ impl Prepared {
         ));
         // SAFETY: the closure only makes async-signal-safe system calls (see `enter`).
         unsafe {
-            cmd.pre_exec(move || confinement.enter());
+            cmd.pre_exec(move || {
+                if let Some(ns) = &namespace {
+                    ns.enter()?;
+                }
+                confinement.enter()
+            });
         }
         // Converting to smol's Command keeps the program, args, env, cwd and process group,
         // but not stdio: set that on the converted command.

@@ -54,6 +54,8 @@ pub struct Config {
     pub insecure: bool,
     /// `--zeroconf`: publish `_distcc._tcp` over mDNS while serving.
     pub zeroconf: bool,
+    /// Run compilers in a namespace sandbox where the kernel allows (not `--no-sandbox`).
+    pub sandbox: bool,
     /// What the environment says (`TMPDIR`, `DISTCCD_PATH`, `DISTCC_CMDLIST`, …).
     pub env: DaemonEnv,
 }
@@ -179,13 +181,13 @@ pub fn run(config: Config) -> i32 {
         stats: Stats::default(),
     };
     if config.inetd {
-        return serve_inetd(shared, persona.as_ref());
+        return serve_inetd(shared, persona.as_ref(), config.sandbox);
     }
     serve_tcp(config, shared, tmp_dir, persona.as_ref())
 }
 
 /// `--inetd`: one job on stdin/stdout (SSH clients run `distccd --inetd`).
-fn serve_inetd(shared: Shared, persona: Option<&Persona>) -> i32 {
+fn serve_inetd(shared: Shared, persona: Option<&Persona>, sandbox: bool) -> i32 {
     let peer = stdin_peer();
     if !inetd_admits(&shared.acl, peer) {
         log::error!(
@@ -197,6 +199,7 @@ fn serve_inetd(shared: Shared, persona: Option<&Persona>) -> i32 {
     if let Err(code) = drop_privileges(persona) {
         return code;
     }
+    sandbox::start(sandbox, &shared.settings.env.tmpdir, true);
     let stream = Duplex {
         reader: smol::Unblock::new(std::io::stdin()),
         writer: smol::Unblock::new(std::io::stdout()),
@@ -332,6 +335,8 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         }
         return code;
     }
+    // As the unprivileged persona that will make the compilers' namespaces.
+    sandbox::start(config.sandbox, &tmp_dir, false);
     log::info!(
         "distccd {} started on port {} (protocols 1, 2 and 3)",
         crate::VERSION,
