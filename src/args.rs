@@ -256,7 +256,11 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
             "-MG" | "-MP" => {}
             "-MF" => has_mf = true,
             "-MT" | "-MQ" => has_mt = true,
-            "-march=native" | "-mtune=native" | "-flto" | "-fprofile-correction" => reason(a),
+            "-march=native"
+            | "-mtune=native"
+            | "-mcpu=native"
+            | "-flto"
+            | "-fprofile-correction" => reason(a),
             _ => {}
         }
         match hit.class() {
@@ -471,6 +475,7 @@ mod tests {
             "gcc -c conftest.c",
             "gcc -c a.c -o -",
             "gcc -march=native -c a.c",
+            "gcc -mcpu=native -c a.c",
             "gcc -c a.c b.c",
         ] {
             assert!(scan(&v(cmd)).local_reason.is_some(), "{cmd}");
