@@ -11,6 +11,7 @@ pub(crate) mod compile;
 pub(crate) mod cpp;
 pub(crate) mod invocation;
 pub(crate) mod local;
+pub mod outcome;
 pub(crate) mod output;
 pub(crate) mod race;
 pub(crate) mod remote;
