@@ -582,7 +582,7 @@ fn record(job: &Job, status: i32) {
 }
 
 /// Why a host failure sends a job elsewhere (and finally here).
-fn fault_reason(e: &RemoteError) -> LocalReason {
+pub(crate) fn fault_reason(e: &RemoteError) -> LocalReason {
     match e {
         RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
             LocalReason::ConnectFailed

@@ -538,6 +538,207 @@ pub fn summary(dirs: &Dirs, id: Option<&str>) -> Result<Summary, RecordError> {
     Ok(Summary::from_text(&name, &String::from_utf8_lossy(&bytes)))
 }
 
+/// How long `--explain` waits for a probe's reply.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The probe: a protocol-1 compile of a one-line source (`lsdistcc`'s shape).
+const PROBE_SOURCE: &[u8] = b"int distcc_probe;\n";
+
+/// What `--explain` found about one host.
+enum HostCheck {
+    /// It would take the job; with the compiler's identity there, if it tells.
+    Ok(Option<String>),
+    /// `localhost` in the list: the job compiles here.
+    Local,
+    /// `,down`: never used.
+    Down,
+    /// Not usable: why.
+    No(LocalReason, String),
+}
+
+/// `distcc --explain COMPILER ARGS…`: where the command would compile and why, without
+/// compiling it — the scan's verdict, then each host of the list: `,down`, backed off,
+/// reachable (the same connect, 4 s timeout), and whether its whitelist takes this
+/// compiler (a tiny probe compile, with the compiler's identity compared to ours).
+pub(crate) fn explain(inv: &super::invocation::Invocation, env: &crate::settings::ClientEnv) -> String {
+    use crate::args::{argv_to_string, scan};
+    let mut out = String::new();
+    let job = super::rewrite::for_job(inv, env);
+    let scanned = scan(&job);
+    out.push_str(&format!("command: {}\n", argv_to_string(&job.argv)));
+    if let Some(why) = scanned.local_reason {
+        out.push_str(&format!("verdict: local ({why}): the command line is not a distributable compile\n"));
+        return out;
+    }
+    let list = match crate::hosts::load_default(env.hosts.as_deref(), &env.dirs) {
+        Ok(l) => l,
+        Err(e) => {
+            let why = match e {
+                crate::hosts::HostsError::Syntax(_) => LocalReason::BadHostList,
+                _ => LocalReason::NoHosts,
+            };
+            out.push_str(&format!("hosts: {e}\nverdict: local ({why})\n"));
+            return out;
+        }
+    };
+    out.push_str(&format!("hosts: {} ({} host(s))\n", list.source_name, list.hosts.len()));
+    let backoff = crate::temp::lock_dir(&env.dirs)
+        .ok()
+        .map(|d| crate::backoff::Backoff::new(&d, env.backoff_period));
+    let compiler = job.argv.first().cloned().unwrap_or_default();
+    let mine = local_identity(inv, &compiler);
+    let mut verdict: Option<String> = None;
+    let mut first_no: Option<LocalReason> = None;
+    for host in &list.hosts {
+        let check = check_host(host, backoff.as_ref(), &compiler, env);
+        let line = match &check {
+            HostCheck::Ok(theirs) => {
+                let id = match (theirs, &mine) {
+                    (Some(t), Some(m)) if t != m => {
+                        format!("; compiler-mismatch: theirs is {t:?}, ours {m:?}")
+                    }
+                    (Some(t), _) => format!("; {t}"),
+                    _ => String::new(),
+                };
+                format!("ok: accepts {compiler}{id}")
+            }
+            HostCheck::Local => "localhost: compiles here".to_string(),
+            HostCheck::Down => "down (,down in the host list)".to_string(),
+            HostCheck::No(why, detail) => format!("{why}: {detail}"),
+        };
+        out.push_str(&format!("  {}: {line}\n", host.spec));
+        if verdict.is_some() {
+            continue;
+        }
+        match check {
+            HostCheck::Ok(_) => verdict = Some(format!("verdict: remote on {}\n", host.spec)),
+            HostCheck::Local if first_no.is_none() => {
+                verdict = Some(format!("verdict: local ({})\n", LocalReason::Localhost))
+            }
+            HostCheck::No(why, _) if first_no.is_none() => first_no = Some(why),
+            _ => {}
+        }
+    }
+    let verdict = verdict.unwrap_or_else(|| {
+        let why = first_no.unwrap_or(LocalReason::NoHosts);
+        format!("verdict: local ({why})\n")
+    });
+    out.push_str(&verdict);
+    out
+}
+
+/// One host as `--explain` sees it.
+fn check_host(
+    host: &crate::hosts::HostSpec,
+    backoff: Option<&crate::backoff::Backoff>,
+    compiler: &str,
+    env: &crate::settings::ClientEnv,
+) -> HostCheck {
+    use super::wire::Wire;
+    use crate::connection::ConnError;
+    if host.down {
+        return HostCheck::Down;
+    }
+    if host.kind == crate::hosts::HostKind::Local {
+        return HostCheck::Local;
+    }
+    if backoff.is_some_and(|b| b.is_backed_off(&host.lock_key())) {
+        return HostCheck::No(
+            LocalReason::BackedOff,
+            format!("failed recently; skipped for up to {} s", env.backoff_period.as_secs()),
+        );
+    }
+    let stream = match super::remote::connect(host, env) {
+        Ok(s) => s,
+        Err(e) => return HostCheck::No(super::compile::fault_reason(&e), e.to_string()),
+    };
+    let request = crate::protocol::Request {
+        version: 1,
+        cwd: None,
+        argv: [compiler, "-c", "distcc_probe.c", "-o", "distcc_probe.o"]
+            .iter()
+            .map(|w| w.to_string())
+            .collect(),
+        body: crate::protocol::Body::Source(crate::protocol::Payload::Plain(
+            PROBE_SOURCE.to_vec(),
+        )),
+    };
+    let bytes = match crate::protocol::encode_request(&request) {
+        Ok(b) => b,
+        Err(e) => return HostCheck::No(LocalReason::ClientTrouble, e.to_string()),
+    };
+    let mut conn = match Wire::new(stream, PROBE_TIMEOUT) {
+        Ok(c) => c,
+        Err(e) => return HostCheck::No(LocalReason::HostFailed, e.to_string()),
+    };
+    let reply = conn.send(&bytes).and_then(|()| conn.read_reply(1));
+    match reply {
+        Ok(r) => {
+            let ret = super::local::critique_raw(r.status);
+            if ret == 0 {
+                return HostCheck::Ok(identity(&r.object));
+            }
+            let why = if ret == crate::exitcode::ExitCode::CompilerMissing.code() {
+                LocalReason::CompilerMissing
+            } else {
+                LocalReason::HostFailed
+            };
+            let serr = String::from_utf8_lossy(&r.stderr);
+            let first = serr.lines().next().unwrap_or("");
+            HostCheck::No(why, format!("the probe compile failed with status {ret}: {first}"))
+        }
+        Err(ConnError::NoAnswer) => HostCheck::No(
+            LocalReason::RefusedByServer,
+            format!(
+                "closed the connection without an answer: its --allow list or its compiler \
+                 whitelist refuses {compiler} (the server's log says which)"
+            ),
+        ),
+        Err(e) => {
+            let e = super::remote::RemoteError::from(e);
+            HostCheck::No(super::compile::fault_reason(&e), e.to_string())
+        }
+    }
+}
+
+/// The compiler's name and version as it stamps them into objects (ELF `.comment`:
+/// `GCC: (Debian 12.2.0-14) 12.2.0`, `clang version 14.0.6`).
+fn identity(object: &[u8]) -> Option<String> {
+    for needle in [&b"GCC: ("[..], &b"clang version "[..]] {
+        if let Some(at) = object.windows(needle.len()).position(|w| w == needle) {
+            let rest = object.get(at..)?;
+            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len()).min(200);
+            return Some(String::from_utf8_lossy(rest.get(..end)?).into_owned());
+        }
+    }
+    None
+}
+
+/// Our compiler's identity: the probe compiled here (`None` if that fails).
+fn local_identity(inv: &super::invocation::Invocation, compiler: &str) -> Option<String> {
+    let dir = tempfile::tempdir().ok()?;
+    let src = dir.path().join("distcc_probe.c");
+    fs::write(&src, PROBE_SOURCE).ok()?;
+    let obj = dir.path().join("distcc_probe.o");
+    let argv = [
+        compiler.to_string(),
+        "-c".into(),
+        src.to_string_lossy().into_owned(),
+        "-o".into(),
+        obj.to_string_lossy().into_owned(),
+    ];
+    let status = super::local::command(inv, &argv)
+        .ok()?
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
+    }
+    identity(&fs::read(&obj).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
