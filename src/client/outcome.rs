@@ -611,7 +611,8 @@ pub(crate) fn explain(inv: &super::invocation::Invocation, env: &crate::settings
         }
         match check {
             HostCheck::Ok(_) => verdict = Some(format!("verdict: remote on {}\n", host.spec)),
-            HostCheck::Local if first_no.is_none() => {
+            // As the client does: a host that fails is skipped for the next one.
+            HostCheck::Local => {
                 verdict = Some(format!("verdict: local ({})\n", LocalReason::Localhost))
             }
             HostCheck::No(why, _) if first_no.is_none() => first_no = Some(why),
