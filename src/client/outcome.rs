@@ -816,8 +816,10 @@ mod tests {
         let path = t.path().join("record/b");
         assert_eq!(fs::read_to_string(&path).unwrap(), rec.line());
         // Nearly full: the next line does not fit, the mark does.
-        let f = fs::OpenOptions::new().append(true).open(&path).unwrap();
-        f.set_len(MAX_RECORD - 5).unwrap();
+        let pad = MAX_RECORD as usize - 5 - rec.line().len();
+        let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(format!("#{}\n", "x".repeat(pad - 2)).as_bytes())
+            .unwrap();
         append(&dirs, "b", &rec).unwrap();
         append(&dirs, "b", &rec).unwrap();
         let text = fs::read(&path).unwrap();
