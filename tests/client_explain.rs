@@ -58,7 +58,10 @@ fn explain_a_compile_with_a_good_host_says_it_runs_there_and_compiles_nothing() 
     let d = Daemon::start(Kind::Ours, t.path(), &[], &[]);
     let hosts = format!("127.0.0.1:{}", d.port);
     let out = explain(t.path(), &hosts, &["gcc", "-c", "a.c", "-o", "a.o"]);
-    assert!(out.contains(&format!("verdict: remote on {hosts}")), "{out}");
+    assert!(
+        out.contains(&format!("verdict: remote on {hosts}")),
+        "{out}"
+    );
     assert!(out.contains(&format!("  {hosts}: ok: accepts ")), "{out}");
     // The probe compiled, the command did not.
     assert!(!t.path().join("a.o").exists());
@@ -75,10 +78,17 @@ fn explain_with_a_dead_port_says_connect_failed() {
     let t = setup();
     let hosts = format!("127.0.0.1:{}", free_port());
     let out = explain(t.path(), &hosts, &["gcc", "-c", "a.c"]);
-    assert!(out.contains(&format!("  {hosts}: connect-failed: ")), "{out}");
+    assert!(
+        out.contains(&format!("  {hosts}: connect-failed: ")),
+        "{out}"
+    );
     assert!(out.contains("verdict: local (connect-failed)"), "{out}");
     // A dead host then localhost: the client goes on to localhost.
-    let out = explain(t.path(), &format!("{hosts} localhost"), &["gcc", "-c", "a.c"]);
+    let out = explain(
+        t.path(),
+        &format!("{hosts} localhost"),
+        &["gcc", "-c", "a.c"],
+    );
     assert!(out.contains("verdict: local (localhost)"), "{out}");
 }
 
@@ -95,7 +105,10 @@ fn explain_with_a_whitelist_that_refuses_the_compiler_says_refused_by_server() {
     );
     let hosts = format!("127.0.0.1:{}", d.port);
     let out = explain(t.path(), &hosts, &["gcc", "-c", "a.c"]);
-    assert!(out.contains(&format!("  {hosts}: refused-by-server: ")), "{out}");
+    assert!(
+        out.contains(&format!("  {hosts}: refused-by-server: ")),
+        "{out}"
+    );
     assert!(out.contains("verdict: local (refused-by-server)"), "{out}");
     // The daemon logged why: the whitelist.
     let log = wait_for_log(&d.log, "whitelist");
@@ -132,10 +145,18 @@ fn a_build_leaves_a_record_that_the_summary_adds_up() {
         &["gcc", "a.o", "-o", "a"],
     );
     let _ = o;
-    let o = distcc_in(t.path(), &good, &[], &["distccmon-text", "--summary", "build-1"]);
+    let o = distcc_in(
+        t.path(),
+        &good,
+        &[],
+        &["distccmon-text", "--summary", "build-1"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(s.contains("build build-1: 3 job(s), 1 remote, 2 local"), "{s}");
+    assert!(
+        s.contains("build build-1: 3 job(s), 1 remote, 2 local"),
+        "{s}"
+    );
     let count = |code: &str| {
         s.lines()
             .find(|l| l.trim_start().starts_with(code))
@@ -150,10 +171,18 @@ fn a_build_leaves_a_record_that_the_summary_adds_up() {
     // Without a name: the newest build.
     let o = distcc_in(t.path(), &good, &[], &["distccmon-text", "--summary"]);
     let s = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert!(s.contains("build build-2: 1 job(s), 0 remote, 1 local"), "{s}");
+    assert!(
+        s.contains("build build-2: 1 job(s), 0 remote, 1 local"),
+        "{s}"
+    );
     assert!(s.contains("linking"), "{s}");
     // An unknown build is an error that names it.
-    let o = distcc_in(t.path(), &good, &[], &["distccmon-text", "--summary", "nope"]);
+    let o = distcc_in(
+        t.path(),
+        &good,
+        &[],
+        &["distccmon-text", "--summary", "nope"],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("\"nope\""), "{}", text(&o));
 }

@@ -559,14 +559,19 @@ enum HostCheck {
 /// compiling it — the scan's verdict, then each host of the list: `,down`, backed off,
 /// reachable (the same connect, 4 s timeout), and whether its whitelist takes this
 /// compiler (a tiny probe compile, with the compiler's identity compared to ours).
-pub(crate) fn explain(inv: &super::invocation::Invocation, env: &crate::settings::ClientEnv) -> String {
+pub(crate) fn explain(
+    inv: &super::invocation::Invocation,
+    env: &crate::settings::ClientEnv,
+) -> String {
     use crate::args::{argv_to_string, scan};
     let mut out = String::new();
     let job = super::rewrite::for_job(inv, env);
     let scanned = scan(&job);
     out.push_str(&format!("command: {}\n", argv_to_string(&job.argv)));
     if let Some(why) = scanned.local_reason {
-        out.push_str(&format!("verdict: local ({why}): the command line is not a distributable compile\n"));
+        out.push_str(&format!(
+            "verdict: local ({why}): the command line is not a distributable compile\n"
+        ));
         return out;
     }
     let list = match crate::hosts::load_default(env.hosts.as_deref(), &env.dirs) {
@@ -580,7 +585,11 @@ pub(crate) fn explain(inv: &super::invocation::Invocation, env: &crate::settings
             return out;
         }
     };
-    out.push_str(&format!("hosts: {} ({} host(s))\n", list.source_name, list.hosts.len()));
+    out.push_str(&format!(
+        "hosts: {} ({} host(s))\n",
+        list.source_name,
+        list.hosts.len()
+    ));
     let backoff = crate::temp::lock_dir(&env.dirs)
         .ok()
         .map(|d| crate::backoff::Backoff::new(&d, env.backoff_period));
@@ -645,7 +654,10 @@ fn check_host(
     if backoff.is_some_and(|b| b.is_backed_off(&host.lock_key())) {
         return HostCheck::No(
             LocalReason::BackedOff,
-            format!("failed recently; skipped for up to {} s", env.backoff_period.as_secs()),
+            format!(
+                "failed recently; skipped for up to {} s",
+                env.backoff_period.as_secs()
+            ),
         );
     }
     let stream = match super::remote::connect(host, env) {
@@ -659,9 +671,7 @@ fn check_host(
             .iter()
             .map(|w| w.to_string())
             .collect(),
-        body: crate::protocol::Body::Source(crate::protocol::Payload::Plain(
-            PROBE_SOURCE.to_vec(),
-        )),
+        body: crate::protocol::Body::Source(crate::protocol::Payload::Plain(PROBE_SOURCE.to_vec())),
     };
     let bytes = match crate::protocol::encode_request(&request) {
         Ok(b) => b,
@@ -685,7 +695,10 @@ fn check_host(
             };
             let serr = String::from_utf8_lossy(&r.stderr);
             let first = serr.lines().next().unwrap_or("");
-            HostCheck::No(why, format!("the probe compile failed with status {ret}: {first}"))
+            HostCheck::No(
+                why,
+                format!("the probe compile failed with status {ret}: {first}"),
+            )
         }
         Err(ConnError::NoAnswer) => HostCheck::No(
             LocalReason::RefusedByServer,
@@ -707,7 +720,11 @@ fn identity(object: &[u8]) -> Option<String> {
     for needle in [&b"GCC: ("[..], &b"clang version "[..]] {
         if let Some(at) = object.windows(needle.len()).position(|w| w == needle) {
             let rest = object.get(at..)?;
-            let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len()).min(200);
+            let end = rest
+                .iter()
+                .position(|b| *b == 0)
+                .unwrap_or(rest.len())
+                .min(200);
             return Some(String::from_utf8_lossy(rest.get(..end)?).into_owned());
         }
     }
@@ -760,7 +777,10 @@ mod tests {
             ("gcc -c", "no-source"),
             ("gcc -c a.c b.c", "two-inputs"),
             ("gcc -c a.c -o -", "output-stdout"),
-            ("gcc -march=native -c a.c", "local-only-option:-march=native"),
+            (
+                "gcc -march=native -c a.c",
+                "local-only-option:-march=native",
+            ),
             ("gcc -flto -c a.c", "local-only-option:-flto"),
             ("gcc -c a.c x.h", "not-source"),
         ] {
@@ -780,13 +800,23 @@ mod tests {
             took: Duration::from_millis(ms),
             status: 0,
         };
-        let a = rec(Where::Remote("h:1/4,lzo".into()), None, 1500, "dir with space/a.c");
+        let a = rec(
+            Where::Remote("h:1/4,lzo".into()),
+            None,
+            1500,
+            "dir with space/a.c",
+        );
         let line = a.line();
         let back = parse_line(line.trim_end()).unwrap();
         assert_eq!(back.at, "h:1/4,lzo");
         assert_eq!(back.reason, None);
         assert_eq!(back.input, "dir with space/a.c");
-        let b = rec(Where::Local, Some(LocalReason::PreprocessOnly), 500, "b\nc.c");
+        let b = rec(
+            Where::Local,
+            Some(LocalReason::PreprocessOnly),
+            500,
+            "b\nc.c",
+        );
         assert_eq!(b.line().lines().count(), 1);
         let c = rec(Where::Local, Some(LocalReason::ConnectFailed), 250, "c.c");
         let text = format!("{line}{}{}# comment\ngarbage\n", b.line(), c.line());
