@@ -3,6 +3,10 @@
 //!
 //! Beyond distcc, and only when stdout is a terminal (scripts parse the plain output): a
 //! summary line per host after each listing.
+//!
+//! `distccmon-text --summary [BUILD]` (ours) prints what a finished build's record in
+//! `$DISTCC_DIR/record` adds up to: jobs compiled remotely and locally, why local (one
+//! code per reason), jobs and time per host; for the newest build, or the one named.
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
@@ -14,12 +18,30 @@ use distcc::state::{self, TaskState};
 use distcc::temp;
 
 const USAGE: &str = "usage: distccmon-text [DELAY]
+       distccmon-text --summary [BUILD]
 
 Displays current compilation jobs in text form.
 
 If delay is specified, repeatedly updates after that many (fractional)
 seconds.  Otherwise, runs just once.
+
+With --summary, prints the record of the newest build (or of BUILD, its
+DISTCC_BUILD_ID): remote and local jobs, why local, jobs and time per host.
 ";
+
+/// `--summary [BUILD]`.
+fn print_summary(build: Option<&str>) -> i32 {
+    match distcc::client::outcome::summary(&Dirs::from_process(), build) {
+        Ok(s) => {
+            print!("{}", s.render());
+            0
+        }
+        Err(e) => {
+            eprintln!("distccmon-text[{}] ERROR: {e}", std::process::id());
+            1
+        }
+    }
+}
 
 /// Parse DELAY like strtod with nothing after the number: a positive decimal.
 fn parse_delay(s: &str) -> Option<Duration> {
@@ -55,6 +77,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
             print!("{}", distcc::version_text("distccmon-text"));
             return 0;
         }
+        [v] if v == "--summary" => return print_summary(None),
+        [v, b] if v == "--summary" => return print_summary(Some(b)),
         [] => None,
         [d] => match parse_delay(d) {
             Some(d) => Some(d),

@@ -144,12 +144,26 @@ fn run_command(cmd: &[OsString], env: &PumpEnv) -> i32 {
         "Using {n} distcc server{} in pump mode",
         if n == 1 { "" } else { "s" }
     ));
+    // One id for every job of this build: its record is the summary's.
+    let build = env.build_id.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("pump-{}-{secs}", std::process::id())
+    });
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("INCLUDE_SERVER_PORT", &socket)
         .env("PATH", path_with(loc.as_deref(), env))
+        .env("DISTCC_BUILD_ID", &build)
         .status();
     report_discrepancies(&dir, env);
+    if env.summary {
+        match distcc::client::outcome::summary(&env.dirs, Some(&build)) {
+            Ok(s) => eprint!("{}", s.render()),
+            Err(e) => say(&format!("no summary: {e}")),
+        }
+    }
     say("Shutting down distcc-pump include server");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

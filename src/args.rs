@@ -10,6 +10,7 @@
 //!
 //! The server's view of a received command line is in [`crate::daemon::argv`].
 
+use crate::client::outcome::LocalReason;
 use crate::options::{self, Class, Tool};
 use crate::paths::{basename, extension as ext, with_ext};
 
@@ -19,7 +20,7 @@ pub(crate) struct Scan {
     /// The command to run for a local compile (after `-Wp,` expansion and compiler rewriting).
     pub local_argv: Vec<String>,
     /// Why the job must run locally; `None` means it can be distributed.
-    pub local_reason: Option<String>,
+    pub local_reason: Option<LocalReason>,
     /// `-E`: a local preprocessing-only job (takes the cpp lock, exit 120 semantics).
     pub cpp_only: bool,
     pub input: String,
@@ -228,10 +229,10 @@ fn server_refuses(word: &str, hit: &options::Hit<'_>) -> Option<String> {
 /// Scan a compiler command line (argv[0] is the compiler).
 pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
     let argv = expand_wp(job.words());
-    let mut local_reason: Option<String> = None;
+    let mut local_reason: Option<LocalReason> = None;
     let mut reason = |r: &str| {
         if local_reason.is_none() {
-            local_reason = Some(r.to_string());
+            local_reason = Some(LocalReason::from_scan(r));
         }
     };
     let (mut seen_c, mut seen_s, mut cpp_only) = (false, false, false);

@@ -255,6 +255,11 @@ fn max_discrepancy(r: &mut Reader) -> u64 {
     r.number("DISTCC_MAX_DISCREPANCY", 1, 1, false)
 }
 
+/// `DISTCC_BUILD_ID`, when set and not empty.
+fn build_id(r: &Reader) -> Option<String> {
+    r.text("DISTCC_BUILD_ID").filter(|v| !v.trim().is_empty())
+}
+
 /// The client (`distcc`, and distcc masquerading as a compiler).
 #[derive(Debug, Clone)]
 pub(crate) struct ClientEnv {
@@ -304,6 +309,10 @@ pub(crate) struct ClientEnv {
     /// (macros left for the server, so debug info and diagnostics match a local build);
     /// every job then sends a fully preprocessed source, as distcc 3.4 does.
     pub directives_only: bool,
+    /// `DISTCC_BUILD_ID` (set and not empty): the build whose record in
+    /// `$DISTCC_DIR/record` this job's outcome goes to (`pump` sets it); else the session
+    /// id ([`crate::client::outcome`]).
+    pub build_id: Option<String>,
 }
 
 impl ClientEnv {
@@ -367,6 +376,7 @@ impl ClientEnv {
             directives_only: r
                 .text("DISTCC_DIRECTIVES_ONLY")
                 .is_none_or(|v| v.trim() != "0"),
+            build_id: build_id(&r),
         };
         (settings, r.problems)
     }
@@ -497,6 +507,12 @@ pub struct PumpEnv {
     pub include_server_pid: Option<i32>,
     /// `INCLUDE_SERVER_DIR` (`pump --shutdown`).
     pub include_server_dir: Option<PathBuf>,
+    /// `DISTCC_BUILD_ID`: the build's id for its record; `pump COMMAND` makes one up and
+    /// exports it when unset.
+    pub build_id: Option<String>,
+    /// `DISTCC_SUMMARY=1`: `pump COMMAND` prints the build's summary (remote and local
+    /// jobs, why local, time per host) when COMMAND ends.
+    pub summary: bool,
 }
 
 impl PumpEnv {
@@ -515,6 +531,8 @@ impl PumpEnv {
                 .text("INCLUDE_SERVER_PID")
                 .and_then(|p| p.trim().parse::<i32>().ok()),
             include_server_dir: r.path("INCLUDE_SERVER_DIR"),
+            build_id: build_id(&r),
+            summary: r.is_one("DISTCC_SUMMARY"),
         };
         (settings, r.problems)
     }
@@ -575,6 +593,7 @@ mod tests {
         assert_eq!(c.ssh, vec!["ssh"]);
         assert_eq!(c.socks_proxy, Ok(None));
         assert_eq!(c.hosts, None);
+        assert_eq!(c.build_id, None);
         assert_eq!(c.safeguard_level, 0);
         assert_eq!(c.max_discrepancy, 1);
         assert_eq!(c.log.level, LevelFilter::Warn);
@@ -601,8 +620,10 @@ mod tests {
             ("DISTCC_LOG", "/tmp/l"),
             ("DISTCC_RACE", " 0"),
             ("DISTCC_DIRECTIVES_ONLY", "0"),
+            ("DISTCC_BUILD_ID", "b1"),
         ]));
         assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(c.build_id.as_deref(), Some("b1"));
         assert!(!c.race);
         assert!(!c.directives_only);
         assert!(c.backoff_period.is_zero());

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use super::cpp::{Preprocess, Preprocessed};
 use super::invocation::Invocation;
 use super::local;
+use super::outcome::{self, JobRecord, LocalReason, Where};
 use super::output::write_output;
 use super::race::{self, Finish, History, Race};
 use super::remote::{self, RemoteError};
@@ -58,14 +59,16 @@ struct Job<'a> {
     history: Option<History>,
     /// How long the last accepted reply took (from the source sent), for the history.
     took: Option<Duration>,
+    /// Where the job compiled and, if not remotely, why: for the build record.
+    verdict: Option<(Where, Option<LocalReason>)>,
 }
 
 /// What one remote attempt came to.
 enum Outcome {
     /// The result is written and shown: the job is done (exit 0).
     Accepted,
-    /// The user's source failed to compile (remotely, or in our local cpp).
-    UserError { ret: i32, serr: Vec<u8> },
+    /// The user's source failed to compile (remotely, or in our local cpp: `cpp`).
+    UserError { ret: i32, serr: Vec<u8>, cpp: bool },
     /// The host failed; try another one.
     HostFault(RemoteError),
     /// The host answered, but with a crash or a distcc-level failure: go local.
@@ -127,8 +130,11 @@ impl Job<'_> {
             .is_some_and(|s| !s.backoff().is_disabled())
     }
 
-    /// Compile here with inherited stdio, under a local slot unless `held` is given.
-    fn run_local(&mut self, held: Option<HostSlot>) -> i32 {
+    /// Compile here with inherited stdio, under a local slot unless `held` is given;
+    /// `why`: the reason recorded for the build summary.
+    fn run_local(&mut self, held: Option<HostSlot>, why: LocalReason) -> i32 {
+        log::info!("compiling {} locally: {why}", self.scan.input);
+        self.verdict = Some((Where::Local, Some(why)));
         // A preprocessor still running for a remote attempt writes the .d file too: let it
         // finish before the local compiler writes the same file.
         self.finish_cpp_quietly();
@@ -177,8 +183,15 @@ impl Job<'_> {
     }
 
     /// Give up on distribution: compile locally, unless `DISTCC_FALLBACK=0`.
-    fn fallback(&mut self, host: Option<&HostSpec>, ret: i32, serr: &[u8]) -> i32 {
+    fn fallback(
+        &mut self,
+        host: Option<&HostSpec>,
+        ret: i32,
+        serr: &[u8],
+        why: LocalReason,
+    ) -> i32 {
         if !self.env.fallback {
+            self.verdict = Some((Where::Nowhere, Some(why)));
             log::warn!("failed to distribute and fallbacks are disabled");
             let _ = std::io::stderr().write_all(serr);
             self.finish_cpp_quietly();
@@ -192,7 +205,7 @@ impl Job<'_> {
             ),
             None => log::warn!("failed to distribute, running locally instead"),
         }
-        self.run_local(None)
+        self.run_local(None, why)
     }
 
     /// One attempt on a remote host whose slot we hold.
@@ -362,6 +375,7 @@ impl Job<'_> {
                     return Err(Outcome::UserError {
                         ret: failed.status,
                         serr: failed.stderr,
+                        cpp: true,
                     });
                 }
                 Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
@@ -511,7 +525,11 @@ impl Job<'_> {
         let mut serr = cpp_stderr;
         serr.extend_from_slice(&reply.stderr);
         if ret != 0 {
-            return Outcome::UserError { ret, serr };
+            return Outcome::UserError {
+                ret,
+                serr,
+                cpp: false,
+            };
         }
         if let Err(e) = write_output(Path::new(&self.scan.output), &reply.object) {
             return Outcome::LocalTrouble(format!("failed to write {}: {e}", self.scan.output));
@@ -536,6 +554,54 @@ impl Job<'_> {
             },
             Err(e) => log::warn!("can't keep the server's stderr: {e}"),
         }
+    }
+}
+
+/// Append the job's outcome to its build's record (`$DISTCC_DIR/record`). A nested
+/// distcc is part of the outer job, which records it.
+fn record(job: &Job, status: i32) {
+    if job.inv.nested() {
+        return;
+    }
+    let Some((at, reason)) = job.verdict.clone() else {
+        return;
+    };
+    let rec = JobRecord {
+        time: outcome::now_secs(),
+        pid: std::process::id(),
+        input: job.scan.input.clone(),
+        at,
+        reason,
+        took: job.start.elapsed(),
+        status,
+    };
+    let build = outcome::build_id(job.env.build_id.as_deref());
+    if let Err(e) = outcome::append(&job.env.dirs, &build, &rec) {
+        log::debug!("{e}");
+    }
+}
+
+/// Why a host failure sends a job elsewhere (and finally here).
+pub(crate) fn fault_reason(e: &RemoteError) -> LocalReason {
+    match e {
+        RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
+            LocalReason::ConnectFailed
+        }
+        RemoteError::ConnectTimeout(_) => LocalReason::ConnectTimeout,
+        RemoteError::NoAnswer | RemoteError::Conn(ConnError::NoAnswer) => {
+            LocalReason::RefusedByServer
+        }
+        RemoteError::Conn(ConnError::Timeout(_)) => LocalReason::IoTimeout,
+        RemoteError::Conn(_) => LocalReason::HostFailed,
+    }
+}
+
+/// Why a reply that is the host's fault (see [`Job::judge`]) sends a job here.
+fn crash_reason(ret: i32) -> LocalReason {
+    if ret == ExitCode::CompilerMissing.code() {
+        LocalReason::CompilerMissing
+    } else {
+        LocalReason::HostCrashed
     }
 }
 
@@ -611,6 +677,7 @@ pub(crate) fn build_somewhere_exact(
         exact,
         history: None,
         took: None,
+        verdict: None,
     };
     if env.race && job.sched.is_some() {
         job.history = match History::for_client(env) {
@@ -623,6 +690,7 @@ pub(crate) fn build_somewhere_exact(
     }
     let ret = run_job(&mut job, loaded.map(|_| ()));
     job.phase(Phase::Done, None, None, None);
+    record(&job, ret);
     log::info!(
         "elapsed compilation time {:.6}s",
         job.start.elapsed().as_secs_f64()
@@ -635,6 +703,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
         // A distcc started by a distcc: the outer one already holds a slot.
         log::debug!("nested distcc invocation; compiling locally without a lock");
         let input = job.scan.input.clone();
+        job.verdict = Some((Where::Local, Some(LocalReason::Nested)));
         job.phase(Phase::Compile, Some(&input), Some("localhost"), Some(0));
         return job.local_run().unwrap_or_else(|e| {
             log::error!("{e}");
@@ -646,14 +715,14 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
             "argument is not UTF-8; compiling locally: {}",
             argv_to_string(&job.scan.local_argv)
         );
-        return job.run_local(None);
+        return job.run_local(None, LocalReason::NotUtf8);
     }
     if let Some(reason) = job.scan.local_reason.clone() {
         log::debug!(
             "{reason}; compiling locally: {}",
             argv_to_string(&job.scan.local_argv)
         );
-        return job.run_local(None);
+        return job.run_local(None, reason);
     }
     log::info!("compile from {} to {}", job.scan.input, job.scan.output);
     if let Err(e) = loaded {
@@ -666,35 +735,36 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
             // (hosts::load already logged why.)
             // What distcc 3.4 exits with when fallbacks are off: 116 for no list at all
             // too (its 106 is only internal there), 106 for a list it can't parse.
-            let code = match e {
-                hosts::HostsError::Syntax(_) => ExitCode::BadHostspec,
-                _ => ExitCode::NoHosts,
+            let (code, why) = match e {
+                hosts::HostsError::Syntax(_) => (ExitCode::BadHostspec, LocalReason::BadHostList),
+                _ => (ExitCode::NoHosts, LocalReason::NoHosts),
             };
-            return job.fallback(None, code.code(), &[]);
+            return job.fallback(None, code.code(), &[], why);
         }
     }
     let mut tried: Vec<usize> = Vec::new();
-    let mut last: Option<(HostSpec, i32)> = None;
+    let mut last: Option<(HostSpec, i32, LocalReason)> = None;
     for _ in 0..MAX_REMOTE_TRIES {
         let slot = match job.pick(&tried) {
             Ok(Some(s)) => s,
-            Ok(None) => return job.run_local(None),
+            Ok(None) => return job.run_local(None, LocalReason::NoLock),
             Err(SchedError::NoUsableHost) => break,
             Err(e) => {
                 log::warn!("{e}; compiling locally without a lock");
                 job.sched = None;
-                return job.run_local(None);
+                return job.run_local(None, LocalReason::NoLock);
             }
         };
         let host = slot.host(&job.hosts).clone();
         if host.kind == HostKind::Local {
-            return job.run_local(Some(slot));
+            return job.run_local(Some(slot), LocalReason::Localhost);
         }
         let outcome = job.remote_attempt(&host, slot.slot);
         let index = slot.host_index;
         drop(slot);
         match outcome {
             Outcome::Accepted => {
+                job.verdict = Some((Where::Remote(host.spec.clone()), None));
                 if let Some(s) = &job.sched
                     && let Err(e) = s.backoff().clear(&host.lock_key())
                 {
@@ -706,6 +776,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 return 0;
             }
             Outcome::RacedLocally { ret, fault } => {
+                job.verdict = Some((Where::Local, Some(LocalReason::RacedLocalWon)));
                 // Late is not dead: no backoff for that, but race this host sooner.
                 job.remember(&host, race::Record::with_local_win);
                 if let Some(e) = fault {
@@ -714,17 +785,28 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 }
                 return ret;
             }
-            Outcome::UserError { ret, serr } => {
+            Outcome::UserError { ret, serr, cpp } => {
                 if job.env.skip_local_retry {
+                    let at = if cpp {
+                        (Where::Nowhere, Some(LocalReason::CppError))
+                    } else {
+                        (Where::Remote(host.spec.clone()), None)
+                    };
+                    job.verdict = Some(at);
                     let _ = std::io::stderr().write_all(&serr);
                     return ret;
                 }
+                let why = if cpp {
+                    LocalReason::CppError
+                } else {
+                    LocalReason::RemoteErrorThenLocal
+                };
                 log::warn!(
                     "remote compilation of '{}' failed, retrying locally",
                     job.scan.input
                 );
                 let pumped = job.pumped;
-                let ret = job.fallback(Some(&host), ret, &serr);
+                let ret = job.fallback(Some(&host), ret, &serr, why);
                 // PUMP HOOK: a pump job that only compiles locally is a discrepancy.
                 if pumped && ret == 0 {
                     crate::pump::client::note_discrepancy(job.env);
@@ -734,11 +816,16 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
             Outcome::HostCrash { ret, serr } => {
                 log::warn!("{} failed the job with status {ret}", host.spec);
                 job.mark_backoff(&host);
-                return job.fallback(Some(&host), ret, &serr);
+                return job.fallback(Some(&host), ret, &serr, crash_reason(ret));
             }
             Outcome::LocalTrouble(msg) => {
                 log::warn!("{msg}");
-                return job.fallback(Some(&host), ExitCode::Failed.code(), &[]);
+                return job.fallback(
+                    Some(&host),
+                    ExitCode::Failed.code(),
+                    &[],
+                    LocalReason::ClientTrouble,
+                );
             }
             Outcome::HostFault(e) => {
                 // Every message names the host: a stalled or reset connection's own text
@@ -751,17 +838,36 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 }
                 job.mark_backoff(&host);
                 tried.push(index);
-                last = Some((host, e.exit_code().code()));
+                let why = fault_reason(&e);
+                last = Some((host, e.exit_code().code(), why));
             }
         }
     }
     match last {
         // distcc 3.4 reports a dead host as "no hosts" (116) when backoff is on, because the
         // failed host is backed off and re-choosing finds nothing; scripts see that code.
-        Some((host, _)) if job.backoff_enabled() => {
-            job.fallback(Some(&host), ExitCode::NoHosts.code(), &[])
+        Some((host, _, why)) if job.backoff_enabled() => {
+            job.fallback(Some(&host), ExitCode::NoHosts.code(), &[], why)
         }
-        Some((host, code)) => job.fallback(Some(&host), code, &[]),
-        None => job.fallback(None, ExitCode::NoHosts.code(), &[]),
+        Some((host, code, why)) => job.fallback(Some(&host), code, &[], why),
+        None => {
+            let why = no_host_reason(job);
+            job.fallback(None, ExitCode::NoHosts.code(), &[], why)
+        }
+    }
+}
+
+/// Why no host could even be tried: none listed (or all `,down`), or all backed off.
+fn no_host_reason(job: &Job) -> LocalReason {
+    let backed_off = job.sched.as_ref().is_some_and(|s| {
+        job.hosts
+            .hosts
+            .iter()
+            .any(|h| !h.down && s.backoff().is_backed_off(&h.lock_key()))
+    });
+    if backed_off {
+        LocalReason::BackedOff
+    } else {
+        LocalReason::NoHosts
     }
 }

@@ -64,6 +64,8 @@ pub(crate) enum Action {
     /// `distcc` with nothing after it.
     MissingOperand,
     Compile(Invocation),
+    /// `--explain COMPILER ARGS…`: say where the command would compile and why.
+    Explain(Invocation),
 }
 
 /// Decide what to do from argv (argv[0] included) and the environment.
@@ -84,6 +86,15 @@ pub(crate) fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, Clien
             "-j" => return Ok(Action::Jobs),
             "--show-principal" => return Ok(Action::ShowPrincipal),
             "--scan-includes" => return Err(ClientError::Unsupported("--scan-includes".into())),
+            "--explain" => {
+                let mut inner = vec![arg0.to_string()];
+                inner.extend(rest.iter().skip(1).cloned());
+                return match classify(&inner, env)? {
+                    Action::Compile(inv) => Ok(Action::Explain(inv)),
+                    Action::MissingOperand => Ok(Action::MissingOperand),
+                    _ => Err(ClientError::NoCompiler),
+                };
+            }
             _ => {}
         }
         let implicit = first.starts_with('-') || args::is_source(&first) || args::is_object(&first);

@@ -11,6 +11,7 @@ pub(crate) mod compile;
 pub(crate) mod cpp;
 pub(crate) mod invocation;
 pub(crate) mod local;
+pub mod outcome;
 pub(crate) mod output;
 pub(crate) mod race;
 pub(crate) mod remote;
@@ -72,6 +73,10 @@ Options:
    --show-hosts           show the host list and exit
    -j                     print the number of job slots the host list offers
    --show-principal       show the GSS-API principal (not supported here)
+   --explain COMPILER ARGS...
+                          say where that command would compile and why (the local
+                          reason, or each host: backed off, reachable, whitelist), without
+                          compiling it
 
 The host list comes from $DISTCC_HOSTS, else $DISTCC_DIR/hosts (default ~/.distcc/hosts),
 else /etc/distcc/hosts. Each entry is one of:
@@ -83,7 +88,9 @@ else /etc/distcc/hosts. Each entry is one of:
 Environment: DISTCC_VERBOSE=1, DISTCC_LOG=FILE, DISTCC_FALLBACK=0|1, DISTCC_SKIP_LOCAL_RETRY,
 DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DISTCC_SAVE_TEMPS=1,
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
-network sandbox sets it), DISTCC_RACE=0 (never race a late remote job with a local compile).
+network sandbox sets it), DISTCC_RACE=0 (never race a late remote job with a local compile),
+DISTCC_BUILD_ID=ID (the build record each job's outcome goes to, in $DISTCC_DIR/record; see
+distccmon-text --summary).
 ",
         crate::version_text("distcc")
     )
@@ -144,6 +151,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         // A setting distcc 3.4 refuses (DISTCC_IO_TIMEOUT) stops a compile, as there.
         Action::Compile(_) if fatal => ExitCode::BadArguments.code(),
         Action::Compile(inv) => compile::build_somewhere_exact(&inv, exact_argv(&inv, &args), &env),
+        Action::Explain(inv) => {
+            let _ = out.write_all(outcome::explain(&inv, &env).as_bytes());
+            0
+        }
     }
 }
 
