@@ -272,3 +272,49 @@ fn sigterm_ends_a_compiler_that_outlives_the_grace_period() {
         d.log_text()
     );
 }
+
+/// 3.4's GSS-API options are refused (not silently ignored, which would serve clients the
+/// operator meant to keep out) with 3.4's bad-argument status and advice on what to use.
+#[test]
+fn gssapi_options_refuse_to_start_with_advice() {
+    // Debian's distccd, given a bad combination of the same options, exits with this status.
+    let debian = Command::new("/usr/bin/distccd")
+        .args(["--blacklist=/nonexistent", "--whitelist=/nonexistent"])
+        .args(["--daemon", "--no-detach", "--log-stderr", "--lifetime", "5"])
+        .output()
+        .unwrap();
+    let bad_args = debian.status.code();
+    assert_eq!(bad_args, Some(101), "Debian's bad-argument status");
+    for opts in [
+        &["--auth"][..],
+        &["--blacklist", "/etc/distcc/deny"],
+        &["--whitelist=/etc/distcc/principals"],
+    ] {
+        let port = free_port();
+        let mut child = Command::new(distcc())
+            .arg("distccd")
+            .args(opts)
+            .args(["--daemon", "--no-detach", "--listen", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--lifetime", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut err = String::new();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), bad_args, "{opts:?}: {err}");
+        assert!(
+            err.contains("not supported") && err.contains("--allow"),
+            "{opts:?}: {err}"
+        );
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "{opts:?}: nothing listens"
+        );
+    }
+}
