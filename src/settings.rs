@@ -297,6 +297,9 @@ pub(crate) struct ClientEnv {
     pub pump_blocker: Option<&'static str>,
     /// `DISTCC_MAX_DISCREPANCY`.
     pub max_discrepancy: u64,
+    /// `DISTCC_PRINCIPAL` (even empty): the GSS-API service name of 3.4. GSS-API is not
+    /// built, but `--show-principal` shows it as 3.4 does, for scripts that check it.
+    pub principal: Option<String>,
 }
 
 impl ClientEnv {
@@ -356,6 +359,7 @@ impl ClientEnv {
             include_server: r.path("INCLUDE_SERVER_PORT"),
             pump_blocker: PUMP_BLOCKERS.iter().copied().find(|v| r.is_set(v)),
             max_discrepancy: max_discrepancy(&mut r),
+            principal: r.text("DISTCC_PRINCIPAL"),
         };
         (settings, r.problems)
     }

@@ -70,7 +70,8 @@ Options:
    --version              show version and exit
    --show-hosts           show the host list and exit
    -j                     print the number of job slots the host list offers
-   --show-principal       show the GSS-API principal (not supported here)
+   --show-principal       show $DISTCC_PRINCIPAL, distcc 3.4's GSS-API principal
+                          (GSS-API itself is not supported here)
 
 The host list comes from $DISTCC_HOSTS, else $DISTCC_DIR/hosts (default ~/.distcc/hosts),
 else /etc/distcc/hosts. Each entry is one of:
@@ -86,6 +87,15 @@ network sandbox sets it).
 ",
         crate::version_text("distcc")
     )
+}
+
+/// `--show-principal`'s output, in distcc 3.4's words: `DISTCC_PRINCIPAL` when it is set
+/// (even empty), else "Not Set.".
+fn principal_text(principal: Option<&str>) -> String {
+    match principal {
+        Some(p) => format!("Principal is\t: {p}\n"),
+        None => "Principal\t: Not Set.\n".to_owned(),
+    }
 }
 
 /// The client's entry point: full argv (argv[0] included); returns the exit status.
@@ -124,7 +134,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             ExitCode::BadArguments.code()
         }
         Action::ShowPrincipal => {
-            let _ = writeln!(out, "Principal\t: Not Set.");
+            let _ = out.write_all(principal_text(env.principal.as_deref()).as_bytes());
             0
         }
         Action::ShowHosts | Action::Jobs => {
