@@ -688,6 +688,8 @@ mod tests {
         calls: Vec<&'static str>,
         uid: libc::uid_t,
         gid: libc::gid_t,
+        /// When set, the only users that exist (name, uid); else root, distccd, nobody.
+        users: Option<Vec<(&'static str, libc::uid_t)>>,
     }
 
     impl Fake {
@@ -706,6 +708,12 @@ mod tests {
             self.root
         }
         fn lookup(&self, name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+            if let Some(users) = &self.users {
+                return users
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, uid)| (*uid, 65534));
+            }
             match name {
                 "root" => Some((0, 0)),
                 "distccd" => Some((102, 65534)),
@@ -763,6 +771,27 @@ mod tests {
         let listed = Acl::new(&["10.0.0.0/8".to_owned()], false).unwrap();
         assert!(inetd_admits(&listed, peer("10.1.2.3")));
         assert!(!inetd_admits(&listed, peer("127.0.0.1")));
+    }
+
+    #[test]
+    fn default_persona_order_is_distcc_distccd_nobody() {
+        let with = |users: Vec<(&'static str, libc::uid_t)>| Fake {
+            root: true,
+            users: Some(users),
+            ..Fake::default()
+        };
+        let pick = |f: Fake| {
+            choose_persona(&f, None)
+                .unwrap()
+                .map(|p| (p.name, p.uid))
+                .unwrap()
+        };
+        let all = vec![("nobody", 65534), ("distccd", 102), ("distcc", 101)];
+        assert_eq!(pick(with(all)), ("distcc".to_owned(), 101), "Gentoo's first");
+        let debian = vec![("nobody", 65534), ("distccd", 102)];
+        assert_eq!(pick(with(debian)), ("distccd".to_owned(), 102), "then Debian's");
+        assert_eq!(pick(with(vec![("nobody", 65534)])).0, "nobody");
+        assert_eq!(pick(with(vec![])).1, 65534, "uid 65534 when nobody is missing");
     }
 
     #[test]
