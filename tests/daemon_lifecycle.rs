@@ -318,3 +318,78 @@ fn gssapi_options_refuse_to_start_with_advice() {
         );
     }
 }
+
+/// The stats page's body: (field, value) per line between the tags, and the lines before.
+fn stats_page(port: u16) -> (Vec<String>, Vec<(String, String)>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    let (head, body) = page.split_once("<distccstats>\n").expect("the stats tag");
+    let fields = body
+        .lines()
+        .take_while(|l| *l != "</distccstats>")
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    (head.lines().map(str::to_owned).collect(), fields)
+}
+
+/// Our stats page has Debian's distccd 3.4's fields in its order, `dcc_max_kids` is the
+/// configured limit as there, and the figures 3.4 measures are measured.
+#[test]
+fn stats_page_matches_debians_fields_and_fills_them() {
+    let work = tempfile::tempdir().unwrap();
+    let start = |kind| {
+        let port = free_port();
+        let d = common::Daemon::start(
+            kind,
+            work.path(),
+            &["--stats", "--stats-port", &port.to_string(), "--jobs", "3"],
+            &[],
+        );
+        wait_for_port(port);
+        (d, port)
+    };
+    let (_debian, debian_port) = start(common::Kind::Debian);
+    let (ours, our_port) = start(common::Kind::Ours);
+    let (debian_head, debian_fields) = stats_page(debian_port);
+    let mut s = TcpStream::connect(("127.0.0.1", ours.port)).unwrap();
+    s.write_all(&hello_request()).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert_eq!(
+        protocol::decode_reply(&reply, 2, Limits::default())
+            .unwrap()
+            .0
+            .status,
+        0
+    );
+    let (our_head, our_fields) = stats_page(our_port);
+    assert_eq!(our_head, debian_head);
+    let names = |f: &[(String, String)]| f.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&our_fields), names(&debian_fields));
+    let get = |f: &[(String, String)], k: &str| {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(get(&debian_fields, "dcc_max_kids"), "3", "3.4: the limit");
+    assert_eq!(get(&our_fields, "dcc_max_kids"), "3");
+    assert_eq!(get(&our_fields, "dcc_compile_ok"), "1");
+    for k in ["dcc_num_compiles1", "dcc_num_compiles2", "dcc_num_compiles3"] {
+        assert_eq!(get(&our_fields, k), "1", "{k}");
+    }
+    let rss: u64 = get(&our_fields, "dcc_max_RSS").parse().unwrap();
+    assert!(rss > 0, "the compiler's peak RSS");
+    assert_eq!(get(&our_fields, "dcc_max_RSS_name"), "(gcc)");
+    let io: i64 = get(&our_fields, "dcc_io_rate").parse().unwrap();
+    assert!(io >= 0, "measured from daemon start: {io}");
+    for k in ["dcc_avg_kids1", "dcc_avg_kids2", "dcc_avg_kids3"] {
+        let v: u64 = get(&our_fields, k).parse().unwrap();
+        assert!(v <= 3, "{k} {v}");
+    }
+}

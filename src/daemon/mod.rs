@@ -176,7 +176,7 @@ pub fn run(config: Config) -> i32 {
         connections: Arc::new(Semaphore::new(connection_limit(config.jobs))),
         budget: crate::connection::Budget::new(serve::LARGE_REQUESTS),
         io_timeout: config.env.io_timeout,
-        stats: Stats::default(),
+        stats: Stats::new(config.jobs as u64),
     };
     if config.inetd {
         return serve_inetd(shared, persona.as_ref());

@@ -237,6 +237,9 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     shared
         .stats
         .job_ended(millis, &finished.compiler, &finished.input);
+    shared
+        .stats
+        .compiler_rss(job::children_peak_rss_kb(), &finished.compiler);
     let job = Some((finished.compiler.as_str(), finished.input.as_str()));
     let result = match finished.ending {
         Ending::ClientGone => {
