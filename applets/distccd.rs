@@ -151,7 +151,8 @@ Options:
                                daemon refuses to start (use --allow)
   Debug and trace:
     --log-level=LEVEL          set detail level for log file
-      levels: critical, error, warning, notice, info, debug
+      levels: critical, error, warning, notice (job summaries),
+      info (and per-job detail), debug
     --verbose                  set log level to \"debug\"
     --no-detach                don't detach from parent (for daemontools, etc)
     --log-file=FILE            send messages here instead of syslog
@@ -345,18 +346,26 @@ fn stdin_is_socket() -> bool {
 }
 
 fn log_config(o: &Options) -> Result<LogConfig, String> {
-    let mut level = match &o.log_level {
+    // distccd's default, notice: job summaries, warnings and errors.
+    let notice = trace::Verbosity {
+        level: log::LevelFilter::Info,
+        detail: false,
+    };
+    let mut verbosity = match &o.log_level {
         Some(l) => match trace::parse_level(l) {
-            Ok(l) => l,
+            Ok(v) => v,
             Err(e) => {
                 eprintln!("distccd: Warning: {e}");
-                log::LevelFilter::Info
+                notice
             }
         },
-        None => log::LevelFilter::Info,
+        None => notice,
     };
     if o.verbose || o.wizard {
-        level = log::LevelFilter::Debug;
+        verbosity = trace::Verbosity {
+            level: log::LevelFilter::Debug,
+            detail: true,
+        };
     }
     let destination = if o.log_stderr || o.wizard {
         Destination::Stderr
@@ -367,7 +376,8 @@ fn log_config(o: &Options) -> Result<LogConfig, String> {
     };
     Ok(LogConfig {
         program: "distccd",
-        level,
+        level: verbosity.level,
+        detail: verbosity.detail,
         destination,
     })
 }

@@ -394,6 +394,7 @@ fn client_log(r: &mut Reader) -> LogConfig {
     };
     LogConfig {
         program: "distcc",
+        detail: false,
         level: if verbose {
             LevelFilter::Debug
         } else {

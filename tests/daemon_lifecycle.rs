@@ -393,3 +393,47 @@ fn stats_page_matches_debians_fields_and_fills_them() {
         assert!(v <= 3, "{k} {v}");
     }
 }
+
+/// `--log-level notice` (distccd's default) logs the job summary only; `info` adds the
+/// per-job detail (the connection, `job complete`); `--verbose` shows all of it. The same
+/// holds for Debian's distccd 3.4, checked side by side.
+#[test]
+fn notice_logs_summaries_and_info_adds_job_detail() {
+    let work = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], bool)] = &[
+        (&["--log-level", "notice"], false),
+        (&["--log-level", "info"], true),
+        (&["--verbose"], true),
+    ];
+    for kind in [common::Kind::Debian, common::Kind::Ours] {
+        for (opts, detail) in cases {
+            let d = common::Daemon::start(kind, work.path(), opts, &[]);
+            let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+            s.write_all(&hello_request()).unwrap();
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).unwrap();
+            let log = common::wait_for_log(&d.log, "COMPILE_OK");
+            let log = if *detail {
+                common::wait_for_log(&d.log, "job complete")
+            } else {
+                log
+            };
+            assert!(log.contains("COMPILE_OK exit:0"), "{kind:?} {opts:?}: {log}");
+            for line in ["job complete", "connection from 127.0.0.1"] {
+                assert_eq!(
+                    log.contains(line),
+                    *detail,
+                    "{kind:?} {opts:?}: {line:?} in\n{log}"
+                );
+            }
+            if !detail {
+                // Besides summaries (the start-up probe's too), only warnings and errors.
+                let others: Vec<&str> = log
+                    .lines()
+                    .filter(|l| !l.contains(" client: ") && !l.contains("ERROR") && !l.contains("Warning"))
+                    .collect();
+                assert!(others.is_empty(), "{kind:?} {opts:?}: only summaries: {others:?}");
+            }
+        }
+    }
+}

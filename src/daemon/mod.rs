@@ -32,6 +32,8 @@ use acl::Acl;
 use job::JobSettings;
 use serve::Shared;
 use stats::Stats;
+
+use crate::trace::DETAIL;
 use whitelist::Policy;
 
 /// Everything `distccd`'s options and environment decide.
@@ -230,7 +232,7 @@ fn bind(config: &Config, port: u16) -> std::io::Result<Vec<std::net::TcpListener
         return match listen_on(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
             Ok(l) => Ok(vec![l]),
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                log::info!("no IPv6 here: listening on IPv4 only");
+                log::info!(target: DETAIL, "no IPv6 here: listening on IPv4 only");
                 Ok(vec![listen_on(SocketAddr::new(
                     IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     port,
@@ -298,6 +300,7 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         );
     }
     log::info!(
+        target: DETAIL,
         "{} CPUs online; allowing up to {} active jobs",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         config.jobs
@@ -333,6 +336,7 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         return code;
     }
     log::info!(
+        target: DETAIL,
         "distccd {} started on port {} (protocols 1, 2 and 3)",
         crate::VERSION,
         config.port
@@ -371,7 +375,7 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         };
         let stop = async {
             let why = wait_for_stop(config.lifetime).await;
-            log::info!("{why}: no longer accepting connections");
+            log::info!(target: DETAIL, "{why}: no longer accepting connections");
             // Let running compiles finish, for a while; then end them, never orphan them.
             for _ in 0..200 {
                 if shared.stats.running() == 0 {
