@@ -623,3 +623,78 @@ fn a_job_the_server_would_refuse_goes_protocol_2() {
     assert_eq!(daemon.compile_ok_count(), 1, "{log}");
     assert!(!log.contains("climbs out"), "{log}");
 }
+
+/// `distcc --scan-includes`: without a `,cpp` host, or without an include server, the
+/// same words and exit status as Debian's distcc 3.4; under `pump`, 3.4's `KIND path`
+/// lines for the job's include closure, and no compile.
+#[test]
+fn scan_includes_prints_the_closure_and_fails_like_34() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = project(work.path(), "proj");
+    let ours = distcc();
+    let debian = Path::new("/usr/bin/distcc");
+    let args = ["--scan-includes", "gcc", "-Iinclude", "-c", "src/main.c", "-o", "m.o"];
+    for (hosts, code, needle) in [
+        (
+            "127.0.0.1:1,lzo",
+            100,
+            "'--scan_includes' specified, but distcc wouldn't have used include server \
+             (make sure hosts list includes ',cpp' option?)",
+        ),
+        (
+            "127.0.0.1:1,cpp,lzo",
+            1,
+            "failed to get includes from include server",
+        ),
+    ] {
+        for program in [ours.as_path(), debian] {
+            let out = client_cmd(program, &work.path().join("dd"), hosts)
+                .args(args)
+                .env_remove("INCLUDE_SERVER_PORT")
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(code), "{program:?} {hosts}: {err}");
+            assert!(err.contains(needle), "{program:?} {hosts}: {err}");
+            assert!(out.stdout.is_empty(), "{program:?} {hosts}");
+        }
+    }
+    assert!(!dir.join("m.o").exists(), "nothing was compiled");
+    // Under pump, with our include server.
+    let out = client_cmd(&ours, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
+        .arg("pump")
+        .arg(&ours)
+        .args(["--scan-includes", "gcc", "-Iinclude", "-Iinclude/wrap", "-Iinclude2"])
+        .args(["-include", "config.h", "-c", "src/main.c", "-o", "m.o"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    let d = dir.display();
+    for want in [
+        format!("FILE      {d}/src/main.c"),
+        format!("FILE      {d}/include/config.h"),
+        format!("FILE      {d}/include/app/util.h"),
+        format!("FILE      {d}/include/app/linked_target.h"),
+        format!("SYMLINK   {d}/include/link.h"),
+        "SYSTEMDIR /usr/include".to_owned(),
+    ] {
+        assert!(lines.contains(&want.as_str()), "{want} missing:\n{text}");
+    }
+    for l in &lines {
+        let (kind, path) = l.split_at(10);
+        assert!(
+            ["FILE      ", "SYMLINK   ", "DIRECTORY ", "SYSTEMDIR "].contains(&kind),
+            "{l}"
+        );
+        assert!(path.starts_with('/'), "{l}");
+    }
+    assert!(!dir.join("m.o").exists(), "nothing was compiled");
+}
