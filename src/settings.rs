@@ -491,6 +491,9 @@ pub struct PumpEnv {
     pub include_server_pid: Option<i32>,
     /// `INCLUDE_SERVER_DIR` (`pump --shutdown`).
     pub include_server_dir: Option<PathBuf>,
+    /// `INCLUDE_SERVER_ARGS`: options 3.4's pump passed to its include server (the pump
+    /// applet maps what applies to ours).
+    pub include_server_args: Option<String>,
 }
 
 impl PumpEnv {
@@ -509,6 +512,7 @@ impl PumpEnv {
                 .text("INCLUDE_SERVER_PID")
                 .and_then(|p| p.trim().parse::<i32>().ok()),
             include_server_dir: r.path("INCLUDE_SERVER_DIR"),
+            include_server_args: r.text("INCLUDE_SERVER_ARGS"),
         };
         (settings, r.problems)
     }

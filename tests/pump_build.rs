@@ -698,3 +698,38 @@ fn scan_includes_prints_the_closure_and_fails_like_34() {
     }
     assert!(!dir.join("m.o").exists(), "nothing was compiled");
 }
+
+/// `INCLUDE_SERVER_ARGS`: `-d` debug bits raise the include server's logging, the options
+/// ours has no need for are accepted quietly, the rest get one warning naming them.
+#[test]
+fn include_server_args_are_mapped_or_warned_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = project(work.path(), "proj");
+    let d = distcc();
+    let run = |args: &str| {
+        let out = client_cmd(&d, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
+            .arg("pump")
+            .arg(&d)
+            .args(["--scan-includes", "gcc", "-Iinclude", "-c", "src/main.c"])
+            .env("INCLUDE_SERVER_ARGS", args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = run("--stat_reset_triggers=include/config.h --no_force_dirs");
+    assert!(!quiet.contains("INCLUDE_SERVER_ARGS"), "{quiet}");
+    assert!(!quiet.contains("paths for"), "no debug by default: {quiet}");
+    let debug = run("-d2 --no_force_dirs");
+    assert!(debug.contains("paths for"), "-d2 turns on debug: {debug}");
+    let warned = run("-s --email_bound 3 -t --unsafe_absolute_includes");
+    let warnings: Vec<&str> = warned
+        .lines()
+        .filter(|l| l.contains("INCLUDE_SERVER_ARGS"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warned}");
+    for name in ["-s", "--email_bound", "-t", "--unsafe_absolute_includes"] {
+        assert!(warnings[0].contains(name), "{name}: {warned}");
+    }
+}
