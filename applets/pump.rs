@@ -334,9 +334,9 @@ fn include_server_args(text: &str) -> IncludeServerArgs {
                  size, times) on every request, so changed files are always seen"
                     .into(),
             ),
-            "--no_force_dirs" => out.not_needed.push(
-                "--no_force_dirs: directory placeholders cost nothing here; kept".into(),
-            ),
+            "--no_force_dirs" => out
+                .not_needed
+                .push("--no_force_dirs: directory placeholders cost nothing here; kept".into()),
             "--no-email" => out
                 .not_needed
                 .push("--no-email: this include server never sends email".into()),
@@ -344,11 +344,22 @@ fn include_server_args(text: &str) -> IncludeServerArgs {
                 "{name} (a job with an absolute #include is still preprocessed locally, \
                  which is always correct)"
             )),
-            "-e" | "--email" | "--email_bound" | "--path_observation_re" | "-s"
-            | "--statistics" | "-t" | "--time" | "-v" | "--verify" | "-w"
-            | "--write_include_closure" | "-x" | "--exact_analysis" | "--pid_file" | "--port" => {
-                out.unsupported.push(name.to_owned())
-            }
+            "-e"
+            | "--email"
+            | "--email_bound"
+            | "--path_observation_re"
+            | "-s"
+            | "--statistics"
+            | "-t"
+            | "--time"
+            | "-v"
+            | "--verify"
+            | "-w"
+            | "--write_include_closure"
+            | "-x"
+            | "--exact_analysis"
+            | "--pid_file"
+            | "--port" => out.unsupported.push(name.to_owned()),
             other => out.unsupported.push(format!("{other} (unknown)")),
         }
     }
@@ -419,9 +430,17 @@ mod tests {
             "--stat_reset_triggers x.h -s --email_bound 3 --unsafe_absolute_includes -v --bogus",
         );
         assert_eq!(a.level, None);
-        assert_eq!(a.not_needed.len(), 1, "the trigger list was its value: {a:?}");
+        assert_eq!(
+            a.not_needed.len(),
+            1,
+            "the trigger list was its value: {a:?}"
+        );
         assert_eq!(a.unsupported.len(), 5, "{a:?}");
-        assert!(a.unsupported.iter().any(|u| u.starts_with("--unsafe_absolute_includes")));
+        assert!(
+            a.unsupported
+                .iter()
+                .any(|u| u.starts_with("--unsafe_absolute_includes"))
+        );
         assert!(a.unsupported.iter().any(|u| u == "--bogus (unknown)"));
         assert_eq!(include_server_args(""), IncludeServerArgs::default());
     }

@@ -205,7 +205,13 @@ mod tests {
         for yes in ["clang", "clang++", "clang-17", "clang++-14.0", "llvm-clang"] {
             assert!(is_clang_name(yes), "{yes}");
         }
-        for no in ["clang-tidy", "clang-format-17", "clangd", "clang-", "xclang"] {
+        for no in [
+            "clang-tidy",
+            "clang-format-17",
+            "clangd",
+            "clang-",
+            "xclang",
+        ] {
             assert!(!is_clang_name(no), "{no}");
         }
     }
@@ -236,7 +242,11 @@ mod tests {
         symlink(TARGET, dir.join("g++-9")).unwrap();
         symlink(".", dir.join("bin")).unwrap();
         let changes = update(r, &dir).unwrap();
-        assert!(changes.iter().any(|c| c.starts_with("Removing") && c.ends_with("g++-9")));
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.starts_with("Removing") && c.ends_with("g++-9"))
+        );
         let mut names: Vec<String> = entries(&dir).iter().map(|p| name_of(p)).collect();
         names.sort();
         assert_eq!(

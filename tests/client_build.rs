@@ -345,7 +345,10 @@ fn version_help_and_missing_operand() {
                 cmd.env("DISTCC_PRINCIPAL", p);
             }
             let out = cmd.output().unwrap();
-            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
         };
         let ours = show(&distcc());
         assert_eq!(ours, show(Path::new("/usr/bin/distcc")), "{principal:?}");

@@ -306,7 +306,12 @@ fn gssapi_options_refuse_to_start_with_advice() {
             let _ = child.wait();
         }
         let mut err = String::new();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert_eq!(status.and_then(|s| s.code()), bad_args, "{opts:?}: {err}");
         assert!(
             err.contains("not supported") && err.contains("--allow"),
@@ -380,7 +385,11 @@ fn stats_page_matches_debians_fields_and_fills_them() {
     assert_eq!(get(&debian_fields, "dcc_max_kids"), "3", "3.4: the limit");
     assert_eq!(get(&our_fields, "dcc_max_kids"), "3");
     assert_eq!(get(&our_fields, "dcc_compile_ok"), "1");
-    for k in ["dcc_num_compiles1", "dcc_num_compiles2", "dcc_num_compiles3"] {
+    for k in [
+        "dcc_num_compiles1",
+        "dcc_num_compiles2",
+        "dcc_num_compiles3",
+    ] {
         assert_eq!(get(&our_fields, k), "1", "{k}");
     }
     let rss: u64 = get(&our_fields, "dcc_max_RSS").parse().unwrap();
@@ -418,7 +427,10 @@ fn notice_logs_summaries_and_info_adds_job_detail() {
             } else {
                 log
             };
-            assert!(log.contains("COMPILE_OK exit:0"), "{kind:?} {opts:?}: {log}");
+            assert!(
+                log.contains("COMPILE_OK exit:0"),
+                "{kind:?} {opts:?}: {log}"
+            );
             for line in ["job complete", "connection from 127.0.0.1"] {
                 assert_eq!(
                     log.contains(line),
@@ -430,9 +442,14 @@ fn notice_logs_summaries_and_info_adds_job_detail() {
                 // Besides summaries (the start-up probe's too), only warnings and errors.
                 let others: Vec<&str> = log
                     .lines()
-                    .filter(|l| !l.contains(" client: ") && !l.contains("ERROR") && !l.contains("Warning"))
+                    .filter(|l| {
+                        !l.contains(" client: ") && !l.contains("ERROR") && !l.contains("Warning")
+                    })
                     .collect();
-                assert!(others.is_empty(), "{kind:?} {opts:?}: only summaries: {others:?}");
+                assert!(
+                    others.is_empty(),
+                    "{kind:?} {opts:?}: only summaries: {others:?}"
+                );
             }
         }
     }

@@ -231,7 +231,10 @@ fn install_links_the_compilers_debian_links_and_the_daemon_accepts_them() {
         std::fs::read_link(masq.join("gcc")).unwrap(),
         Path::new("../../bin/distcc")
     );
-    assert_eq!(std::fs::read_link(masq.join("bin")).unwrap(), Path::new("."));
+    assert_eq!(
+        std::fs::read_link(masq.join("bin")).unwrap(),
+        Path::new(".")
+    );
     let masq_var = masq.to_str().unwrap();
     let daemon = common::Daemon::start(
         common::Kind::Ours,

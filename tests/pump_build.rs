@@ -633,7 +633,15 @@ fn scan_includes_prints_the_closure_and_fails_like_34() {
     let dir = project(work.path(), "proj");
     let ours = distcc();
     let debian = Path::new("/usr/bin/distcc");
-    let args = ["--scan-includes", "gcc", "-Iinclude", "-c", "src/main.c", "-o", "m.o"];
+    let args = [
+        "--scan-includes",
+        "gcc",
+        "-Iinclude",
+        "-c",
+        "src/main.c",
+        "-o",
+        "m.o",
+    ];
     for (hosts, code, needle) in [
         (
             "127.0.0.1:1,lzo",
@@ -665,7 +673,13 @@ fn scan_includes_prints_the_closure_and_fails_like_34() {
     let out = client_cmd(&ours, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
         .arg("pump")
         .arg(&ours)
-        .args(["--scan-includes", "gcc", "-Iinclude", "-Iinclude/wrap", "-Iinclude2"])
+        .args([
+            "--scan-includes",
+            "gcc",
+            "-Iinclude",
+            "-Iinclude/wrap",
+            "-Iinclude2",
+        ])
         .args(["-include", "config.h", "-c", "src/main.c", "-o", "m.o"])
         .current_dir(&dir)
         .output()

@@ -791,11 +791,23 @@ mod tests {
                 .unwrap()
         };
         let all = vec![("nobody", 65534), ("distccd", 102), ("distcc", 101)];
-        assert_eq!(pick(with(all)), ("distcc".to_owned(), 101), "Gentoo's first");
+        assert_eq!(
+            pick(with(all)),
+            ("distcc".to_owned(), 101),
+            "Gentoo's first"
+        );
         let debian = vec![("nobody", 65534), ("distccd", 102)];
-        assert_eq!(pick(with(debian)), ("distccd".to_owned(), 102), "then Debian's");
+        assert_eq!(
+            pick(with(debian)),
+            ("distccd".to_owned(), 102),
+            "then Debian's"
+        );
         assert_eq!(pick(with(vec![("nobody", 65534)])).0, "nobody");
-        assert_eq!(pick(with(vec![])).1, 65534, "uid 65534 when nobody is missing");
+        assert_eq!(
+            pick(with(vec![])).1,
+            65534,
+            "uid 65534 when nobody is missing"
+        );
     }
 
     #[test]

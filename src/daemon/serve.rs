@@ -19,10 +19,10 @@ use smol::lock::Semaphore;
 use super::acl::Acl;
 use super::job::{self, Ending, JobSettings};
 use super::stats::{JobResult, Stats, summary_line};
-use crate::trace::DETAIL;
 use crate::connection::{ConnError, Connection};
 use crate::exitcode::ExitCode;
 use crate::protocol;
+use crate::trace::DETAIL;
 
 /// What every connection shares.
 pub(crate) struct Shared {

@@ -214,7 +214,10 @@ impl Stats {
     /// A compiler is no longer running (serve.rs calls this from a guard, so that a job
     /// that unwinds is not counted forever).
     pub(crate) fn job_stopped(&self) {
-        let n = self.running.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+        let n = self
+            .running
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
         if let Ok(mut h) = self.history.lock() {
             let now = Instant::now();
             h.ended.push_back(now);
@@ -405,7 +408,10 @@ mod tests {
         assert!(page.contains("\ndcc_rej_bad_req 1\n"));
         assert!(page.contains("\ndcc_longest_job a.c\n"));
         assert!(page.contains("\ndcc_longest_job_time_msecs 42\n"));
-        assert!(page.contains("\ndcc_max_kids 0\n"), "the limit, not the peak");
+        assert!(
+            page.contains("\ndcc_max_kids 0\n"),
+            "the limit, not the peak"
+        );
         assert!(Stats::new(6).page(1).contains("\ndcc_max_kids 6\n"));
         assert!(page.ends_with("dcc_free_space 100 MB\n</distccstats>\n"));
         assert!(page.contains("\ndcc_current_load 0\n"));
