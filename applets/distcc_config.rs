@@ -31,7 +31,11 @@ const OPTIONS: &[&str] = &[
 ];
 
 /// The compilers `--update-masquerade` links when they exist in `/usr/bin`.
-const COMPILERS: &[&str] = &["gcc", "g++", "cc", "c++", "c99", "clang", "clang++"];
+/// (`c89-gcc`/`c99-gcc` are Debian's names for the standard-mode wrappers, which
+/// `update-distcc-symlinks` links too.)
+const COMPILERS: &[&str] = &[
+    "gcc", "g++", "cc", "c++", "c89", "c99", "c89-gcc", "c99-gcc", "clang", "clang++",
+];
 
 fn usage(prog: &str) -> String {
     format!(
@@ -399,6 +403,27 @@ mod tests {
                 "x86_64-pc-linux-gnu-gcc"
             ]
         );
+    }
+
+    #[test]
+    fn masquerade_links_the_standard_mode_compilers() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("usr/bin");
+        fs::create_dir_all(&bin).unwrap();
+        for n in ["gcc", "c89", "c99", "c89-gcc", "c99-gcc"] {
+            fs::write(bin.join(n), "").unwrap();
+        }
+        let root = Root(ConfigEnv {
+            root: d.path().to_path_buf(),
+            ..ConfigEnv::default()
+        });
+        update_masquerade(&root, false).unwrap();
+        let mut names: Vec<String> = fs::read_dir(root.masq_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["bin", "c89", "c89-gcc", "c99", "c99-gcc", "gcc"]);
     }
 
     #[test]

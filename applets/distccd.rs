@@ -95,6 +95,35 @@ struct Options {
     /// print the version
     #[argh(switch)]
     version: bool,
+    /// GSS-API authentication in distcc 3.4: refused here (see `gssapi_refusal`)
+    #[argh(switch)]
+    auth: bool,
+    /// GSS-API principals to refuse, in distcc 3.4: refused here
+    #[argh(option)]
+    blacklist: Option<String>,
+    /// GSS-API principals to allow, in distcc 3.4: refused here
+    #[argh(option)]
+    whitelist: Option<String>,
+}
+
+/// distcc 3.4's GSS-API options (`--auth`, `--blacklist FILE`, `--whitelist FILE`) name a
+/// security feature this build lacks. Starting without it would serve clients the operator
+/// meant to keep out, so the daemon refuses to start and says what restricts clients here.
+fn gssapi_refusal(o: &Options) -> Option<String> {
+    let opt = if o.auth {
+        "--auth"
+    } else if o.blacklist.is_some() {
+        "--blacklist"
+    } else if o.whitelist.is_some() {
+        "--whitelist"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{opt}: GSS-API authentication is not supported by this distccd; restrict clients \
+         with --allow ADDR[/BITS] and compilers with the /usr/lib/distcc whitelist \
+         (key-based client authentication is planned)"
+    ))
 }
 
 const USAGE: &str = "Usage:
@@ -120,9 +149,13 @@ Options:
     --stats                    enable the statistics HTTP page
     --stats-port PORT          port of the statistics page (default 3633)
     --zeroconf                 publish this server over mDNS/DNS-SD (_distcc._tcp)
+    --auth, --blacklist=FILE, --whitelist=FILE
+                               distcc 3.4's GSS-API options: not supported, the
+                               daemon refuses to start (use --allow)
   Debug and trace:
     --log-level=LEVEL          set detail level for log file
-      levels: critical, error, warning, notice, info, debug
+      levels: critical, error, warning, notice (job summaries),
+      info (and per-job detail), debug
     --verbose                  set log level to \"debug\"
     --no-detach                don't detach from parent (for daemontools, etc)
     --log-file=FILE            send messages here instead of syslog
@@ -167,6 +200,8 @@ const VALUED_LONG: &[&str] = &[
     "--lifetime",
     "--job-lifetime",
     "--stats-port",
+    "--blacklist",
+    "--whitelist",
 ];
 const VALUED_SHORT: &[&str] = &["-p", "-a", "-j", "-N", "-P"];
 const SWITCHES: &[&str] = &[
@@ -187,6 +222,7 @@ const SWITCHES: &[&str] = &[
     "--no-sandbox",
     "--version",
     "--help",
+    "--auth",
 ];
 
 /// popt-style argv → argh-style argv: `--x=y` → `--x y`, `-j4` → `-j 4`. Unknown options
@@ -268,6 +304,9 @@ fn number<T: std::str::FromStr>(opt: &str, v: &Option<String>) -> Result<Option<
 }
 
 fn config(o: &Options, env: DaemonEnv) -> Result<Config, String> {
+    if let Some(msg) = gssapi_refusal(o) {
+        return Err(msg);
+    }
     let port = number::<u64>("--port", &o.port)?.unwrap_or(u64::from(distcc::DEFAULT_PORT));
     if port == 0 || port > 65535 {
         return Err("port number out of range".into());
@@ -315,18 +354,26 @@ fn stdin_is_socket() -> bool {
 }
 
 fn log_config(o: &Options) -> Result<LogConfig, String> {
-    let mut level = match &o.log_level {
+    // distccd's default, notice: job summaries, warnings and errors.
+    let notice = trace::Verbosity {
+        level: log::LevelFilter::Info,
+        detail: false,
+    };
+    let mut verbosity = match &o.log_level {
         Some(l) => match trace::parse_level(l) {
-            Ok(l) => l,
+            Ok(v) => v,
             Err(e) => {
                 eprintln!("distccd: Warning: {e}");
-                log::LevelFilter::Info
+                notice
             }
         },
-        None => log::LevelFilter::Info,
+        None => notice,
     };
     if o.verbose || o.wizard {
-        level = log::LevelFilter::Debug;
+        verbosity = trace::Verbosity {
+            level: log::LevelFilter::Debug,
+            detail: true,
+        };
     }
     let destination = if o.log_stderr || o.wizard {
         Destination::Stderr
@@ -337,7 +384,8 @@ fn log_config(o: &Options) -> Result<LogConfig, String> {
     };
     Ok(LogConfig {
         program: "distccd",
-        level,
+        level: verbosity.level,
+        detail: verbosity.detail,
         destination,
     })
 }
@@ -471,5 +519,18 @@ mod tests {
         assert!(parse(&["--jobs", "many"]).is_err());
         assert!(parse(&["--port"]).is_err());
         assert!(parse(&["stray"]).is_err());
+    }
+
+    #[test]
+    fn gssapi_options_are_refused_with_advice() {
+        for argv in [
+            &["--auth"][..],
+            &["--blacklist", "/etc/distcc/deny"],
+            &["--whitelist=/etc/distcc/principals"],
+        ] {
+            let e = parse(argv).unwrap_err();
+            assert!(e.starts_with(argv[0].split('=').next().unwrap()), "{e}");
+            assert!(e.contains("--allow") && e.contains("whitelist"), "{e}");
+        }
     }
 }

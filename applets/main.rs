@@ -1,6 +1,7 @@
 //! One executable, busybox style: the name we were started under picks the applet.
 //!
-//! `distccd`, `distcc-config`, `distccmon-text`, `pump`/`distcc-pump`, `lsdistcc` are exact
+//! `distccd`, `distcc-config`, `distccmon-text`, `pump`/`distcc-pump`, `lsdistcc`,
+//! `update-distcc-symlinks` are exact
 //! names (and the hidden `distcc-zeroconf-browser`); any
 //! other name containing `distcc` is the client; any other name at all (`gcc`, `cc`, `c++`,
 //! `x86_64-pc-linux-gnu-gcc-13`, …) is the client masquerading as that compiler. `distcc
@@ -17,6 +18,7 @@ mod distccd;
 mod distccmon_text;
 mod lsdistcc;
 mod pump;
+mod update_distcc_symlinks;
 
 /// The words after argv[0] as text, for the applets whose options and values are text
 /// (a word that is not UTF-8 shows up with U+FFFD and fails their checks).
@@ -38,6 +40,7 @@ const APPLETS: &[(&str, AppletMain)] = &[
     ("pump", pump::main),
     ("distcc-pump", pump::main),
     ("lsdistcc", lsdistcc::main),
+    ("update-distcc-symlinks", update_distcc_symlinks::main),
     // Hidden: the `+zeroconf` background browser, started by clients (src/zeroconf.rs).
     (::distcc::zeroconf::BROWSER_APPLET, lsdistcc::browser_main),
     ("distcc", distcc::main),
@@ -92,6 +95,10 @@ mod tests {
         assert!(same(lookup("pump"), pump::main));
         assert!(same(lookup("distcc-pump"), pump::main));
         assert!(same(lookup("lsdistcc"), lsdistcc::main));
+        assert!(same(
+            lookup("update-distcc-symlinks"),
+            update_distcc_symlinks::main
+        ));
         assert!(same(
             lookup("distcc-zeroconf-browser"),
             lsdistcc::browser_main

@@ -290,14 +290,120 @@ fn shutdown(env: &PumpEnv) -> i32 {
 
 use std::os::unix::process::CommandExt;
 
+/// What `INCLUDE_SERVER_ARGS` (3.4's include-server options) comes to here.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct IncludeServerArgs {
+    /// `-dPAT`/`--debug_pattern=PAT`: bit 1 is warnings (our default), any higher bit
+    /// (traces, data) is our debug log.
+    level: Option<log::LevelFilter>,
+    /// Options understood and not needed here, with why (for one debug line each).
+    not_needed: Vec<String>,
+    /// Options of 3.4's include server that ours does not have (one warning for all).
+    unsupported: Vec<String>,
+}
+
+/// 3.4's include-server options that take a value (as a separate word or after `=`).
+const VALUED: &[&str] = &[
+    "--debug_pattern",
+    "--email_bound",
+    "--path_observation_re",
+    "--pid_file",
+    "--port",
+    "--stat_reset_triggers",
+];
+
+/// Read `INCLUDE_SERVER_ARGS` the way the include server's getopt did.
+fn include_server_args(text: &str) -> IncludeServerArgs {
+    let mut out = IncludeServerArgs::default();
+    let mut words = text.split_whitespace();
+    while let Some(w) = words.next() {
+        let (name, mut value) = match w.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+            _ => (w, None),
+        };
+        let name = match name.strip_prefix("-d") {
+            Some(v) if !name.starts_with("--") => {
+                if !v.is_empty() {
+                    value = Some(v.to_owned());
+                }
+                "--debug_pattern"
+            }
+            _ => name,
+        };
+        if VALUED.contains(&name) && value.is_none() {
+            value = words.next().map(str::to_owned);
+        }
+        match name {
+            "--debug_pattern" => {
+                let bits = value.as_deref().and_then(|v| v.trim().parse::<u32>().ok());
+                match bits {
+                    Some(b) if b & !1 != 0 => out.level = Some(log::LevelFilter::Debug),
+                    Some(b) if b & 1 != 0 => out.level = Some(log::LevelFilter::Warn),
+                    Some(_) => out.level = Some(log::LevelFilter::Error),
+                    None => out.unsupported.push(format!("{w} (not a number)")),
+                }
+            }
+            "--stat_reset_triggers" => out.not_needed.push(
+                "--stat_reset_triggers: every file is checked by identity (device, inode, \
+                 size, times) on every request, so changed files are always seen"
+                    .into(),
+            ),
+            "--no_force_dirs" => out
+                .not_needed
+                .push("--no_force_dirs: directory placeholders cost nothing here; kept".into()),
+            "--no-email" => out
+                .not_needed
+                .push("--no-email: this include server never sends email".into()),
+            "--unsafe_absolute_includes" => out.unsupported.push(format!(
+                "{name} (a job with an absolute #include is still preprocessed locally, \
+                 which is always correct)"
+            )),
+            "-e"
+            | "--email"
+            | "--email_bound"
+            | "--path_observation_re"
+            | "-s"
+            | "--statistics"
+            | "-t"
+            | "--time"
+            | "-v"
+            | "--verify"
+            | "-w"
+            | "--write_include_closure"
+            | "-x"
+            | "--exact_analysis"
+            | "--pid_file"
+            | "--port" => out.unsupported.push(name.to_owned()),
+            other => out.unsupported.push(format!("{other} (unknown)")),
+        }
+    }
+    out
+}
+
 /// Entry point; returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
-    let (env, problems) = PumpEnv::from_env(&ProcessEnv);
+    let (mut env, problems) = PumpEnv::from_env(&ProcessEnv);
+    let isa = include_server_args(env.include_server_args.as_deref().unwrap_or(""));
+    if let Some(level) = isa.level {
+        env.log.level = env.log.level.max(level);
+    }
     distcc::trace::init(&env.log);
     for p in &problems {
         p.report();
     }
     let rest = &args[1.min(args.len())..];
+    // Once per build: the `--serve` child of `--startup` inherits the same variable.
+    if rest.first().and_then(|a| a.to_str()) != Some("--serve") {
+        for why in &isa.not_needed {
+            log::debug!("INCLUDE_SERVER_ARGS {why}");
+        }
+        if !isa.unsupported.is_empty() {
+            log::warn!(
+                "INCLUDE_SERVER_ARGS: ignoring {}: not supported by this include server",
+                isa.unsupported.join(", ")
+            );
+        }
+    }
     match rest.first().and_then(|a| a.to_str()) {
         None | Some("-h") | Some("--help") => {
             print!("{USAGE}");
@@ -311,5 +417,45 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Some("--shutdown") => shutdown(&env),
         Some("--serve") if rest.len() == 2 => serve_forever(Path::new(&rest[1]), &env),
         Some(_) => run_command(rest, &env),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_server_args_map_onto_ours() {
+        let a = include_server_args(
+            "-d3 --stat_reset_triggers=include/a.h:gen/*.h --no_force_dirs --no-email",
+        );
+        assert_eq!(a.level, Some(log::LevelFilter::Debug));
+        assert!(a.unsupported.is_empty(), "{a:?}");
+        assert_eq!(a.not_needed.len(), 3);
+        assert_eq!(
+            include_server_args("-d 1").level,
+            Some(log::LevelFilter::Warn)
+        );
+        assert_eq!(
+            include_server_args("--debug_pattern=16").level,
+            Some(log::LevelFilter::Debug)
+        );
+        let a = include_server_args(
+            "--stat_reset_triggers x.h -s --email_bound 3 --unsafe_absolute_includes -v --bogus",
+        );
+        assert_eq!(a.level, None);
+        assert_eq!(
+            a.not_needed.len(),
+            1,
+            "the trigger list was its value: {a:?}"
+        );
+        assert_eq!(a.unsupported.len(), 5, "{a:?}");
+        assert!(
+            a.unsupported
+                .iter()
+                .any(|u| u.starts_with("--unsafe_absolute_includes"))
+        );
+        assert!(a.unsupported.iter().any(|u| u == "--bogus (unknown)"));
+        assert_eq!(include_server_args(""), IncludeServerArgs::default());
     }
 }

@@ -313,6 +313,9 @@ pub(crate) struct ClientEnv {
     /// `$DISTCC_DIR/record` this job's outcome goes to (`pump` sets it); else the session
     /// id ([`crate::client::outcome`]).
     pub build_id: Option<String>,
+    /// `DISTCC_PRINCIPAL` (even empty): the GSS-API service name of 3.4. GSS-API is not
+    /// built, but `--show-principal` shows it as 3.4 does, for scripts that check it.
+    pub principal: Option<String>,
 }
 
 impl ClientEnv {
@@ -377,6 +380,7 @@ impl ClientEnv {
                 .text("DISTCC_DIRECTIVES_ONLY")
                 .is_none_or(|v| v.trim() != "0"),
             build_id: build_id(&r),
+            principal: r.text("DISTCC_PRINCIPAL"),
         };
         (settings, r.problems)
     }
@@ -411,6 +415,7 @@ fn client_log(r: &mut Reader) -> LogConfig {
     };
     LogConfig {
         program: "distcc",
+        detail: false,
         level: if verbose {
             LevelFilter::Debug
         } else {
@@ -513,6 +518,9 @@ pub struct PumpEnv {
     /// `DISTCC_SUMMARY=1`: `pump COMMAND` prints the build's summary (remote and local
     /// jobs, why local, time per host) when COMMAND ends.
     pub summary: bool,
+    /// `INCLUDE_SERVER_ARGS`: options 3.4's pump passed to its include server (the pump
+    /// applet maps what applies to ours).
+    pub include_server_args: Option<String>,
 }
 
 impl PumpEnv {
@@ -533,6 +541,7 @@ impl PumpEnv {
             include_server_dir: r.path("INCLUDE_SERVER_DIR"),
             build_id: build_id(&r),
             summary: r.is_one("DISTCC_SUMMARY"),
+            include_server_args: r.text("INCLUDE_SERVER_ARGS"),
         };
         (settings, r.problems)
     }

@@ -85,12 +85,29 @@ fn message(record: &Record) -> String {
     }
 }
 
+/// The target of distcc 3.4's info-level records: start-up facts and per-job progress
+/// (`connection from`, `… completed ok`, `job complete`), logged with
+/// `log::info!(target: trace::DETAIL, …)`. syslog has a level between warning and info,
+/// notice, which is distccd's default and shows job summaries only; the `log` crate has
+/// not, so notice is `Info` without these records and info is `Info` with them.
+pub const DETAIL: &str = "distcc::detail";
+
 /// The program name and where/how much to log.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub program: &'static str,
     pub level: LevelFilter,
+    /// Whether [`DETAIL`] records are shown at `Info` (`--log-level info`); they always
+    /// are at `Debug`.
+    pub detail: bool,
     pub destination: Destination,
+}
+
+/// A `--log-level`: the `log` filter and whether info's [`DETAIL`] records pass it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verbosity {
+    pub level: LevelFilter,
+    pub detail: bool,
 }
 
 /// The severity prefix distcc prints after `prog[pid] `.
@@ -102,18 +119,25 @@ fn severity(level: Level) -> &'static str {
     }
 }
 
-/// distccd's `--log-level` names (syslog's). Notice has no `log` crate equivalent and maps to
-/// info, which is where job summaries are logged.
-pub fn parse_level(name: &str) -> Result<LevelFilter, TraceError> {
-    Ok(match name.to_ascii_lowercase().as_str() {
+/// distccd's `--log-level` names (syslog's). Notice (job summaries) and info (summaries
+/// and [`DETAIL`]) are both the `log` crate's `Info`, told apart by `detail`.
+pub fn parse_level(name: &str) -> Result<Verbosity, TraceError> {
+    let (level, detail) = match name.to_ascii_lowercase().as_str() {
         "emerg" | "emergency" | "alert" | "crit" | "critical" | "err" | "error" => {
-            LevelFilter::Error
+            (LevelFilter::Error, false)
         }
-        "warn" | "warning" => LevelFilter::Warn,
-        "note" | "notice" | "info" => LevelFilter::Info,
-        "debug" => LevelFilter::Debug,
+        "warn" | "warning" => (LevelFilter::Warn, false),
+        "note" | "notice" => (LevelFilter::Info, false),
+        "info" => (LevelFilter::Info, true),
+        "debug" => (LevelFilter::Debug, true),
         _ => return Err(TraceError::BadLevel(name.to_owned())),
-    })
+    };
+    Ok(Verbosity { level, detail })
+}
+
+/// Whether a record of `level` for `target` is shown under `level`/`detail` filters.
+fn shown(metadata: &Metadata, level: LevelFilter, detail: bool) -> bool {
+    metadata.level() <= level && (detail || metadata.target() != DETAIL)
 }
 
 /// Largest descriptor number `UNCACHED_ERR_FD` may name; anything above is a mistake.
@@ -148,10 +172,13 @@ pub fn init(config: &LogConfig) {
     let LogConfig {
         program,
         level,
+        detail,
         destination,
     } = config.clone();
+    // Debug shows everything info does.
+    let detail = detail || level >= LevelFilter::Debug;
     if destination == Destination::Syslog {
-        let logger = SyslogLogger::open(program, level);
+        let logger = SyslogLogger::open(program, level, detail);
         if log::set_boxed_logger(Box::new(logger)).is_ok() {
             log::set_max_level(level);
         }
@@ -182,8 +209,12 @@ pub fn init(config: &LogConfig) {
         Destination::Stderr | Destination::Syslog => Box::new(std::io::stderr()),
     };
     let pid = std::process::id();
-    let _ = env_logger::Builder::new()
-        .filter_level(level)
+    let mut builder = env_logger::Builder::new();
+    builder.filter_level(level);
+    if !detail {
+        builder.filter_module(DETAIL, LevelFilter::Warn);
+    }
+    let _ = builder
         .format(move |buf, record| {
             writeln!(
                 buf,
@@ -205,23 +236,24 @@ pub fn init(config: &LogConfig) {
 /// A logger that sends each record to syslog(3), facility daemon, with our pid.
 struct SyslogLogger {
     level: LevelFilter,
+    detail: bool,
 }
 
 impl SyslogLogger {
-    fn open(program: &'static str, level: LevelFilter) -> Self {
+    fn open(program: &'static str, level: LevelFilter, detail: bool) -> Self {
         // openlog keeps the ident pointer, so it must live forever.
         let ident: &'static CString = Box::leak(Box::new(
             CString::new(program).unwrap_or_else(|_| CString::from(c"distccd")),
         ));
         // SAFETY: ident is a valid, NUL-terminated, never-freed string.
         unsafe { libc::openlog(ident.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
-        SyslogLogger { level }
+        SyslogLogger { level, detail }
     }
 }
 
 impl Log for SyslogLogger {
     fn enabled(&self, metadata: &Metadata) -> bool {
-        metadata.level() <= self.level
+        shown(metadata, self.level, self.detail)
     }
 
     fn log(&self, record: &Record) {
@@ -231,6 +263,7 @@ impl Log for SyslogLogger {
         let priority = match record.level() {
             Level::Error => libc::LOG_ERR,
             Level::Warn => libc::LOG_WARNING,
+            Level::Info if record.target() == DETAIL => libc::LOG_INFO,
             Level::Info => libc::LOG_NOTICE,
             Level::Debug | Level::Trace => libc::LOG_DEBUG,
         };
@@ -250,11 +283,36 @@ mod tests {
 
     #[test]
     fn levels_parse_like_distccd() {
-        assert_eq!(parse_level("critical").unwrap(), LevelFilter::Error);
-        assert_eq!(parse_level("warning").unwrap(), LevelFilter::Warn);
-        assert_eq!(parse_level("notice").unwrap(), LevelFilter::Info);
-        assert_eq!(parse_level("DEBUG").unwrap(), LevelFilter::Debug);
+        let v = |l| parse_level(l).unwrap();
+        assert_eq!(v("critical").level, LevelFilter::Error);
+        assert_eq!(v("warning").level, LevelFilter::Warn);
+        assert_eq!(
+            v("notice"),
+            Verbosity {
+                level: LevelFilter::Info,
+                detail: false
+            }
+        );
+        assert_eq!(
+            v("info"),
+            Verbosity {
+                level: LevelFilter::Info,
+                detail: true
+            }
+        );
+        assert_eq!(v("DEBUG").level, LevelFilter::Debug);
         assert!(matches!(parse_level("loud"), Err(TraceError::BadLevel(_))));
+    }
+
+    #[test]
+    fn detail_records_only_at_info_and_below() {
+        let meta = |level, target| Metadata::builder().level(level).target(target).build();
+        let summary = meta(Level::Info, "distcc::daemon::serve");
+        let detail = meta(Level::Info, DETAIL);
+        assert!(shown(&summary, LevelFilter::Info, false));
+        assert!(!shown(&detail, LevelFilter::Info, false), "notice");
+        assert!(shown(&detail, LevelFilter::Info, true), "info");
+        assert!(!shown(&summary, LevelFilter::Warn, true));
     }
 
     #[test]

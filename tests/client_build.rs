@@ -9,6 +9,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::path::Path;
 use std::process::Command;
 
 use common::*;
@@ -335,14 +336,28 @@ fn version_help_and_missing_operand() {
     assert_eq!(out.status.code(), Some(101));
     assert!(String::from_utf8_lossy(&out.stderr).contains("distcc: missing option/operand"));
 
-    let out = Command::new(distcc())
-        .arg("--show-principal")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "Principal\t: Not Set.\n"
-    );
+    // --show-principal, side by side with Debian's distcc 3.4 (built with GSS-API).
+    for principal in [None, Some(""), Some("distccd@build.example")] {
+        let show = |program: &Path| {
+            let mut cmd = Command::new(program);
+            cmd.arg("--show-principal").env_remove("DISTCC_PRINCIPAL");
+            if let Some(p) = principal {
+                cmd.env("DISTCC_PRINCIPAL", p);
+            }
+            let out = cmd.output().unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let ours = show(&distcc());
+        assert_eq!(ours, show(Path::new("/usr/bin/distcc")), "{principal:?}");
+        if let Some(p) = principal {
+            assert_eq!(ours.1, format!("Principal is\t: {p}\n"));
+        } else {
+            assert_eq!(ours.1, "Principal\t: Not Set.\n");
+        }
+    }
 }
 
 #[test]

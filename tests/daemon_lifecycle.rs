@@ -273,3 +273,185 @@ fn sigterm_ends_a_compiler_that_outlives_the_grace_period() {
         d.log_text()
     );
 }
+
+/// 3.4's GSS-API options are refused (not silently ignored, which would serve clients the
+/// operator meant to keep out) with 3.4's bad-argument status and advice on what to use.
+#[test]
+fn gssapi_options_refuse_to_start_with_advice() {
+    // Debian's distccd, given a bad combination of the same options, exits with this status.
+    let debian = Command::new("/usr/bin/distccd")
+        .args(["--blacklist=/nonexistent", "--whitelist=/nonexistent"])
+        .args(["--daemon", "--no-detach", "--log-stderr", "--lifetime", "5"])
+        .output()
+        .unwrap();
+    let bad_args = debian.status.code();
+    assert_eq!(bad_args, Some(101), "Debian's bad-argument status");
+    for opts in [
+        &["--auth"][..],
+        &["--blacklist", "/etc/distcc/deny"],
+        &["--whitelist=/etc/distcc/principals"],
+    ] {
+        let port = free_port();
+        let mut child = Command::new(distcc())
+            .arg("distccd")
+            .args(opts)
+            .args(["--daemon", "--no-detach", "--listen", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--lifetime", "5"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(status.and_then(|s| s.code()), bad_args, "{opts:?}: {err}");
+        assert!(
+            err.contains("not supported") && err.contains("--allow"),
+            "{opts:?}: {err}"
+        );
+        assert!(
+            TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "{opts:?}: nothing listens"
+        );
+    }
+}
+
+/// The stats page's body: (field, value) per line between the tags, and the lines before.
+fn stats_page(port: u16) -> (Vec<String>, Vec<(String, String)>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).unwrap();
+    let (head, body) = page.split_once("<distccstats>\n").expect("the stats tag");
+    let fields = body
+        .lines()
+        .take_while(|l| *l != "</distccstats>")
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
+    (head.lines().map(str::to_owned).collect(), fields)
+}
+
+/// Our stats page has Debian's distccd 3.4's fields in its order, `dcc_max_kids` is the
+/// configured limit as there, and the figures 3.4 measures are measured.
+#[test]
+fn stats_page_matches_debians_fields_and_fills_them() {
+    let work = tempfile::tempdir().unwrap();
+    let start = |kind| {
+        let port = free_port();
+        let d = common::Daemon::start(
+            kind,
+            work.path(),
+            &["--stats", "--stats-port", &port.to_string(), "--jobs", "3"],
+            &[],
+        );
+        wait_for_port(port);
+        (d, port)
+    };
+    let (_debian, debian_port) = start(common::Kind::Debian);
+    let (ours, our_port) = start(common::Kind::Ours);
+    let (debian_head, debian_fields) = stats_page(debian_port);
+    let mut s = TcpStream::connect(("127.0.0.1", ours.port)).unwrap();
+    s.write_all(&hello_request()).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert_eq!(
+        protocol::decode_reply(&reply, 2, Limits::default())
+            .unwrap()
+            .0
+            .status,
+        0
+    );
+    let (our_head, our_fields) = stats_page(our_port);
+    assert_eq!(our_head, debian_head);
+    let names = |f: &[(String, String)]| f.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&our_fields), names(&debian_fields));
+    let get = |f: &[(String, String)], k: &str| {
+        f.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(get(&debian_fields, "dcc_max_kids"), "3", "3.4: the limit");
+    assert_eq!(get(&our_fields, "dcc_max_kids"), "3");
+    assert_eq!(get(&our_fields, "dcc_compile_ok"), "1");
+    for k in [
+        "dcc_num_compiles1",
+        "dcc_num_compiles2",
+        "dcc_num_compiles3",
+    ] {
+        assert_eq!(get(&our_fields, k), "1", "{k}");
+    }
+    let rss: u64 = get(&our_fields, "dcc_max_RSS").parse().unwrap();
+    assert!(rss > 0, "the compiler's peak RSS");
+    assert_eq!(get(&our_fields, "dcc_max_RSS_name"), "(gcc)");
+    let io: i64 = get(&our_fields, "dcc_io_rate").parse().unwrap();
+    assert!(io >= 0, "measured from daemon start: {io}");
+    for k in ["dcc_avg_kids1", "dcc_avg_kids2", "dcc_avg_kids3"] {
+        let v: u64 = get(&our_fields, k).parse().unwrap();
+        assert!(v <= 3, "{k} {v}");
+    }
+}
+
+/// `--log-level notice` (distccd's default) logs the job summary only; `info` adds the
+/// per-job detail (the connection, `job complete`); `--verbose` shows all of it. The same
+/// holds for Debian's distccd 3.4, checked side by side.
+#[test]
+fn notice_logs_summaries_and_info_adds_job_detail() {
+    let work = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], bool)] = &[
+        (&["--log-level", "notice"], false),
+        (&["--log-level", "info"], true),
+        (&["--verbose"], true),
+    ];
+    for kind in [common::Kind::Debian, common::Kind::Ours] {
+        for (opts, detail) in cases {
+            let d = common::Daemon::start(kind, work.path(), opts, &[]);
+            let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+            s.write_all(&hello_request()).unwrap();
+            let mut reply = Vec::new();
+            s.read_to_end(&mut reply).unwrap();
+            let log = common::wait_for_log(&d.log, "COMPILE_OK");
+            let log = if *detail {
+                common::wait_for_log(&d.log, "job complete")
+            } else {
+                log
+            };
+            assert!(
+                log.contains("COMPILE_OK exit:0"),
+                "{kind:?} {opts:?}: {log}"
+            );
+            for line in ["job complete", "connection from 127.0.0.1"] {
+                assert_eq!(
+                    log.contains(line),
+                    *detail,
+                    "{kind:?} {opts:?}: {line:?} in\n{log}"
+                );
+            }
+            if !detail {
+                // Besides summaries (the start-up probe's too), only warnings and errors.
+                let others: Vec<&str> = log
+                    .lines()
+                    .filter(|l| {
+                        !l.contains(" client: ") && !l.contains("ERROR") && !l.contains("Warning")
+                    })
+                    .collect();
+                assert!(
+                    others.is_empty(),
+                    "{kind:?} {opts:?}: only summaries: {others:?}"
+                );
+            }
+        }
+    }
+}

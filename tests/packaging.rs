@@ -1,8 +1,12 @@
 //! `make install` / `make uninstall` into a staging DESTDIR, the applet links, and the man
 //! pages' rendering.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use distcc::protocol::{self, Limits};
 
 fn top() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -55,6 +59,8 @@ fn install_tree_links_versions_and_uninstall() {
         "./usr/share/man/man1/distcc-config.1",
         "./usr/share/man/man1/distccmon-text.1",
         "./usr/share/man/man1/pump.1",
+        "./usr/sbin/update-distcc-symlinks",
+        "./usr/share/man/man8/update-distcc-symlinks.8",
         "./etc/init.d/distccd",
         "./etc/conf.d/distccd",
         "./etc/env.d/02distcc",
@@ -96,6 +102,14 @@ fn install_tree_links_versions_and_uninstall() {
             "{applet}: {out}"
         );
     }
+    let o = Command::new(dest.path().join("usr/sbin/update-distcc-symlinks"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success() && String::from_utf8_lossy(&o.stdout).contains("/usr/lib/distcc"),
+        "the sbin link runs the applet"
+    );
     let o = make("uninstall", dest.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
@@ -113,6 +127,7 @@ fn man_pages_render_cleanly() {
         "distcc-config.1",
         "distccmon-text.1",
         "pump.1",
+        "update-distcc-symlinks.8",
     ] {
         let path = top().join("packaging/man").join(page);
         let o = Command::new("groff")
@@ -181,4 +196,67 @@ fn service_files_match_gentoo() {
         err.contains("port number out of range"),
         "options parsed up to the port check: {err}"
     );
+}
+
+/// The compiler links in a masquerade dir: the symlinks' names, sorted (not `bin -> .`).
+fn masquerade_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name() != "bin")
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `make install` links the compiler names Debian's distcc 3.4 package links (its
+/// /usr/lib/distcc, made by its update-distcc-symlinks on this very machine), and a daemon
+/// using that dir as its whitelist runs every one of them.
+#[test]
+fn install_links_the_compilers_debian_links_and_the_daemon_accepts_them() {
+    let debian = masquerade_names(Path::new("/usr/lib/distcc"));
+    assert!(
+        debian.iter().any(|n| n.starts_with("gcc-")) && debian.contains(&"c89-gcc".to_owned()),
+        "Debian's set has versioned and c89 names: {debian:?}"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dest = common::world_writable_dir(work.path(), "stage");
+    let o = make("install", &dest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let masq = dest.join("usr/lib/distcc");
+    assert_eq!(masquerade_names(&masq), debian);
+    assert_eq!(
+        std::fs::read_link(masq.join("gcc")).unwrap(),
+        Path::new("../../bin/distcc")
+    );
+    assert_eq!(
+        std::fs::read_link(masq.join("bin")).unwrap(),
+        Path::new(".")
+    );
+    let masq_var = masq.to_str().unwrap();
+    let daemon = common::Daemon::start(
+        common::Kind::Ours,
+        work.path(),
+        &[],
+        &[("DISTCCD_MASQUERADE_DIRS", masq_var)],
+    );
+    for name in &debian {
+        let reply = common::exchange(
+            daemon.port,
+            &common::plain_request(
+                &[name, "-c", "a.c", "-o", "a.o"],
+                b"int a(void){return 1;}\n",
+            ),
+        );
+        let decoded = protocol::decode_reply(&reply, 1, Limits::default());
+        let ok = decoded
+            .as_ref()
+            .is_ok_and(|(r, _)| r.status == 0 && !r.object.is_empty());
+        assert!(ok, "{name} refused: {decoded:?}\n{}", daemon.log_text());
+    }
+    drop(daemon);
+    let o = make("uninstall", &dest);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }

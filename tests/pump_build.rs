@@ -623,3 +623,126 @@ fn a_job_the_server_would_refuse_goes_protocol_2() {
     assert_eq!(daemon.compile_ok_count(), 1, "{log}");
     assert!(!log.contains("climbs out"), "{log}");
 }
+
+/// `distcc --scan-includes`: without a `,cpp` host, or without an include server, the
+/// same words and exit status as Debian's distcc 3.4; under `pump`, 3.4's `KIND path`
+/// lines for the job's include closure, and no compile.
+#[test]
+fn scan_includes_prints_the_closure_and_fails_like_34() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = project(work.path(), "proj");
+    let ours = distcc();
+    let debian = Path::new("/usr/bin/distcc");
+    let args = [
+        "--scan-includes",
+        "gcc",
+        "-Iinclude",
+        "-c",
+        "src/main.c",
+        "-o",
+        "m.o",
+    ];
+    for (hosts, code, needle) in [
+        (
+            "127.0.0.1:1,lzo",
+            100,
+            "'--scan_includes' specified, but distcc wouldn't have used include server \
+             (make sure hosts list includes ',cpp' option?)",
+        ),
+        (
+            "127.0.0.1:1,cpp,lzo",
+            1,
+            "failed to get includes from include server",
+        ),
+    ] {
+        for program in [ours.as_path(), debian] {
+            let out = client_cmd(program, &work.path().join("dd"), hosts)
+                .args(args)
+                .env_remove("INCLUDE_SERVER_PORT")
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(code), "{program:?} {hosts}: {err}");
+            assert!(err.contains(needle), "{program:?} {hosts}: {err}");
+            assert!(out.stdout.is_empty(), "{program:?} {hosts}");
+        }
+    }
+    assert!(!dir.join("m.o").exists(), "nothing was compiled");
+    // Under pump, with our include server; Debian's client asks the same server and must
+    // print the same lines.
+    let job = "--scan-includes gcc -Iinclude -Iinclude/wrap -Iinclude2 -include config.h \
+               -c src/main.c -o m.o";
+    let script = format!(
+        "{} {job} > ours.txt && /usr/bin/distcc {job} > theirs.txt",
+        ours.display()
+    );
+    let out = client_cmd(&ours, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
+        .args(["pump", "sh", "-c", &script])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = fs::read_to_string(dir.join("ours.txt")).unwrap();
+    assert_eq!(text, fs::read_to_string(dir.join("theirs.txt")).unwrap());
+    let lines: Vec<&str> = text.lines().collect();
+    let d = dir.display();
+    for want in [
+        format!("FILE      {d}/src/main.c"),
+        format!("FILE      {d}/include/config.h"),
+        format!("FILE      {d}/include/app/util.h"),
+        format!("FILE      {d}/include/app/linked_target.h"),
+        format!("SYMLINK   {d}/include/link.h"),
+        "SYSTEMDIR /usr/include".to_owned(),
+    ] {
+        assert!(lines.contains(&want.as_str()), "{want} missing:\n{text}");
+    }
+    for l in &lines {
+        let (kind, path) = l.split_at(10);
+        assert!(
+            ["FILE      ", "SYMLINK   ", "DIRECTORY ", "SYSTEMDIR "].contains(&kind),
+            "{l}"
+        );
+        assert!(path.starts_with('/'), "{l}");
+    }
+    assert!(!dir.join("m.o").exists(), "nothing was compiled");
+}
+
+/// `INCLUDE_SERVER_ARGS`: `-d` debug bits raise the include server's logging, the options
+/// ours has no need for are accepted quietly, the rest get one warning naming them.
+#[test]
+fn include_server_args_are_mapped_or_warned_once() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = project(work.path(), "proj");
+    let d = distcc();
+    let run = |args: &str| {
+        let out = client_cmd(&d, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
+            .arg("pump")
+            .arg(&d)
+            .args(["--scan-includes", "gcc", "-Iinclude", "-c", "src/main.c"])
+            .env("INCLUDE_SERVER_ARGS", args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let quiet = run("--stat_reset_triggers=include/config.h --no_force_dirs");
+    assert!(!quiet.contains("INCLUDE_SERVER_ARGS"), "{quiet}");
+    assert!(!quiet.contains("paths for"), "no debug by default: {quiet}");
+    let debug = run("-d2 --no_force_dirs");
+    assert!(debug.contains("paths for"), "-d2 turns on debug: {debug}");
+    let warned = run("-s --email_bound 3 -t --unsafe_absolute_includes");
+    let warnings: Vec<&str> = warned
+        .lines()
+        .filter(|l| l.contains("INCLUDE_SERVER_ARGS"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warned}");
+    for name in ["-s", "--email_bound", "-t", "--unsafe_absolute_includes"] {
+        assert!(warnings[0].contains(name), "{name}: {warned}");
+    }
+}

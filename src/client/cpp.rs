@@ -201,7 +201,7 @@ impl Preprocess {
                                 &pre.read()?,
                             )
                         {
-                            return Err(ClientError::Unsupported(format!(
+                            return Err(ClientError::Unsendable(format!(
                                 "sending {} as a directives-only source ({e})",
                                 pre.path.display()
                             )));

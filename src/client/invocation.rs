@@ -66,6 +66,8 @@ pub(crate) enum Action {
     Compile(Invocation),
     /// `--explain COMPILER ARGS…`: say where the command would compile and why.
     Explain(Invocation),
+    /// `distcc --scan-includes COMPILER ARGS`: show the pump include closure, compile nothing.
+    ScanIncludes(Invocation),
 }
 
 /// Decide what to do from argv (argv[0] included) and the environment.
@@ -75,8 +77,8 @@ pub(crate) fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, Clien
     if basename(arg0).contains("distcc") {
         // Response files are expanded first, as distcc 3.4 (libiberty) does on its whole
         // argv: `distcc @args` can be an implicit-mode compile.
-        let rest = expand_response_files(&argv[1..])?;
-        let Some(first) = rest.first().cloned() else {
+        let mut rest = expand_response_files(&argv[1..])?;
+        let Some(mut first) = rest.first().cloned() else {
             return Ok(Action::MissingOperand);
         };
         match first.as_str() {
@@ -85,7 +87,6 @@ pub(crate) fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, Clien
             "--show-hosts" => return Ok(Action::ShowHosts),
             "-j" => return Ok(Action::Jobs),
             "--show-principal" => return Ok(Action::ShowPrincipal),
-            "--scan-includes" => return Err(ClientError::Unsupported("--scan-includes".into())),
             "--explain" => {
                 let mut inner = vec![arg0.to_string()];
                 inner.extend(rest.iter().skip(1).cloned());
@@ -96,6 +97,15 @@ pub(crate) fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, Clien
                 };
             }
             _ => {}
+        }
+        // `--scan-includes` is followed by the compile it is about.
+        let scan_includes = first == "--scan-includes";
+        if scan_includes {
+            rest.remove(0);
+            first = match rest.first() {
+                Some(f) => f.clone(),
+                None => return Err(ClientError::NoCompiler),
+            };
         }
         let implicit = first.starts_with('-') || args::is_source(&first) || args::is_object(&first);
         let (mode, argv) = if implicit {
@@ -108,12 +118,17 @@ pub(crate) fn classify(argv: &[String], env: &ClientEnv) -> Result<Action, Clien
         if level > 0 {
             return Err(ClientError::Recursion);
         }
-        return Ok(Action::Compile(Invocation {
+        let inv = Invocation {
             mode,
             argv,
             path: env.path.clone(),
             safeguard_level: level,
-        }));
+        };
+        return Ok(if scan_includes {
+            Action::ScanIncludes(inv)
+        } else {
+            Action::Compile(inv)
+        });
     }
     // Masquerade: we are `gcc`, `cc`, `x86_64-linux-gnu-g++-12`, …
     let path = env.path.clone().unwrap_or_default();

@@ -34,8 +34,6 @@ use invocation::Action;
 pub(crate) enum ClientError {
     #[error("distcc seems to have invoked itself recursively!")]
     Recursion,
-    #[error("{0} is not supported by this distcc")]
-    Unsupported(String),
     #[error("no compiler given: use `distcc COMPILER ARGS…`")]
     NoCompiler,
     #[error("compiler {0:?} not found on PATH")]
@@ -46,15 +44,18 @@ pub(crate) enum ClientError {
     Temp(#[from] crate::temp::TempError),
     #[error("failed to read {0}: {1}")]
     ReadInput(PathBuf, std::io::Error),
+    /// The preprocessed source is one a server would refuse: the job compiles here.
+    #[error("not {0}; compiling here")]
+    Unsendable(String),
 }
 
 impl ClientError {
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             ClientError::Recursion => ExitCode::Recursion,
-            ClientError::Unsupported(_) | ClientError::NoCompiler => ExitCode::BadArguments,
+            ClientError::NoCompiler => ExitCode::BadArguments,
             ClientError::CompilerMissing(_) | ClientError::Exec(..) => ExitCode::CompilerMissing,
-            ClientError::Temp(_) => ExitCode::Failed,
+            ClientError::Temp(_) | ClientError::Unsendable(_) => ExitCode::Failed,
             ClientError::ReadInput(..) => ExitCode::IoError,
         }
     }
@@ -72,7 +73,11 @@ Options:
    --version              show version and exit
    --show-hosts           show the host list and exit
    -j                     print the number of job slots the host list offers
-   --show-principal       show the GSS-API principal (not supported here)
+   --scan-includes COMPILER ARGS
+                          (pump) show the files the include server would send
+                          for this compile, and compile nothing
+   --show-principal       show $DISTCC_PRINCIPAL, distcc 3.4's GSS-API principal
+                          (GSS-API itself is not supported here)
    --explain COMPILER ARGS...
                           say where that command would compile and why (the local
                           reason, or each host: backed off, reachable, whitelist), without
@@ -94,6 +99,97 @@ distccmon-text --summary).
 ",
         crate::version_text("distcc")
     )
+}
+
+/// `--show-principal`'s output, in distcc 3.4's words: `DISTCC_PRINCIPAL` when it is set
+/// (even empty), else "Not Set.".
+fn principal_text(principal: Option<&str>) -> String {
+    match principal {
+        Some(p) => format!("Principal is\t: {p}\n"),
+        None => "Principal\t: Not Set.\n".to_owned(),
+    }
+}
+
+/// `distcc --scan-includes COMPILER ARGS` (pump mode, distcc 3.4's option): print the
+/// files the include server says the job needs, one `KIND      path` line each, and
+/// compile nothing. No host is contacted or locked: the question is only what a pump job
+/// would carry, which needs a `,cpp` host in the list and a running include server.
+fn scan_includes(inv: &invocation::Invocation, env: &ClientEnv, out: &mut impl Write) -> i32 {
+    let hosts = crate::hosts::load_default(env.hosts.as_deref(), &env.dirs)
+        .map(|l| l.hosts)
+        .unwrap_or_default();
+    if !hosts.iter().any(|h| h.cpp) {
+        log::error!(
+            "'--scan_includes' specified, but distcc wouldn't have used include server \
+             (make sure hosts list includes ',cpp' option?)"
+        );
+        return ExitCode::Failed.code();
+    }
+    // distcc 3.4's words and status (1) when there is no include server to ask.
+    if env.include_server.is_none() {
+        log::warn!("INCLUDE_SERVER_PORT not set - did you forget to run under 'distcc-pump'?");
+        log::error!("failed to get includes from include server");
+        return 1;
+    }
+    let scan = crate::args::scan(&inv.argv);
+    if let Some(why) = &scan.local_reason {
+        log::error!("'--scan_includes' specified, but this job would run locally: {why}");
+        return ExitCode::Failed.code();
+    }
+    match crate::pump::client::prepare(
+        &scan.local_argv,
+        &scan.input,
+        &scan.output,
+        scan.preprocessed,
+        env,
+    ) {
+        Ok(job) => {
+            for entry in &job.files {
+                let _ = writeln!(out, "{}", scan_line(entry));
+            }
+            0
+        }
+        Err(why) => {
+            log::error!("failed to get includes from include server: {why}");
+            1
+        }
+    }
+}
+
+/// One `--scan-includes` line in distcc 3.4's shape (`%-9s %s`): `FILE` for a source or
+/// header, `DIRECTORY` for a directory the server must create (a forcing placeholder, shown
+/// without its file name), `SYSTEMDIR` for a system include dir (a link that climbs out
+/// of the mirror root back to the same path: the server uses its own), `SYMLINK` for
+/// other links.
+fn scan_line(entry: &crate::protocol::FileEntry) -> String {
+    use crate::protocol::FileKind;
+    let name = entry.name.as_str();
+    let (kind, shown) = match &entry.kind {
+        FileKind::File(_) => match name
+            .strip_suffix(crate::pump::server::FORCING_NAME)
+            .and_then(|d| d.strip_suffix('/'))
+        {
+            Some(dir) => ("DIRECTORY", if dir.is_empty() { "/" } else { dir }),
+            None => ("FILE", name),
+        },
+        FileKind::Link(target) if is_system_dir_link(name, target) => ("SYSTEMDIR", name),
+        FileKind::Link(_) => ("SYMLINK", name),
+    };
+    format!("{kind:<9} {shown}")
+}
+
+/// Whether a LINK for `name` points at `name` itself from above the mirror root: `../`
+/// repeated at least as often as the link's directory is deep (in the mirror, under a
+/// 3-component root), then the path without its leading `/`.
+fn is_system_dir_link(name: &str, target: &str) -> bool {
+    let mut rest = target;
+    let mut ups = 0usize;
+    while let Some(r) = rest.strip_prefix("../") {
+        rest = r;
+        ups += 1;
+    }
+    let depth = 3 + name.trim_matches('/').split('/').count().saturating_sub(1);
+    ups >= depth && rest.trim_end_matches('/') == name.trim_matches('/')
 }
 
 /// The client's entry point: full argv (argv[0] included); returns the exit status.
@@ -132,7 +228,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             ExitCode::BadArguments.code()
         }
         Action::ShowPrincipal => {
-            let _ = writeln!(out, "Principal\t: Not Set.");
+            let _ = out.write_all(principal_text(env.principal.as_deref()).as_bytes());
             0
         }
         Action::ShowHosts | Action::Jobs => {
@@ -149,7 +245,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
             0
         }
         // A setting distcc 3.4 refuses (DISTCC_IO_TIMEOUT) stops a compile, as there.
-        Action::Compile(_) if fatal => ExitCode::BadArguments.code(),
+        Action::Compile(_) | Action::ScanIncludes(_) if fatal => ExitCode::BadArguments.code(),
+        Action::ScanIncludes(inv) => scan_includes(&inv, &env, &mut out),
         Action::Compile(inv) => compile::build_somewhere_exact(&inv, exact_argv(&inv, &args), &env),
         Action::Explain(inv) => {
             let _ = out.write_all(outcome::explain(&inv, &env).as_bytes());
@@ -206,6 +303,42 @@ mod tests {
             .iter()
             .map(|w| OsString::from_vec(w.to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn scan_include_lines_in_34s_shape() {
+        use crate::protocol::{FileEntry, FileKind, Payload};
+        let e = |name: &str, kind: FileKind| FileEntry {
+            name: name.into(),
+            kind,
+        };
+        let file = || FileKind::File(Payload::Lzo(Vec::new()));
+        let link = |t: &str| FileKind::Link(t.into());
+        assert_eq!(
+            scan_line(&e("/home/u/proj/hello3.c", file())),
+            "FILE      /home/u/proj/hello3.c"
+        );
+        assert_eq!(
+            scan_line(&e("/home/u/proj/sub/forcing_technique_271828", file())),
+            "DIRECTORY /home/u/proj/sub"
+        );
+        assert_eq!(
+            scan_line(&e("/usr/include", link("../../../../usr/include"))),
+            "SYSTEMDIR /usr/include"
+        );
+        assert_eq!(
+            scan_line(&e("/home/u/proj/sub/lnk.h", link("../a.h"))),
+            "SYMLINK   /home/u/proj/sub/lnk.h"
+        );
+        // Climbing, but not out of the root, or to another path: an ordinary link.
+        assert_eq!(
+            scan_line(&e("/usr/include", link("../usr/include"))),
+            "SYMLINK   /usr/include"
+        );
+        assert_eq!(
+            scan_line(&e("/usr/include", link("../../../../opt/include"))),
+            "SYMLINK   /usr/include"
+        );
     }
 
     #[test]

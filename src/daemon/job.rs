@@ -451,6 +451,20 @@ pub(crate) async fn end_running_compilers(grace: Duration) -> usize {
     groups.len()
 }
 
+/// The largest peak RSS (kB) among the compilers this daemon has waited for: the kernel
+/// folds each reaped child's wait4 rusage `ru_maxrss` into `RUSAGE_CHILDREN`. (The
+/// executor reaps our compilers, so a single child's rusage is not ours to read; the running
+/// maximum, read just after a job's compiler is reaped, is what `dcc_max_RSS` reports.)
+pub(crate) fn children_peak_rss_kb() -> u64 {
+    // SAFETY: getrusage fills the zeroed struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage struct.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_maxrss).unwrap_or(0)
+}
+
 /// Wait for the compiler, killing its process group on timeout or disconnect.
 async fn wait(
     mut child: smol::process::Child,

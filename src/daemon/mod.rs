@@ -32,6 +32,8 @@ use acl::Acl;
 use job::JobSettings;
 use serve::Shared;
 use stats::Stats;
+
+use crate::trace::DETAIL;
 use whitelist::Policy;
 
 /// Everything `distccd`'s options and environment decide.
@@ -178,7 +180,7 @@ pub fn run(config: Config) -> i32 {
         connections: Arc::new(Semaphore::new(connection_limit(config.jobs))),
         budget: crate::connection::Budget::new(serve::LARGE_REQUESTS),
         io_timeout: config.env.io_timeout,
-        stats: Stats::default(),
+        stats: Stats::new(config.jobs as u64),
     };
     if config.inetd {
         return serve_inetd(shared, persona.as_ref(), config.sandbox);
@@ -233,7 +235,7 @@ fn bind(config: &Config, port: u16) -> std::io::Result<Vec<std::net::TcpListener
         return match listen_on(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port)) {
             Ok(l) => Ok(vec![l]),
             Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
-                log::info!("no IPv6 here: listening on IPv4 only");
+                log::info!(target: DETAIL, "no IPv6 here: listening on IPv4 only");
                 Ok(vec![listen_on(SocketAddr::new(
                     IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                     port,
@@ -301,6 +303,7 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         );
     }
     log::info!(
+        target: DETAIL,
         "{} CPUs online; allowing up to {} active jobs",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         config.jobs
@@ -338,6 +341,7 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
     // As the unprivileged persona that will make the compilers' namespaces.
     sandbox::start(config.sandbox, &tmp_dir, false);
     log::info!(
+        target: DETAIL,
         "distccd {} started on port {} (protocols 1, 2 and 3)",
         crate::VERSION,
         config.port
@@ -376,7 +380,7 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         };
         let stop = async {
             let why = wait_for_stop(config.lifetime).await;
-            log::info!("{why}: no longer accepting connections");
+            log::info!(target: DETAIL, "{why}: no longer accepting connections");
             // Let running compiles finish, for a while; then end them, never orphan them.
             for _ in 0..200 {
                 if shared.stats.running() == 0 {
@@ -693,6 +697,8 @@ mod tests {
         calls: Vec<&'static str>,
         uid: libc::uid_t,
         gid: libc::gid_t,
+        /// When set, the only users that exist (name, uid); else root, distccd, nobody.
+        users: Option<Vec<(&'static str, libc::uid_t)>>,
     }
 
     impl Fake {
@@ -711,6 +717,12 @@ mod tests {
             self.root
         }
         fn lookup(&self, name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+            if let Some(users) = &self.users {
+                return users
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, uid)| (*uid, 65534));
+            }
             match name {
                 "root" => Some((0, 0)),
                 "distccd" => Some((102, 65534)),
@@ -768,6 +780,39 @@ mod tests {
         let listed = Acl::new(&["10.0.0.0/8".to_owned()], false).unwrap();
         assert!(inetd_admits(&listed, peer("10.1.2.3")));
         assert!(!inetd_admits(&listed, peer("127.0.0.1")));
+    }
+
+    #[test]
+    fn default_persona_order_is_distcc_distccd_nobody() {
+        let with = |users: Vec<(&'static str, libc::uid_t)>| Fake {
+            root: true,
+            users: Some(users),
+            ..Fake::default()
+        };
+        let pick = |f: Fake| {
+            choose_persona(&f, None)
+                .unwrap()
+                .map(|p| (p.name, p.uid))
+                .unwrap()
+        };
+        let all = vec![("nobody", 65534), ("distccd", 102), ("distcc", 101)];
+        assert_eq!(
+            pick(with(all)),
+            ("distcc".to_owned(), 101),
+            "Gentoo's first"
+        );
+        let debian = vec![("nobody", 65534), ("distccd", 102)];
+        assert_eq!(
+            pick(with(debian)),
+            ("distccd".to_owned(), 102),
+            "then Debian's"
+        );
+        assert_eq!(pick(with(vec![("nobody", 65534)])).0, "nobody");
+        assert_eq!(
+            pick(with(vec![])).1,
+            65534,
+            "uid 65534 when nobody is missing"
+        );
     }
 
     #[test]

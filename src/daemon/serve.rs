@@ -22,6 +22,7 @@ use super::stats::{JobResult, Stats, summary_line};
 use crate::connection::{ConnError, Connection};
 use crate::exitcode::ExitCode;
 use crate::protocol;
+use crate::trace::DETAIL;
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -149,6 +150,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     start: Instant,
 ) {
     shared.stats.record(JobResult::TcpAccept);
+    log::info!(target: DETAIL, "connection from {who}");
     let limits = protocol::Limits {
         max_request: MAX_REQUEST,
         ..protocol::Limits::default()
@@ -237,7 +239,25 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     shared
         .stats
         .job_ended(millis, &finished.compiler, &finished.input);
+    shared
+        .stats
+        .compiler_rss(job::children_peak_rss_kb(), &finished.compiler);
     let job = Some((finished.compiler.as_str(), finished.input.as_str()));
+    match finished.ending {
+        Ending::Finished if status == 0 => log::info!(
+            target: DETAIL,
+            "{} {} on localhost completed ok",
+            finished.compiler,
+            finished.input
+        ),
+        Ending::Finished => log::info!(
+            target: DETAIL,
+            "{} {} on localhost failed with wait status {status:#x}",
+            finished.compiler,
+            finished.input
+        ),
+        _ => {}
+    }
     let result = match finished.ending {
         Ending::ClientGone => {
             log::warn!("client {who} disconnected, compiler killed");
@@ -276,7 +296,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         smol::unblock(move || drop(prepared)).await;
     }
     shared.stats.record(result);
-    log::debug!("job complete (protocol {version})");
+    log::info!(target: DETAIL, "job complete (protocol {version})");
     log::info!("{}", summary_line(who, result, status, 0, millis, job));
 }
 

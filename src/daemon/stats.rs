@@ -1,9 +1,11 @@
 //! Job accounting: the one summary line per job that people grep, and the counters behind
 //! `--stats` (distcc 3.4 `serve.c` `dcc_job_summary`, `stats.c`).
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// How a job ended, in distcc's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,102 @@ pub(crate) fn summary_line(
     )
 }
 
+/// The page's three windows (1, 5 and 15 minutes), as in distcc 3.4.
+const WINDOWS: [Duration; 3] = [
+    Duration::from_secs(60),
+    Duration::from_secs(300),
+    Duration::from_secs(900),
+];
+
+/// How often `dcc_io_rate` is re-measured at most (3.4: every 50 s); a page asked for
+/// sooner shows the last rate.
+const IO_INTERVAL: Duration = Duration::from_secs(50);
+
+/// Time series behind the page's averages, kept for the longest window.
+#[derive(Debug, Default)]
+struct History {
+    /// When the number of running compilers changed, and to what; the first entry is the
+    /// last change before the longest window (or daemon start).
+    running: VecDeque<(Instant, u64)>,
+    /// When jobs' compilers stopped, however the job ended (3.4's `dcc_num_compiles*` count
+    /// OK, error, timeout and client-gone jobs: those that taxed the CPU; a connection that
+    /// never ran a compiler is not one).
+    ended: VecDeque<Instant>,
+    /// The largest peak RSS (kB) of a compiler we waited for, and that job's compiler.
+    max_rss: Option<(u64, String)>,
+    /// The last disk-traffic sample (sectors read + written) and the rate it gave.
+    io: Option<(Instant, u64)>,
+    io_rate: Option<i64>,
+}
+
+impl History {
+    fn forget_before(&mut self, now: Instant) {
+        let Some(cutoff) = now.checked_sub(WINDOWS[2]) else {
+            return;
+        };
+        while self.running.len() > 1 && self.running.get(1).is_some_and(|(t, _)| *t <= cutoff) {
+            self.running.pop_front();
+        }
+        while self.ended.front().is_some_and(|t| *t < cutoff) {
+            self.ended.pop_front();
+        }
+    }
+
+    /// The time-average number of running compilers over the `window` before `now`, in
+    /// whole jobs as 3.4 prints it (its `kids_avg`, there sampled from finished jobs).
+    fn average_running(&self, now: Instant, window: Duration) -> u64 {
+        let start = now.checked_sub(window);
+        let mut area = 0f64;
+        let mut it = self.running.iter().peekable();
+        while let Some((t, n)) = it.next() {
+            let end = it.peek().map_or(now, |(next, _)| *next);
+            let from = match start {
+                Some(s) if *t < s => s,
+                _ => *t,
+            };
+            if end > from {
+                area += (end - from).as_secs_f64() * *n as f64;
+            }
+        }
+        (area / window.as_secs_f64()) as u64
+    }
+
+    fn ended_within(&self, now: Instant, window: Duration) -> usize {
+        self.ended
+            .iter()
+            .filter(|t| now.saturating_duration_since(**t) <= window)
+            .count()
+    }
+
+    fn set_running(&mut self, now: Instant, n: u64) {
+        self.running.push_back((now, n));
+        self.forget_before(now);
+    }
+
+    /// `dcc_io_rate`: sectors read and written per second on this machine's disks since
+    /// the previous sample (at least [`IO_INTERVAL`] apart; the first page measures from
+    /// daemon start). -1 when /proc/diskstats cannot be read.
+    fn io_rate(&mut self, now: Instant, sectors: Option<u64>) -> i64 {
+        let Some(sectors) = sectors else {
+            return -1;
+        };
+        match self.io {
+            Some((then, before)) if self.io_rate.is_none() || now - then >= IO_INTERVAL => {
+                let secs = (now - then).as_secs_f64().max(0.001);
+                let rate = (sectors.saturating_sub(before) as f64 / secs) as i64;
+                self.io = Some((now, sectors));
+                self.io_rate = Some(rate);
+                rate
+            }
+            Some(_) => self.io_rate.unwrap_or(-1),
+            None => {
+                self.io = Some((now, sectors));
+                -1
+            }
+        }
+    }
+}
+
 /// Counters for the `--stats` page.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
@@ -69,11 +167,28 @@ pub(crate) struct Stats {
     cli_disconn: AtomicU64,
     other: AtomicU64,
     running: AtomicU64,
-    max_running: AtomicU64,
+    /// The configured limit (`--jobs`): 3.4's `dcc_max_kids`.
+    max_kids: u64,
     longest: Mutex<Option<(u128, String, String)>>,
+    history: Mutex<History>,
 }
 
 impl Stats {
+    /// Counters for a daemon allowing `max_kids` compilers at once; the disk-traffic
+    /// baseline is taken now, so the first page already has a rate.
+    pub(crate) fn new(max_kids: u64) -> Stats {
+        let stats = Stats {
+            max_kids,
+            ..Stats::default()
+        };
+        if let Ok(mut h) = stats.history.lock() {
+            let now = Instant::now();
+            h.running.push_back((now, 0));
+            h.io_rate(now, disk_sectors());
+        }
+        stats
+    }
+
     pub(crate) fn record(&self, result: JobResult) {
         let c = match result {
             JobResult::TcpAccept => &self.tcp_accept,
@@ -90,14 +205,34 @@ impl Stats {
     /// A compiler started; returns the number now running.
     pub(crate) fn job_started(&self) -> u64 {
         let n = self.running.fetch_add(1, Ordering::Relaxed) + 1;
-        self.max_running.fetch_max(n, Ordering::Relaxed);
+        if let Ok(mut h) = self.history.lock() {
+            h.set_running(Instant::now(), n);
+        }
         n
     }
 
     /// A compiler is no longer running (serve.rs calls this from a guard, so that a job
     /// that unwinds is not counted forever).
     pub(crate) fn job_stopped(&self) {
-        self.running.fetch_sub(1, Ordering::Relaxed);
+        let n = self
+            .running
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        if let Ok(mut h) = self.history.lock() {
+            let now = Instant::now();
+            h.ended.push_back(now);
+            h.set_running(now, n);
+        }
+    }
+
+    /// The peak RSS (kB) of the compilers waited for so far, after `compiler`'s job: if it
+    /// grew, this job's compiler set it.
+    pub(crate) fn compiler_rss(&self, peak_kb: u64, compiler: &str) {
+        if let Ok(mut h) = self.history.lock()
+            && h.max_rss.as_ref().is_none_or(|(kb, _)| peak_kb > *kb)
+        {
+            h.max_rss = Some((peak_kb, compiler.to_owned()));
+        }
     }
 
     /// A job finished in `millis`: remember it if it is the longest so far.
@@ -113,9 +248,12 @@ impl Stats {
         self.running.load(Ordering::Relaxed)
     }
 
-    /// The HTTP page distccd serves on the stats port (distcc 3.4's layout; figures we do
-    /// not track are reported as distcc reports "unknown").
+    /// The HTTP page distccd serves on the stats port (distcc 3.4's fields, in its order).
     pub(crate) fn page(&self, free_space_mb: i64) -> String {
+        self.page_at(Instant::now(), free_space_mb, disk_sectors())
+    }
+
+    fn page_at(&self, now: Instant, free_space_mb: i64, sectors: Option<u64>) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let (longest, longest_cc, longest_ms) =
             match self.longest.lock().ok().and_then(|l| l.clone()) {
@@ -127,6 +265,19 @@ impl Stats {
                 ),
                 None => ("none".into(), "none".into(), -1),
             };
+        let (kids, compiles, (rss, rss_name), io_rate) = match self.history.lock() {
+            Ok(mut h) => {
+                h.forget_before(now);
+                let kids = WINDOWS.map(|w| h.average_running(now, w));
+                let compiles = WINDOWS.map(|w| h.ended_within(now, w));
+                let rss = match &h.max_rss {
+                    Some((kb, cc)) => (*kb, format!("({})", crate::trace::escape(cc))),
+                    None => (0, "(none)".to_owned()),
+                };
+                (kids, compiles, rss, h.io_rate(now, sectors))
+            }
+            Err(_) => ([0; 3], [0; 3], (0, "(none)".to_owned()), -1),
+        };
         let mut s =
             String::from("HTTP/1.0 200 OK\nContent-Type: text/plain\nConnection: close\n\n");
         let _ = write!(
@@ -137,7 +288,7 @@ impl Stats {
              dcc_cli_disconnect {}\ndcc_other {}\n\
              dcc_longest_job {longest}\ndcc_longest_job_compiler {longest_cc}\n\
              dcc_longest_job_time_msecs {longest_ms}\n\
-             dcc_max_kids {}\ndcc_avg_kids1 0\ndcc_avg_kids2 0\ndcc_avg_kids3 0\n\
+             dcc_max_kids {}\ndcc_avg_kids1 {}\ndcc_avg_kids2 {}\ndcc_avg_kids3 {}\n\
              dcc_current_load {}\n",
             g(&self.tcp_accept),
             g(&self.rej_bad_req),
@@ -147,20 +298,47 @@ impl Stats {
             g(&self.compile_timeout),
             g(&self.cli_disconn),
             g(&self.other),
-            g(&self.max_running),
+            self.max_kids,
+            kids[0],
+            kids[1],
+            kids[2],
             g(&self.running),
         );
         let load = load_average();
         let _ = write!(
             s,
             "dcc_load1 {:.2}\ndcc_load2 {:.2}\ndcc_load3 {:.2}\n\
-             dcc_num_compiles1 0\ndcc_num_compiles2 0\ndcc_num_compiles3 0\n\
-             dcc_num_procstate_D 0\ndcc_max_RSS 0\ndcc_max_RSS_name (none)\n\
-             dcc_io_rate -1\ndcc_free_space {free_space_mb} MB\n</distccstats>\n",
-            load[0], load[1], load[2]
+             dcc_num_compiles1 {}\ndcc_num_compiles2 {}\ndcc_num_compiles3 {}\n\
+             dcc_num_procstate_D 0\ndcc_max_RSS {rss}\ndcc_max_RSS_name {rss_name}\n\
+             dcc_io_rate {io_rate}\ndcc_free_space {free_space_mb} MB\n</distccstats>\n",
+            load[0], load[1], load[2], compiles[0], compiles[1], compiles[2],
         );
         s
     }
+}
+
+/// Sectors read and written so far on the machine's whole disks (`/proc/diskstats`,
+/// fields 6 and 10; partitions are skipped so that nothing counts twice).
+fn disk_sectors() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/diskstats").ok()?;
+    Some(sum_disk_sectors(&text, |name| {
+        std::path::Path::new("/sys/block").join(name).exists()
+    }))
+}
+
+fn sum_disk_sectors(text: &str, whole_disk: impl Fn(&str) -> bool) -> u64 {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = f.get(2)?;
+            if !whole_disk(name) {
+                return None;
+            }
+            let read: u64 = f.get(5)?.parse().ok()?;
+            let written: u64 = f.get(9)?.parse().ok()?;
+            Some(read.saturating_add(written))
+        })
+        .fold(0u64, u64::saturating_add)
 }
 
 fn load_average() -> [f64; 3] {
@@ -230,9 +408,77 @@ mod tests {
         assert!(page.contains("\ndcc_rej_bad_req 1\n"));
         assert!(page.contains("\ndcc_longest_job a.c\n"));
         assert!(page.contains("\ndcc_longest_job_time_msecs 42\n"));
-        assert!(page.contains("\ndcc_max_kids 1\n"));
+        assert!(
+            page.contains("\ndcc_max_kids 0\n"),
+            "the limit, not the peak"
+        );
+        assert!(Stats::new(6).page(1).contains("\ndcc_max_kids 6\n"));
         assert!(page.ends_with("dcc_free_space 100 MB\n</distccstats>\n"));
         assert!(page.contains("\ndcc_current_load 0\n"));
+    }
+
+    fn field(page: &str, name: &str) -> String {
+        page.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("{name} missing: {page}"))
+            .to_owned()
+    }
+
+    #[test]
+    fn averages_count_running_jobs_and_finished_compiles_per_window() {
+        let t0 = Instant::now();
+        let s = Stats::new(4);
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        {
+            let mut h = s.history.lock().unwrap();
+            h.running.clear();
+            h.running.push_back((t0, 0));
+            // Two compilers for the whole of minutes 0-10, a third for minute 9 only.
+            h.set_running(at(0), 2);
+            h.set_running(at(540), 3);
+            h.set_running(at(600), 0);
+            for m in [0u64, 4, 8, 9, 9] {
+                h.ended.push_back(at(m * 60 + 30));
+            }
+        }
+        let page = s.page_at(at(600), 1, Some(0));
+        assert_eq!(field(&page, "dcc_avg_kids1"), "3", "{page}");
+        assert_eq!(field(&page, "dcc_avg_kids2"), "2", "{page}");
+        // 15 minutes: 2×540 s + 3×60 s = 1260 job-seconds over 900 s.
+        assert_eq!(field(&page, "dcc_avg_kids3"), "1", "{page}");
+        assert_eq!(field(&page, "dcc_num_compiles1"), "2", "{page}");
+        assert_eq!(field(&page, "dcc_num_compiles2"), "3", "{page}");
+        assert_eq!(field(&page, "dcc_num_compiles3"), "5", "{page}");
+        // Five minutes later with nothing running, minute averages fall to zero.
+        let page = s.page_at(at(900), 1, Some(0));
+        assert_eq!(field(&page, "dcc_avg_kids1"), "0", "{page}");
+        assert_eq!(field(&page, "dcc_num_compiles1"), "0", "{page}");
+        assert_eq!(field(&page, "dcc_num_compiles3"), "5", "{page}");
+    }
+
+    #[test]
+    fn peak_rss_and_io_rate() {
+        let t0 = Instant::now();
+        let s = Stats::new(2);
+        assert_eq!(field(&s.page_at(t0, 1, None), "dcc_max_RSS_name"), "(none)");
+        s.compiler_rss(9000, "gcc");
+        s.compiler_rss(9000, "g++");
+        s.compiler_rss(100, "cc");
+        let page = s.page_at(t0, 1, None);
+        assert_eq!(field(&page, "dcc_max_RSS"), "9000");
+        assert_eq!(field(&page, "dcc_max_RSS_name"), "(gcc)");
+        assert_eq!(field(&page, "dcc_io_rate"), "-1", "no diskstats");
+        let s = Stats::default();
+        s.history.lock().unwrap().io_rate(t0, Some(1000));
+        let page = s.page_at(t0 + Duration::from_secs(10), 1, Some(3000));
+        assert_eq!(field(&page, "dcc_io_rate"), "200", "{page}");
+        // Within the interval, the last rate stands.
+        let page = s.page_at(t0 + Duration::from_secs(20), 1, Some(9000));
+        assert_eq!(field(&page, "dcc_io_rate"), "200", "{page}");
+        let page = s.page_at(t0 + Duration::from_secs(70), 1, Some(9000));
+        assert_eq!(field(&page, "dcc_io_rate"), "100", "{page}");
+        let diskstats = "   8       0 sda 10 0 100 5 20 0 300 9 0 0 0\n   8       1 sda1 1 0 50 1 2 0 60 1 0 0 0\n";
+        assert_eq!(sum_disk_sectors(diskstats, |n| n == "sda"), 400);
     }
 
     #[test]
