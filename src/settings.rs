@@ -305,9 +305,12 @@ pub(crate) struct ClientEnv {
     /// `DISTCC_RACE=0` turns off racing a remote job that runs far longer than its host's
     /// recent jobs with a local compile ([`crate::client::race`]); on by default.
     pub race: bool,
-    /// `DISTCC_DIRECTIVES_ONLY=0` turns off preprocessing with gcc's `-fdirectives-only`
-    /// (macros left for the server, so debug info and diagnostics match a local build);
-    /// every job then sends a fully preprocessed source, as distcc 3.4 does.
+    /// `DISTCC_DIRECTIVES_ONLY=1` preprocesses with gcc's `-fdirectives-only` (macros left
+    /// for the server, so `-g` line tables and diagnostics match a local build). Off by
+    /// default: a server whose gcc is reached through ccache (Gentoo's `FEATURES=ccache`,
+    /// Debian's masquerade) compiles a `.i` without the switch and fails every job, and a
+    /// client can't see that until servers say what they run (the protocol extension).
+    /// Off: every job sends a fully preprocessed source, as distcc 3.4 does.
     pub directives_only: bool,
     /// `DISTCC_BUILD_ID` (set and not empty): the build whose record in
     /// `$DISTCC_DIR/record` this job's outcome goes to (`pump` sets it); else the session
@@ -376,9 +379,7 @@ impl ClientEnv {
             pump_blocker: PUMP_BLOCKERS.iter().copied().find(|v| r.is_set(v)),
             max_discrepancy: max_discrepancy(&mut r),
             race: r.text("DISTCC_RACE").is_none_or(|v| v.trim() != "0"),
-            directives_only: r
-                .text("DISTCC_DIRECTIVES_ONLY")
-                .is_none_or(|v| v.trim() != "0"),
+            directives_only: r.is_one("DISTCC_DIRECTIVES_ONLY"),
             build_id: build_id(&r),
             principal: r.text("DISTCC_PRINCIPAL"),
         };
@@ -598,7 +599,7 @@ mod tests {
         assert_eq!(c.io_timeout, DEFAULT_IO_TIMEOUT);
         assert!(c.fallback && c.rewrite_cross && !c.save_temps && !c.skip_local_retry);
         assert!(c.race);
-        assert!(c.directives_only);
+        assert!(!c.directives_only);
         assert_eq!(c.ssh, vec!["ssh"]);
         assert_eq!(c.socks_proxy, Ok(None));
         assert_eq!(c.hosts, None);
@@ -628,13 +629,13 @@ mod tests {
             ("DISTCC_VERBOSE", "1"),
             ("DISTCC_LOG", "/tmp/l"),
             ("DISTCC_RACE", " 0"),
-            ("DISTCC_DIRECTIVES_ONLY", "0"),
+            ("DISTCC_DIRECTIVES_ONLY", "1"),
             ("DISTCC_BUILD_ID", "b1"),
         ]));
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(c.build_id.as_deref(), Some("b1"));
         assert!(!c.race);
-        assert!(!c.directives_only);
+        assert!(c.directives_only);
         assert!(c.backoff_period.is_zero());
         assert_eq!(c.pause, MIN_PAUSE);
         assert_eq!(c.io_timeout, Duration::from_secs(7));

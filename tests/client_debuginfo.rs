@@ -36,6 +36,8 @@ fn gcc_local(dir: &Path, args: &[&str]) -> Output {
 fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
         .env("DISTCC_FALLBACK", "0")
+        // Opt-in while a server's ccache may drop the switch (see settings.rs).
+        .env("DISTCC_DIRECTIVES_ONLY", "1")
         .envs(env.iter().copied())
         .arg("gcc")
         .args(args)

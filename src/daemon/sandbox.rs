@@ -395,7 +395,8 @@ pub(crate) fn start(enabled: bool, scratch: &Path, quiet: bool) -> Isolation {
         if quiet {
             log::debug!("{msg}");
         } else {
-            log::info!("{msg}");
+            // A start-up line: shown from `--log-level info`, like 3.4's, not at notice.
+            log::info!(target: crate::trace::DETAIL, "{msg}");
         }
     };
     let isolation = if !enabled {
