@@ -95,7 +95,8 @@ DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DIST
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
 network sandbox sets it), DISTCC_RACE=0 (never race a late remote job with a local compile),
 DISTCC_BUILD_ID=ID (the build record each job's outcome goes to, in $DISTCC_DIR/record; see
-distccmon-text --summary).
+distccmon-text --summary), DISTCC_DIRECTIVES_ONLY=1 (gcc >= 11 keeps macros for the server,
+so -g line tables match a local build; off by default: a server's ccache drops the switch).
 ",
         crate::version_text("distcc")
     )
