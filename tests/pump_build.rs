@@ -9,18 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Daemon, Kind, client_cmd, distcc};
+use common::{Daemon, Kind, PumpStartup, client_cmd, distcc};
 
 /// Stops a `pump --startup` include server by PID even when an assertion fails first.
-struct ServerGuard(i32);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the PID `pump --startup` printed for the server it started.
-        unsafe { libc::kill(self.0, libc::SIGTERM) };
-    }
-}
-
 const SOURCES: &[&str] = &["src/main.c", "src/util.cc", "src/comp.c", "src/sub/deep.c"];
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -279,30 +270,10 @@ fn pump_needs_a_cpp_host_and_has_help() {
 fn pump_startup_and_shutdown() {
     let work = tempfile::tempdir().unwrap();
     let d = distcc();
-    let out = client_cmd(&d, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
-        .args(["pump", "--startup"])
-        .env("TMPDIR", work.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let pump = PumpStartup::run(
+        client_cmd(&d, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo").env("TMPDIR", work.path()),
     );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let var = |name: &str| -> String {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("export {name}='")))
-            .unwrap_or_else(|| panic!("{name} missing: {text}"));
-        line.split('\'').nth(1).unwrap().to_string()
-    };
-    let (pid, dir, port) = (
-        var("INCLUDE_SERVER_PID"),
-        var("INCLUDE_SERVER_DIR"),
-        var("INCLUDE_SERVER_PORT"),
-    );
-    let _guard = ServerGuard(pid.parse().unwrap());
+    let (pid, dir, port) = (pump.pid.clone(), pump.dir.clone(), pump.port.clone());
     assert!(Path::new(&port).exists());
     let st = Command::new(&d)
         .args(["pump", "--shutdown"])
@@ -497,25 +468,8 @@ fn discrepancies_turn_pump_mode_off() {
     let daemon = Daemon::start(Kind::Ours, &dir, &[], &[]);
     let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
     let d = distcc();
-    let out = client_cmd(&d, &dir.join("dd"), &hosts)
-        .args(["pump", "--startup"])
-        .env("TMPDIR", &dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let var = |name: &str| -> String {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("export {name}='")))
-            .unwrap_or_else(|| panic!("{name} missing: {text}"));
-        line.split('\'').nth(1).unwrap().to_string()
-    };
-    let (pid, sdir, port) = (
-        var("INCLUDE_SERVER_PID"),
-        var("INCLUDE_SERVER_DIR"),
-        var("INCLUDE_SERVER_PORT"),
-    );
-    let _guard = ServerGuard(pid.parse().unwrap());
+    let pump = PumpStartup::run(client_cmd(&d, &dir.join("dd"), &hosts).env("TMPDIR", &dir));
+    let (pid, sdir, port) = (pump.pid.clone(), pump.dir.clone(), pump.port.clone());
     let compile = |max: &str| -> String {
         let out = client_cmd(&d, &dir.join("dd"), &hosts)
             .env("INCLUDE_SERVER_PORT", &port)
@@ -567,25 +521,8 @@ fn a_job_the_server_would_refuse_goes_protocol_2() {
     let daemon = Daemon::start(Kind::Ours, &dir, &[], &[]);
     let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
     let d = distcc();
-    let out = client_cmd(&d, &dir.join("dd"), &hosts)
-        .args(["pump", "--startup"])
-        .env("TMPDIR", &dir)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let var = |name: &str| -> String {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("export {name}='")))
-            .unwrap_or_else(|| panic!("{name} missing: {text}"));
-        line.split('\'').nth(1).unwrap().to_string()
-    };
-    let (pid, sdir, port) = (
-        var("INCLUDE_SERVER_PID"),
-        var("INCLUDE_SERVER_DIR"),
-        var("INCLUDE_SERVER_PORT"),
-    );
-    let _guard = ServerGuard(pid.parse().unwrap());
+    let pump = PumpStartup::run(client_cmd(&d, &dir.join("dd"), &hosts).env("TMPDIR", &dir));
+    let (sdir, port) = (pump.dir.clone(), pump.port.clone());
     let ups = "../".repeat(dir.components().count() + 1);
     let inc = format!(
         "-I{ups}{}",

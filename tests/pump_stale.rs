@@ -9,18 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Daemon, Kind, client_cmd, distcc};
+use common::{Daemon, Kind, PumpStartup, client_cmd, distcc};
 
 /// Stops a `pump --startup` include server by PID even when an assertion fails first.
-struct ServerGuard(i32);
-
-impl Drop for ServerGuard {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on the PID `pump --startup` printed for the server it started.
-        unsafe { libc::kill(self.0, libc::SIGTERM) };
-    }
-}
-
 /// A fixed mtime every version of a file gets back, so that mtime alone can't tell them
 /// apart (and neither can a 1-second clock).
 const MTIME: &str = "@1600000000";
@@ -156,30 +147,10 @@ fn a_background_include_server_sees_every_change() {
     let daemon = Daemon::start(Kind::Ours, work.path(), &["--log-level", "debug"], &[]);
     let hosts = format!("127.0.0.1:{},cpp,lzo", daemon.port);
     let d = distcc();
-    let out = client_cmd(&d, &work.path().join("distcc-dir"), &hosts)
-        .args(["pump", "--startup"])
-        .env("TMPDIR", work.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let pump = PumpStartup::run(
+        client_cmd(&d, &work.path().join("distcc-dir"), &hosts).env("TMPDIR", work.path()),
     );
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let var = |name: &str| -> String {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(&format!("export {name}='")))
-            .unwrap_or_else(|| panic!("{name} missing: {text}"));
-        line.split('\'').nth(1).unwrap().to_string()
-    };
-    let (pid, server_dir, port) = (
-        var("INCLUDE_SERVER_PID"),
-        var("INCLUDE_SERVER_DIR"),
-        var("INCLUDE_SERVER_PORT"),
-    );
-    let _guard = ServerGuard(pid.parse().unwrap());
+    let (pid, server_dir, port) = (pump.pid.clone(), pump.dir.clone(), pump.port.clone());
     let log = work.path().join("client.log");
     let compile = |src: &str, obj: &str| {
         let out = client_cmd(&d, &work.path().join("distcc-dir"), &hosts)

@@ -316,3 +316,45 @@ pub fn exchange(port: u16, bytes: &[u8]) -> Vec<u8> {
     let _ = s.read_to_end(&mut reply);
     reply
 }
+
+/// A background include server started by `pump --startup` (its `export` lines read back),
+/// sent SIGTERM by PID when dropped.
+pub struct PumpStartup {
+    pub pid: String,
+    pub dir: String,
+    pub port: String,
+}
+
+impl PumpStartup {
+    /// Run `cmd` (a client command, e.g. from [`client_cmd`]) as `pump --startup`.
+    pub fn run(cmd: &mut Command) -> PumpStartup {
+        let out = cmd.args(["pump", "--startup"]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let var = |name: &str| -> String {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("export {name}='")))
+                .unwrap_or_else(|| panic!("{name} missing: {text}"));
+            line.split('\'').nth(1).unwrap().to_string()
+        };
+        PumpStartup {
+            pid: var("INCLUDE_SERVER_PID"),
+            dir: var("INCLUDE_SERVER_DIR"),
+            port: var("INCLUDE_SERVER_PORT"),
+        }
+    }
+}
+
+impl Drop for PumpStartup {
+    fn drop(&mut self) {
+        if let Ok(pid) = self.pid.parse::<i32>() {
+            // SAFETY: kill(2) on the PID `pump --startup` printed for the server it started.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
