@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 // Shared with the integration tests (tests/common/lua.rs): the Lua tree from `lua-src`.
 #[path = "../common/lua.rs"]
 mod lua;
-pub use lua::lua_sources;
+pub use lua::{crate_root, lua_sources};
 
 /// How big a run is.
 #[derive(Debug, Clone)]
@@ -998,42 +998,6 @@ pub fn pump(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
     };
     rows.push(r);
     Ok(())
-}
-
-/// Where cargo unpacked the crate `name` (`req` a version requirement), fetched through a
-/// scratch project under `work`: the registry copy, never modified.
-pub fn crate_root(work: &Path, name: &str, req: &str) -> Result<PathBuf, String> {
-    let proj = work.join(format!("{name}-fetch"));
-    fs::create_dir_all(proj.join("src")).map_err(|e| e.to_string())?;
-    fs::write(
-        proj.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"{name}-fetch\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
-             [dependencies]\n{name} = {{ version = \"{req}\", default-features = false }}\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    fs::write(proj.join("src/lib.rs"), "").map_err(|e| e.to_string())?;
-    let fetched = Command::new("cargo")
-        .arg("fetch")
-        .current_dir(&proj)
-        .stderr(Stdio::null())
-        .status();
-    if !fetched.map(|s| s.success()).unwrap_or(false) {
-        return Err(format!("cargo fetch of {name} failed"));
-    }
-    let meta = Command::new("cargo")
-        .args(["metadata", "--format-version", "1"])
-        .current_dir(&proj)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&meta.stdout);
-    let marker = format!("/{name}-");
-    let manifest = text
-        .split('"')
-        .find(|s| s.ends_with("/Cargo.toml") && s.contains(&marker))
-        .ok_or(format!("{name} not in cargo metadata"))?;
-    Ok(PathBuf::from(manifest.trim_end_matches("/Cargo.toml")))
 }
 
 /// The big tree of the pump-scale suite: libcurl as the `curl-sys` crate vendors it, every
