@@ -687,3 +687,33 @@ fn server_files_cannot_be_read_through_the_assembler_or_pump_links() {
         assert_serves(&w.d);
     }
 }
+
+/// A preprocessed source's line markers name files; with caret diagnostics gcc would read
+/// the file of that name on the server to quote the line of an error, and send it back.
+#[test]
+fn diagnostics_quote_no_server_file() {
+    let secret = "PRETTY_NAME";
+    assert!(
+        std::fs::read_to_string("/etc/os-release")
+            .unwrap()
+            .starts_with(secret),
+        "the test needs /etc/os-release to start with {secret}"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let d = Daemon::start(Kind::Ours, t.path(), &[], &[]);
+    let argv = strings(&["gcc", "-c", "x.c", "-o", "x.o"]);
+    let bytes = exchange(
+        d.port,
+        &plain(&argv, b"# 1 \"/etc/os-release\"\nint x = ;\n"),
+    );
+    let (reply, _) = protocol::decode_reply(&bytes, 1, Limits::default()).unwrap();
+    let text = String::from_utf8_lossy(&reply.stderr);
+    assert!(
+        text.contains("/etc/os-release:1"),
+        "the error is reported: {text}"
+    );
+    assert!(
+        !text.contains(secret),
+        "no line of the server's file: {text}"
+    );
+}

@@ -849,6 +849,10 @@ pub(crate) fn scan(argv: &[String]) -> Result<Scan, ArgvError> {
 }
 
 /// Point a protocol-1/2 command at the temp input and output (reference §1.8).
+///
+/// Diagnostics show no source lines: a preprocessed source's line markers name the
+/// client's files, and gcc would read whatever file has that name *here* to quote a line
+/// of it (`# 1 "/etc/os-release"` before an error sends this server's file back).
 pub(crate) fn rewrite_plain(
     argv: &[String],
     scan: &Scan,
@@ -858,6 +862,17 @@ pub(crate) fn rewrite_plain(
     let mut out = argv.to_vec();
     out[scan.source] = input.to_owned();
     set_output(&mut out, scan, output);
+    let clang = argv
+        .first()
+        .is_some_and(|c| crate::paths::basename(c).contains("clang"));
+    out.push(
+        if clang {
+            "-fno-caret-diagnostics"
+        } else {
+            "-fno-diagnostics-show-caret"
+        }
+        .into(),
+    );
     out
 }
 
@@ -1011,11 +1026,14 @@ mod tests {
         let s = scan(&a).unwrap();
         assert_eq!(
             rewrite_plain(&a, &s, "/tmp/d/in.i", "/tmp/d/out.o"),
-            v("gcc -O2 -c /tmp/d/in.i -o /tmp/d/out.o")
+            v("gcc -O2 -c /tmp/d/in.i -o /tmp/d/out.o -fno-diagnostics-show-caret")
         );
-        let a = v("gcc -c hello.c");
+        let a = v("clang -c hello.c");
         let s = scan(&a).unwrap();
-        assert_eq!(rewrite_plain(&a, &s, "i.i", "o.o"), v("gcc -c i.i -o o.o"));
+        assert_eq!(
+            rewrite_plain(&a, &s, "i.i", "o.o"),
+            v("clang -c i.i -o o.o -fno-caret-diagnostics")
+        );
     }
 
     #[test]
