@@ -679,7 +679,8 @@ pub(crate) fn build_somewhere_exact(
         took: None,
         verdict: None,
     };
-    if env.race && job.sched.is_some() {
+    // A race is a local compile: not when the user turned those off.
+    if env.race && env.fallback && job.sched.is_some() {
         job.history = match History::for_client(env) {
             Ok(h) => Some(h),
             Err(e) => {

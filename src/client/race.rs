@@ -479,8 +479,9 @@ pub(crate) enum Finish {
 
 /// Wait for the reply on `conn`. At `race_at`, ask `start` for a local compile; while it
 /// runs, wait for the socket and for the compile at once, and return whichever ends
-/// first. A local compile that dies of a signal is not a result: we go on waiting for
-/// the host.
+/// first. Only a local compile that succeeds wins: one that fails (or dies of a signal)
+/// may fail for a reason of this machine's, so we go on waiting for the host, whose
+/// answer is then handled as without a race (a remote error is retried locally anyway).
 pub(crate) fn await_reply<S: Duplex>(
     conn: &mut Wire<S>,
     version: u8,
@@ -513,9 +514,11 @@ pub(crate) fn await_reply<S: Duplex>(
             }
             match race.try_wait() {
                 Ok(None) => {}
-                Ok(Some(ret)) if ret < 128 => return Ok(Finish::Local(Box::new(race), ret, None)),
+                Ok(Some(0)) => return Ok(Finish::Local(Box::new(race), 0, None)),
                 Ok(Some(ret)) => {
-                    log::warn!("the local compile racing the host died (status {ret})");
+                    log::info!(
+                        "the local compile racing the host failed (status {ret}); waiting for the host"
+                    );
                     break;
                 }
                 Err(e) => {
