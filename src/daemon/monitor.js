@@ -51,7 +51,7 @@ function render(s) {
   }
   fill(document.querySelector("#slots tbody"), rows);
 
-  fill(document.querySelector("#failures tbody"), s.recent_failures.map(f => {
+  const failures = s.recent_failures.map(f => {
     const tr = document.createElement("tr");
     tr.className = "fail";
     cell(tr, new Date(f.time * 1000).toLocaleTimeString());
@@ -61,7 +61,14 @@ function render(s) {
     cell(tr, f.file, "file");
     cell(tr, f.detail);
     return tr;
-  }));
+  });
+  if (failures.length === 0) {
+    const tr = document.createElement("tr");
+    tr.className = "idle";
+    cell(tr, "none");
+    failures.push(tr);
+  }
+  fill(document.querySelector("#failures tbody"), failures);
 
   fill(document.querySelector("#counters tbody"), Object.entries(s.counters).map(([k, v]) => {
     const tr = document.createElement("tr");
