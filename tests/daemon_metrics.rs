@@ -603,3 +603,86 @@ fn idle_stats_clients_are_bounded_and_do_not_hold_up_jobs() {
     }
     drop(idle);
 }
+
+#[test]
+fn distccmon_text_cluster_shows_every_hosts_slots_and_jobs() {
+    let work = tempfile::tempdir().unwrap();
+    let stats_port = free_port();
+    let (_masq, release, env) = slow_compiler(work.path());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let d = Daemon::start(
+        Kind::Ours,
+        work.path(),
+        &[
+            "--stats",
+            "--stats-port",
+            &stats_port.to_string(),
+            "--jobs",
+            "2",
+            "--no-sandbox",
+        ],
+        &env,
+    );
+    let port = d.port;
+    let job = std::thread::spawn(move || {
+        compile(
+            port,
+            &["slowcc", "-c", "cluster_job.c", "-o", "cluster_job.o"],
+            b"int c(void){return 4;}\n",
+        )
+    });
+    wait_status(stats_port, "showed the job running", |s| {
+        running_file(s, "cluster_job.c")
+    });
+    // 127.0.0.3 runs no daemon; localhost compiles here and has no stats port to ask.
+    let hosts = format!("127.0.0.1:{port}/2 127.0.0.3 localhost");
+    let out = common::client_cmd(&common::distcc(), &work.path().join("client"), &hosts)
+        .args(["distccmon-text", "--cluster"])
+        .env("DISTCC_STATS_PORT", stats_port.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("127.0.0.1:{stats_port} (")),
+        "{text}"
+    );
+    assert!(lines[0].contains("[#-] 1/2 busy, 0 queued, 0 ok"), "{text}");
+    assert!(
+        lines[1].contains("slot 0")
+            && lines[1].contains("slowcc")
+            && lines[1].contains("cluster_job.c"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("127.0.0.3:{stats_port}"))
+            && lines[2].contains("unavailable"),
+        "{text}"
+    );
+    assert!(!text.contains("localhost:"), "{text}");
+    // The option wins over the variable.
+    let out = common::client_cmd(&common::distcc(), &work.path().join("client"), &hosts)
+        .args([
+            "distccmon-text",
+            "--cluster",
+            "--stats-port",
+            &port.to_string(),
+        ])
+        .env("DISTCC_STATS_PORT", stats_port.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|l| l.contains("unavailable")),
+        "the job port has no status page: {text}"
+    );
+    std::fs::write(&release, "").unwrap();
+    assert_eq!(job.join().unwrap(), Some(0));
+}
