@@ -302,6 +302,12 @@ impl Prepared {
         }
     }
 
+    /// The compiler as requested and the input's name: the monitor shows them while the
+    /// job runs, before [`Prepared::finish`] hands them over.
+    pub(crate) fn names(&self) -> (&str, &str) {
+        (&self.compiler, &self.input)
+    }
+
     /// The size of the object the compiler wrote (0 if none).
     pub(crate) fn object_len(&self) -> usize {
         std::fs::metadata(&self.output).map_or(0, |m| m.len() as usize)

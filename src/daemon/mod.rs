@@ -13,6 +13,7 @@ mod sandbox;
 pub(crate) mod serve;
 pub(crate) mod stats;
 pub(crate) mod tree;
+pub mod web;
 pub(crate) mod whitelist;
 
 use std::ffi::CString;
@@ -364,8 +365,13 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         }
         for l in stats_listener.into_iter().flatten() {
             if let Ok(l) = async_net::TcpListener::try_from(l) {
-                ex.spawn(serve::stats_loop(shared.clone(), l, tmp_dir.clone()))
-                    .detach();
+                ex.spawn(web::stats_loop(
+                    ex.clone(),
+                    shared.clone(),
+                    l,
+                    tmp_dir.clone(),
+                ))
+                .detach();
             }
         }
         let accept = async {

@@ -95,6 +95,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let start = Instant::now();
     let who = peer_name(peer);
+    shared.stats.client(peer.map(|p| p.ip()));
     guarded(
         &shared.stats,
         &who,
@@ -134,15 +135,6 @@ pub(crate) async fn guarded(
     Some(line)
 }
 
-/// Counts a compiler as running until dropped, even when the job unwinds.
-struct Running<'a>(&'a Stats);
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        self.0.job_stopped();
-    }
-}
-
 async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Shared,
     stream: S,
@@ -167,6 +159,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
                 _ => JobResult::Other,
             };
             shared.stats.record(result);
+            shared.stats.bad_request(who, result, &e);
             if matches!(e, ConnError::NoAnswer) {
                 // A port probe (or a client that changed its mind): nothing to report.
                 log::debug!("client {who} connected and left without a request");
@@ -176,6 +169,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
+    shared.stats.received(request_size(&req));
     // A large request keeps its place in the budget while its job waits for a compiler
     // slot: what may wait for a slot, in memory or on disk, stays bounded.
     let mut held = conn.take_reservation();
@@ -199,6 +193,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(p) => p,
         Err(refusal) => {
             shared.stats.record(JobResult::RejBadReq);
+            shared.stats.refusal(who, &refusal);
             log::error!("client {who}: refused, closing: {refusal}");
             log::info!(
                 "{}",
@@ -217,11 +212,14 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     // The compiler slot is held while the compiler runs, not while the reply goes out: a
     // client that never reads its reply must not keep others from compiling.
     let (status, ending, serr) = {
-        let _slot = shared.slots.acquire().await;
+        let _slot = {
+            let _queued = shared.stats.queued();
+            shared.slots.acquire().await
+        };
         // Compiling: the request is on disk, its memory gone; let the next large one in.
         held.take();
-        shared.stats.job_started();
-        let _running = Running(&shared.stats);
+        let (cc, file) = prepared.names();
+        let _running = shared.stats.compiling(who, cc, file);
         prepared.run(&shared.settings, conn.wait_for_eof()).await
     };
     // A large object is read into memory (and sent) only with a place in the budget.
@@ -276,6 +274,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match encoded {
             Ok(bytes) => {
+                shared.stats.sent(bytes.len());
                 if let Err(e) = conn.send(&bytes).await {
                     log::warn!("client {who}: failed to send the reply: {e}");
                     shared.stats.record(JobResult::CliDisconn);
@@ -296,6 +295,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         smol::unblock(move || drop(prepared)).await;
     }
     shared.stats.record(result);
+    shared.stats.outcome(who, result, status, job);
     log::info!(target: DETAIL, "job complete (protocol {version})");
     log::info!("{}", summary_line(who, result, status, 0, millis, job));
 }
@@ -317,6 +317,7 @@ pub(crate) async fn accept_loop(
             }
         };
         if !shared.acl.allows(peer.ip()) {
+            shared.stats.refused("access_list");
             log::error!(
                 "connection from client '{}' denied by access list",
                 peer_name(Some(peer))
@@ -334,60 +335,6 @@ pub(crate) async fn accept_loop(
             drop(permit);
         })
         .detach();
-    }
-}
-
-/// The `--stats` page server: same ACL, request ignored, page sent, connection closed.
-pub(crate) async fn stats_loop(
-    shared: Rc<Shared>,
-    listener: async_net::TcpListener,
-    tmp: std::path::PathBuf,
-) {
-    use smol::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let (mut stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of descriptors, say: wait instead of spinning the executor.
-                log::error!("stats port: accept failed: {e}");
-                smol::Timer::after(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if !shared.acl.allows(peer.ip()) {
-            log::error!(
-                "stats connection from '{}' denied by access list",
-                peer_name(Some(peer))
-            );
-            continue;
-        }
-        let mut buf = [0u8; 1024];
-        let _ = smol::future::or(
-            async {
-                let _ = stream.read(&mut buf).await;
-            },
-            async {
-                smol::Timer::after(Duration::from_millis(200)).await;
-            },
-        )
-        .await;
-        let page = shared.stats.page(free_space_mb(&tmp));
-        let _ = stream.write_all(page.as_bytes()).await;
-    }
-}
-
-fn free_space_mb(dir: &std::path::Path) -> i64 {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return -1;
-    };
-    // SAFETY: statvfs fills the zeroed struct for a valid path.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        if libc::statvfs(c.as_ptr(), &mut s) != 0 {
-            return -1;
-        }
-        (s.f_bavail as i64).saturating_mul(s.f_frsize as i64) / (1024 * 1024)
     }
 }
 
@@ -428,10 +375,10 @@ mod tests {
     fn running_count_survives_a_panic() {
         let stats = Stats::default();
         let _ = smol::block_on(guarded(&stats, "h:1", Instant::now(), async {
-            stats.job_started();
-            let _r = Running(&stats);
+            let _r = stats.compiling("h:1", "gcc", "a.c");
             panic!("mid-compile");
         }));
         assert_eq!(stats.running(), 0);
+        assert!(stats.snapshot().running.is_empty(), "not shown running");
     }
 }

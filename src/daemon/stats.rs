@@ -1,11 +1,14 @@
 //! Job accounting: the one summary line per job that people grep, and the counters behind
 //! `--stats` (distcc 3.4 `serve.c` `dcc_job_summary`, `stats.c`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::job::Refusal;
 
 /// How a job ended, in distcc's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +174,134 @@ pub(crate) struct Stats {
     max_kids: u64,
     longest: Mutex<Option<(u128, String, String)>>,
     history: Mutex<History>,
+    /// What `/metrics`, `/status.json` and the monitor page add to 3.4's page.
+    live: Mutex<Live>,
+}
+
+/// Upper bounds (seconds) of the compile-time histogram's buckets; `+Inf` follows.
+pub(crate) const COMPILE_BUCKETS: [f64; 11] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
+/// How many failures the status page remembers: enough to see a pattern, small enough
+/// that a flood of bad requests costs nothing.
+const RECENT_FAILURES: usize = 20;
+
+/// Distinct client addresses counted one by one; later ones share [`OTHER_CLIENTS`], so a
+/// scan from many addresses cannot grow the daemon's memory or the metrics page.
+const MAX_CLIENTS: usize = 256;
+pub(crate) const OTHER_CLIENTS: &str = "other";
+
+/// A compiler running now.
+#[derive(Debug, Clone)]
+pub(crate) struct RunningJob {
+    /// Which of the `--jobs` slots it holds (the lowest free one: slots are a picture for
+    /// people, the semaphore does the real counting).
+    pub slot: usize,
+    /// `IP:PORT` of the client.
+    pub client: String,
+    pub compiler: String,
+    pub file: String,
+    pub started: Instant,
+}
+
+/// A job that did not compile cleanly, for the monitor's "recent failures".
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub at: SystemTime,
+    pub client: String,
+    /// A [`JobResult`] name or `REFUSED`.
+    pub outcome: &'static str,
+    pub compiler: String,
+    pub file: String,
+    pub detail: String,
+}
+
+/// The live state beyond 3.4's counters.
+#[derive(Debug, Default)]
+struct Live {
+    next_id: u64,
+    running: BTreeMap<u64, RunningJob>,
+    queued: u64,
+    failures: VecDeque<Failure>,
+    clients: BTreeMap<String, u64>,
+    refused: BTreeMap<&'static str, u64>,
+    /// Per bucket of [`COMPILE_BUCKETS`] (not cumulative), then the overflow.
+    buckets: [u64; COMPILE_BUCKETS.len() + 1],
+    compile_seconds: f64,
+    compiles: u64,
+    received: u64,
+    sent: u64,
+}
+
+/// Everything the new pages show, copied out under one lock.
+#[derive(Debug, Clone)]
+pub(crate) struct Snapshot {
+    pub max_kids: u64,
+    pub running: Vec<RunningJob>,
+    pub queued: u64,
+    pub failures: Vec<Failure>,
+    /// (outcome in lower case, count), every outcome present even at 0.
+    pub outcomes: Vec<(&'static str, u64)>,
+    pub tcp_accept: u64,
+    pub refused: Vec<(&'static str, u64)>,
+    pub clients: Vec<(String, u64)>,
+    /// Cumulative counts per bucket of [`COMPILE_BUCKETS`], then `+Inf`.
+    pub buckets: Vec<u64>,
+    pub compile_seconds: f64,
+    pub compiles: u64,
+    pub received: u64,
+    pub sent: u64,
+}
+
+/// Why a request was refused, as a metrics label.
+pub(crate) fn refusal_reason(r: &Refusal) -> &'static str {
+    match r {
+        Refusal::Whitelist(_) => "compiler_not_allowed",
+        Refusal::Argv(_) => "bad_command_line",
+        Refusal::Tree(_) => "bad_file_list",
+        Refusal::NoCwd => "no_cwd",
+        Refusal::TooLarge { .. } => "too_large",
+        Refusal::Server(_) => "server_trouble",
+    }
+}
+
+/// Marks a job as waiting for a compiler slot until dropped.
+pub(crate) struct Queued<'a>(&'a Stats);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.0.live.lock() {
+            l.queued = l.queued.saturating_sub(1);
+        }
+    }
+}
+
+/// Counts a compiler as running, and shows it on the status page, until dropped — also
+/// when the job unwinds, so that a panicked job is not shown running forever.
+pub(crate) struct Compiling<'a> {
+    stats: &'a Stats,
+    id: u64,
+}
+
+impl Drop for Compiling<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut l) = self.stats.live.lock()
+            && let Some(job) = l.running.remove(&self.id)
+        {
+            let secs = job.started.elapsed().as_secs_f64();
+            let i = COMPILE_BUCKETS
+                .iter()
+                .position(|b| secs <= *b)
+                .unwrap_or(COMPILE_BUCKETS.len());
+            if let Some(b) = l.buckets.get_mut(i) {
+                *b += 1;
+            }
+            l.compile_seconds += secs;
+            l.compiles += 1;
+        }
+        self.stats.job_stopped();
+    }
 }
 
 impl Stats {
@@ -246,6 +377,192 @@ impl Stats {
 
     pub(crate) fn running(&self) -> u64 {
         self.running.load(Ordering::Relaxed)
+    }
+
+    /// A connection from `peer` (None: inetd over a pipe) was accepted.
+    pub(crate) fn client(&self, peer: Option<IpAddr>) {
+        let name = match peer {
+            Some(IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_some() => v6
+                .to_ipv4_mapped()
+                .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+            Some(ip) => ip.to_string(),
+            None => "inetd".to_owned(),
+        };
+        if let Ok(mut l) = self.live.lock() {
+            let key = if l.clients.len() < MAX_CLIENTS || l.clients.contains_key(&name) {
+                name
+            } else {
+                OTHER_CLIENTS.to_owned()
+            };
+            *l.clients.entry(key).or_default() += 1;
+        }
+    }
+
+    /// A request of `bytes` (its source or files, as sent) was received.
+    pub(crate) fn received(&self, bytes: usize) {
+        if let Ok(mut l) = self.live.lock() {
+            l.received = l.received.saturating_add(bytes as u64);
+        }
+    }
+
+    /// A reply of `bytes` was sent.
+    pub(crate) fn sent(&self, bytes: usize) {
+        if let Ok(mut l) = self.live.lock() {
+            l.sent = l.sent.saturating_add(bytes as u64);
+        }
+    }
+
+    /// A connection or request was refused for `reason` (a metrics label).
+    pub(crate) fn refused(&self, reason: &'static str) {
+        if let Ok(mut l) = self.live.lock() {
+            *l.refused.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// Remember a job that failed, for the monitor; only the newest few are kept.
+    pub(crate) fn failed(
+        &self,
+        client: &str,
+        outcome: &'static str,
+        job: Option<(&str, &str)>,
+        detail: &str,
+    ) {
+        let (compiler, file) = job.unwrap_or_default();
+        if let Ok(mut l) = self.live.lock() {
+            if l.failures.len() >= RECENT_FAILURES {
+                l.failures.pop_front();
+            }
+            l.failures.push_back(Failure {
+                at: SystemTime::now(),
+                client: client.to_owned(),
+                outcome,
+                compiler: compiler.to_owned(),
+                file: file.to_owned(),
+                // Error texts can quote a request: keep a bounded part.
+                detail: detail.chars().take(300).collect(),
+            });
+        }
+    }
+
+    /// A request refused before anything ran: counted by reason, shown as a failure.
+    pub(crate) fn refusal(&self, client: &str, refusal: &Refusal) {
+        self.refused(refusal_reason(refusal));
+        self.failed(client, "REFUSED", None, &refusal.to_string());
+    }
+
+    /// A request that could not be read. A client that connected and left without a
+    /// word (a port probe) is no failure.
+    pub(crate) fn bad_request(
+        &self,
+        client: &str,
+        result: JobResult,
+        error: &crate::connection::ConnError,
+    ) {
+        if matches!(error, crate::connection::ConnError::NoAnswer) {
+            return;
+        }
+        if result == JobResult::RejBadReq {
+            self.refused("bad_request");
+        }
+        self.failed(client, result.name(), None, &error.to_string());
+    }
+
+    /// How a job that ran its compiler ended; all but a clean compile are shown as
+    /// failures, with the compiler's exit status or signal.
+    pub(crate) fn outcome(
+        &self,
+        client: &str,
+        result: JobResult,
+        wait_status: u32,
+        job: Option<(&str, &str)>,
+    ) {
+        if result == JobResult::CompileOk {
+            return;
+        }
+        let detail = match (wait_status & 0x7f, (wait_status >> 8) & 0xff) {
+            (0, code) => format!("exit {code}"),
+            (sig, _) => format!("signal {sig}"),
+        };
+        self.failed(client, result.name(), job, &detail);
+    }
+
+    /// A prepared job waits for a compiler slot until the guard is dropped.
+    pub(crate) fn queued(&self) -> Queued<'_> {
+        if let Ok(mut l) = self.live.lock() {
+            l.queued += 1;
+        }
+        Queued(self)
+    }
+
+    /// `client`'s compiler for `file` starts now (the job holds a slot); counted and shown
+    /// until the guard is dropped.
+    pub(crate) fn compiling(&self, client: &str, compiler: &str, file: &str) -> Compiling<'_> {
+        self.job_started();
+        let mut id = 0;
+        if let Ok(mut l) = self.live.lock() {
+            id = l.next_id;
+            l.next_id += 1;
+            let slot = (0..)
+                .find(|s| l.running.values().all(|j| j.slot != *s))
+                .unwrap_or(0);
+            l.running.insert(
+                id,
+                RunningJob {
+                    slot,
+                    client: client.to_owned(),
+                    compiler: compiler.to_owned(),
+                    file: file.to_owned(),
+                    started: Instant::now(),
+                },
+            );
+        }
+        Compiling { stats: self, id }
+    }
+
+    /// A consistent copy of the counters and live state for `/metrics` and `/status.json`.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let outcomes = vec![
+            ("compile_ok", g(&self.compile_ok)),
+            ("compile_error", g(&self.compile_error)),
+            ("compile_timeout", g(&self.compile_timeout)),
+            ("client_disconnect", g(&self.cli_disconn)),
+            ("bad_request", g(&self.rej_bad_req)),
+            ("overload", g(&self.rej_overload)),
+            ("other", g(&self.other)),
+        ];
+        let live = self.live.lock();
+        let empty = Live::default();
+        let l = match &live {
+            Ok(l) => &**l,
+            Err(_) => &empty,
+        };
+        let mut running: Vec<RunningJob> = l.running.values().cloned().collect();
+        running.sort_by_key(|j| j.slot);
+        let mut acc = 0;
+        let buckets = l
+            .buckets
+            .iter()
+            .map(|b| {
+                acc += b;
+                acc
+            })
+            .collect();
+        Snapshot {
+            max_kids: self.max_kids,
+            running,
+            queued: l.queued,
+            failures: l.failures.iter().rev().cloned().collect(),
+            outcomes,
+            tcp_accept: g(&self.tcp_accept),
+            refused: l.refused.iter().map(|(k, v)| (*k, *v)).collect(),
+            clients: l.clients.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            buckets,
+            compile_seconds: l.compile_seconds,
+            compiles: l.compiles,
+            received: l.received,
+            sent: l.sent,
+        }
     }
 
     /// The HTTP page distccd serves on the stats port (distcc 3.4's fields, in its order).
