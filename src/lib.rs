@@ -17,6 +17,7 @@
 //! | [`trace`]     | trace.c                            | `distcc[PID] …` logging, DISTCC_LOG, syslog  |
 //! | [`temp`]      | tempfile.c                         | DISTCC_DIR's sub-dirs, temp files and dirs   |
 //! | [`hosts`]     | hosts.c                            | host-list grammar and sources                |
+//! | `identity`    | —                                  | what identifies a compiler (issue 14)        |
 //! | [`lock`]      | lock.c                             | slot lock files (POSIX record locks)         |
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
@@ -39,6 +40,7 @@ pub mod exitcode;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hosts;
+pub(crate) mod identity;
 pub mod lock;
 pub(crate) mod options;
 pub mod paths;
