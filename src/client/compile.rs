@@ -61,6 +61,11 @@ struct Job<'a> {
     took: Option<Duration>,
     /// Where the job compiled and, if not remotely, why: for the build record.
     verdict: Option<(Where, Option<LocalReason>)>,
+    /// The compiler's identity ([`crate::identity`]), found out when first needed:
+    /// `None` not yet, `Some(None)` unknown.
+    identity: Option<Option<crate::identity::Identity>>,
+    /// Some host was skipped because it refused this compiler's identity.
+    identity_skipped: bool,
 }
 
 /// What one remote attempt came to.
@@ -541,6 +546,41 @@ impl Job<'_> {
 }
 
 impl Job<'_> {
+    /// The compiler's identity, found out (from the cache, normally) on first use.
+    fn identity(&mut self) -> Option<crate::identity::Identity> {
+        if self.identity.is_none() {
+            let compiler = self.scan.server_argv.first().cloned().unwrap_or_default();
+            self.identity = Some(crate::identity::for_client(self.inv, self.env, &compiler));
+        }
+        self.identity.clone().flatten()
+    }
+
+    /// The hosts (indices) that refused this compiler's identity recently: not tried.
+    fn identity_skips(&mut self) -> Vec<usize> {
+        let Some(skips) = crate::identity::Skips::for_client(self.env) else {
+            return Vec::new();
+        };
+        if !skips.any() {
+            return Vec::new();
+        }
+        let Some(id) = self.identity() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, h) in self.hosts.hosts.iter().enumerate() {
+            if let Some(msg) = skips.refused(&h.lock_key(), &id) {
+                log::info!(
+                    "skipping {} for {}: it refused it recently: {msg}",
+                    h.spec,
+                    id
+                );
+                out.push(i);
+            }
+        }
+        self.identity_skipped = !out.is_empty();
+        out
+    }
+
     /// `DISTCC_SAVE_TEMPS=1`: keep what the server printed in
     /// `$TMPDIR/distcc_server_stderr_XXXXXXXX.txt`, as distcc 3.4 does — the way to see a
     /// remote error that the local retry's own messages replace.
@@ -678,6 +718,8 @@ pub(crate) fn build_somewhere_exact(
         history: None,
         took: None,
         verdict: None,
+        identity: None,
+        identity_skipped: false,
     };
     // A race is a local compile: not when the user turned those off.
     if env.race && env.fallback && job.sched.is_some() {
@@ -743,7 +785,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
             return job.fallback(None, code.code(), &[], why);
         }
     }
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried: Vec<usize> = job.identity_skips();
     let mut last: Option<(HostSpec, i32, LocalReason)> = None;
     for _ in 0..MAX_REMOTE_TRIES {
         let slot = match job.pick(&tried) {
@@ -858,8 +900,12 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
     }
 }
 
-/// Why no host could even be tried: none listed (or all `,down`), or all backed off.
+/// Why no host could even be tried: none listed (or all `,down`), all refused this
+/// compiler's identity recently, or all backed off.
 fn no_host_reason(job: &Job) -> LocalReason {
+    if job.identity_skipped {
+        return LocalReason::CompilerIdentity;
+    }
     let backed_off = job.sched.as_ref().is_some_and(|s| {
         job.hosts
             .hosts
