@@ -201,28 +201,52 @@ impl Inventory {
         requested: &str,
         client: &Identity,
     ) -> Result<String, ResolveError> {
-        let run_as = policy.check(requested)?;
-        let named = self.identity_of(&run_as);
-        if let Ok(theirs) = &named
-            && client.compare(theirs) == Match::Same
-        {
-            return Ok(run_as);
-        }
+        // The requested name is a hint: a name the whitelist does not take (`gcc-11` where
+        // only `gcc` is listed) may still be served by a listed compiler with the identity.
+        let (named, refused) = match policy.check(requested) {
+            Ok(run_as) => {
+                let named = self.identity_of(&run_as);
+                if let Ok(theirs) = &named
+                    && client.compare(theirs) == Match::Same
+                {
+                    return Ok(run_as);
+                }
+                (Some(named), None)
+            }
+            Err(e @ (WhitelistError::NotWhitelisted { .. } | WhitelistError::NotInCmdlist(_))) => {
+                (None, Some(e))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // The first other compiler of the family found: what the refusal names when the
+        // requested name itself is not allowed here.
+        let mut other: Option<Identity> = None;
         for name in Inventory::candidates(requested, client) {
             let Ok(cmd) = policy.check(&name) else {
                 continue;
             };
-            if let Ok(theirs) = self.identity_of(&cmd)
-                && client.compare(&theirs) == Match::Same
-            {
-                log::info!("client compiler {client}: running {cmd} for {requested}");
-                return Ok(cmd);
+            match self.identity_of(&cmd) {
+                Ok(theirs) if client.compare(&theirs) == Match::Same => {
+                    log::info!("client compiler {client}: running {cmd} for {requested}");
+                    return Ok(cmd);
+                }
+                Ok(theirs) => {
+                    other.get_or_insert(theirs);
+                }
+                Err(_) => {}
             }
         }
-        Err(ResolveError::Identity(match named {
-            Ok(theirs) => client.mismatch_message(&theirs),
-            Err(why) => format!("client {client}; this host has {why}"),
-        }))
+        match (named, refused) {
+            (Some(Ok(theirs)), _) => Err(ResolveError::Identity(client.mismatch_message(&theirs))),
+            (None, Some(_)) if let Some(theirs) = other => {
+                Err(ResolveError::Identity(client.mismatch_message(&theirs)))
+            }
+            (Some(Err(why)), _) => Err(ResolveError::Identity(format!(
+                "client {client}; this host has {why}"
+            ))),
+            (None, Some(e)) => Err(e.into()),
+            (None, None) => Err(WhitelistError::Empty.into()),
+        }
     }
 }
 
@@ -414,8 +438,34 @@ mod tests {
         );
         assert!(matches!(
             inv.resolve(&masq, "cc", &twelve),
+            Err(ResolveError::Identity(_))
+        ));
+        // A name the whitelist lacks is served by a listed one with the identity.
+        let masq = Policy::Masquerade(vec![p.to_owned()]);
+        let only_gcc = tempfile::tempdir().unwrap();
+        symlink(p.join("gcc"), only_gcc.path().join("gcc")).unwrap();
+        let inv_a = inventory(only_gcc.path());
+        let masq_a = Policy::Masquerade(vec![only_gcc.path().to_owned()]);
+        assert_eq!(inv_a.resolve(&masq_a, "gcc-11", &eleven).unwrap(), "gcc");
+        // Not listed, and what is listed is another version: that is what it says.
+        let err = inv_a.resolve(&masq_a, "gcc-12", &twelve).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "client gcc 12.2.0 x86_64-linux-gnu; this host has 11.3.0"
+        );
+        let clang = Identity {
+            family: "clang".into(),
+            ..twelve.clone()
+        };
+        assert!(matches!(
+            inv_a.resolve(&masq_a, "clang-12", &clang),
             Err(ResolveError::Whitelist(_))
         ));
+        assert!(matches!(
+            inv_a.resolve(&masq_a, "/tmp/gcc", &eleven),
+            Err(ResolveError::Whitelist(WhitelistError::AbsolutePath(_)))
+        ));
+        drop(masq);
         // A C++ driver is looked for as g++.
         let plus = Identity {
             version: "11.3.0".into(),
