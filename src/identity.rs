@@ -556,8 +556,11 @@ pub(crate) fn for_client(
 /// only if it or its `cc1` changes.
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    map: Mutex<HashMap<(Vec<u8>, FileId), Result<Probed, String>>>,
+    map: Mutex<HashMap<ExeKey, Result<Probed, String>>>,
 }
+
+/// What identifies an executable: [`crate::pump::stamp::exe_identity`].
+type ExeKey = (Vec<u8>, FileId);
 
 /// The daemon keeps at most this many compilers' identities (a bound on memory; a
 /// host has a handful).
