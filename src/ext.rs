@@ -381,15 +381,16 @@ pub fn answer_for(hello: &Hello, offer: &[&str], info: &[(&str, &str)]) -> Hello
 /// What a client asks for. The layers that plug in add their words here.
 pub(crate) fn client_wants() -> Vec<&'static str> {
     // NOISE HOOK: the keys layer adds feature::NOISE when this client has a key.
-    // IDENTITY HOOK: the identity layer adds feature::IDENTITY.
-    vec![feature::ZSTD]
+    // The identity layer: a client always offers its compiler's identity (an empty `CIDN`
+    // when it can't tell, see `crate::daemon::job::prepare_for`).
+    vec![feature::ZSTD, feature::IDENTITY]
 }
 
 /// What a daemon agrees to. The layers that plug in add their words here.
 pub(crate) fn daemon_offer() -> Vec<&'static str> {
     // NOISE HOOK: the keys layer adds feature::NOISE when the daemon has a key.
-    // IDENTITY HOOK: the identity layer adds feature::IDENTITY.
-    vec![feature::ZSTD]
+    // The identity layer: resolves the client's `CIDN` to one of our compilers.
+    vec![feature::ZSTD, feature::IDENTITY]
 }
 
 /// A record layer under the protocol, installed after the extension's handshake (the

@@ -292,8 +292,9 @@ impl Job<'_> {
             argv: job.argv.clone(),
             body: protocol::Body::Files(job.files),
         };
+        let identity = session.wants_identity().then(|| self.identity()).flatten();
         let mut bytes = Vec::new();
-        session.preamble(&req.argv, &mut bytes);
+        session.preamble(&req.argv, identity.as_ref(), &mut bytes);
         let mut conn = session.wire;
         match protocol::encode_request_in(&req, conn.zstd()) {
             Ok(b) => bytes.extend_from_slice(&b),
@@ -364,8 +365,9 @@ impl Job<'_> {
             host.spec,
             argv_to_string(&self.scan.server_argv)
         );
+        let identity = session.wants_identity().then(|| self.identity()).flatten();
         let mut head = Vec::new();
-        session.preamble(&self.scan.server_argv, &mut head);
+        session.preamble(&self.scan.server_argv, identity.as_ref(), &mut head);
         let mut conn = session.wire;
         protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
         self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
@@ -554,6 +556,21 @@ impl Job<'_> {
         self.identity.clone().flatten()
     }
 
+    /// Remember that `host` refused this compiler's identity (see [`crate::identity::Skips`]).
+    fn skip_for_identity(&mut self, host: &HostSpec, e: &RemoteError) {
+        let message = match e {
+            RemoteError::Conn(ConnError::Refused(r)) => r.message.clone(),
+            e => e.to_string(),
+        };
+        if let (Some(skips), Some(id)) = (
+            crate::identity::Skips::for_client(self.env),
+            self.identity(),
+        ) {
+            skips.mark(&host.lock_key(), &id, &message);
+        }
+        self.identity_skipped = true;
+    }
+
     /// The hosts (indices) that refused this compiler's identity recently: not tried.
     fn identity_skips(&mut self) -> Vec<usize> {
         let Some(skips) = crate::identity::Skips::for_client(self.env) else {
@@ -629,6 +646,11 @@ fn is_compiler_refusal(e: &RemoteError) -> bool {
 /// Why a host failure sends a job elsewhere (and finally here).
 pub(crate) fn fault_reason(e: &RemoteError) -> LocalReason {
     match e {
+        RemoteError::Conn(ConnError::Refused(r))
+            if r.code == crate::ext::code::COMPILER_IDENTITY =>
+        {
+            LocalReason::CompilerIdentity
+        }
         RemoteError::Conn(ConnError::Refused(r)) => LocalReason::Refused(r.code.clone()),
         RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
             LocalReason::ConnectFailed
@@ -885,8 +907,11 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                     }
                     _ => log::warn!("{e}"),
                 }
-                // A host without this compiler is fine for other compilers: no backoff.
-                if !is_compiler_refusal(&e) {
+                // A host without this compiler is fine for other compilers: no backoff,
+                // but it is skipped for this compiler for a while.
+                if is_compiler_refusal(&e) {
+                    job.skip_for_identity(&host, &e);
+                } else {
                     job.mark_backoff(&host);
                 }
                 tried.push(index);

@@ -212,10 +212,24 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    /// Append the packets that go before the job's `DIST` (over the extension only).
-    pub(crate) fn preamble(&self, _argv: &[String], _buf: &mut Vec<u8>) {
-        // IDENTITY HOOK: when `self.agreed` has `identity`, the identity layer appends
-        // `CIDN<identity of the compiler argv[0] names>` here with `ext::encode_cidn`.
+    /// Does the host want our compiler's identity before the job?
+    pub(crate) fn wants_identity(&self) -> bool {
+        self.agreed.as_ref().is_some_and(|a| a.identity)
+    }
+
+    /// Append the packets that go before the job's `DIST` (over the extension only):
+    /// `CIDN` with the identity of the compiler `argv[0]` names ([`crate::identity`];
+    /// empty when the client can't tell).
+    pub(crate) fn preamble(
+        &self,
+        _argv: &[String],
+        identity: Option<&crate::identity::Identity>,
+        buf: &mut Vec<u8>,
+    ) {
+        if self.wants_identity() {
+            let text = identity.map(|i| i.to_text()).unwrap_or_default();
+            ext::encode_cidn(buf, &text);
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::argv::{self, ArgvError};
 use super::tree::{Tree, TreeError};
-use super::whitelist::{Policy, WhitelistError};
+use super::whitelist::{Policy, ResolveError, WhitelistError};
 use crate::exitcode::ExitCode;
 use crate::protocol::{Body, FileKind, Payload, Reply, Request};
 use crate::settings::{DaemonEnv, SAFEGUARD_VAR};
@@ -140,6 +140,11 @@ pub(crate) enum Refusal {
     TooLarge { limit: usize },
     #[error("server trouble: {0}")]
     Server(String),
+    /// No compiler here has the client's compiler identity (the message names both).
+    #[error("{0}")]
+    Identity(String),
+    #[error(transparent)]
+    BadIdentity(#[from] crate::identity::ParseError),
 }
 
 impl Refusal {
@@ -148,7 +153,10 @@ impl Refusal {
     pub(crate) fn to_ext(&self) -> crate::ext::Refusal {
         use crate::ext::code;
         let c = match self {
-            Refusal::Whitelist(WhitelistError::Empty) => code::BAD_REQUEST,
+            Refusal::Whitelist(WhitelistError::Empty) | Refusal::BadIdentity(_) => {
+                code::BAD_REQUEST
+            }
+            Refusal::Identity(_) => code::COMPILER_IDENTITY,
             Refusal::Whitelist(_) => code::NOT_WHITELISTED,
             Refusal::Server(_) => code::SERVER_ERROR,
             Refusal::Argv(_) | Refusal::Tree(_) | Refusal::NoCwd | Refusal::TooLarge { .. } => {
@@ -174,6 +182,8 @@ pub(crate) struct JobSettings {
     pub job_lifetime: Option<Duration>,
     /// `TMPDIR` (job dirs), `DISTCCD_PATH`, `DISTCC_SAVE_TEMPS`, the dirs compilers may read.
     pub env: DaemonEnv,
+    /// The compilers here and their identities, for clients that say which they mean.
+    pub inventory: std::sync::Arc<super::whitelist::Inventory>,
 }
 
 /// How the compile ended.
@@ -219,8 +229,32 @@ impl Drop for Prepared {
 
 /// Vet a request and lay out its files; nothing runs yet.
 pub(crate) fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
+    prepare_for(req, settings, None)
+}
+
+/// [`prepare`] for a client that sent its compiler's identity (`CIDN`, [`crate::identity`]):
+/// the compiler run is one with that identity ([`super::whitelist::Inventory::resolve`]).
+/// An empty identity text means the client could not tell: the name decides, as for
+/// any client.
+pub(crate) fn prepare_for(
+    req: Request,
+    settings: &JobSettings,
+    identity: Option<&str>,
+) -> Result<Prepared, Refusal> {
     let compiler = req.argv.first().cloned().unwrap_or_default();
-    let run_as = settings.policy.check(&compiler)?;
+    let run_as = match identity.filter(|t| !t.is_empty()) {
+        None => settings.policy.check(&compiler)?,
+        Some(text) => {
+            let client = crate::identity::Identity::parse(text.as_bytes())?;
+            settings
+                .inventory
+                .resolve(&settings.policy, &compiler, &client)
+                .map_err(|e| match e {
+                    ResolveError::Whitelist(w) => Refusal::Whitelist(w),
+                    ResolveError::Identity(m) => Refusal::Identity(m),
+                })?
+        }
+    };
     let (mode, cwd) = match (&req.body, &req.cwd) {
         (Body::Source(_), _) => (argv::Mode::Plain, "/"),
         (Body::Files(_), Some(cwd)) => (argv::Mode::Pump, cwd.as_str()),
@@ -615,6 +649,9 @@ mod tests {
                 tmpdir: tmp.to_owned(),
                 ..DaemonEnv::default()
             },
+            inventory: std::sync::Arc::new(super::super::whitelist::Inventory::new(
+                &DaemonEnv::default(),
+            )),
         }
     }
 

@@ -211,11 +211,13 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         INLINE_LIMIT
     };
-    let small = request_size(&req) < inline_limit;
+    let identity = extension.as_ref().and_then(|x| x.identity.clone());
+    // Resolving a compiler identity may probe compilers: never on the executor.
+    let small = request_size(&req) < inline_limit && identity.is_none();
     let prepared = if small {
         job::prepare(req, &settings)
     } else {
-        smol::unblock(move || job::prepare(req, &settings)).await
+        smol::unblock(move || job::prepare_for(req, &settings, identity.as_deref())).await
     };
     let prepared = match prepared {
         Ok(p) => p,
