@@ -38,7 +38,8 @@
 //! 4. `noise` in `use`: the Noise handshake follows, each message a `NOIS<len><msg>`
 //!    packet; after it every byte both ways travels in `NOIS<len><ciphertext>` records
 //!    (at most 65535 bytes of ciphertext each), through a [`Transform`].
-//! 5. The job: `CIDN<len><identity>` first if `identity` is in `use`, then a normal
+//! 5. The job: `CIDN<len><identity>` first if `identity` is in `use` (one line of
+//!    `key=value` words, empty when the client can't tell: see [`crate::identity`]), then a normal
 //!    protocol 1, 2 or 3 request (`DIST0000000N`…). With `zstd` in `use`, every body that
 //!    protocol would LZO-compress (N ≥ 2: DOTI, FILE, SERR, SOUT, DOTO, DOTD) is one zstd
 //!    frame instead, of [`crate::compress::ZSTD_LEVEL`]; protocol 1 stays uncompressed.

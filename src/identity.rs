@@ -25,7 +25,16 @@
 //! the `cc1`s it hashed, so that a job pays a `stat` or three, not a probe.
 //!
 //! On the wire the identity is one line of `key=value` words (the `CIDN` packet's body,
-//! see [`Identity::to_text`]); unknown keys are ignored, so later versions can add some.
+//! see [`Identity::to_text`]); unknown keys are ignored, so later versions can add some:
+//!
+//! ```text
+//! CIDN00000060compiler=gcc version=12.2.0 target=x86_64-linux-gnu fingerprint=<32 hex digits>
+//! ```
+//!
+//! An empty body says the client could not tell (an unknown compiler): the daemon then
+//! goes by the name alone, as for a distcc 3.4 client. The daemon reads at most
+//! [`MAX_TEXT`] bytes of it, [`MAX_FIELDS`] fields of at most [`MAX_VALUE`] characters
+//! from `[A-Za-z0-9._+~-]`; anything else is a `bad-request` refusal.
 //!
 //! A host that refused a compiler's identity is skipped for that compiler only, for a
 //! while ([`Skips`]).
@@ -704,6 +713,18 @@ mod tests {
             "a".repeat(32)
         );
         assert_eq!(Identity::parse(t2.as_bytes()), Ok(a));
+    }
+
+    #[test]
+    fn the_cidn_packet_is_as_documented() {
+        let a = id("gcc", "12.2.0", "x86_64-linux-gnu", 'a');
+        let mut buf = Vec::new();
+        crate::ext::encode_cidn(&mut buf, &a.to_text());
+        assert!(buf.starts_with(b"CIDN00000060compiler=gcc version=12.2.0 "));
+        let (text, used) =
+            crate::ext::decode_cidn(&buf, crate::protocol::Limits::default()).unwrap();
+        assert_eq!(used, buf.len());
+        assert_eq!(Identity::parse(text.as_bytes()), Ok(a));
     }
 
     #[test]
