@@ -594,12 +594,21 @@ impl Known {
             }
         }
         // Probed without the lock: two jobs may probe at once, which only costs time.
-        let probed = probe(program, child_env).map_err(|e| e.to_string());
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KNOWN {
-            map.clear();
+        let probed = probe(program, child_env);
+        // What the compiler said is kept; a failure to run or read it (no memory for a
+        // fork, a file being replaced) is asked again next time.
+        let lasting = match &probed {
+            Ok(_) => true,
+            Err(e) => !matches!(e, IdentityError::Run { .. } | IdentityError::Read { .. }),
+        };
+        let probed = probed.map_err(|e| e.to_string());
+        if lasting {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() >= MAX_KNOWN {
+                map.clear();
+            }
+            map.insert(key, probed.clone());
         }
-        map.insert(key, probed.clone());
         probed.map(|p| p.identity)
     }
 }
