@@ -11,12 +11,14 @@
 //! | `args`        | arg.c, strip.c, dotd.c             | the client's argv scan (pure: no env, no I/O)|
 //! | [`paths`]     | filename.c, climasq.c (in part)    | base names, extensions, PATH lookup (bottom) |
 //! | [`protocol`]  | rpc.c, clirpc.c, srvrpc.c          | sans-IO codec of protocols 1, 2, 3           |
-//! | [`compress`]  | compress.c                         | LZO1X-1, bounded decompression               |
+//! | [`compress`]  | compress.c                         | LZO1X-1 and zstd, bounded decompression      |
+//! | [`ext`]       | —                                  | our protocol extension: hello, memo, refusal |
 //! | `connection`  | io.c, bulk.c                       | the daemon's async edge: codec over a socket |
 //! | [`exitcode`]  | exitcode.h                         | exit codes 100–120                           |
 //! | [`trace`]     | trace.c                            | `distcc[PID] …` logging, DISTCC_LOG, syslog  |
 //! | [`temp`]      | tempfile.c                         | DISTCC_DIR's sub-dirs, temp files and dirs   |
 //! | [`hosts`]     | hosts.c                            | host-list grammar and sources                |
+//! | `identity`    | —                                  | what identifies a compiler (issue 14)        |
 //! | [`lock`]      | lock.c                             | slot lock files (POSIX record locks)         |
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
@@ -36,9 +38,11 @@ pub mod compress;
 pub(crate) mod connection;
 pub mod daemon;
 pub mod exitcode;
+pub mod ext;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hosts;
+pub(crate) mod identity;
 pub mod lock;
 pub(crate) mod options;
 pub mod paths;

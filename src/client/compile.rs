@@ -61,6 +61,11 @@ struct Job<'a> {
     took: Option<Duration>,
     /// Where the job compiled and, if not remotely, why: for the build record.
     verdict: Option<(Where, Option<LocalReason>)>,
+    /// The compiler's identity ([`crate::identity`]), found out when first needed:
+    /// `None` not yet, `Some(None)` unknown.
+    identity: Option<Option<crate::identity::Identity>>,
+    /// Some host was skipped because it refused this compiler's identity.
+    identity_skipped: bool,
 }
 
 /// What one remote attempt came to.
@@ -272,14 +277,9 @@ impl Job<'_> {
         let input = self.scan.input.clone();
         self.pumped = true;
         self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
-        let stream = match remote::connect(host, self.env) {
+        let session = match remote::open(host, self.env, self.env.io_timeout) {
             Ok(s) => s,
             Err(e) => return Outcome::HostFault(e),
-        };
-        let timeout = self.env.io_timeout;
-        let mut conn = match Wire::new(stream, timeout) {
-            Ok(c) => c,
-            Err(e) => return Outcome::HostFault(ConnError::Io(e).into()),
         };
         log::info!(
             "exec on {} (pump): {}",
@@ -292,8 +292,12 @@ impl Job<'_> {
             argv: job.argv.clone(),
             body: protocol::Body::Files(job.files),
         };
-        let bytes = match protocol::encode_request(&req) {
-            Ok(b) => b,
+        let identity = session.wants_identity().then(|| self.identity()).flatten();
+        let mut bytes = Vec::new();
+        session.preamble(&req.argv, identity.as_ref(), &mut bytes);
+        let mut conn = session.wire;
+        match protocol::encode_request_in(&req, conn.zstd()) {
+            Ok(b) => bytes.extend_from_slice(&b),
             Err(e) => return Outcome::LocalTrouble(e.to_string()),
         };
         if let Err(e) = conn.send(&bytes) {
@@ -354,16 +358,17 @@ impl Job<'_> {
         version: u8,
         cpp_lock: Option<LocalSlot>,
     ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
-        let stream = remote::connect(host, self.env).map_err(Outcome::HostFault)?;
-        let timeout = self.env.io_timeout;
-        let mut conn =
-            Wire::new(stream, timeout).map_err(|e| Outcome::HostFault(ConnError::Io(e).into()))?;
+        let session =
+            remote::open(host, self.env, self.env.io_timeout).map_err(Outcome::HostFault)?;
         log::info!(
             "exec on {}: {}",
             host.spec,
             argv_to_string(&self.scan.server_argv)
         );
+        let identity = session.wants_identity().then(|| self.identity()).flatten();
         let mut head = Vec::new();
+        session.preamble(&self.scan.server_argv, identity.as_ref(), &mut head);
+        let mut conn = session.wire;
         protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
         self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
         conn.send(&head).map_err(|e| Outcome::HostFault(e.into()))?;
@@ -392,7 +397,8 @@ impl Job<'_> {
             .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let n_source = source.len();
         let mut body = Vec::new();
-        protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
+        let codec = protocol::Codec::of(version, conn.zstd());
+        protocol::encode_bulk_in(&mut body, &tok::DOTI, codec, &Payload::Plain(source))
             .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let sent_at = Instant::now();
         conn.send(&body).map_err(|e| Outcome::HostFault(e.into()))?;
@@ -541,6 +547,56 @@ impl Job<'_> {
 }
 
 impl Job<'_> {
+    /// The compiler's identity, found out (from the cache, normally) on first use.
+    fn identity(&mut self) -> Option<crate::identity::Identity> {
+        if self.identity.is_none() {
+            let compiler = self.scan.server_argv.first().cloned().unwrap_or_default();
+            self.identity = Some(crate::identity::for_client(self.inv, self.env, &compiler));
+        }
+        self.identity.clone().flatten()
+    }
+
+    /// Remember that `host` refused this compiler's identity (see [`crate::identity::Skips`]).
+    fn skip_for_identity(&mut self, host: &HostSpec, e: &RemoteError) {
+        let message = match e {
+            RemoteError::Conn(ConnError::Refused(r)) => r.message.clone(),
+            e => e.to_string(),
+        };
+        if let (Some(skips), Some(id)) = (
+            crate::identity::Skips::for_client(self.env),
+            self.identity(),
+        ) {
+            skips.mark(&host.lock_key(), &id, &message);
+        }
+        self.identity_skipped = true;
+    }
+
+    /// The hosts (indices) that refused this compiler's identity recently: not tried.
+    fn identity_skips(&mut self) -> Vec<usize> {
+        let Some(skips) = crate::identity::Skips::for_client(self.env) else {
+            return Vec::new();
+        };
+        if !skips.any() {
+            return Vec::new();
+        }
+        let Some(id) = self.identity() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, h) in self.hosts.hosts.iter().enumerate() {
+            if let Some(msg) = skips.refused(&h.lock_key(), &id) {
+                log::info!(
+                    "skipping {} for {}: it refused it recently: {msg}",
+                    h.spec,
+                    id
+                );
+                out.push(i);
+            }
+        }
+        self.identity_skipped = !out.is_empty();
+        out
+    }
+
     /// `DISTCC_SAVE_TEMPS=1`: keep what the server printed in
     /// `$TMPDIR/distcc_server_stderr_XXXXXXXX.txt`, as distcc 3.4 does — the way to see a
     /// remote error that the local retry's own messages replace.
@@ -581,9 +637,21 @@ fn record(job: &Job, status: i32) {
     }
 }
 
+/// A refusal that concerns the job's compiler, not the host (`compiler-identity`).
+fn is_compiler_refusal(e: &RemoteError) -> bool {
+    matches!(e, RemoteError::Conn(ConnError::Refused(r))
+        if r.code == crate::ext::code::COMPILER_IDENTITY)
+}
+
 /// Why a host failure sends a job elsewhere (and finally here).
 pub(crate) fn fault_reason(e: &RemoteError) -> LocalReason {
     match e {
+        RemoteError::Conn(ConnError::Refused(r))
+            if r.code == crate::ext::code::COMPILER_IDENTITY =>
+        {
+            LocalReason::CompilerIdentity
+        }
+        RemoteError::Conn(ConnError::Refused(r)) => LocalReason::Refused(r.code.clone()),
         RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
             LocalReason::ConnectFailed
         }
@@ -678,6 +746,8 @@ pub(crate) fn build_somewhere_exact(
         history: None,
         took: None,
         verdict: None,
+        identity: None,
+        identity_skipped: false,
     };
     // A race is a local compile: not when the user turned those off.
     if env.race && env.fallback && job.sched.is_some() {
@@ -743,7 +813,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
             return job.fallback(None, code.code(), &[], why);
         }
     }
-    let mut tried: Vec<usize> = Vec::new();
+    let mut tried: Vec<usize> = job.identity_skips();
     let mut last: Option<(HostSpec, i32, LocalReason)> = None;
     for _ in 0..MAX_REMOTE_TRIES {
         let slot = match job.pick(&tried) {
@@ -837,7 +907,13 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                     }
                     _ => log::warn!("{e}"),
                 }
-                job.mark_backoff(&host);
+                // A host without this compiler is fine for other compilers: no backoff,
+                // but it is skipped for this compiler for a while.
+                if is_compiler_refusal(&e) {
+                    job.skip_for_identity(&host, &e);
+                } else {
+                    job.mark_backoff(&host);
+                }
                 tried.push(index);
                 let why = fault_reason(&e);
                 last = Some((host, e.exit_code().code(), why));
@@ -858,8 +934,12 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
     }
 }
 
-/// Why no host could even be tried: none listed (or all `,down`), or all backed off.
+/// Why no host could even be tried: none listed (or all `,down`), all refused this
+/// compiler's identity recently, or all backed off.
 fn no_host_reason(job: &Job) -> LocalReason {
+    if job.identity_skipped {
+        return LocalReason::CompilerIdentity;
+    }
     let backed_off = job.sched.as_ref().is_some_and(|s| {
         job.hosts
             .hosts

@@ -89,8 +89,14 @@ pub enum LocalReason {
     /// The server closed the connection without an answer: its `--allow` list or its
     /// compiler whitelist refused us (its log says which).
     RefusedByServer,
+    /// The server refused with a reason (our protocol extension's `RFSE`); carries its
+    /// code: `not-whitelisted`, `compiler-identity`, `auth-required`, ….
+    Refused(String),
     /// The server has no such compiler.
     CompilerMissing,
+    /// The server has no compiler with this compiler's identity (version, target, build:
+    /// [`crate::identity`]), now or recently: skipped for this compiler only.
+    CompilerIdentity,
     /// The host went quiet for `DISTCC_IO_TIMEOUT`.
     IoTimeout,
     /// The host broke the protocol, or the connection broke.
@@ -132,7 +138,9 @@ impl LocalReason {
             LocalReason::ConnectFailed => "connect-failed",
             LocalReason::ConnectTimeout => "connect-timeout",
             LocalReason::RefusedByServer => "refused-by-server",
+            LocalReason::Refused(code) => return format!("refused:{code}"),
             LocalReason::CompilerMissing => "compiler-missing",
+            LocalReason::CompilerIdentity => "compiler-identity",
             LocalReason::IoTimeout => "io-timeout",
             LocalReason::HostFailed => "host-failed",
             LocalReason::HostCrashed => "host-crashed",
@@ -595,10 +603,29 @@ pub(crate) fn explain(
         .map(|d| crate::backoff::Backoff::new(&d, env.backoff_period));
     let compiler = job.argv.first().cloned().unwrap_or_default();
     let mine = local_identity(inv, &compiler);
+    let ident = crate::identity::for_client(inv, env, &compiler);
+    if let Some(id) = &ident {
+        out.push_str(&format!(
+            "compiler identity: {id} (build {})\n",
+            id.short_fingerprint()
+        ));
+    }
+    let skips = ident
+        .as_ref()
+        .and_then(|id| Some((crate::identity::Skips::for_client(env)?, id)));
     let mut verdict: Option<String> = None;
     let mut first_no: Option<LocalReason> = None;
     for host in &list.hosts {
-        let check = check_host(host, backoff.as_ref(), &compiler, env);
+        let refused = skips
+            .as_ref()
+            .and_then(|(s, id)| s.refused(&host.lock_key(), id));
+        let check = match refused {
+            Some(msg) if !host.down && host.kind != crate::hosts::HostKind::Local => HostCheck::No(
+                LocalReason::CompilerIdentity,
+                format!("refused this compiler recently: {msg}"),
+            ),
+            _ => check_host(host, backoff.as_ref(), &compiler, env),
+        };
         let line = match &check {
             HostCheck::Ok(theirs) => {
                 let id = match (theirs, &mine) {

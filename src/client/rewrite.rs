@@ -501,10 +501,10 @@ const MAX_CACHE_FILE: u64 = 16 * 1024;
 /// One question asked of compilers: the cache file's name prefix, the answer's label,
 /// and what a believable answer looks like.
 #[derive(Clone, Copy)]
-struct Kind {
-    name: &'static str,
-    label: &'static str,
-    valid: fn(&str) -> bool,
+pub(crate) struct Kind {
+    pub(crate) name: &'static str,
+    pub(crate) label: &'static str,
+    pub(crate) valid: fn(&str) -> bool,
 }
 
 /// One compiler's cache file for one question: `<kind>-<hash of its paths and flags>`
@@ -513,7 +513,7 @@ struct Kind {
 /// depends on, device, inode, size, mtime and ctime in ns) and then the answer. The name
 /// depends on the paths and flags only, so an upgraded compiler overwrites its own file;
 /// the stored key must match in full, so a stale or foreign file is never believed.
-struct CacheEntry {
+pub(crate) struct CacheEntry {
     file: PathBuf,
     key: Vec<u8>,
     kind: Kind,
@@ -524,7 +524,12 @@ impl CacheEntry {
     /// distcc behaves by the name it is run under, so that name is part of the identity
     /// along with the file it resolves to), for a question whose answer also depends on
     /// `flags` (empty for most). `None` when the executable can't be examined.
-    fn new(dir: &Path, program: &Path, kind: Kind, flags: &[String]) -> Option<CacheEntry> {
+    pub(crate) fn new(
+        dir: &Path,
+        program: &Path,
+        kind: Kind,
+        flags: &[String],
+    ) -> Option<CacheEntry> {
         let (names, id) = crate::pump::stamp::exe_identity(program)?;
         let mut key = format!("distcc -{} cache 1\n", kind.name).into_bytes();
         key.extend(names);
@@ -542,7 +547,7 @@ impl CacheEntry {
     }
 
     /// The stored answer, if the file is whole and was written for exactly this key.
-    fn read(&self) -> Option<String> {
+    pub(crate) fn read(&self) -> Option<String> {
         let mut bytes = Vec::new();
         std::fs::File::open(&self.file)
             .ok()?
@@ -559,7 +564,7 @@ impl CacheEntry {
     /// Store `answer`: written to a temp file in the same directory and renamed into place,
     /// so that a concurrent client reads the old file or the new one, never half of one.
     /// Failures only cost a probe next time.
-    fn write(&self, answer: &str) {
+    pub(crate) fn write(&self, answer: &str) {
         let Some(dir) = self.file.parent() else {
             return;
         };
@@ -591,7 +596,7 @@ impl CacheEntry {
 
 /// FNV-1a, 64 bits: a stable hash for file names (std's hasher may change between Rust
 /// releases, which would only cost probes, but a fixed one keeps the names meaningful).
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })

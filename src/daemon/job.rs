@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::argv::{self, ArgvError};
 use super::tree::{Tree, TreeError};
-use super::whitelist::{Policy, WhitelistError};
+use super::whitelist::{Policy, ResolveError, WhitelistError};
 use crate::exitcode::ExitCode;
 use crate::protocol::{Body, FileKind, Payload, Reply, Request};
 use crate::settings::{DaemonEnv, SAFEGUARD_VAR};
@@ -95,12 +95,18 @@ fn unpack(
                 .saturating_add(64 << 10)
                 .min(left);
             let guard = UNPACK_RESERVE.take(worst);
-            let data = crate::compress::decompress(&d, worst).map_err(|e| match e {
-                crate::compress::CompressError::TooLarge { .. } => {
-                    Refusal::TooLarge { limit: worst }
-                }
-                e => Refusal::Server(e.to_string()),
-            })?;
+            let data =
+                crate::compress::decompress(&d, worst).map_err(|e| unpack_error(e, worst))?;
+            (data, Some(guard))
+        }
+        Payload::Zstd(d) => {
+            // zstd has no useful worst ratio (a frame of zeros unpacks ~30 000×), but our
+            // client's frames declare their size: reserve that and stop there (a frame
+            // that lies is refused). One without a size may take what is left.
+            let limit = crate::compress::zstd_declared_size(&d).map_or(left, |n| n.min(left));
+            let guard = UNPACK_RESERVE.take(limit);
+            let data =
+                crate::compress::zstd_decompress(&d, limit).map_err(|e| unpack_error(e, limit))?;
             (data, Some(guard))
         }
     };
@@ -109,6 +115,14 @@ fn unpack(
     }
     *total += data.len();
     Ok((data, guard))
+}
+
+/// A body that does not unpack: too large, or corrupt (the client's doing either way).
+fn unpack_error(e: crate::compress::CompressError, limit: usize) -> Refusal {
+    match e {
+        crate::compress::CompressError::TooLarge { .. } => Refusal::TooLarge { limit },
+        e => Refusal::Server(e.to_string()),
+    }
 }
 
 /// Why a request is refused without running anything (the connection is then closed).
@@ -128,9 +142,32 @@ pub(crate) enum Refusal {
     TooLarge { limit: usize },
     #[error("server trouble: {0}")]
     Server(String),
+    /// No compiler here has the client's compiler identity (the message names both).
+    #[error("{0}")]
+    Identity(String),
+    #[error(transparent)]
+    BadIdentity(#[from] crate::identity::ParseError),
 }
 
 impl Refusal {
+    /// The refusal as the protocol extension tells it to the client (`RFSE`): a code the
+    /// client maps to an outcome, and this refusal's own text.
+    pub(crate) fn to_ext(&self) -> crate::ext::Refusal {
+        use crate::ext::code;
+        let c = match self {
+            Refusal::Whitelist(WhitelistError::Empty) | Refusal::BadIdentity(_) => {
+                code::BAD_REQUEST
+            }
+            Refusal::Identity(_) => code::COMPILER_IDENTITY,
+            Refusal::Whitelist(_) => code::NOT_WHITELISTED,
+            Refusal::Server(_) => code::SERVER_ERROR,
+            Refusal::Argv(_) | Refusal::Tree(_) | Refusal::NoCwd | Refusal::TooLarge { .. } => {
+                code::BAD_REQUEST
+            }
+        };
+        crate::ext::Refusal::new(c, self.to_string())
+    }
+
     /// distcc's return code for the summary line.
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
@@ -147,6 +184,8 @@ pub(crate) struct JobSettings {
     pub job_lifetime: Option<Duration>,
     /// `TMPDIR` (job dirs), `DISTCCD_PATH`, `DISTCC_SAVE_TEMPS`, the dirs compilers may read.
     pub env: DaemonEnv,
+    /// The compilers here and their identities, for clients that say which they mean.
+    pub inventory: std::sync::Arc<super::whitelist::Inventory>,
 }
 
 /// How the compile ended.
@@ -192,8 +231,32 @@ impl Drop for Prepared {
 
 /// Vet a request and lay out its files; nothing runs yet.
 pub(crate) fn prepare(req: Request, settings: &JobSettings) -> Result<Prepared, Refusal> {
+    prepare_for(req, settings, None)
+}
+
+/// [`prepare`] for a client that sent its compiler's identity (`CIDN`, [`crate::identity`]):
+/// the compiler run is one with that identity ([`super::whitelist::Inventory::resolve`]).
+/// An empty identity text means the client could not tell: the name decides, as for
+/// any client.
+pub(crate) fn prepare_for(
+    req: Request,
+    settings: &JobSettings,
+    identity: Option<&str>,
+) -> Result<Prepared, Refusal> {
     let compiler = req.argv.first().cloned().unwrap_or_default();
-    let run_as = settings.policy.check(&compiler)?;
+    let run_as = match identity.filter(|t| !t.is_empty()) {
+        None => settings.policy.check(&compiler)?,
+        Some(text) => {
+            let client = crate::identity::Identity::parse(text.as_bytes())?;
+            settings
+                .inventory
+                .resolve(&settings.policy, &compiler, &client)
+                .map_err(|e| match e {
+                    ResolveError::Whitelist(w) => Refusal::Whitelist(w),
+                    ResolveError::Identity(m) => Refusal::Identity(m),
+                })?
+        }
+    };
     let (mode, cwd) = match (&req.body, &req.cwd) {
         (Body::Source(_), _) => (argv::Mode::Plain, "/"),
         (Body::Files(_), Some(cwd)) => (argv::Mode::Pump, cwd.as_str()),
@@ -586,6 +649,22 @@ mod tests {
         assert_eq!(total, 1 << 20);
     }
 
+    #[test]
+    fn zstd_bodies_stop_at_the_caps_too() {
+        let bomb = crate::compress::zstd_compress(&vec![0u8; 4 << 20]).unwrap();
+        assert!(bomb.len() < 1024, "4 MiB of zeros packs tiny");
+        let mut total = MAX_UNPACKED - 1000;
+        assert!(matches!(
+            unpack(Payload::Zstd(bomb.clone()), &mut total),
+            Err(Refusal::TooLarge { limit: 1000 })
+        ));
+        let mut total = 0;
+        let (data, guard) = unpack(Payload::Zstd(bomb), &mut total).unwrap();
+        assert_eq!((data.len(), total), (4 << 20, 4 << 20));
+        // It reserved what the frame declared, not what a file may hold.
+        assert_eq!(guard.map(|g| g.bytes), Some(4 << 20));
+    }
+
     fn settings(tmp: &std::path::Path) -> JobSettings {
         JobSettings {
             policy: Policy::Insecure,
@@ -594,6 +673,9 @@ mod tests {
                 tmpdir: tmp.to_owned(),
                 ..DaemonEnv::default()
             },
+            inventory: std::sync::Arc::new(super::super::whitelist::Inventory::new(
+                &DaemonEnv::default(),
+            )),
         }
     }
 

@@ -175,6 +175,7 @@ pub fn run(config: Config) -> i32 {
             policy,
             job_lifetime: config.job_lifetime,
             env: config.env.clone(),
+            inventory: Arc::new(whitelist::Inventory::new(&config.env)),
         }),
         acl,
         slots: Semaphore::new(config.jobs.max(1)),
