@@ -263,6 +263,8 @@ pub(crate) fn refusal_reason(r: &Refusal) -> &'static str {
         Refusal::NoCwd => "no_cwd",
         Refusal::TooLarge { .. } => "too_large",
         Refusal::Server(_) => "server_trouble",
+        Refusal::Identity(_) => "compiler_identity",
+        Refusal::BadIdentity(_) => "bad_identity",
     }
 }
 
