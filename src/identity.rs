@@ -7,8 +7,9 @@
 //! * its family (`gcc`, `clang`) and full version (`gcc -v`'s `gcc version 12.2.0`, the
 //!   string `-dumpfullversion` prints; `clang version 14.0.6`);
 //! * its target triple (`-dumpmachine`);
-//! * a fingerprint: a hash of the driver binary, of gcc's `cc1` (and `cc1plus` for a C++
-//!   driver) as `-print-prog-name` finds them, and of the lines of `-v` that describe the
+//! * a fingerprint: a hash of gcc's `cc1` (and `cc1plus` for a C++ driver) as
+//!   `-print-prog-name` finds them, or of clang's driver binary (found past a ccache-style
+//!   wrapper), and of the lines of `-v` that describe the
 //!   build (`Target:`, `Configured with:`, `Thread model:`, the version line, clang's
 //!   `Selected GCC installation:`). The lines that name the path it was run under
 //!   (`COLLECT_GCC=`, `InstalledDir:`) are left out, so `gcc` and `gcc-12` linking to one
@@ -437,11 +438,18 @@ pub(crate) fn probe(
     for l in &lines {
         h.item("v", l.as_bytes());
     }
-    let driver = std::fs::canonicalize(program).map_err(|source| IdentityError::Read {
-        path: program.to_owned(),
-        source,
-    })?;
-    h.file("driver", &driver)?;
+    // gcc's driver only passes the job to cc1/cc1plus (hashed below); what it adds is its
+    // version and configuration, which are the `-v` lines above. Hashing the binary would
+    // make a driver reached through ccache (the wiki's server-side ccache, a client PATH
+    // with /usr/lib/ccache) look like another compiler and send every job home. clang's
+    // driver is the compiler: hash it, found past such a wrapper through `InstalledDir:`.
+    if family != "gcc" {
+        let driver = clang_driver(program, &verbose).map_err(|source| IdentityError::Read {
+            path: program.to_owned(),
+            source,
+        })?;
+        h.file("driver", &driver)?;
+    }
     let mut deps = Vec::new();
     if family == "gcc" {
         let name = crate::paths::basename(program);
@@ -473,10 +481,39 @@ pub(crate) fn probe(
     })
 }
 
+/// Programs that stand in front of a compiler and run the real one (a masquerade link
+/// to one of these is not the compiler).
+const WRAPPERS: [&str; 5] = ["ccache", "sccache", "distcc", "icecc", "buildcache"];
+
+/// The binary that is `program`'s compiler: `program` itself (links resolved), or, when
+/// that is a [`WRAPPERS`] program, the same name in the directory `-v` reports as
+/// `InstalledDir:`.
+fn clang_driver(program: &Path, verbose: &str) -> std::io::Result<PathBuf> {
+    let resolved = std::fs::canonicalize(program)?;
+    let is_wrapper = resolved
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| WRAPPERS.contains(&n));
+    if !is_wrapper {
+        return Ok(resolved);
+    }
+    let dir = verbose
+        .lines()
+        .find_map(|l| l.trim_end().strip_prefix("InstalledDir: "))
+        .ok_or_else(|| {
+            std::io::Error::other("a compiler wrapper whose -v names no InstalledDir")
+        })?;
+    let name = program
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("no file name"))?;
+    std::fs::canonicalize(Path::new(dir).join(name))
+}
+
 /// The client's cache of identities (`$DISTCC_DIR/cache/identity-…`): the identity line,
 /// then a `dep <FileId hash> <path>` line per other file hashed.
 const IDENTITY_KIND: crate::client::rewrite::Kind = crate::client::rewrite::Kind {
-    name: "identity",
+    // "-2": the fingerprint no longer hashes gcc's driver; older entries are not believed.
+    name: "identity-2",
     label: "identity",
     valid: valid_cached,
 };
@@ -837,6 +874,26 @@ mod tests {
         assert_eq!(found, Some(("clang".into(), "14.0.6".into())));
         assert_eq!(lines.len(), 3);
         assert_eq!(read_v("tcc version 0.9").0, None);
+    }
+
+    /// The wiki's server-side ccache (`/usr/lib/ccache` first on distccd's PATH) and a
+    /// client PATH with ccache's links: gcc through ccache is the same compiler as gcc.
+    /// ccache is installed with the interop peer (`make check-peer`).
+    #[test]
+    fn gcc_through_ccache_is_the_same_compiler() {
+        let via = Path::new("/usr/lib/ccache/gcc");
+        assert!(
+            via.exists(),
+            "ccache's gcc link is missing: run `make check-peer`"
+        );
+        let t = tempfile::tempdir().unwrap();
+        let env = vec![(
+            OsString::from("CCACHE_DIR"),
+            t.path().as_os_str().to_owned(),
+        )];
+        let direct = probe(Path::new("/usr/bin/gcc"), &env).unwrap().identity;
+        let wrapped = probe(via, &env).unwrap().identity;
+        assert_eq!(direct, wrapped);
     }
 
     /// A fake compiler: a script answering like gcc does.
