@@ -19,6 +19,8 @@
 //! | [`hosts`]     | hosts.c                            | host-list grammar and sources                |
 //! | [`lock`]      | lock.c                             | slot lock files (POSIX record locks)         |
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
+//! | [`keys`]      | (GSS-API's auth.c, in spirit)      | key pairs, pins, authorised keys, pairing    |
+//! | [`noise`]     | —                                  | the encrypted transport between our peers    |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
 //! | [`state`]     | state.c, mon.c                     | `binstate_<pid>` files for distccmon-text    |
 //! | [`client`]    | compile.c, remote.c, cpp.c, …      | the client's job pipeline and fallback       |
@@ -39,7 +41,9 @@ pub mod exitcode;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hosts;
+pub mod keys;
 pub mod lock;
+pub mod noise;
 pub(crate) mod options;
 pub mod paths;
 pub mod protocol;

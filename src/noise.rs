@@ -1,0 +1,851 @@
+//! The encrypted, mutually authenticated transport between our peers (issue 17): a Noise
+//! session, sans-IO at its core, with a blocking adapter for the client and an async one
+//! for the daemon.
+//!
+//! **Why Noise (`snow`), not TLS (`rustls`).** Our peers authenticate each other with raw
+//! long-term keys pinned like SSH's ([`crate::keys`]): there is no certificate authority,
+//! no host names to validate, no certificate parsing. Noise is exactly that — a handshake
+//! over static DH keys with a few hundred lines of state machine — and `snow` is a small
+//! pure-Rust implementation with its own default crypto (no C, no build-time assembler),
+//! where rustls would bring X.509, a crypto provider and self-signed certificate plumbing
+//! to say the same thing.
+//!
+//! **Why pattern XX.** `Noise_XX_25519_ChaChaPoly_BLAKE2s`: both statics travel encrypted,
+//! the server's first (message 2), the client's last (message 3). One pattern serves both
+//! pairing, where the client does not yet know the server's key, and every job after it,
+//! where it does: the client compares the key it is shown with its pin *before* it reveals
+//! its own key or sends a byte of source, so a changed key is reported with both
+//! fingerprints (IK or XK, which build the pinned key into the first message, would just
+//! fail to decrypt and could not say what changed). XX costs one round trip, like the
+//! others. ChaCha20-Poly1305 is fast without AES instructions; BLAKE2s is snow's usual
+//! partner for it.
+//!
+//! **Wire.** Each handshake message is one `NOIS <len><msg>` packet; after the handshake
+//! every byte in both directions travels in `NOIS <len><ciphertext>` packets of at most
+//! 65535 bytes of ciphertext (the Noise maximum), i.e. 65519 bytes of plaintext each.
+//! The handshake's prologue binds it to the extension hello and answer that preceded it,
+//! so a man in the middle cannot strip an offer without the handshake failing.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use smol::io::{AsyncRead, AsyncWrite};
+
+use crate::keys::{KeyPair, PublicKey};
+
+/// The Noise protocol name.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+/// The packet token.
+pub(crate) const NOIS: [u8; 4] = *b"NOIS";
+/// Header: token + 8 hex digits.
+const HEADER_LEN: usize = 12;
+/// Largest ciphertext in one packet (Noise's message limit).
+pub(crate) const MAX_FRAME: usize = 65535;
+/// AEAD tag.
+const TAG_LEN: usize = 16;
+/// Largest plaintext in one packet.
+pub(crate) const MAX_PLAIN: usize = MAX_FRAME - TAG_LEN;
+
+/// Why a secure session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NoiseError {
+    #[error("bad NOIS packet header {0:?}")]
+    BadHeader(String),
+    #[error("expected a NOIS packet, got {0:?}")]
+    NotNoise(String),
+    #[error("NOIS packet of {0} bytes is over the limit of {MAX_FRAME}")]
+    TooLong(u32),
+    #[error("Noise handshake failed: {0}")]
+    Handshake(snow::Error),
+    #[error("an encrypted packet failed to authenticate (altered, or not from the peer)")]
+    Decrypt,
+    #[error("the peer sent no static key")]
+    NoStatic,
+    #[error("the peer closed the connection during the Noise handshake")]
+    Closed,
+    #[error("timed out after {0:?} during the Noise handshake")]
+    Timeout(Duration),
+    #[error("I/O error during the Noise handshake: {0}")]
+    Io(#[from] io::Error),
+    /// The peer's key is not the one we may talk to (a changed pin, an unknown client).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// `Noise_XX_25519_ChaChaPoly_BLAKE2s`, parsed.
+pub(crate) fn params() -> Result<snow::params::NoiseParams, snow::Error> {
+    NOISE_PARAMS.parse()
+}
+
+/// Append one `NOIS` packet carrying `body` (at most [`MAX_FRAME`] bytes).
+pub(crate) fn encode_frame(out: &mut Vec<u8>, body: &[u8]) {
+    out.extend_from_slice(&NOIS);
+    out.extend_from_slice(format!("{:08x}", body.len()).as_bytes());
+    out.extend_from_slice(body);
+}
+
+fn printable(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .take(16)
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+/// The `NOIS` packet at the start of `buf`: `Ok(None)` until it is whole, then its body's
+/// range and the bytes it takes.
+pub(crate) fn parse_frame(
+    buf: &[u8],
+) -> Result<Option<(std::ops::Range<usize>, usize)>, NoiseError> {
+    let have = buf.len().min(4);
+    if buf.get(..have) != NOIS.get(..have) {
+        return Err(NoiseError::NotNoise(printable(buf)));
+    }
+    let Some(hex) = buf.get(4..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let len = std::str::from_utf8(hex)
+        .ok()
+        .filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .and_then(|s| u32::from_str_radix(s, 16).ok())
+        .ok_or_else(|| NoiseError::BadHeader(printable(buf.get(..HEADER_LEN).unwrap_or(buf))))?;
+    if len as usize > MAX_FRAME {
+        return Err(NoiseError::TooLong(len));
+    }
+    let end = HEADER_LEN + len as usize;
+    if buf.len() < end {
+        return Ok(None);
+    }
+    Ok(Some((HEADER_LEN..end, end)))
+}
+
+/// A handshake in progress (sans-IO: bytes in, bytes out).
+pub(crate) struct Handshake {
+    state: snow::HandshakeState,
+}
+
+impl Handshake {
+    fn build(keys: &KeyPair, prologue: &[u8], initiator: bool) -> Result<Handshake, NoiseError> {
+        let params = params().map_err(NoiseError::Handshake)?;
+        let builder = snow::Builder::new(params)
+            .local_private_key(&keys.private)
+            .and_then(|b| b.prologue(prologue))
+            .map_err(NoiseError::Handshake)?;
+        let state = if initiator {
+            builder.build_initiator()
+        } else {
+            builder.build_responder()
+        }
+        .map_err(NoiseError::Handshake)?;
+        Ok(Handshake { state })
+    }
+
+    /// The client's side.
+    pub(crate) fn initiator(keys: &KeyPair, prologue: &[u8]) -> Result<Handshake, NoiseError> {
+        Handshake::build(keys, prologue, true)
+    }
+
+    /// The daemon's side.
+    pub(crate) fn responder(keys: &KeyPair, prologue: &[u8]) -> Result<Handshake, NoiseError> {
+        Handshake::build(keys, prologue, false)
+    }
+
+    /// Append our next handshake message, as a `NOIS` packet, to `out`.
+    pub(crate) fn write(&mut self, out: &mut Vec<u8>) -> Result<(), NoiseError> {
+        let mut msg = vec![0u8; MAX_FRAME];
+        let n = self
+            .state
+            .write_message(&[], &mut msg)
+            .map_err(NoiseError::Handshake)?;
+        encode_frame(out, msg.get(..n).unwrap_or_default());
+        Ok(())
+    }
+
+    /// Take the peer's next handshake message (a `NOIS` packet's body).
+    pub(crate) fn read(&mut self, body: &[u8]) -> Result<(), NoiseError> {
+        let mut payload = vec![0u8; MAX_FRAME];
+        self.state
+            .read_message(body, &mut payload)
+            .map_err(NoiseError::Handshake)?;
+        Ok(())
+    }
+
+    /// The peer's long-term key, once its message carrying it was read.
+    pub(crate) fn remote_static(&self) -> Option<PublicKey> {
+        self.state
+            .get_remote_static()
+            .and_then(PublicKey::from_slice)
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state.is_handshake_finished()
+    }
+
+    /// Switch to transport mode once the handshake is finished.
+    pub(crate) fn into_transport(self) -> Result<Transport, NoiseError> {
+        let remote = self.remote_static().ok_or(NoiseError::NoStatic)?;
+        let hash = self.state.get_handshake_hash().to_vec();
+        let state = self
+            .state
+            .into_transport_mode()
+            .map_err(NoiseError::Handshake)?;
+        Ok(Transport {
+            state,
+            remote,
+            hash,
+        })
+    }
+}
+
+/// An established session: seal plaintext into packets, open packets into plaintext.
+pub(crate) struct Transport {
+    state: snow::TransportState,
+    remote: PublicKey,
+    hash: Vec<u8>,
+}
+
+impl Transport {
+    /// The peer's authenticated long-term key.
+    pub(crate) fn remote(&self) -> PublicKey {
+        self.remote
+    }
+
+    /// The handshake hash: unique to this session (pairing proofs are bound to it).
+    pub(crate) fn handshake_hash(&self) -> &[u8] {
+        &self.hash
+    }
+
+    /// Encrypt `plain` into as many packets as it needs, appended to `out`.
+    pub(crate) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), NoiseError> {
+        for chunk in plain.chunks(MAX_PLAIN) {
+            let start = out.len();
+            out.extend_from_slice(&NOIS);
+            out.extend_from_slice(b"00000000");
+            let body = out.len();
+            out.resize(body + chunk.len() + TAG_LEN, 0);
+            let n = self
+                .state
+                .write_message(chunk, out.get_mut(body..).unwrap_or_default())
+                .map_err(NoiseError::Handshake)?;
+            out.truncate(body + n);
+            let hex = format!("{n:08x}");
+            if let Some(h) = out.get_mut(start + 4..start + HEADER_LEN) {
+                h.copy_from_slice(hex.as_bytes());
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrypt the whole packets at the start of `buf` into `out`; returns the bytes used
+    /// (a trailing partial packet is left for later).
+    pub(crate) fn open(&mut self, buf: &[u8], out: &mut Vec<u8>) -> Result<usize, NoiseError> {
+        let mut used = 0;
+        while let Some((body, len)) = parse_frame(buf.get(used..).unwrap_or_default())? {
+            let cipher = buf
+                .get(used + body.start..used + body.end)
+                .unwrap_or_default();
+            let start = out.len();
+            out.resize(start + cipher.len(), 0);
+            let n = self
+                .state
+                .read_message(cipher, out.get_mut(start..).unwrap_or_default())
+                .map_err(|_| NoiseError::Decrypt)?;
+            out.truncate(start + n);
+            used += len;
+        }
+        Ok(used)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The client: blocking
+
+/// Read one whole `NOIS` packet from `io` (blocking, bounded by `deadline`), keeping any
+/// bytes after it in `buf`. Returns the body.
+fn read_frame_blocking<S: Read>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Vec<u8>, NoiseError> {
+    loop {
+        if let Some((body, used)) = parse_frame(buf)? {
+            let out = buf.get(body).unwrap_or_default().to_vec();
+            buf.drain(..used);
+            return Ok(out);
+        }
+        if Instant::now() >= deadline {
+            return Err(NoiseError::Timeout(timeout));
+        }
+        let mut chunk = [0u8; 4096];
+        match io.read(&mut chunk) {
+            Ok(0) => return Err(NoiseError::Closed),
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(NoiseError::Timeout(timeout));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Run the client's half of the handshake over a blocking `io` (one that times out its
+/// own reads, e.g. [`crate::client::wire::ByDeadline`]). `check` sees the server's key
+/// before we reveal ours or send anything else: it decides (pin, fingerprint prompt).
+pub(crate) fn client_handshake<S: Read + Write>(
+    io: &mut S,
+    keys: &KeyPair,
+    prologue: &[u8],
+    timeout: Duration,
+    check: impl FnOnce(&PublicKey) -> Result<(), NoiseError>,
+) -> Result<Transport, NoiseError> {
+    let deadline = Instant::now() + timeout;
+    let mut hs = Handshake::initiator(keys, prologue)?;
+    let mut out = Vec::new();
+    hs.write(&mut out)?;
+    io.write_all(&out)?;
+    io.flush()?;
+    let mut buf = Vec::new();
+    let msg2 = read_frame_blocking(io, &mut buf, deadline, timeout)?;
+    hs.read(&msg2)?;
+    let server = hs.remote_static().ok_or(NoiseError::NoStatic)?;
+    check(&server)?;
+    out.clear();
+    hs.write(&mut out)?;
+    io.write_all(&out)?;
+    io.flush()?;
+    hs.into_transport()
+}
+
+/// A [`crate::client::wire::Duplex`] carried inside a Noise session, for the client's
+/// blocking [`crate::client::wire::Wire`].
+///
+/// The wire waits for readiness with `poll` before each read. Decrypted bytes, or whole
+/// packets already read, wait in our buffers where the kernel can't see them; so while
+/// any are there, [`Self::read_fd`] names `/dev/null`, which `poll` always reports
+/// readable, and the wire's next read gets them at once.
+pub(crate) struct SecureStream<S> {
+    inner: S,
+    transport: Transport,
+    /// Ciphertext read but not yet opened (at most a partial packet after each read).
+    cipher: Vec<u8>,
+    /// Plaintext opened but not yet given to the reader.
+    plain: Vec<u8>,
+    plain_pos: usize,
+    /// Packets sealed but not yet written.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Always readable: see the type's doc.
+    ready: Option<std::fs::File>,
+    timeout: Duration,
+    eof: bool,
+}
+
+impl<S: crate::client::wire::Duplex> SecureStream<S> {
+    /// Wrap `inner` (non-blocking, as the wire makes it) in an established session.
+    pub(crate) fn new(inner: S, transport: Transport, timeout: Duration) -> SecureStream<S> {
+        SecureStream {
+            inner,
+            transport,
+            cipher: Vec::new(),
+            plain: Vec::new(),
+            plain_pos: 0,
+            out: Vec::new(),
+            out_pos: 0,
+            ready: std::fs::File::open("/dev/null").ok(),
+            timeout,
+            eof: false,
+        }
+    }
+
+    /// The server's authenticated key.
+    pub(crate) fn remote(&self) -> PublicKey {
+        self.transport.remote()
+    }
+
+    pub(crate) fn handshake_hash(&self) -> &[u8] {
+        self.transport.handshake_hash()
+    }
+
+    fn has_buffered(&self) -> bool {
+        self.plain_pos < self.plain.len()
+            || self.eof
+            || matches!(parse_frame(&self.cipher), Ok(Some(_)) | Err(_))
+    }
+
+    /// Write out sealed packets; `WouldBlock` when the socket is full.
+    fn drain_out(&mut self) -> io::Result<()> {
+        while self.out_pos < self.out.len() {
+            let n = self
+                .inner
+                .write(self.out.get(self.out_pos..).unwrap_or_default())?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.out_pos += n;
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(())
+    }
+}
+
+fn to_io(e: NoiseError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<S: crate::client::wire::Duplex> Read for SecureStream<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.plain_pos < self.plain.len() {
+                let avail = self.plain.get(self.plain_pos..).unwrap_or_default();
+                let n = avail.len().min(buf.len());
+                buf.get_mut(..n)
+                    .unwrap_or_default()
+                    .copy_from_slice(avail.get(..n).unwrap_or_default());
+                self.plain_pos += n;
+                if self.plain_pos == self.plain.len() {
+                    self.plain.clear();
+                    self.plain_pos = 0;
+                }
+                return Ok(n);
+            }
+            let used = self
+                .transport
+                .open(&self.cipher, &mut self.plain)
+                .map_err(to_io)?;
+            self.cipher.drain(..used);
+            if !self.plain.is_empty() {
+                continue;
+            }
+            if self.eof {
+                return if self.cipher.is_empty() {
+                    Ok(0)
+                } else {
+                    Err(io::ErrorKind::UnexpectedEof.into())
+                };
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = self.inner.read(&mut chunk)?;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.cipher
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
+        }
+    }
+}
+
+impl<S: crate::client::wire::Duplex> Write for SecureStream<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Earlier packets first: while they can't go, the caller waits on the socket.
+        self.drain_out()?;
+        let n = buf.len().min(4 * MAX_PLAIN);
+        self.transport
+            .seal(buf.get(..n).unwrap_or_default(), &mut self.out)
+            .map_err(to_io)?;
+        // Accepted; what the socket doesn't take now goes with the next write or flush.
+        match self.drain_out() {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        Ok(n)
+    }
+
+    /// Write every sealed packet, waiting for the socket up to the I/O timeout.
+    fn flush(&mut self) -> io::Result<()> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            match self.drain_out() {
+                Ok(()) => return self.inner.flush(),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"));
+            }
+            let fd = self.inner.write_fd();
+            let timeout = rustix::event::Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            let mut fds = [rustix::event::PollFd::new(
+                &fd,
+                rustix::event::PollFlags::OUT,
+            )];
+            match rustix::event::poll(&mut fds, Some(&timeout)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl<S: crate::client::wire::Duplex> crate::client::wire::Duplex for SecureStream<S> {
+    fn read_fd(&self) -> BorrowedFd<'_> {
+        match &self.ready {
+            Some(f) if self.has_buffered() => f.as_fd(),
+            _ => self.inner.read_fd(),
+        }
+    }
+
+    fn write_fd(&self) -> BorrowedFd<'_> {
+        self.inner.write_fd()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon: async
+
+/// The daemon's half of the handshake over `io`: returns the session and any bytes that
+/// arrived after the handshake (the start of the encrypted request), which
+/// [`AsyncSecure::new`] takes. Bounded by the caller's timeout.
+pub(crate) async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    keys: &KeyPair,
+    prologue: &[u8],
+) -> Result<(Transport, Vec<u8>), NoiseError> {
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hs = Handshake::responder(keys, prologue)?;
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while !hs.is_finished() {
+        // XX: the client writes messages 1 and 3, we write message 2.
+        let body = loop {
+            if let Some((body, used)) = parse_frame(&buf)? {
+                let b = buf.get(body).unwrap_or_default().to_vec();
+                buf.drain(..used);
+                break b;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = io.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(NoiseError::Closed);
+            }
+            buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        };
+        hs.read(&body)?;
+        if !hs.is_finished() {
+            out.clear();
+            hs.write(&mut out)?;
+            io.write_all(&out).await?;
+            io.flush().await?;
+        }
+    }
+    Ok((hs.into_transport()?, buf))
+}
+
+/// An async stream carried inside a Noise session: what the daemon serves a job over.
+pub(crate) struct AsyncSecure<S> {
+    inner: S,
+    transport: Transport,
+    cipher: Vec<u8>,
+    plain: Vec<u8>,
+    plain_pos: usize,
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncSecure<S> {
+    /// `early`: ciphertext that arrived with the handshake's last message.
+    pub(crate) fn new(inner: S, transport: Transport, early: Vec<u8>) -> AsyncSecure<S> {
+        AsyncSecure {
+            inner,
+            transport,
+            cipher: early,
+            plain: Vec::new(),
+            plain_pos: 0,
+            out: Vec::new(),
+            out_pos: 0,
+        }
+    }
+
+    /// The client's authenticated key.
+    pub(crate) fn remote(&self) -> PublicKey {
+        self.transport.remote()
+    }
+
+    pub(crate) fn handshake_hash(&self) -> &[u8] {
+        self.transport.handshake_hash()
+    }
+
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.out_pos < self.out.len() {
+            let pending = self.out.get(self.out_pos..).unwrap_or_default();
+            match Pin::new(&mut self.inner).poll_write(cx, pending) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.out_pos += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for AsyncSecure<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            if this.plain_pos < this.plain.len() {
+                let avail = this.plain.get(this.plain_pos..).unwrap_or_default();
+                let n = avail.len().min(buf.len());
+                buf.get_mut(..n)
+                    .unwrap_or_default()
+                    .copy_from_slice(avail.get(..n).unwrap_or_default());
+                this.plain_pos += n;
+                if this.plain_pos == this.plain.len() {
+                    this.plain.clear();
+                    this.plain_pos = 0;
+                }
+                return Poll::Ready(Ok(n));
+            }
+            let used = match this.transport.open(&this.cipher, &mut this.plain) {
+                Ok(u) => u,
+                Err(e) => return Poll::Ready(Err(to_io(e))),
+            };
+            this.cipher.drain(..used);
+            if !this.plain.is_empty() {
+                continue;
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            match Pin::new(&mut this.inner).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(if this.cipher.is_empty() {
+                        Ok(0)
+                    } else {
+                        Err(io::ErrorKind::UnexpectedEof.into())
+                    });
+                }
+                Poll::Ready(Ok(n)) => this
+                    .cipher
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for AsyncSecure<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other.map(|r| r.map(|()| 0)),
+        }
+        let n = buf.len().min(4 * MAX_PLAIN);
+        if let Err(e) = this
+            .transport
+            .seal(buf.get(..n).unwrap_or_default(), &mut this.out)
+        {
+            return Poll::Ready(Err(to_io(e)));
+        }
+        // Accepted; the rest goes with the next write or flush (the waker is set if the
+        // socket is full).
+        match this.poll_drain(cx) {
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            _ => Poll::Ready(Ok(n)),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_close(cx),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (KeyPair, KeyPair) {
+        (KeyPair::generate().unwrap(), KeyPair::generate().unwrap())
+    }
+
+    /// Run a whole handshake on bytes: (client transport, server transport).
+    fn handshake(
+        c: &KeyPair,
+        s: &KeyPair,
+        cp: &[u8],
+        sp: &[u8],
+    ) -> Result<(Transport, Transport), NoiseError> {
+        let mut ci = Handshake::initiator(c, cp)?;
+        let mut si = Handshake::responder(s, sp)?;
+        let mut wire = Vec::new();
+        ci.write(&mut wire)?;
+        let (b, used) = parse_frame(&wire)?.unwrap();
+        si.read(&wire[b])?;
+        wire.drain(..used);
+        si.write(&mut wire)?;
+        let (b, used) = parse_frame(&wire)?.unwrap();
+        ci.read(&wire[b])?;
+        wire.drain(..used);
+        assert_eq!(ci.remote_static(), Some(s.public));
+        ci.write(&mut wire)?;
+        let (b, _) = parse_frame(&wire)?.unwrap();
+        si.read(&wire[b])?;
+        assert!(ci.is_finished() && si.is_finished());
+        Ok((ci.into_transport()?, si.into_transport()?))
+    }
+
+    #[test]
+    fn both_sides_learn_the_other_key_and_exchange_bytes() {
+        let (c, s) = pair();
+        let (mut ct, mut st) = handshake(&c, &s, b"p", b"p").unwrap();
+        assert_eq!(ct.remote(), s.public);
+        assert_eq!(st.remote(), c.public);
+        assert_eq!(ct.handshake_hash(), st.handshake_hash());
+        // Large enough to need several packets; a marker that must not show on the wire.
+        let mut plain = b"int secret_marker_42;".repeat(10_000);
+        plain.push(b'!');
+        let mut wire = Vec::new();
+        ct.seal(&plain, &mut wire).unwrap();
+        assert!(wire.len() > plain.len());
+        assert!(!wire.windows(16).any(|w| w == b"secret_marker_42"));
+        let mut frames = 0;
+        let mut rest = &wire[..];
+        while let Some((b, used)) = parse_frame(rest).unwrap() {
+            assert!(b.len() <= MAX_FRAME);
+            frames += 1;
+            rest = &rest[used..];
+        }
+        assert_eq!(frames, plain.len().div_ceil(MAX_PLAIN));
+        // Opened piecewise, as bytes arrive.
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for piece in wire.chunks(7777) {
+            buf.extend_from_slice(piece);
+            let used = st.open(&buf, &mut out).unwrap();
+            buf.drain(..used);
+        }
+        assert!(buf.is_empty());
+        assert_eq!(out, plain);
+        // And back.
+        let mut wire = Vec::new();
+        st.seal(b"reply", &mut wire).unwrap();
+        let mut out = Vec::new();
+        assert_eq!(ct.open(&wire, &mut out).unwrap(), wire.len());
+        assert_eq!(out, b"reply");
+    }
+
+    #[test]
+    fn a_flipped_bit_is_caught() {
+        let (c, s) = pair();
+        let (mut ct, mut st) = handshake(&c, &s, b"", b"").unwrap();
+        let mut wire = Vec::new();
+        ct.seal(b"hello", &mut wire).unwrap();
+        let last = wire.len() - 1;
+        wire[last] ^= 1;
+        assert!(matches!(
+            st.open(&wire, &mut Vec::new()),
+            Err(NoiseError::Decrypt)
+        ));
+    }
+
+    #[test]
+    fn different_prologues_fail_the_handshake() {
+        let (c, s) = pair();
+        assert!(handshake(&c, &s, b"want zstd noise", b"want noise").is_err());
+    }
+
+    #[test]
+    fn frames_are_checked() {
+        assert!(parse_frame(b"NOI").unwrap().is_none());
+        assert!(parse_frame(b"NOIS0000").unwrap().is_none());
+        assert!(parse_frame(b"NOIS00000002a").unwrap().is_none());
+        assert_eq!(parse_frame(b"NOIS00000002ab").unwrap(), Some((12..14, 14)));
+        assert!(matches!(
+            parse_frame(b"DIST00000001"),
+            Err(NoiseError::NotNoise(_))
+        ));
+        assert!(matches!(
+            parse_frame(b"NOISzzzzzzzz"),
+            Err(NoiseError::BadHeader(_))
+        ));
+        assert!(matches!(
+            parse_frame(b"NOIS00010000"),
+            Err(NoiseError::TooLong(65536))
+        ));
+    }
+
+    /// The two adapters talk to each other over a real socket pair, the client's through
+    /// the blocking wire, with a reply large enough to need many packets.
+    #[test]
+    fn the_adapters_carry_a_conversation() {
+        let (c, s) = pair();
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let s2 = s.clone();
+        let server = std::thread::spawn(move || {
+            smol::block_on(async move {
+                use smol::io::{AsyncReadExt, AsyncWriteExt};
+                let mut io = smol::Async::new(b).unwrap();
+                let (t, early) = server_handshake(&mut io, &s2, b"x").await.unwrap();
+                let mut sec = AsyncSecure::new(io, t, early);
+                let mut got = vec![0u8; 5];
+                sec.read_exact(&mut got).await.unwrap();
+                assert_eq!(got, b"ping!");
+                let big = vec![0xabu8; 300_000];
+                sec.write_all(&big).await.unwrap();
+                sec.flush().await.unwrap();
+                sec.remote()
+            })
+        });
+        let timeout = Duration::from_secs(10);
+        let mut seen = None;
+        let t = client_handshake(&mut (&a), &c, b"x", timeout, |k| {
+            seen = Some(*k);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, Some(s.public));
+        let mut wire =
+            crate::client::wire::Wire::new(SecureStream::new(a, t, timeout), timeout).unwrap();
+        wire.send(b"ping!").unwrap();
+        let got = wire
+            .receive(|buf, _| {
+                if buf.len() >= 300_000 {
+                    Ok((buf[..300_000].to_vec(), 300_000))
+                } else {
+                    Err(crate::protocol::ProtocolError::Incomplete)
+                }
+            })
+            .unwrap();
+        assert!(got.iter().all(|&b| b == 0xab));
+        assert_eq!(server.join().unwrap(), c.public);
+    }
+}
