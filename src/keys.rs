@@ -272,27 +272,100 @@ pub fn is_authorized(path: &Path, key: &PublicKey) -> Result<Option<AuthorizedKe
     Ok(read_authorized(path)?.into_iter().find(|a| a.key == *key))
 }
 
-/// Add `key` to the authorised list (no duplicate), keeping the file owner-only.
+/// Add `key` to the authorised list (no duplicate). Appends in place, never replaces the
+/// file: the system daemon, no longer root, owns `authorized_keys` but not `/etc/distcc`.
 pub fn authorize(path: &Path, key: &PublicKey, comment: &str) -> Result<bool, KeyError> {
-    let mut text = match fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(io_err(path)(e)),
-    };
     if is_authorized(path, key)?.is_some() {
         return Ok(false);
     }
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(path))?;
+    let ends_with_newline = fs::read(path)
+        .map(|t| t.is_empty() || t.ends_with(b"\n"))
+        .unwrap_or(true);
     let comment: String = comment
         .chars()
         .filter(|c| !c.is_control())
         .take(200)
         .collect();
-    text.push_str(&format!("{} {comment}\n", key.to_line()));
-    write_private(path, text.as_bytes())?;
+    let line = format!(
+        "{}{} {comment}\n",
+        if ends_with_newline { "" } else { "\n" },
+        key.to_line()
+    );
+    f.write_all(line.as_bytes()).map_err(io_err(path))?;
     Ok(true)
+}
+
+/// The daemon's side: its key pair and where its lists live.
+#[derive(Debug, Clone)]
+pub struct ServerKeys {
+    pub keys: KeyPair,
+    pub dir: PathBuf,
+}
+
+impl ServerKeys {
+    /// Load (or make, on first start) the daemon's key in `dir`, and make sure the files
+    /// the daemon changes while serving — `authorized_keys` (pairing adds to it) and
+    /// `pairing/` (codes are used up) — exist and, when `owner` is given (a root daemon
+    /// about to become its persona), belong to that user. Call before dropping root: the
+    /// private key stays root's.
+    pub fn open(dir: &Path, owner: Option<(u32, u32)>) -> Result<(ServerKeys, bool), KeyError> {
+        let created = !dir.exists();
+        private_dir(dir)?;
+        let (keys, new) = KeyPair::load_or_generate(&dir.join(SERVER_KEY_FILE))?;
+        let authorized = dir.join(AUTHORIZED_KEYS);
+        fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&authorized)
+            .map_err(io_err(&authorized))?;
+        let pairing = dir.join(PAIRING_DIR);
+        private_dir(&pairing)?;
+        if let Some((uid, gid)) = owner {
+            let mut mine = vec![authorized, pairing.clone()];
+            if created {
+                // A dir we made owner-only must let the persona reach its files.
+                mine.push(dir.to_path_buf());
+            }
+            if let Ok(codes) = fs::read_dir(&pairing) {
+                mine.extend(codes.flatten().map(|e| e.path()));
+            }
+            for path in mine {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(io_err(&path))?;
+            }
+        }
+        Ok((
+            ServerKeys {
+                keys,
+                dir: dir.to_path_buf(),
+            },
+            new,
+        ))
+    }
+
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.dir.join(AUTHORIZED_KEYS)
+    }
+}
+
+/// The client user's key, if they have one (`distcc-config --pair` makes it). A key that
+/// can't be read is reported and treated as none: the job goes plain, as before pairing.
+pub fn client_key(distcc_dir: &Path) -> Option<KeyPair> {
+    let path = distcc_dir.join(CLIENT_KEY_FILE);
+    match KeyPair::load(&path) {
+        Ok(k) => Some(k),
+        Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            log::warn!("{e}; not using it");
+            None
+        }
+    }
 }
 
 /// What the pinned keys say about a host's key.

@@ -28,6 +28,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -291,7 +292,12 @@ fn read_frame_blocking<S: Read>(
             Ok(0) => return Err(NoiseError::Closed),
             Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
                 return Err(NoiseError::Timeout(timeout));
             }
             Err(e) => return Err(e.into()),
@@ -686,6 +692,308 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for AsyncSecure<S> {
             Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_close(cx),
             other => other,
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What both sides bind the handshake to, and the packets inside the channel
+
+/// The Noise prologue: what the extension hello asked for and what the answer agreed,
+/// canonically (sorted words), so that both sides compute it from what they parsed. A
+/// man in the middle who edits the hello or the answer makes the handshake fail.
+pub(crate) fn prologue(wants: &[&str], used: &[&str]) -> Vec<u8> {
+    let sorted = |words: &[&str]| {
+        let mut w: Vec<&str> = words.to_vec();
+        w.sort_unstable();
+        w.dedup();
+        w.join(" ")
+    };
+    format!(
+        "distcc-rs noise 1\nwant {}\nuse {}\n",
+        sorted(wants),
+        sorted(used)
+    )
+    .into_bytes()
+}
+
+/// The extension word a client adds to `want` to pair, beside `noise`.
+pub const PAIR_FEATURE: &str = "pair";
+/// The pairing request and answer, inside the channel.
+pub(crate) const PAIR: [u8; 4] = *b"PAIR";
+
+/// The packet at the start of `buf` (any token, string body): token, body, bytes used.
+pub(crate) fn split_packet(buf: &[u8]) -> Option<([u8; 4], &[u8], usize)> {
+    let token: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    let len = std::str::from_utf8(buf.get(4..HEADER_LEN)?)
+        .ok()
+        .and_then(|s| u32::from_str_radix(s, 16).ok())? as usize;
+    let body = buf.get(HEADER_LEN..HEADER_LEN + len)?;
+    Some((token, body, HEADER_LEN + len))
+}
+
+/// A packet with a string body.
+pub(crate) fn packet(token: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(token);
+    out.extend_from_slice(format!("{:08x}", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The body of a pairing request: the proof that the user was given a code, bound to
+/// this handshake, and who is asking (a comment for the admin's `authorized_keys`).
+pub(crate) fn pair_request(proof: &[u8; 32], comment: &str) -> Vec<u8> {
+    let hex: String = proof.iter().map(|b| format!("{b:02x}")).collect();
+    let comment: String = comment.chars().filter(|c| !c.is_control()).collect();
+    format!("proof {hex}\ncomment {comment}\n").into_bytes()
+}
+
+/// The daemon reads a pairing request: (proof, comment). `None`: malformed.
+pub(crate) fn parse_pair_request(body: &[u8]) -> Option<(Vec<u8>, String)> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut proof = None;
+    let mut comment = String::new();
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("proof", hex)) if hex.len() == 64 => {
+                let bytes: Option<Vec<u8>> = (0..32)
+                    .map(|i| {
+                        hex.get(2 * i..2 * i + 2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    })
+                    .collect();
+                proof = bytes;
+            }
+            Some(("comment", c)) => comment = c.chars().take(200).collect(),
+            _ => {}
+        }
+    }
+    Some((proof?, comment))
+}
+
+// ---------------------------------------------------------------------------------------
+// Pairing, the client's side (`distcc-config --pair`)
+
+/// Why pairing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PairError {
+    #[error("can't connect to {host}: {source}")]
+    Connect { host: String, source: io::Error },
+    #[error("{host}: {source}")]
+    Io { host: String, source: io::Error },
+    #[error(
+        "{host} closed the connection without answering: not a distcc-rs daemon (distcc 3.4 can't pair)"
+    )]
+    NotOurs { host: String },
+    #[error(
+        "{host} does not offer pairing (its answer: {answer:?}); is it our distccd with a key?"
+    )]
+    NoPairing { host: String, answer: String },
+    #[error("{host} refused: {code} {message}")]
+    Refused {
+        host: String,
+        code: String,
+        message: String,
+    },
+    #[error("{host}: {source}")]
+    Noise { host: String, source: NoiseError },
+    #[error("{host}: unexpected answer {what:?}")]
+    Unexpected { host: String, what: String },
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error("pairing with {host} cancelled: the server's key was not confirmed")]
+    NotConfirmed { host: String },
+}
+
+/// What pairing did.
+#[derive(Debug, Clone)]
+pub struct Paired {
+    /// `HOST:PORT`, as pinned.
+    pub host: String,
+    pub server_key: PublicKey,
+    pub client_key: PublicKey,
+    /// The server's words (e.g. `ok authorized SHA256:…`).
+    pub message: String,
+}
+
+/// The hello that asks to pair: `DIST 4`, then `EXTN` wanting `noise pair`.
+fn pair_hello() -> Vec<u8> {
+    let mut out = b"DIST00000004".to_vec();
+    out.extend(packet(b"EXTN", b"distcc-rs 1\nwant noise pair\n"));
+    out
+}
+
+/// Read until one whole plain packet is there.
+fn read_packet(
+    io: &mut std::net::TcpStream,
+    buf: &mut Vec<u8>,
+    host: &str,
+) -> Result<([u8; 4], Vec<u8>), PairError> {
+    loop {
+        if let Some((token, body, used)) = split_packet(buf) {
+            let body = body.to_vec();
+            buf.drain(..used);
+            return Ok((token, body));
+        }
+        let mut chunk = [0u8; 4096];
+        match io.read(&mut chunk) {
+            Ok(0) if buf.is_empty() => {
+                return Err(PairError::NotOurs {
+                    host: host.to_owned(),
+                });
+            }
+            Ok(0) => {
+                return Err(PairError::Unexpected {
+                    host: host.to_owned(),
+                    what: String::from_utf8_lossy(buf).into_owned(),
+                });
+            }
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(PairError::Io {
+                    host: host.to_owned(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+fn refusal(host: &str, body: &[u8]) -> PairError {
+    let text = String::from_utf8_lossy(body);
+    let (code, message) = text.split_once(' ').unwrap_or((&text, ""));
+    PairError::Refused {
+        host: host.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// Pair with our daemon at `host:port`: make this user's key if needed (in
+/// `distcc_dir`), show the server's key to `confirm` (with the key pinned before, if
+/// any: a changed key is shown as such), prove the one-time `code` inside the
+/// encrypted channel, and pin the server's key once the server has authorised ours.
+pub fn pair(
+    host: &str,
+    port: u16,
+    distcc_dir: &Path,
+    code: &str,
+    comment: &str,
+    timeout: Duration,
+    confirm: &mut dyn FnMut(&str, &PublicKey, Option<&PublicKey>) -> bool,
+) -> Result<Paired, PairError> {
+    use std::net::ToSocketAddrs;
+    let id = crate::keys::host_id(host, port);
+    crate::keys::private_dir(distcc_dir)?;
+    let (keys, _) = KeyPair::load_or_generate(&distcc_dir.join(crate::keys::CLIENT_KEY_FILE))?;
+    let known_path = distcc_dir.join(crate::keys::KNOWN_HOSTS);
+    let mut known = crate::keys::KnownHosts::load(&known_path)?;
+    let io_err = |source| PairError::Io {
+        host: id.clone(),
+        source,
+    };
+    let connect_err = |source| PairError::Connect {
+        host: id.clone(),
+        source,
+    };
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(connect_err)?
+        .next()
+        .ok_or_else(|| connect_err(io::Error::new(io::ErrorKind::NotFound, "no address")))?;
+    let mut sock =
+        std::net::TcpStream::connect_timeout(&addr, crate::client::remote::CONNECT_TIMEOUT)
+            .map_err(connect_err)?;
+    sock.set_read_timeout(Some(timeout)).map_err(io_err)?;
+    sock.set_write_timeout(Some(timeout)).map_err(io_err)?;
+    sock.write_all(&pair_hello()).map_err(io_err)?;
+    let mut buf = Vec::new();
+    let (token, body) = read_packet(&mut sock, &mut buf, &id)?;
+    match &token {
+        b"EXTN" => {}
+        b"RFSE" => return Err(refusal(&id, &body)),
+        _ => {
+            return Err(PairError::Unexpected {
+                host: id,
+                what: String::from_utf8_lossy(&token).into_owned(),
+            });
+        }
+    }
+    let answer = String::from_utf8_lossy(&body).into_owned();
+    let used: Vec<&str> = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("use "))
+        .map(|u| u.split_whitespace().collect())
+        .unwrap_or_default();
+    if !used.contains(&"noise") || !used.contains(&PAIR_FEATURE) {
+        return Err(PairError::NoPairing { host: id, answer });
+    }
+    let noise_err = |source| PairError::Noise {
+        host: id.clone(),
+        source,
+    };
+    let mut confirmed = true;
+    let transport = client_handshake(
+        &mut sock,
+        &keys,
+        &prologue(&["noise", PAIR_FEATURE], &used),
+        timeout,
+        |server| {
+            confirmed = confirm(&id, server, known.get(&id).as_ref());
+            if confirmed {
+                Ok(())
+            } else {
+                Err(NoiseError::Refused("not confirmed".into()))
+            }
+        },
+    );
+    let mut transport = match transport {
+        Ok(t) => t,
+        Err(_) if !confirmed => return Err(PairError::NotConfirmed { host: id }),
+        Err(e) => return Err(noise_err(e)),
+    };
+    let proof = crate::keys::code_proof(transport.handshake_hash(), code);
+    let mut out = Vec::new();
+    transport
+        .seal(&packet(&PAIR, &pair_request(&proof, comment)), &mut out)
+        .map_err(noise_err)?;
+    sock.write_all(&out).map_err(io_err)?;
+    // The answer: one plain packet inside the channel.
+    let mut cipher = Vec::new();
+    let mut plain = Vec::new();
+    let (token, body) = loop {
+        if let Some((token, body, _)) = split_packet(&plain) {
+            break (token, body.to_vec());
+        }
+        let mut chunk = [0u8; 4096];
+        let n = sock.read(&mut chunk).map_err(io_err)?;
+        if n == 0 {
+            return Err(PairError::Unexpected {
+                host: id,
+                what: "the connection closed".into(),
+            });
+        }
+        cipher.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        let used = transport.open(&cipher, &mut plain).map_err(noise_err)?;
+        cipher.drain(..used);
+    };
+    match &token {
+        b"PAIR" => {
+            let server_key = transport.remote();
+            known.pin(&id, server_key)?;
+            Ok(Paired {
+                host: id,
+                server_key,
+                client_key: keys.public,
+                message: String::from_utf8_lossy(&body).into_owned(),
+            })
+        }
+        b"RFSE" => Err(refusal(&id, &body)),
+        _ => Err(PairError::Unexpected {
+            host: id,
+            what: String::from_utf8_lossy(&token).into_owned(),
+        }),
     }
 }
 

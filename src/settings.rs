@@ -454,6 +454,9 @@ pub struct DaemonEnv {
     pub io_timeout: Duration,
     /// `_DISTCC_SAFEGUARD` of the daemon itself (compilers get one more).
     pub safeguard_level: u32,
+    /// `DISTCCD_KEY_DIR` (ours): where the daemon's key pair, `authorized_keys` and
+    /// pairing codes live, instead of `/etc/distcc` (`--key-dir` wins over it).
+    pub key_dir: Option<PathBuf>,
 }
 
 impl DaemonEnv {
@@ -488,6 +491,7 @@ impl DaemonEnv {
             ccache_dirs,
             io_timeout: io_timeout(&mut r),
             safeguard_level: safeguard_level(&r),
+            key_dir: r.path("DISTCCD_KEY_DIR"),
         };
         (settings, r.problems)
     }
@@ -559,6 +563,9 @@ pub struct ConfigEnv {
     pub home: Option<PathBuf>,
     /// `DISTCC_HOSTS`: `--get-hosts` shows it first, as Gentoo's script does.
     pub hosts: Option<String>,
+    /// `DISTCC_DIR` and friends: `--pair` keeps the user's key and pinned server keys
+    /// there, where the client looks for them.
+    pub dirs: Dirs,
 }
 
 impl ConfigEnv {
@@ -572,6 +579,7 @@ impl ConfigEnv {
             as_user: r.is_one("DISTCC_CONFIG_AS_USER"),
             home: r.path("HOME"),
             hosts: r.text("DISTCC_HOSTS"),
+            dirs: Dirs::read(&r),
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct Config {
     pub zeroconf: bool,
     /// Run compilers in a namespace sandbox where the kernel allows (not `--no-sandbox`).
     pub sandbox: bool,
+    /// `--key-dir`: the daemon's key pair, `authorized_keys`, pairing codes.
+    pub key_dir: PathBuf,
+    /// `--require-auth`: serve only authorised keys over the encrypted channel.
+    pub require_auth: bool,
     /// What the environment says (`TMPDIR`, `DISTCCD_PATH`, `DISTCC_CMDLIST`, …).
     pub env: DaemonEnv,
 }
