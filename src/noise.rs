@@ -771,6 +771,105 @@ pub(crate) fn parse_pair_request(body: &[u8]) -> Option<(Vec<u8>, String)> {
     Some((proof?, comment))
 }
 
+/// A `NOIS` packet's body, for the protocol connections' `receive` (the handshake's
+/// messages travel as plain packets before the channel is installed).
+pub(crate) fn decode_nois(
+    buf: &[u8],
+    _limits: crate::protocol::Limits,
+) -> Result<(Vec<u8>, usize), crate::protocol::ProtocolError> {
+    use crate::protocol::ProtocolError;
+    match parse_frame(buf) {
+        Ok(None) => Err(ProtocolError::Incomplete),
+        Ok(Some((body, used))) => Ok((buf.get(body).unwrap_or_default().to_vec(), used)),
+        Err(NoiseError::TooLong(len)) => Err(ProtocolError::TooLong {
+            token: "NOIS".into(),
+            len: u64::from(len),
+            max: MAX_FRAME,
+        }),
+        Err(NoiseError::BadHeader(h)) => Err(ProtocolError::BadHeader(h)),
+        Err(_) => Err(ProtocolError::Mismatch {
+            expected: "NOIS".into(),
+            got: printable(buf),
+        }),
+    }
+}
+
+/// A packet with token `token` and a string body, for `receive` inside the channel.
+pub(crate) fn decode_packet(
+    buf: &[u8],
+    _limits: crate::protocol::Limits,
+) -> Result<(([u8; 4], Vec<u8>), usize), crate::protocol::ProtocolError> {
+    use crate::protocol::ProtocolError;
+    if let Some(hex) = buf.get(4..HEADER_LEN)
+        && !hex.iter().all(u8::is_ascii_hexdigit)
+    {
+        return Err(ProtocolError::BadHeader(printable(buf)));
+    }
+    if let Some(len) = buf
+        .get(4..HEADER_LEN)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        && len as usize > 4096
+    {
+        return Err(ProtocolError::TooLong {
+            token: printable(buf.get(..4).unwrap_or_default()),
+            len: u64::from(len),
+            max: 4096,
+        });
+    }
+    match split_packet(buf) {
+        Some((token, body, used)) => Ok(((token, body.to_vec()), used)),
+        None => Err(ProtocolError::Incomplete),
+    }
+}
+
+/// What our client brings to a host it paired with: its key and the host's pinned key.
+/// `None` (no key, not a TCP host, never paired): the job goes as before, unencrypted.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientSecure {
+    pub keys: KeyPair,
+    /// `HOST:PORT`, as pinned.
+    pub id: String,
+    pub pinned: PublicKey,
+}
+
+impl ClientSecure {
+    pub(crate) fn for_host(
+        host: &crate::hosts::HostSpec,
+        env: &crate::settings::ClientEnv,
+    ) -> Option<ClientSecure> {
+        let crate::hosts::HostKind::Tcp { host, port } = &host.kind else {
+            return None;
+        };
+        let dir = crate::temp::distcc_dir(&env.dirs).ok()?;
+        let keys = crate::keys::client_key(&dir)?;
+        let id = crate::keys::host_id(host, *port);
+        let known = match crate::keys::KnownHosts::load(&dir.join(crate::keys::KNOWN_HOSTS)) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!("{e}");
+                return None;
+            }
+        };
+        let pinned = known.get(&id)?;
+        Some(ClientSecure { keys, id, pinned })
+    }
+
+    /// The handshake's check of the server's key against the pin: a changed key is
+    /// refused, loudly, naming both fingerprints.
+    pub(crate) fn check(&self, offered: &PublicKey) -> Result<(), NoiseError> {
+        if *offered == self.pinned {
+            Ok(())
+        } else {
+            Err(NoiseError::Refused(crate::keys::changed_key_message(
+                &self.id,
+                &self.pinned,
+                offered,
+            )))
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Pairing, the client's side (`distcc-config --pair`)
 
