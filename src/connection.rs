@@ -50,6 +50,12 @@ pub(crate) enum ConnError {
     NoAnswer,
     #[error(transparent)]
     Protocol(ProtocolError),
+    /// The server refused with a reason (protocol extension only).
+    #[error("{0}")]
+    Refused(crate::ext::Refusal),
+    /// The secure channel failed (a record that does not decrypt).
+    #[error(transparent)]
+    Layer(#[from] crate::ext::TransformError),
 }
 
 impl ConnError {
@@ -59,7 +65,9 @@ impl ConnError {
             ConnError::Io(_) => ExitCode::IoError,
             ConnError::Timeout(_) => ExitCode::Timeout,
             ConnError::Truncated { .. } | ConnError::NoAnswer => ExitCode::Truncated,
-            ConnError::Protocol(_) => ExitCode::ProtocolError,
+            ConnError::Protocol(_) | ConnError::Layer(_) => ExitCode::ProtocolError,
+            // What distcc 3.4 reports for a server that closes without an answer.
+            ConnError::Refused(_) => ExitCode::Truncated,
         }
     }
 }
@@ -128,6 +136,12 @@ pub(crate) struct Connection<S> {
     timeout: Duration,
     /// The daemon's budget for received bytes, and what this connection holds of it.
     reservation: Option<Reservation>,
+    /// The extension agreed on zstd bodies.
+    zstd: bool,
+    /// The secure channel, once its handshake is done; `raw` holds received bytes that
+    /// are not yet a whole record.
+    transform: Option<Box<dyn crate::ext::Transform>>,
+    raw: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -138,7 +152,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             limits: Limits::default(),
             timeout,
             reservation: None,
+            zstd: false,
+            transform: None,
+            raw: Vec::new(),
         }
+    }
+
+    /// Bulk bodies are zstd frames from now on (the extension agreed on it).
+    pub(crate) fn set_zstd(&mut self, on: bool) {
+        self.zstd = on;
+    }
+
+    pub(crate) fn zstd(&self) -> bool {
+        self.zstd
+    }
+
+    /// Carry every later byte through `layer` (after its handshake, which used plain
+    /// packets). Bytes already received and not yet used were sent before the layer
+    /// existed: the peer must not send any, so they are an error.
+    #[allow(dead_code, reason = "the keys layer's hook")]
+    pub(crate) fn set_transform(
+        &mut self,
+        layer: Box<dyn crate::ext::Transform>,
+    ) -> Result<(), ConnError> {
+        if !self.buf.is_empty() {
+            return Err(ConnError::Protocol(ProtocolError::BadHello(
+                "plaintext after the secure channel's handshake".into(),
+            )));
+        }
+        self.transform = Some(layer);
+        Ok(())
     }
 
     /// Count what this connection buffers against `budget` (the daemon's requests).
@@ -161,6 +204,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// Send bytes, all of them, within the timeout.
     pub(crate) async fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        let sealed;
+        let bytes = match self.transform.as_mut() {
+            Some(t) => {
+                let mut out = Vec::with_capacity(bytes.len() + 64);
+                t.seal(bytes, &mut out)?;
+                sealed = out;
+                &sealed[..]
+            }
+            None => bytes,
+        };
         let write = async {
             self.stream.write_all(bytes).await?;
             self.stream.flush().await?;
@@ -180,8 +233,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
-    /// Read more bytes into the buffer; 0 means EOF.
+    /// Read more bytes into the buffer; 0 means EOF. Through a secure channel, reads
+    /// until a whole record has been opened (or EOF).
     async fn fill(&mut self) -> Result<usize, ConnError> {
+        if self.transform.is_none() {
+            return self.fill_raw().await;
+        }
+        loop {
+            let mut chunk = vec![0u8; 64 * 1024];
+            let read = async {
+                let n = self.stream.read(&mut chunk).await?;
+                Ok::<usize, ConnError>(n)
+            };
+            let n = with_timeout(self.timeout, read).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.raw
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
+            let before = self.buf.len();
+            if let Some(t) = self.transform.as_mut() {
+                let used = t.open(&self.raw, &mut self.buf)?;
+                self.raw.drain(..used.min(self.raw.len()));
+            }
+            if let Some(r) = self.reservation.as_mut() {
+                r.cover(self.buf.capacity()).await;
+            }
+            if self.buf.len() > before {
+                return Ok(self.buf.len() - before);
+            }
+        }
+    }
+
+    /// [`Self::fill`] without a secure channel.
+    async fn fill_raw(&mut self) -> Result<usize, ConnError> {
         // Read in steps that grow with what has arrived: a small request costs a small
         // buffer (a daemon holds one per waiting client), a large one arrives in few system
         // calls, and the codec is re-run once per step, not once per packet.
@@ -221,6 +306,52 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Read one message with `decode` (the extension's packets), under the I/O timeout.
+    pub(crate) async fn receive<T>(
+        &mut self,
+        decode: impl Fn(&[u8], Limits) -> Result<(T, usize), ProtocolError>,
+    ) -> Result<T, ConnError> {
+        loop {
+            match decode(&self.buf, self.limits) {
+                Ok((value, used)) => {
+                    self.buf.drain(..used);
+                    return Ok(value);
+                }
+                Err(ProtocolError::Incomplete) => {}
+                Err(e) => return Err(ConnError::Protocol(e)),
+            }
+            if self.fill().await? == 0 {
+                return Err(self.ended_early());
+            }
+        }
+    }
+
+    /// Whether the peer opens with `DIST00000004`: our client asking for the extension.
+    /// Reads at most the 12 bytes of that header (fewer at EOF, which [`Self::read_request`]
+    /// then reports as before); consumes them only when they are that header.
+    pub(crate) async fn opens_extension(&mut self) -> Result<bool, ConnError> {
+        let mut want = Vec::new();
+        protocol::encode_int(
+            &mut want,
+            &protocol::tok::DIST,
+            crate::ext::EXT_DIST_VERSION,
+        );
+        while self.buf.len() < want.len() {
+            let have = &self.buf[..];
+            if !want.starts_with(have) {
+                return Ok(false);
+            }
+            if self.fill().await? == 0 {
+                return Ok(false);
+            }
+        }
+        if self.buf.starts_with(&want) {
+            self.buf.drain(..want.len());
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Read one request. Its framing is walked once as bytes arrive ([`RequestFramer`]),
     /// it is decoded once when whole (LZO bodies left compressed for the job to unpack), and the whole request must arrive within the I/O
     /// timeout: a client that drips a byte at a time cannot hold a connection for ever.
@@ -245,8 +376,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 return Err(self.ended_early());
             }
         };
-        let (req, used) = protocol::decode_request_compressed(&self.buf[..end], self.limits)
-            .map_err(ConnError::Protocol)?;
+        let (req, used) =
+            protocol::decode_request_compressed(&self.buf[..end], self.limits, self.zstd)
+                .map_err(ConnError::Protocol)?;
         self.buf.drain(..used);
         if self.buf.is_empty() {
             self.buf = Vec::new();

@@ -38,6 +38,7 @@ pub mod compress;
 pub(crate) mod connection;
 pub mod daemon;
 pub mod exitcode;
+pub mod ext;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod hosts;

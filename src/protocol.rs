@@ -10,6 +10,11 @@
 //!
 //! Every length and count that comes off the wire is checked against [`Limits`] before it is
 //! used, so a peer announcing 4 GiB gets an error, not an allocation.
+//!
+//! Our own client and daemon may first agree on a protocol extension (`DIST 00000004`,
+//! `EXTN`, `RFSE`, …; exact bytes in [`crate::ext`]). The job inside it is still one of
+//! the requests here, with its bulk bodies in zstd instead of LZO when agreed
+//! ([`Codec::Zstd`]).
 
 use thiserror::Error;
 
@@ -36,6 +41,16 @@ pub mod tok {
     pub(crate) const NAME: Token = *b"NAME";
     pub(crate) const FILE: Token = *b"FILE";
     pub(crate) const LINK: Token = *b"LINK";
+    // The protocol extension between our client and daemon ([`crate::ext`]).
+    /// The hello (client) and its answer (daemon): `key value` lines.
+    pub(crate) const EXTN: Token = *b"EXTN";
+    /// A refusal with a reason: `<code> <message>`, then the daemon closes.
+    pub(crate) const RFSE: Token = *b"RFSE";
+    /// One Noise handshake message or one encrypted record (the keys layer).
+    #[allow(dead_code, reason = "the keys layer's token")]
+    pub(crate) const NOIS: Token = *b"NOIS";
+    /// The client's compiler identity, before `DIST` (the identity layer).
+    pub(crate) const CIDN: Token = *b"CIDN";
 }
 
 /// Length of a packet header: 4 token bytes + 8 hex digits.
@@ -59,6 +74,8 @@ pub enum ProtocolError {
     BadVersion(u32),
     #[error("{token} string contains a NUL byte or is not UTF-8")]
     BadString { token: String },
+    #[error("bad extension hello or refusal: {0}")]
+    BadHello(String),
     #[error("got version {got} reply to a version {sent} request")]
     VersionMismatch { sent: u8, got: u32 },
     #[error(transparent)]
@@ -96,14 +113,48 @@ impl Default for Limits {
     }
 }
 
-/// A body that may already be LZO-compressed. Pump mode's include server stores headers
-/// compressed, and those bytes go on the wire as they are; the daemon receives them
+/// A body that may already be compressed. Pump mode's include server stores headers
+/// LZO-compressed, and those bytes go on the wire as they are; the daemon receives them
 /// compressed ([`decode_request_compressed`]) and unpacks each into its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     Plain(Vec<u8>),
     /// Raw LZO1X data, exactly as it travels in protocols 2 and 3.
     Lzo(Vec<u8>),
+    /// A zstd frame, as bulk bodies travel when the extension agreed on `zstd`.
+    Zstd(Vec<u8>),
+}
+
+impl Payload {
+    /// The bytes as they are held (compressed or not).
+    pub(crate) fn held_len(&self) -> usize {
+        match self {
+            Payload::Plain(d) | Payload::Lzo(d) | Payload::Zstd(d) => d.len(),
+        }
+    }
+}
+
+/// How a protocol's bulk bodies (DOTI, FILE, SERR, SOUT, DOTO, DOTD) travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Protocol 1: as they are.
+    Plain,
+    /// Protocols 2 and 3: raw LZO1X-1.
+    Lzo,
+    /// Protocols 2 and 3 inside the extension with `zstd` agreed: one zstd frame each.
+    Zstd,
+}
+
+impl Codec {
+    /// The codec of protocol `version`, with `zstd` when the extension agreed on it
+    /// (protocol 1 stays uncompressed either way).
+    pub fn of(version: u8, zstd: bool) -> Codec {
+        match (uses_lzo(version), zstd) {
+            (false, _) => Codec::Plain,
+            (true, false) => Codec::Lzo,
+            (true, true) => Codec::Zstd,
+        }
+    }
 }
 
 /// A file in a protocol-3 request.
@@ -176,20 +227,31 @@ pub(crate) fn encode_str(buf: &mut Vec<u8>, token: &Token, body: &[u8]) {
     buf.extend_from_slice(body);
 }
 
-/// Append a bulk packet, compressing it for protocols ≥ 2. Zero plain bytes travel as a
-/// length-0 packet, never as a 3-byte LZO end marker (distcc's rule).
-pub(crate) fn encode_bulk(
+/// Append a bulk packet in `codec`, converting a body held in another one. Zero plain
+/// bytes travel as a length-0 packet, never as a 3-byte LZO end marker (distcc's rule).
+pub(crate) fn encode_bulk_in(
     buf: &mut Vec<u8>,
     token: &Token,
-    version: u8,
+    codec: Codec,
     body: &Payload,
 ) -> Result<(), CompressError> {
-    match (body, uses_lzo(version)) {
-        (Payload::Plain(data), false) => encode_str(buf, token, data),
-        (Payload::Plain(data), true) => encode_str(buf, token, &compress::compress(data)?),
-        (Payload::Lzo(data), true) => encode_str(buf, token, data),
-        (Payload::Lzo(data), false) => {
-            encode_str(buf, token, &compress::decompress(data, usize::MAX >> 1)?)
+    // Our own bodies: no limit on what they unpack to.
+    const OURS: usize = usize::MAX >> 1;
+    match (body, codec) {
+        (Payload::Plain(data), Codec::Plain)
+        | (Payload::Lzo(data), Codec::Lzo)
+        | (Payload::Zstd(data), Codec::Zstd) => encode_str(buf, token, data),
+        (Payload::Plain(data), Codec::Lzo) => encode_str(buf, token, &compress::compress(data)?),
+        (Payload::Plain(data), Codec::Zstd) => {
+            encode_str(buf, token, &compress::zstd_compress(data)?)
+        }
+        (Payload::Lzo(data), other) => {
+            let plain = compress::decompress(data, OURS)?;
+            return encode_bulk_in(buf, token, other, &Payload::Plain(plain));
+        }
+        (Payload::Zstd(data), other) => {
+            let plain = compress::zstd_decompress(data, OURS)?;
+            return encode_bulk_in(buf, token, other, &Payload::Plain(plain));
         }
     }
     Ok(())
@@ -215,13 +277,17 @@ pub(crate) fn encode_argv(buf: &mut Vec<u8>, argv: &[String]) {
     }
 }
 
-/// Append a protocol-3 file list.
-pub(crate) fn encode_files(buf: &mut Vec<u8>, files: &[FileEntry]) -> Result<(), CompressError> {
+/// Append a protocol-3 file list, bodies in `codec`.
+pub(crate) fn encode_files(
+    buf: &mut Vec<u8>,
+    files: &[FileEntry],
+    codec: Codec,
+) -> Result<(), CompressError> {
     encode_int(buf, &tok::NFIL, files.len() as u32);
     for f in files {
         encode_str(buf, &tok::NAME, f.name.as_bytes());
         match &f.kind {
-            FileKind::File(p) => encode_bulk(buf, &tok::FILE, 3, p)?,
+            FileKind::File(p) => encode_bulk_in(buf, &tok::FILE, codec, p)?,
             FileKind::Link(target) => encode_str(buf, &tok::LINK, target.as_bytes()),
         }
     }
@@ -230,43 +296,55 @@ pub(crate) fn encode_files(buf: &mut Vec<u8>, files: &[FileEntry]) -> Result<(),
 
 /// Encode a whole request.
 pub fn encode_request(req: &Request) -> Result<Vec<u8>, CompressError> {
+    encode_request_in(req, false)
+}
+
+/// Encode a whole request, its bodies in zstd if `zstd` (the extension agreed on it).
+pub fn encode_request_in(req: &Request, zstd: bool) -> Result<Vec<u8>, CompressError> {
     let mut buf = Vec::new();
+    let codec = Codec::of(req.version, zstd);
     encode_request_head(&mut buf, req.version, req.cwd.as_deref(), &req.argv);
     match &req.body {
-        Body::Source(p) => encode_bulk(&mut buf, &tok::DOTI, req.version, p)?,
-        Body::Files(files) => encode_files(&mut buf, files)?,
+        Body::Source(p) => encode_bulk_in(&mut buf, &tok::DOTI, codec, p)?,
+        Body::Files(files) => encode_files(&mut buf, files, codec)?,
     }
     Ok(buf)
 }
 
 /// Encode a whole reply. A failed compile sends `DOTO 0` and, in protocol 3, no `DOTD`.
-pub(crate) fn encode_reply(reply: &Reply) -> Result<Vec<u8>, CompressError> {
+pub fn encode_reply(reply: &Reply) -> Result<Vec<u8>, CompressError> {
+    encode_reply_in(reply, false)
+}
+
+/// Encode a whole reply, its bodies in zstd if `zstd`.
+pub fn encode_reply_in(reply: &Reply, zstd: bool) -> Result<Vec<u8>, CompressError> {
     let v = reply.version;
+    let codec = Codec::of(v, zstd);
     let mut buf = Vec::with_capacity(reply.object.len() / 2 + 256);
     encode_int(&mut buf, &tok::DONE, u32::from(v));
     encode_int(&mut buf, &tok::STAT, reply.status);
-    encode_bulk(
+    encode_bulk_in(
         &mut buf,
         &tok::SERR,
-        v,
+        codec,
         &Payload::Plain(reply.stderr.clone()),
     )?;
-    encode_bulk(
+    encode_bulk_in(
         &mut buf,
         &tok::SOUT,
-        v,
+        codec,
         &Payload::Plain(reply.stdout.clone()),
     )?;
     if reply.status == 0 {
-        encode_bulk(
+        encode_bulk_in(
             &mut buf,
             &tok::DOTO,
-            v,
+            codec,
             &Payload::Plain(reply.object.clone()),
         )?;
         if v >= 3 {
             let dotd = reply.dotd.clone().unwrap_or_default();
-            encode_bulk(&mut buf, &tok::DOTD, v, &Payload::Plain(dotd))?;
+            encode_bulk_in(&mut buf, &tok::DOTD, codec, &Payload::Plain(dotd))?;
         }
     } else {
         encode_int(&mut buf, &tok::DOTO, 0);
@@ -290,6 +368,8 @@ pub(crate) struct Decoder<'a> {
     /// Leave LZO bodies compressed ([`Payload::Lzo`]): the daemon decompresses each one
     /// into its job file, off the executor and under a cap, instead of holding them all.
     keep_compressed: bool,
+    /// Bulk bodies of protocols ≥ 2 are zstd frames (the extension agreed on `zstd`).
+    zstd: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -300,7 +380,13 @@ impl<'a> Decoder<'a> {
             limits,
             frame_only: false,
             keep_compressed: false,
+            zstd: false,
         }
+    }
+
+    /// The codec of this decoder's bulk bodies in protocol `version`.
+    fn codec(&self, version: u8) -> Codec {
+        Codec::of(version, self.zstd)
     }
 
     /// A decoder that checks framing and limits but skips decompression.
@@ -429,10 +515,12 @@ impl<'a> Decoder<'a> {
         if self.frame_only {
             return Ok(Vec::new());
         }
-        if !uses_lzo(version) {
-            return Ok(body.to_vec());
-        }
-        compress::decompress(body, self.limits.max_unpacked).map_err(|e| {
+        let unpacked = match self.codec(version) {
+            Codec::Plain => return Ok(body.to_vec()),
+            Codec::Lzo => compress::decompress(body, self.limits.max_unpacked),
+            Codec::Zstd => compress::zstd_decompress(body, self.limits.max_unpacked),
+        };
+        unpacked.map_err(|e| {
             self.pos = start;
             e.into()
         })
@@ -441,9 +529,14 @@ impl<'a> Decoder<'a> {
     /// Read a bulk packet as a [`Payload`]: compressed bodies stay compressed when the
     /// decoder keeps them so.
     fn read_payload(&mut self, token: &Token, version: u8) -> Result<Payload, ProtocolError> {
-        if self.keep_compressed && uses_lzo(version) && !self.frame_only {
-            let body = self.read_body(token, self.limits.max_bulk)?;
-            return Ok(Payload::Lzo(body.to_vec()));
+        let codec = self.codec(version);
+        if self.keep_compressed && codec != Codec::Plain && !self.frame_only {
+            let body = self.read_body(token, self.limits.max_bulk)?.to_vec();
+            return Ok(if codec == Codec::Zstd {
+                Payload::Zstd(body)
+            } else {
+                Payload::Lzo(body)
+            });
         }
         self.read_bulk(token, version).map(Payload::Plain)
     }
@@ -658,9 +751,11 @@ pub fn decode_request(buf: &[u8], limits: Limits) -> Result<(Request, usize), Pr
 pub(crate) fn decode_request_compressed(
     buf: &[u8],
     limits: Limits,
+    zstd: bool,
 ) -> Result<(Request, usize), ProtocolError> {
     request_with(Decoder {
         keep_compressed: true,
+        zstd,
         ..Decoder::new(buf, limits)
     })
 }
@@ -695,8 +790,24 @@ pub fn decode_reply(
     version: u8,
     limits: Limits,
 ) -> Result<(Reply, usize), ProtocolError> {
+    decode_reply_in(buf, version, false, limits)
+}
+
+/// Decode a reply whose bodies are zstd frames if `zstd` (the extension agreed on it).
+pub fn decode_reply_in(
+    buf: &[u8],
+    version: u8,
+    zstd: bool,
+    limits: Limits,
+) -> Result<(Reply, usize), ProtocolError> {
     reply_with(Decoder::frame_only(buf, limits), version)?;
-    reply_with(Decoder::new(buf, limits), version)
+    reply_with(
+        Decoder {
+            zstd,
+            ..Decoder::new(buf, limits)
+        },
+        version,
+    )
 }
 
 fn reply_with(mut d: Decoder, version: u8) -> Result<(Reply, usize), ProtocolError> {

@@ -319,6 +319,10 @@ pub(crate) struct ClientEnv {
     /// `DISTCC_PRINCIPAL` (even empty): the GSS-API service name of 3.4. GSS-API is not
     /// built, but `--show-principal` shows it as 3.4 does, for scripts that check it.
     pub principal: Option<String>,
+    /// `DISTCC_EXTENSIONS=0`: never open the protocol extension ([`crate::ext`]) — not
+    /// even the one probe per host and period that finds a distcc 3.4 daemon. On by
+    /// default.
+    pub extensions: bool,
 }
 
 impl ClientEnv {
@@ -382,6 +386,7 @@ impl ClientEnv {
             directives_only: r.is_one("DISTCC_DIRECTIVES_ONLY"),
             build_id: build_id(&r),
             principal: r.text("DISTCC_PRINCIPAL"),
+            extensions: r.text("DISTCC_EXTENSIONS").is_none_or(|v| v.trim() != "0"),
         };
         (settings, r.problems)
     }

@@ -272,14 +272,9 @@ impl Job<'_> {
         let input = self.scan.input.clone();
         self.pumped = true;
         self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
-        let stream = match remote::connect(host, self.env) {
+        let session = match remote::open(host, self.env, self.env.io_timeout) {
             Ok(s) => s,
             Err(e) => return Outcome::HostFault(e),
-        };
-        let timeout = self.env.io_timeout;
-        let mut conn = match Wire::new(stream, timeout) {
-            Ok(c) => c,
-            Err(e) => return Outcome::HostFault(ConnError::Io(e).into()),
         };
         log::info!(
             "exec on {} (pump): {}",
@@ -292,8 +287,11 @@ impl Job<'_> {
             argv: job.argv.clone(),
             body: protocol::Body::Files(job.files),
         };
-        let bytes = match protocol::encode_request(&req) {
-            Ok(b) => b,
+        let mut bytes = Vec::new();
+        session.preamble(&req.argv, &mut bytes);
+        let mut conn = session.wire;
+        match protocol::encode_request_in(&req, conn.zstd()) {
+            Ok(b) => bytes.extend_from_slice(&b),
             Err(e) => return Outcome::LocalTrouble(e.to_string()),
         };
         if let Err(e) = conn.send(&bytes) {
@@ -354,16 +352,16 @@ impl Job<'_> {
         version: u8,
         cpp_lock: Option<LocalSlot>,
     ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
-        let stream = remote::connect(host, self.env).map_err(Outcome::HostFault)?;
-        let timeout = self.env.io_timeout;
-        let mut conn =
-            Wire::new(stream, timeout).map_err(|e| Outcome::HostFault(ConnError::Io(e).into()))?;
+        let session =
+            remote::open(host, self.env, self.env.io_timeout).map_err(Outcome::HostFault)?;
         log::info!(
             "exec on {}: {}",
             host.spec,
             argv_to_string(&self.scan.server_argv)
         );
         let mut head = Vec::new();
+        session.preamble(&self.scan.server_argv, &mut head);
+        let mut conn = session.wire;
         protocol::encode_request_head(&mut head, version, None, &self.scan.server_argv);
         self.phase(Phase::Send, None, Some(host.hostname()), Some(slot));
         conn.send(&head).map_err(|e| Outcome::HostFault(e.into()))?;
@@ -392,7 +390,8 @@ impl Job<'_> {
             .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let n_source = source.len();
         let mut body = Vec::new();
-        protocol::encode_bulk(&mut body, &tok::DOTI, version, &Payload::Plain(source))
+        let codec = protocol::Codec::of(version, conn.zstd());
+        protocol::encode_bulk_in(&mut body, &tok::DOTI, codec, &Payload::Plain(source))
             .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let sent_at = Instant::now();
         conn.send(&body).map_err(|e| Outcome::HostFault(e.into()))?;
@@ -581,9 +580,16 @@ fn record(job: &Job, status: i32) {
     }
 }
 
+/// A refusal that concerns the job's compiler, not the host (`compiler-identity`).
+fn is_compiler_refusal(e: &RemoteError) -> bool {
+    matches!(e, RemoteError::Conn(ConnError::Refused(r))
+        if r.code == crate::ext::code::COMPILER_IDENTITY)
+}
+
 /// Why a host failure sends a job elsewhere (and finally here).
 pub(crate) fn fault_reason(e: &RemoteError) -> LocalReason {
     match e {
+        RemoteError::Conn(ConnError::Refused(r)) => LocalReason::Refused(r.code.clone()),
         RemoteError::Connect { .. } | RemoteError::Proxy { .. } | RemoteError::Ssh { .. } => {
             LocalReason::ConnectFailed
         }
@@ -837,7 +843,10 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                     }
                     _ => log::warn!("{e}"),
                 }
-                job.mark_backoff(&host);
+                // A host without this compiler is fine for other compilers: no backoff.
+                if !is_compiler_refusal(&e) {
+                    job.mark_backoff(&host);
+                }
                 tried.push(index);
                 let why = fault_reason(&e);
                 last = Some((host, e.exit_code().code(), why));

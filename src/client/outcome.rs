@@ -89,6 +89,9 @@ pub enum LocalReason {
     /// The server closed the connection without an answer: its `--allow` list or its
     /// compiler whitelist refused us (its log says which).
     RefusedByServer,
+    /// The server refused with a reason (our protocol extension's `RFSE`); carries its
+    /// code: `not-whitelisted`, `compiler-identity`, `auth-required`, ….
+    Refused(String),
     /// The server has no such compiler.
     CompilerMissing,
     /// The host went quiet for `DISTCC_IO_TIMEOUT`.
@@ -132,6 +135,7 @@ impl LocalReason {
             LocalReason::ConnectFailed => "connect-failed",
             LocalReason::ConnectTimeout => "connect-timeout",
             LocalReason::RefusedByServer => "refused-by-server",
+            LocalReason::Refused(code) => return format!("refused:{code}"),
             LocalReason::CompilerMissing => "compiler-missing",
             LocalReason::IoTimeout => "io-timeout",
             LocalReason::HostFailed => "host-failed",

@@ -1,6 +1,10 @@
 //! Talking to a server (distcc 3.4 `clinet.c`, `ssh.c`, `remote.c`, `clirpc.c`): open a TCP
 //! connection (4 s connect timeout, not configurable, as in distcc) or start
 //! `ssh HOST distccd --inetd`, then drive the protocol codec over it.
+//!
+//! [`open`] first tries our protocol extension ([`crate::ext`]) unless the host is known
+//! not to speak it, and falls back to a fresh plain connection when a distcc 3.4 daemon
+//! hangs up on it.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::wire::{ByDeadline, Duplex, connect_unix};
+use super::wire::{ByDeadline, Duplex, Wire, connect_unix};
 use crate::connection::ConnError;
 use crate::exitcode::ExitCode;
+use crate::ext::{self, Agreed, Hello, Known, Memo};
 use crate::hosts::{HostKind, HostSpec};
 use crate::settings::ClientEnv;
 
@@ -196,6 +201,122 @@ pub(crate) fn ssh_argv(
     // daemon's TCP whitelist does not apply (its argument vetting still does).
     argv.extend(["--inetd".into(), "--enable-tcp-insecure".into()]);
     argv
+}
+
+/// A connection ready for a job.
+pub(crate) struct Session {
+    pub wire: Wire<Stream>,
+    /// What the protocol extension agreed, when the host speaks it.
+    #[allow(dead_code, reason = "read by the identity and keys layers' hooks")]
+    pub agreed: Option<Agreed>,
+}
+
+impl Session {
+    /// Append the packets that go before the job's `DIST` (over the extension only).
+    pub(crate) fn preamble(&self, _argv: &[String], _buf: &mut Vec<u8>) {
+        // IDENTITY HOOK: when `self.agreed` has `identity`, the identity layer appends
+        // `CIDN<identity of the compiler argv[0] names>` here with `ext::encode_cidn`.
+    }
+}
+
+/// Whether a failure right after the hello is what a distcc 3.4 daemon does to
+/// `DIST 4`: close without a byte (a reset, when our hello was still unread).
+fn is_plain_host(e: &ConnError) -> bool {
+    match e {
+        ConnError::NoAnswer => true,
+        ConnError::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+        ),
+        _ => false,
+    }
+}
+
+/// Connect to `host` for a job, with `timeout` for each wait on it: over the protocol
+/// extension if the host speaks it (see [`crate::ext`] for the bytes), else plainly. A
+/// refusal at the hello is `Err(RemoteError::Conn(ConnError::Refused))`.
+pub(crate) fn open(
+    host: &HostSpec,
+    env: &ClientEnv,
+    timeout: Duration,
+) -> Result<Session, RemoteError> {
+    let plain = || -> Result<Session, RemoteError> {
+        let stream = connect(host, env)?;
+        let wire = Wire::new(stream, timeout).map_err(|e| RemoteError::Conn(e.into()))?;
+        Ok(Session { wire, agreed: None })
+    };
+    if !env.extensions {
+        return plain();
+    }
+    let key = host.lock_key();
+    let memo = Memo::for_client(env);
+    if let Some(m) = &memo
+        && m.read(&key) == Known::Plain
+    {
+        log::debug!("{} speaks no protocol extension (remembered)", host.spec);
+        return plain();
+    }
+    let stream = connect(host, env)?;
+    let mut wire = Wire::new(stream, timeout).map_err(|e| RemoteError::Conn(e.into()))?;
+    let wants = ext::client_wants();
+    let hello = Hello::new().with("want", &wants.join(" "));
+    let mut bytes = Vec::new();
+    ext::encode_hello(&mut bytes, &hello);
+    let answer = wire
+        .send(&bytes)
+        .and_then(|()| wire.receive(ext::decode_answer));
+    match answer {
+        Ok(Ok(answer)) => {
+            let agreed = Agreed::from_answer(answer, &wants)
+                .map_err(|e| RemoteError::Conn(ConnError::Protocol(e.into())))?;
+            if let Some(m) = &memo
+                && let Err(e) = m.remember(&key, &agreed.answer)
+            {
+                log::debug!("{e}");
+            }
+            wire.set_ext(agreed.zstd);
+            // NOISE HOOK: when `agreed.noise`, the keys layer runs its handshake here
+            // (NOIS packets through `wire.send`/`wire.receive`) and installs its channel
+            // with `wire.set_transform(..)`; a refusal is `ConnError::Refused`.
+            log::info!(
+                "{} speaks {} {}; using: {}",
+                host.spec,
+                ext::EXT_NAME,
+                agreed.answer.version,
+                agreed
+                    .answer
+                    .get("use")
+                    .filter(|u| !u.is_empty())
+                    .unwrap_or("(nothing)")
+            );
+            Ok(Session {
+                wire,
+                agreed: Some(agreed),
+            })
+        }
+        Ok(Err(refusal)) => Err(RemoteError::Conn(ConnError::Refused(refusal))),
+        Err(e) if is_plain_host(&e) => {
+            drop(wire);
+            match &memo {
+                Some(m) => {
+                    log::info!(
+                        "{} speaks no protocol extension (distcc 3.4?): protocols 1-3 from now \
+                         on, asked again in {} s",
+                        host.spec,
+                        env.backoff_period.max(ext::MEMO_MIN).as_secs()
+                    );
+                    if let Err(e) = m.remember_plain(&key) {
+                        log::warn!("{e}");
+                    }
+                }
+                None => log::info!("{} speaks no protocol extension", host.spec),
+            }
+            plain()
+        }
+        Err(e) => Err(RemoteError::Conn(e)),
+    }
 }
 
 /// Connect to `host:port`, trying each address it resolves to for [`CONNECT_TIMEOUT`].

@@ -95,12 +95,16 @@ fn unpack(
                 .saturating_add(64 << 10)
                 .min(left);
             let guard = UNPACK_RESERVE.take(worst);
-            let data = crate::compress::decompress(&d, worst).map_err(|e| match e {
-                crate::compress::CompressError::TooLarge { .. } => {
-                    Refusal::TooLarge { limit: worst }
-                }
-                e => Refusal::Server(e.to_string()),
-            })?;
+            let data =
+                crate::compress::decompress(&d, worst).map_err(|e| unpack_error(e, worst))?;
+            (data, Some(guard))
+        }
+        Payload::Zstd(d) => {
+            // zstd has no fixed worst ratio (a frame of zeros unpacks ~30 000×): reserve
+            // what is left of the request's allowance, which the decoder stops at.
+            let guard = UNPACK_RESERVE.take(left);
+            let data =
+                crate::compress::zstd_decompress(&d, left).map_err(|e| unpack_error(e, left))?;
             (data, Some(guard))
         }
     };
@@ -109,6 +113,14 @@ fn unpack(
     }
     *total += data.len();
     Ok((data, guard))
+}
+
+/// A body that does not unpack: too large, or corrupt (the client's doing either way).
+fn unpack_error(e: crate::compress::CompressError, limit: usize) -> Refusal {
+    match e {
+        crate::compress::CompressError::TooLarge { .. } => Refusal::TooLarge { limit },
+        e => Refusal::Server(e.to_string()),
+    }
 }
 
 /// Why a request is refused without running anything (the connection is then closed).
@@ -131,6 +143,21 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal as the protocol extension tells it to the client (`RFSE`): a code the
+    /// client maps to an outcome, and this refusal's own text.
+    pub(crate) fn to_ext(&self) -> crate::ext::Refusal {
+        use crate::ext::code;
+        let c = match self {
+            Refusal::Whitelist(WhitelistError::Empty) => code::BAD_REQUEST,
+            Refusal::Whitelist(_) => code::NOT_WHITELISTED,
+            Refusal::Server(_) => code::SERVER_ERROR,
+            Refusal::Argv(_) | Refusal::Tree(_) | Refusal::NoCwd | Refusal::TooLarge { .. } => {
+                code::BAD_REQUEST
+            }
+        };
+        crate::ext::Refusal::new(c, self.to_string())
+    }
+
     /// distcc's return code for the summary line.
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {

@@ -5,7 +5,8 @@
 //! The request is read *before* a compiler slot is taken, so a client that connects and
 //! stalls holds nothing and is dropped after the I/O timeout. A refused or malformed
 //! request gets nothing back — distcc has no error packet — and one log line naming the
-//! client and the reason.
+//! client and the reason; over the protocol extension ([`crate::ext`]), which our own
+//! client opens with `DIST 4`, it gets an `RFSE` packet with that reason first.
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -21,6 +22,7 @@ use super::job::{self, Ending, JobSettings};
 use super::stats::{JobResult, Stats, summary_line};
 use crate::connection::{ConnError, Connection};
 use crate::exitcode::ExitCode;
+use crate::ext;
 use crate::protocol;
 use crate::trace::DETAIL;
 
@@ -71,13 +73,11 @@ const INLINE_LZO_LIMIT: usize = 16 * 1024;
 /// The bytes a request carries.
 fn request_size(req: &protocol::Request) -> usize {
     match &req.body {
-        protocol::Body::Source(protocol::Payload::Plain(d) | protocol::Payload::Lzo(d)) => d.len(),
+        protocol::Body::Source(p) => p.held_len(),
         protocol::Body::Files(files) => files
             .iter()
             .map(|f| match &f.kind {
-                protocol::FileKind::File(
-                    protocol::Payload::Plain(d) | protocol::Payload::Lzo(d),
-                ) => d.len(),
+                protocol::FileKind::File(p) => p.held_len(),
                 protocol::FileKind::Link(t) => t.len(),
             })
             .sum(),
@@ -158,9 +158,31 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     let mut conn = Connection::new(stream, shared.io_timeout)
         .with_limits(limits)
         .with_budget(shared.budget.clone());
+    let extension = match negotiate(&mut conn, who).await {
+        Ok(x) => x,
+        Err(e) => {
+            let result = match e {
+                ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
+                ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
+                _ => JobResult::RejBadReq,
+            };
+            shared.stats.record(result);
+            log::error!("client {who}: extension handshake failed, closing: {e}");
+            if let ConnError::Refused(r) = &e {
+                refuse(&mut conn, r).await;
+            }
+            return;
+        }
+    };
     let req = match conn.read_request().await {
         Ok(r) => r,
         Err(e) => {
+            if extension.is_some()
+                && let ConnError::Protocol(p) = &e
+            {
+                let why = ext::Refusal::new(ext::code::BAD_REQUEST, p.to_string());
+                refuse(&mut conn, &why).await;
+            }
             let result = match e {
                 ConnError::Protocol(_) => JobResult::RejBadReq,
                 ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
@@ -200,6 +222,9 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         Err(refusal) => {
             shared.stats.record(JobResult::RejBadReq);
             log::error!("client {who}: refused, closing: {refusal}");
+            if extension.is_some() {
+                refuse(&mut conn, &refusal.to_ext()).await;
+            }
             log::info!(
                 "{}",
                 summary_line(
@@ -269,10 +294,11 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     };
     if finished.ending != Ending::ClientGone {
         let reply = finished.reply;
+        let zstd = conn.zstd();
         let encoded = if reply.object.len() < INLINE_LIMIT {
-            protocol::encode_reply(&reply)
+            protocol::encode_reply_in(&reply, zstd)
         } else {
-            smol::unblock(move || protocol::encode_reply(&reply)).await
+            smol::unblock(move || protocol::encode_reply_in(&reply, zstd)).await
         };
         match encoded {
             Ok(bytes) => {
@@ -296,8 +322,76 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         smol::unblock(move || drop(prepared)).await;
     }
     shared.stats.record(result);
-    log::info!(target: DETAIL, "job complete (protocol {version})");
+    let over = match &extension {
+        Some(x) if x.agreed.zstd => ", extension, zstd",
+        Some(_) => ", extension",
+        None => "",
+    };
+    log::info!(target: DETAIL, "job complete (protocol {version}{over})");
     log::info!("{}", summary_line(who, result, status, 0, millis, job));
+}
+
+/// What the protocol extension agreed for one connection.
+#[allow(dead_code, reason = "read by the identity and keys layers' hooks")]
+pub(crate) struct Extension {
+    pub agreed: ext::Agreed,
+    /// The client's compiler identity (`CIDN`), when `identity` was agreed.
+    pub identity: Option<String>,
+}
+
+/// The protocol extension's opening ([`crate::ext`]): `None` for a distcc 3.4 client
+/// (nothing read beyond what [`Connection::read_request`] reads anyway). A refusal to
+/// go on is `Err(ConnError::Refused)`, which the caller sends.
+async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    who: &str,
+) -> Result<Option<Extension>, ConnError> {
+    if !conn.opens_extension().await? {
+        return Ok(None);
+    }
+    let hello = conn.receive(ext::decode_extn).await?;
+    let offer = ext::daemon_offer();
+    let answer = ext::answer_for(&hello, &offer, &[]);
+    let agreed =
+        ext::Agreed::from_answer(answer, &offer).map_err(|e| ConnError::Protocol(e.into()))?;
+    let mut bytes = Vec::new();
+    ext::encode_answer(&mut bytes, &agreed.answer);
+    conn.send(&bytes).await?;
+    log::info!(
+        "client {who} speaks {} {}; using: {}",
+        ext::EXT_NAME,
+        hello.version,
+        agreed
+            .answer
+            .get("use")
+            .filter(|u| !u.is_empty())
+            .unwrap_or("(nothing)")
+    );
+    // NOISE HOOK: when `agreed.noise`, the keys layer runs its handshake here over
+    // `conn` (NOIS packets through `conn.send`/`conn.receive`), may refuse with
+    // `ConnError::Refused(auth-required | not-authorized)`, and installs its channel
+    // with `conn.set_transform(..)`.
+    conn.set_zstd(agreed.zstd);
+    // IDENTITY HOOK: the identity layer resolves this to one of our compilers (or
+    // refuses with `compiler-identity`) before the job is prepared.
+    let identity = if agreed.identity {
+        Some(conn.receive(ext::decode_cidn).await?)
+    } else {
+        None
+    };
+    Ok(Some(Extension { agreed, identity }))
+}
+
+/// Tell an extension client why it is refused (best effort: the connection closes next).
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    refusal: &ext::Refusal,
+) {
+    let mut bytes = Vec::new();
+    ext::encode_refusal(&mut bytes, refusal);
+    if let Err(e) = conn.send(&bytes).await {
+        log::debug!("failed to send the refusal: {e}");
+    }
 }
 
 /// Accept connections until `stop` resolves; each runs as its own task.
