@@ -870,6 +870,231 @@ impl ClientSecure {
     }
 }
 
+impl crate::ext::Transform for Transport {
+    fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), crate::ext::TransformError> {
+        Transport::seal(self, plain, out).map_err(|e| crate::ext::TransformError(e.to_string()))
+    }
+
+    fn open(
+        &mut self,
+        wire: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<usize, crate::ext::TransformError> {
+        Transport::open(self, wire, out).map_err(|e| crate::ext::TransformError(e.to_string()))
+    }
+}
+
+fn layer(e: NoiseError) -> crate::connection::ConnError {
+    crate::connection::ConnError::Layer(crate::ext::TransformError(e.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------
+// The daemon's side of the hook in `daemon::serve`
+
+/// The daemon's keys and policy.
+#[derive(Debug)]
+pub(crate) struct DaemonAuth {
+    pub server: crate::keys::ServerKeys,
+    /// `--require-auth`: only authorised keys, only over the channel.
+    pub require_auth: bool,
+}
+
+/// What the secure step leaves to do on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Secured {
+    /// The job follows, inside the channel.
+    Job,
+    /// A pairing, answered: close.
+    Paired,
+}
+
+/// The words the daemon offers when it has a key.
+pub(crate) fn daemon_offers() -> [&'static str; 2] {
+    [crate::ext::feature::NOISE, PAIR_FEATURE]
+}
+
+/// Refuse `who` with `code`, in one clear log line (the caller sends the `RFSE`).
+fn refused(who: &str, code: &str, message: String) -> crate::connection::ConnError {
+    log::error!("client {who} refused ({code}): {message}");
+    crate::connection::ConnError::Refused(crate::ext::Refusal::new(code, message))
+}
+
+/// A connection that agreed on no channel: fine, unless the daemon requires one.
+/// `extension`: whether the client spoke the extension (ours) or not (distcc 3.4).
+pub(crate) fn check_plain(
+    auth: Option<&DaemonAuth>,
+    who: &str,
+    extension: bool,
+) -> Result<(), crate::connection::ConnError> {
+    if !auth.is_some_and(|a| a.require_auth) {
+        return Ok(());
+    }
+    let message = if extension {
+        "unauthenticated client: this server requires a paired key (run `distcc-config \
+         --pair HOST` with a code from `distccd --pairing-code`)"
+    } else {
+        "unauthenticated client (distcc 3.4 protocol, no key); --require-auth is set"
+    };
+    Err(refused(
+        who,
+        crate::ext::code::AUTH_REQUIRED,
+        message.into(),
+    ))
+}
+
+/// The daemon's half, right after the `EXTN` answer agreed on `noise`: the handshake,
+/// the channel installed on `conn`, then the client's key checked against
+/// `authorized_keys` (or, for `pair`, a one-time code redeemed and the key added).
+pub(crate) async fn serve_secure<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut crate::connection::Connection<S>,
+    auth: &DaemonAuth,
+    hello: &crate::ext::Hello,
+    agreed: &crate::ext::Agreed,
+    who: &str,
+) -> Result<Secured, crate::connection::ConnError> {
+    use crate::ext::code;
+    let wants: Vec<&str> = hello.words("want").collect();
+    let used: Vec<&str> = agreed.answer.words("use").collect();
+    let mut hs =
+        Handshake::responder(&auth.server.keys, &prologue(&wants, &used)).map_err(layer)?;
+    let m1 = conn.receive(decode_nois).await?;
+    hs.read(&m1).map_err(layer)?;
+    let mut out = Vec::new();
+    hs.write(&mut out).map_err(layer)?;
+    conn.send(&out).await?;
+    let m3 = conn.receive(decode_nois).await?;
+    hs.read(&m3).map_err(layer)?;
+    let transport = hs.into_transport().map_err(layer)?;
+    let client = transport.remote();
+    let hash = transport.handshake_hash().to_vec();
+    conn.set_transform(Box::new(transport))?;
+    let fp = client.fingerprint();
+    let authorized = auth.server.authorized_keys();
+    if agreed.answer.has("use", PAIR_FEATURE) {
+        let (token, body) = conn.receive(decode_packet).await?;
+        let Some((proof, comment)) = parse_pair_request(&body).filter(|_| token == PAIR) else {
+            return Err(refused(
+                who,
+                code::BAD_REQUEST,
+                "malformed pairing request".into(),
+            ));
+        };
+        let redeemed = crate::keys::redeem_pairing_code(&auth.server.dir, &hash, &proof);
+        match redeemed {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(refused(
+                    who,
+                    code::NOT_AUTHORIZED,
+                    format!("pairing of key {fp}: wrong, used or expired pairing code"),
+                ));
+            }
+            Err(e) => {
+                log::error!("{e}");
+                return Err(refused(
+                    who,
+                    code::SERVER_ERROR,
+                    "can't read pairing codes".into(),
+                ));
+            }
+        }
+        if let Err(e) = crate::keys::authorize(&authorized, &client, &comment) {
+            log::error!("{e}");
+            return Err(refused(
+                who,
+                code::SERVER_ERROR,
+                "can't write authorized_keys".into(),
+            ));
+        }
+        log::warn!(
+            "client {who} paired: key {fp} ({comment}) added to {}",
+            authorized.display()
+        );
+        let answer = format!("ok authorized {fp}");
+        conn.send(&packet(&PAIR, answer.as_bytes())).await?;
+        return Ok(Secured::Paired);
+    }
+    match crate::keys::is_authorized(&authorized, &client) {
+        Ok(Some(a)) => {
+            log::info!("client {who} authenticated as {fp} ({})", a.comment);
+            Ok(Secured::Job)
+        }
+        Ok(None) if auth.require_auth => Err(refused(
+            who,
+            code::NOT_AUTHORIZED,
+            format!("key {fp} is not authorised on this server (pair with `distcc-config --pair`)"),
+        )),
+        Ok(None) => {
+            log::info!(
+                "client {who}: encrypted; its key {fp} is not in {} (served: no --require-auth)",
+                authorized.display()
+            );
+            Ok(Secured::Job)
+        }
+        Err(e) => {
+            log::error!("{e}");
+            if auth.require_auth {
+                Err(refused(
+                    who,
+                    code::SERVER_ERROR,
+                    "can't read authorized_keys".into(),
+                ))
+            } else {
+                Ok(Secured::Job)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The client's side of the hook in `client::remote`
+
+/// The client's half, right after the `EXTN` answer agreed on `noise` with a host it
+/// paired with: the handshake (the server's key checked against the pin before ours is
+/// revealed), then the channel installed on `wire`.
+pub(crate) fn client_secure<S: crate::client::wire::Duplex>(
+    wire: &mut crate::client::wire::Wire<S>,
+    secure: &ClientSecure,
+    wants: &[&str],
+    agreed: &crate::ext::Agreed,
+) -> Result<(), crate::connection::ConnError> {
+    let used: Vec<&str> = agreed.answer.words("use").collect();
+    let mut hs = Handshake::initiator(&secure.keys, &prologue(wants, &used)).map_err(layer)?;
+    let mut out = Vec::new();
+    hs.write(&mut out).map_err(layer)?;
+    wire.send(&out)?;
+    let m2 = wire.receive(|b, l| crate::ext::or_refusal(b, l, decode_nois))?;
+    let m2 = m2.map_err(crate::connection::ConnError::Refused)?;
+    hs.read(&m2).map_err(layer)?;
+    let server = hs
+        .remote_static()
+        .ok_or(NoiseError::NoStatic)
+        .map_err(layer)?;
+    secure.check(&server).map_err(layer)?;
+    out.clear();
+    hs.write(&mut out).map_err(layer)?;
+    wire.send(&out)?;
+    let transport = hs.into_transport().map_err(layer)?;
+    wire.set_transform(Box::new(transport))?;
+    log::info!(
+        "{}: encrypted, server key {}",
+        secure.id,
+        server.fingerprint()
+    );
+    Ok(())
+}
+
+/// A host the client paired with that did not agree to the channel: a downgrade is
+/// refused like a changed key (the job runs elsewhere or here, never in clear).
+pub(crate) fn downgrade_refused(secure: &ClientSecure) -> crate::connection::ConnError {
+    layer(NoiseError::Refused(format!(
+        "WARNING: distcc server {} is paired (key {}) but did not agree to the encrypted \
+         channel; refusing to send it jobs in clear",
+        secure.id,
+        secure.pinned.fingerprint()
+    )))
+}
+
 // ---------------------------------------------------------------------------------------
 // Pairing, the client's side (`distcc-config --pair`)
 

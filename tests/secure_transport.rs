@@ -137,7 +137,9 @@ impl World {
     /// `distcc gcc -c m.c -o OUT` with the client's own DISTCC_DIR.
     fn compile(&self, client: &str, port: u16, out: &str) -> Output {
         let mut cmd = client_cmd(&distcc(), &self.path(client), &format!("127.0.0.1:{port}"));
+        // No backoff: a refused host is asked again at once when the test pairs it.
         cmd.args(["gcc", "-c", "m.c", "-o", out])
+            .env("DISTCC_BACKOFF_PERIOD", "0")
             .current_dir(self.t.path());
         cmd.output().unwrap()
     }
@@ -329,6 +331,15 @@ fn require_auth_refuses_debians_client_and_an_unpaired_one_of_ours() {
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
     assert_eq!(fs::read(w.path("paired.o")).unwrap(), local);
+
+    // The admin takes the key back: refused inside the channel, with the reason.
+    fs::write(w.path("keys/authorized_keys"), "").unwrap();
+    let out = w.compile("ours", d.port, "revoked.o");
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("not-authorized"), "{all}");
+    assert_eq!(fs::read(w.path("revoked.o")).unwrap(), local);
+    assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
 }
 
 #[test]
