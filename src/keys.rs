@@ -329,8 +329,12 @@ impl ServerKeys {
         private_dir(&pairing)?;
         if let Some((uid, gid)) = owner {
             let mut mine = vec![authorized, pairing.clone()];
-            if created {
-                // A dir we made owner-only must let the persona reach its files.
+            // An owner-only key dir (ours, made here or by `--pairing-code`) must let the
+            // persona reach its files; a shared one such as /etc/distcc is left alone.
+            let owner_only = fs::metadata(dir)
+                .map(|m| m.permissions().mode() & 0o777 == 0o700)
+                .unwrap_or(false);
+            if created || owner_only {
                 mine.push(dir.to_path_buf());
             }
             if let Ok(codes) = fs::read_dir(&pairing) {

@@ -437,11 +437,15 @@ pub(crate) fn decode_nois(
     }
 }
 
-/// A packet with token `token` and a string body, for `receive` inside the channel.
+/// A packet's token and body.
+pub(crate) type Packet = ([u8; 4], Vec<u8>);
+
+/// A packet with a string body of at most 4 KiB (any token), for `receive` inside the
+/// channel.
 pub(crate) fn decode_packet(
     buf: &[u8],
     _limits: crate::protocol::Limits,
-) -> Result<(([u8; 4], Vec<u8>), usize), crate::protocol::ProtocolError> {
+) -> Result<(Packet, usize), crate::protocol::ProtocolError> {
     use crate::protocol::ProtocolError;
     if let Some(hex) = buf.get(4..HEADER_LEN)
         && !hex.iter().all(u8::is_ascii_hexdigit)
@@ -659,7 +663,7 @@ pub(crate) async fn serve_secure<S: AsyncRead + AsyncWrite + Unpin>(
     }
     match crate::keys::is_authorized(&authorized, &client) {
         Ok(Some(a)) => {
-            log::info!("client {who} authenticated as {fp} ({})", a.comment);
+            log::info!(target: crate::trace::DETAIL, "client {who} authenticated as {fp} ({})", a.comment);
             Ok(Secured::Job)
         }
         Ok(None) if auth.require_auth => Err(refused(
@@ -669,6 +673,7 @@ pub(crate) async fn serve_secure<S: AsyncRead + AsyncWrite + Unpin>(
         )),
         Ok(None) => {
             log::info!(
+                target: crate::trace::DETAIL,
                 "client {who}: encrypted; its key {fp} is not in {} (served: no --require-auth)",
                 authorized.display()
             );

@@ -214,7 +214,7 @@ fn open_keys(
                     config.key_dir.display()
                 );
             } else {
-                log::info!("server key {fp}");
+                log::info!(target: DETAIL, "server key {fp}");
             }
             Ok(Some(Arc::new(crate::noise::DaemonAuth {
                 server,

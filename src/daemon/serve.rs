@@ -393,21 +393,16 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             .filter(|u| !u.is_empty())
             .unwrap_or("(nothing)")
     );
-    // KEYS: the Noise channel (and the client's key checked), or, without one, whether
-    // the daemon requires it.
-    match auth {
-        Some(auth) if agreed.noise => {
-            if crate::noise::serve_secure(conn, auth, &hello, &agreed, who).await?
-                == crate::noise::Secured::Paired
-            {
-                return Ok(Some(Extension {
-                    agreed,
-                    identity: None,
-                    paired: true,
-                }));
-            }
-        }
-        _ => {}
+    // KEYS: the Noise channel, and the client's key checked (or a pairing, answered).
+    if let Some(auth) = auth.filter(|_| agreed.noise)
+        && crate::noise::serve_secure(conn, auth, &hello, &agreed, who).await?
+            == crate::noise::Secured::Paired
+    {
+        return Ok(Some(Extension {
+            agreed,
+            identity: None,
+            paired: true,
+        }));
     }
     conn.set_zstd(agreed.zstd);
     // IDENTITY HOOK: the identity layer resolves this to one of our compilers (or
