@@ -42,26 +42,31 @@ pub(crate) const ZSTD_LEVEL: i32 = 1;
 
 /// Compress `data` as one zstd frame. Empty input gives empty output, as [`compress`]:
 /// zero bytes travel as a length-0 packet.
-pub(crate) fn zstd_compress(data: &[u8]) -> Result<Vec<u8>, CompressError> {
+pub fn zstd_compress(data: &[u8]) -> Result<Vec<u8>, CompressError> {
     if data.is_empty() {
         return Ok(Vec::new());
     }
     zstd::bulk::compress(data, ZSTD_LEVEL).map_err(|e| CompressError::ZstdCompress(e.to_string()))
 }
 
+/// The size a zstd frame says it unpacks to, if it says (ours always do). A peer may
+/// lie: use it only as a limit, never as a promise.
+pub fn zstd_declared_size(data: &[u8]) -> Option<usize> {
+    zstd::zstd_safe::get_frame_content_size(data)
+        .ok()
+        .flatten()
+        .and_then(|n| usize::try_from(n).ok())
+}
+
 /// Decompress zstd data from the peer, producing at most `limit` bytes. The frame's own
 /// size field is only a hint for the first allocation (a peer may lie in it): the
 /// decoder streams, and stops one byte past the limit.
-pub(crate) fn zstd_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+pub fn zstd_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
     use std::io::Read;
     if data.is_empty() {
         return Ok(Vec::new());
     }
-    let hint = zstd::zstd_safe::get_frame_content_size(data)
-        .ok()
-        .flatten()
-        .and_then(|n| usize::try_from(n).ok())
-        .unwrap_or(data.len().saturating_mul(4));
+    let hint = zstd_declared_size(data).unwrap_or(data.len().saturating_mul(4));
     let mut out = Vec::with_capacity(hint.min(limit).min(64 << 20));
     let decoder = zstd::stream::read::Decoder::with_buffer(data)
         .map_err(|e| CompressError::ZstdCorrupt(e.to_string()))?;
@@ -121,7 +126,7 @@ pub fn compress(data: &[u8]) -> Result<Vec<u8>, CompressError> {
 
 /// Decompress a raw LZO1X stream whose output size is unknown, producing at most `limit`
 /// bytes. Length-0 input is the empty file (see [`compress`]).
-pub(crate) fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
+pub fn decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, CompressError> {
     if data.is_empty() {
         return Ok(Vec::new());
     }

@@ -18,7 +18,8 @@
 //!    Keys a side does not know are ignored. The client then waits for the answer before
 //!    sending anything else.
 //! 2. A distcc 3.4 daemon reads `DIST`, finds version 4 > 3 and closes the connection
-//!    without a byte. The client sees EOF (or a reset) before any answer: it writes `none`
+//!    without a byte. The client sees EOF (or a reset, or any packet but `EXTN`/`RFSE`:
+//!    whatever answers so does not speak the extension) before an answer: it writes `none`
 //!    into `$DISTCC_DIR/ext/<hostkey>` (the host's backoff key, `tcp_HOST_PORT`), connects
 //!    again at once and runs the job as protocol 1, 2 or 3, byte for byte as 3.4 would.
 //!    While that file is younger than `max(DISTCC_BACKOFF_PERIOD, 600 s)` ([`MEMO_MIN`])

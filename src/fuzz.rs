@@ -25,6 +25,8 @@ pub enum Seeds {
     Replies,
     /// LZO-compressed bodies.
     Lzo,
+    /// zstd frames.
+    Zstd,
     /// Lines of text: host lists, command lines, C sources.
     Text,
 }
@@ -117,6 +119,27 @@ fn pump_directives(data: &[u8]) {
     }
 }
 
+/// The protocol extension's hello, answer and refusal (src/ext.rs): as packets as they
+/// arrive, and the text wrapped in a packet, so that mutations reach the line parser.
+fn ext_hello(data: &[u8]) {
+    let _ = crate::ext::decode_answer(data, limits());
+    let _ = crate::ext::decode_cidn(data, limits());
+    for token in [b"EXTN", b"RFSE"] {
+        let mut packet = Vec::new();
+        protocol::encode_str(&mut packet, token, data);
+        let _ = crate::ext::decode_extn(&packet, limits());
+        let _ = crate::ext::decode_answer(&packet, limits());
+    }
+    let hello = crate::ext::Hello::parse(&String::from_utf8_lossy(data));
+    if let Ok(h) = hello {
+        let _ = crate::ext::Agreed::from_answer(h, &["zstd"]);
+    }
+}
+
+fn zstd(data: &[u8]) {
+    let _ = crate::compress::zstd_decompress(data, 1 << 24);
+}
+
 /// Every target, in the order `make fuzz` runs them.
 pub const TARGETS: &[Target] = &[
     Target {
@@ -158,6 +181,16 @@ pub const TARGETS: &[Target] = &[
         name: "pump-directives",
         run: pump_directives,
         seeds: Seeds::Text,
+    },
+    Target {
+        name: "ext-hello",
+        run: ext_hello,
+        seeds: Seeds::Text,
+    },
+    Target {
+        name: "zstd",
+        run: zstd,
+        seeds: Seeds::Zstd,
     },
 ];
 

@@ -11,7 +11,8 @@
 //! | `args`        | arg.c, strip.c, dotd.c             | the client's argv scan (pure: no env, no I/O)|
 //! | [`paths`]     | filename.c, climasq.c (in part)    | base names, extensions, PATH lookup (bottom) |
 //! | [`protocol`]  | rpc.c, clirpc.c, srvrpc.c          | sans-IO codec of protocols 1, 2, 3           |
-//! | [`compress`]  | compress.c                         | LZO1X-1, bounded decompression               |
+//! | [`compress`]  | compress.c                         | LZO1X-1 and zstd, bounded decompression      |
+//! | [`ext`]       | —                                  | our protocol extension: hello, memo, refusal |
 //! | `connection`  | io.c, bulk.c                       | the daemon's async edge: codec over a socket |
 //! | [`exitcode`]  | exitcode.h                         | exit codes 100–120                           |
 //! | [`trace`]     | trace.c                            | `distcc[PID] …` logging, DISTCC_LOG, syslog  |

@@ -1163,6 +1163,64 @@ ARGV00000002-oARGV00000007hello.oDOTI00000014"
     }
 
     #[test]
+    fn zstd_bodies_replace_lzo_ones_and_protocol_1_stays_plain() {
+        let src = b"int x;\n".repeat(1000);
+        let lzo = compress::compress(b"#define X 1\n").unwrap();
+        let req = Request {
+            version: 3,
+            cwd: Some("/w".into()),
+            argv: s(&["gcc", "-c", "a.c"]),
+            body: Body::Files(vec![
+                FileEntry {
+                    name: "/w/a.c".into(),
+                    kind: FileKind::File(Payload::Plain(src.clone())),
+                },
+                FileEntry {
+                    name: "/w/a.h".into(),
+                    kind: FileKind::File(Payload::Lzo(lzo)),
+                },
+            ]),
+        };
+        let bytes = encode_request_in(&req, true).unwrap();
+        // Every FILE body is a zstd frame, the include server's LZO one re-packed too.
+        let frames = bytes
+            .windows(16)
+            .filter(|w| w.starts_with(b"FILE") && w.ends_with(&[0x28, 0xb5, 0x2f, 0xfd]))
+            .count();
+        assert_eq!(frames, 2);
+        let (back, used) = decode_request_compressed(&bytes, Limits::default(), true).unwrap();
+        assert_eq!(used, bytes.len());
+        let Body::Files(files) = back.body else {
+            panic!()
+        };
+        assert!(matches!(&files[0].kind, FileKind::File(Payload::Zstd(_))));
+        // Read as LZO, a zstd frame is garbage: the codec must be agreed by both.
+        assert!(decode_request(&bytes, Limits::default()).is_err());
+
+        let reply = Reply {
+            version: 2,
+            object: src.clone(),
+            stderr: b"warning: x".to_vec(),
+            ..Reply::default()
+        };
+        let bytes = encode_reply_in(&reply, true).unwrap();
+        assert_eq!(
+            decode_reply_in(&bytes, 2, true, Limits::default()).unwrap(),
+            (reply, bytes.len())
+        );
+        // Protocol 1 inside the extension: as it is, byte for byte.
+        let p1 = Reply {
+            version: 1,
+            object: src,
+            ..Reply::default()
+        };
+        assert_eq!(
+            encode_reply_in(&p1, true).unwrap(),
+            encode_reply(&p1).unwrap()
+        );
+    }
+
+    #[test]
     fn include_server_round_trip() {
         let req = include::IncludeRequest {
             cwd: "/home/u".into(),

@@ -220,10 +220,13 @@ impl Session {
 }
 
 /// Whether a failure right after the hello is what a distcc 3.4 daemon does to
-/// `DIST 4`: close without a byte (a reset, when our hello was still unread).
+/// `DIST 4`: close without a byte (a reset, when our hello was still unread). A server
+/// that answers with anything but `EXTN` or `RFSE` does not speak the extension either
+/// (whatever it is, it then gets protocols 1–3, as from distcc 3.4).
 fn is_plain_host(e: &ConnError) -> bool {
     match e {
         ConnError::NoAnswer => true,
+        ConnError::Protocol(crate::protocol::ProtocolError::Mismatch { .. }) => true,
         ConnError::Io(io) => matches!(
             io.kind(),
             io::ErrorKind::ConnectionReset

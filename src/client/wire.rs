@@ -704,6 +704,113 @@ mod tests {
         writer.join().unwrap();
     }
 
+    /// A stand-in for the Noise channel: `NOIS<len>` records of XOR-ed bytes, opened only
+    /// when whole.
+    struct Xor;
+
+    impl crate::ext::Transform for Xor {
+        fn seal(
+            &mut self,
+            plain: &[u8],
+            out: &mut Vec<u8>,
+        ) -> Result<(), crate::ext::TransformError> {
+            for chunk in plain.chunks(1000) {
+                let body: Vec<u8> = chunk.iter().map(|b| b ^ 0x5a).collect();
+                protocol::encode_int(out, &protocol::tok::NOIS, body.len() as u32);
+                out.extend_from_slice(&body);
+            }
+            Ok(())
+        }
+
+        fn open(
+            &mut self,
+            wire: &[u8],
+            out: &mut Vec<u8>,
+        ) -> Result<usize, crate::ext::TransformError> {
+            let mut used = 0;
+            while let Some(header) = wire.get(used..used + 12) {
+                if !header.starts_with(b"NOIS") {
+                    return Err(crate::ext::TransformError("not a record".into()));
+                }
+                let hex = std::str::from_utf8(&header[4..]).unwrap();
+                let len = usize::from_str_radix(hex, 16).unwrap();
+                let Some(body) = wire.get(used + 12..used + 12 + len) else {
+                    break;
+                };
+                out.extend(body.iter().map(|b| b ^ 0x5a));
+                used += 12 + len;
+            }
+            Ok(used)
+        }
+    }
+
+    #[test]
+    fn a_transform_carries_every_byte_both_ways() {
+        // Our client's Wire and our daemon's Connection, both through the layer: a request
+        // and a zstd reply cross, and nothing readable is on the socket.
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let spy = theirs.try_clone().unwrap();
+        let request = protocol::Request {
+            version: 2,
+            cwd: None,
+            argv: vec!["gcc".into(), "-c".into(), "x.c".into()],
+            body: protocol::Body::Source(protocol::Payload::Plain(b"int x;\n".repeat(5000))),
+        };
+        let sent = request.clone();
+        let server = std::thread::spawn(move || {
+            smol::block_on(async move {
+                let stream = smol::Async::new(theirs).unwrap();
+                let mut conn = crate::connection::Connection::new(stream, Duration::from_secs(10));
+                conn.set_zstd(true);
+                conn.set_transform(Box::new(Xor)).unwrap();
+                let got = conn.read_request().await.unwrap();
+                let bytes = protocol::encode_reply_in(&reply(), true).unwrap();
+                conn.send(&bytes).await.unwrap();
+                got
+            })
+        });
+        let mut wire = Wire::new(ours, Duration::from_secs(10)).unwrap();
+        wire.set_ext(true);
+        wire.set_transform(Box::new(Xor)).unwrap();
+        wire.send(&protocol::encode_request_in(&sent, true).unwrap())
+            .unwrap();
+        assert_eq!(wire.read_reply(1).unwrap(), reply());
+        let got = server.join().unwrap();
+        let protocol::Body::Source(protocol::Payload::Zstd(packed)) = &got.body else {
+            panic!("{:?}", got.body);
+        };
+        let plain = crate::compress::zstd_decompress(packed, 1 << 20).unwrap();
+        assert_eq!(plain, b"int x;\n".repeat(5000));
+        drop(spy);
+    }
+
+    #[test]
+    fn a_refusal_in_place_of_the_reply_is_refused() {
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        let mut bytes = Vec::new();
+        crate::ext::encode_refusal(
+            &mut bytes,
+            &crate::ext::Refusal::new("not-whitelisted", "no cc here"),
+        );
+        peer.write_all(&bytes).unwrap();
+        let mut wire = Wire::new(ours, Duration::from_secs(5)).unwrap();
+        wire.set_ext(false);
+        let e = wire.read_reply(2).unwrap_err();
+        let ConnError::Refused(r) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (r.code.as_str(), r.message.as_str()),
+            ("not-whitelisted", "no cc here")
+        );
+        // Without the extension it is garbage, as it would be to distcc 3.4.
+        let (mut peer, ours) = UnixStream::pair().unwrap();
+        peer.write_all(&bytes).unwrap();
+        let mut wire = Wire::new(ours, Duration::from_secs(5)).unwrap();
+        let e = wire.read_reply(2).unwrap_err();
+        assert!(matches!(e, ConnError::Protocol(_)), "{e}");
+    }
+
     #[test]
     fn a_request_goes_out_whole() {
         let (mut peer, ours) = UnixStream::pair().unwrap();

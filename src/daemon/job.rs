@@ -100,11 +100,13 @@ fn unpack(
             (data, Some(guard))
         }
         Payload::Zstd(d) => {
-            // zstd has no fixed worst ratio (a frame of zeros unpacks ~30 000×): reserve
-            // what is left of the request's allowance, which the decoder stops at.
-            let guard = UNPACK_RESERVE.take(left);
+            // zstd has no useful worst ratio (a frame of zeros unpacks ~30 000×), but our
+            // client's frames declare their size: reserve that and stop there (a frame
+            // that lies is refused). One without a size may take what is left.
+            let limit = crate::compress::zstd_declared_size(&d).map_or(left, |n| n.min(left));
+            let guard = UNPACK_RESERVE.take(limit);
             let data =
-                crate::compress::zstd_decompress(&d, left).map_err(|e| unpack_error(e, left))?;
+                crate::compress::zstd_decompress(&d, limit).map_err(|e| unpack_error(e, limit))?;
             (data, Some(guard))
         }
     };
@@ -605,6 +607,22 @@ mod tests {
             1 << 20
         );
         assert_eq!(total, 1 << 20);
+    }
+
+    #[test]
+    fn zstd_bodies_stop_at_the_caps_too() {
+        let bomb = crate::compress::zstd_compress(&vec![0u8; 4 << 20]).unwrap();
+        assert!(bomb.len() < 1024, "4 MiB of zeros packs tiny");
+        let mut total = MAX_UNPACKED - 1000;
+        assert!(matches!(
+            unpack(Payload::Zstd(bomb.clone()), &mut total),
+            Err(Refusal::TooLarge { limit: 1000 })
+        ));
+        let mut total = 0;
+        let (data, guard) = unpack(Payload::Zstd(bomb), &mut total).unwrap();
+        assert_eq!((data.len(), total), (4 << 20, 4 << 20));
+        // It reserved what the frame declared, not what a file may hold.
+        assert_eq!(guard.map(|g| g.bytes), Some(4 << 20));
     }
 
     fn settings(tmp: &std::path::Path) -> JobSettings {

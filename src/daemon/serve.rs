@@ -72,6 +72,46 @@ const INLINE_LIMIT: usize = 256 * 1024;
 /// unpacks on the blocking pool, never on the thread that serves every other client.
 const INLINE_LZO_LIMIT: usize = 16 * 1024;
 
+/// What a zstd body unpacks to at most, as far as the daemon will let it: its declared
+/// size, or (no size) as much as a file may.
+fn zstd_unpacked(p: &protocol::Payload) -> usize {
+    match p {
+        protocol::Payload::Zstd(d) => {
+            crate::compress::zstd_declared_size(d).unwrap_or(job::MAX_FILE)
+        }
+        other => other.held_len(),
+    }
+}
+
+/// Whether a request's file work is small enough for the executor thread: its bytes
+/// under [`INLINE_LIMIT`] — for LZO, whose bodies unpack up to ~255×, under
+/// [`INLINE_LZO_LIMIT`]; for zstd, whose frames declare their size, what they unpack to.
+fn is_small(req: &protocol::Request) -> bool {
+    let mut zstd = false;
+    let mut unpacked = 0usize;
+    let mut visit = |p: &protocol::Payload| {
+        zstd |= matches!(p, protocol::Payload::Zstd(_));
+        unpacked = unpacked.saturating_add(zstd_unpacked(p));
+    };
+    match &req.body {
+        protocol::Body::Source(p) => visit(p),
+        protocol::Body::Files(files) => {
+            for f in files {
+                if let protocol::FileKind::File(p) = &f.kind {
+                    visit(p);
+                }
+            }
+        }
+    }
+    if zstd {
+        unpacked.saturating_add(request_size(req)) < INLINE_LIMIT
+    } else if protocol::uses_lzo(req.version) {
+        request_size(req) < INLINE_LZO_LIMIT
+    } else {
+        request_size(req) < INLINE_LIMIT
+    }
+}
+
 /// The bytes a request carries.
 fn request_size(req: &protocol::Request) -> usize {
     match &req.body {
@@ -161,24 +201,28 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         .with_limits(limits)
         .with_budget(shared.budget.clone());
     let auth = shared.auth.as_deref();
-    let extension = match negotiate(&mut conn, who, auth).await {
-        Ok(x) => x,
-        Err(e) => {
-            let result = match e {
-                ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
-                ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
-                _ => JobResult::RejBadReq,
-            };
-            shared.stats.record(result);
-            if let ConnError::Refused(r) = &e {
-                // Already logged, in one line, where it was decided.
-                refuse(&mut conn, r).await;
-            } else {
-                log::error!("client {who}: extension handshake failed, closing: {e}");
+    // The whole opening within the I/O timeout, as a request (a client that drips a
+    // byte at a time holds nothing for long).
+    let timeout = shared.io_timeout;
+    let extension =
+        match crate::connection::with_timeout(timeout, negotiate(&mut conn, who, auth)).await {
+            Ok(x) => x,
+            Err(e) => {
+                let result = match e {
+                    ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
+                    ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
+                    _ => JobResult::RejBadReq,
+                };
+                shared.stats.record(result);
+                if let ConnError::Refused(r) = &e {
+                    // Already logged, in one line, where it was decided.
+                    refuse(&mut conn, r).await;
+                } else {
+                    log::error!("client {who}: extension handshake failed, closing: {e}");
+                }
+                return;
             }
-            return;
-        }
-    };
+        };
     match &extension {
         Some(x) if x.paired => return,
         // KEYS: a distcc 3.4 client, under --require-auth: closed on without a byte, as
@@ -220,13 +264,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     let settings = shared.settings.clone();
     // File work goes to the blocking pool, except for small jobs, where the hand-off to
     // another thread would cost more than the work itself.
-    // LZO unpacks up to ~255×: only a few KiB of it are "small".
-    let inline_limit = if protocol::uses_lzo(req.version) {
-        INLINE_LZO_LIMIT
-    } else {
-        INLINE_LIMIT
-    };
-    let small = request_size(&req) < inline_limit;
+    let small = is_small(&req);
     let prepared = if small {
         job::prepare(req, &settings)
     } else {

@@ -1,11 +1,13 @@
 //! `make bench`: our distcc against Debian's distcc 3.4, side by side (see harness.rs).
 //!
 //! Options: `--quick` (smaller sizes, K up to 16), `--suite NAME` (repeatable: per-job,
-//! real, scheduler, memory, pump, pump-scale), `--rounds N`, `--no-write` (don't rewrite
+//! real, scheduler, memory, pump, pump-scale, wire), `--rounds N`, `--no-write` (don't rewrite
 //! tests/bench/results.md).
 
 #[path = "harness.rs"]
 mod harness;
+#[path = "wire.rs"]
+mod wire;
 
 use std::path::PathBuf;
 
@@ -46,6 +48,17 @@ fn main() {
             opts.ours.display()
         );
         std::process::exit(1);
+    }
+    if suites.iter().any(|s| s == "wire") {
+        // Its own table (LZO vs zstd), printed, not merged into results.md's.
+        match wire::run(&opts.ours, &opts.work, quick) {
+            Ok(table) => println!("{table}"),
+            Err(e) => {
+                eprintln!("bench: wire: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
     }
     let started = std::time::Instant::now();
     let rows = harness::run(&opts, &suites);

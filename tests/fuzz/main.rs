@@ -65,6 +65,8 @@ fn seeds(kind: Seeds) -> Vec<Vec<u8>> {
             "cc -c -o x.o -Xclang -load -Xclang p.so @rsp --specs=s -B./bin -wrapper /bin/sh x.c",
             "localhost/2 192.168.0.2:3632/8,lzo,cpp @build1/4 [fd00::2]:4000/3,lzo --randomize",
             "red,lzo blue/3 --localslots=2 --localslots_cpp=4 +zeroconf",
+            "distcc-rs 1\nwant zstd noise identity\nuse zstd\ndirectives-only yes\n",
+            "not-whitelisted gcc-99 is not on this host's whitelist",
             "#define X \"a.h\"\n#include X\n#if 0\n#include <b.h>\n#endif\n#include_next <c.h>\n",
         ] {
             v.push(s.as_bytes().to_vec());
@@ -78,6 +80,11 @@ fn seeds(kind: Seeds) -> Vec<Vec<u8>> {
             .iter()
             .chain(read_dir_files(&wire, |n| n.ends_with(".o")).iter())
             .filter_map(|d| distcc::compress::compress(d).ok())
+            .collect(),
+        Seeds::Zstd => text()
+            .iter()
+            .chain(read_dir_files(&wire, |n| n.ends_with(".o")).iter())
+            .filter_map(|d| distcc::compress::zstd_compress(d).ok())
             .collect(),
         Seeds::Text => text(),
     }
