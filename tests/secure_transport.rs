@@ -182,6 +182,25 @@ fn pairing_pins_the_server_and_authorises_the_client_once() {
     let w = World::new();
     let d = w.daemon("keys", &[]);
     let code = w.pairing_code("keys");
+    // The user says no to the fingerprint: nothing is pinned, nothing authorised, and
+    // the code (never sent) still works.
+    let mut no = Command::new(distcc())
+        .args(["distcc-config", "--pair", &format!("127.0.0.1:{}", d.port)])
+        .args(["--code", &code])
+        .env("DISTCC_DIR", w.path("client"))
+        .env("HOME", w.t.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    no.stdin.take().unwrap().write_all(b"n\n").unwrap();
+    let no = no.wait_with_output().unwrap();
+    assert!(!no.status.success(), "{}", text(&no));
+    assert!(text(&no).contains("Pin this key and pair?"), "{}", text(&no));
+    assert!(!w.path("client/known_hosts").exists());
+    assert_eq!(fs::read_to_string(w.path("keys/authorized_keys")).unwrap(), "");
+
     let out = w.pair("client", d.port, &code);
     assert!(out.status.success(), "{}", text(&out));
     let server_pub = key_line(&w.path("keys/distccd.key.pub"));
