@@ -197,9 +197,16 @@ fn pairing_pins_the_server_and_authorises_the_client_once() {
     no.stdin.take().unwrap().write_all(b"n\n").unwrap();
     let no = no.wait_with_output().unwrap();
     assert!(!no.status.success(), "{}", text(&no));
-    assert!(text(&no).contains("Pin this key and pair?"), "{}", text(&no));
+    assert!(
+        text(&no).contains("Pin this key and pair?"),
+        "{}",
+        text(&no)
+    );
     assert!(!w.path("client/known_hosts").exists());
-    assert_eq!(fs::read_to_string(w.path("keys/authorized_keys")).unwrap(), "");
+    assert_eq!(
+        fs::read_to_string(w.path("keys/authorized_keys")).unwrap(),
+        ""
+    );
 
     let out = w.pair("client", d.port, &code);
     assert!(out.status.success(), "{}", text(&out));
