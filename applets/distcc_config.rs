@@ -26,6 +26,9 @@ const OPTIONS: &[&str] = &[
     "--get-env",
     "--update-masquerade",
     "--update-masquerade-with-crossdev",
+    "--pair",
+    "--code",
+    "--yes",
     "--help",
     "--version",
 ];
@@ -44,10 +47,15 @@ fn usage(prog: &str) -> String {
        {prog} --set-log FILE | --get-log
        {prog} --set-env VARIABLE VALUE | --get-env [VARIABLE]
        {prog} --update-masquerade | --update-masquerade-with-crossdev
+       {prog} --pair HOST[:PORT] [--code CODE] [--yes]
        {prog} --help
 Hosts are checked with distcc's own parser before they are written; as root they go to
 /etc/distcc/hosts, otherwise to ~/.distcc/hosts. Environment settings live in
 /etc/env.d/02distcc. DISTCC_CONFIG_ROOT=DIR works on a staging root instead of /.
+--pair makes your key (in DISTCC_DIR, default ~/.distcc) if you have none, shows the
+server's key fingerprint to confirm (--yes: don't ask), and has the server authorise
+your key with the one-time CODE its admin got from `distccd --pairing-code`; the
+server's key is then pinned in DISTCC_DIR/known_hosts and your jobs to it are encrypted.
 "
     )
 }
@@ -282,6 +290,120 @@ fn update_masquerade(root: &Root, crossdev: bool) -> Outcome {
     Ok(())
 }
 
+/// The word after `opt`, if any (and not another option).
+fn value_of<'a>(args: &'a [String], opt: &str) -> Option<&'a str> {
+    let i = args.iter().position(|a| a == opt)?;
+    args.get(i + 1)
+        .map(String::as_str)
+        .filter(|v| !v.starts_with("--"))
+}
+
+/// `HOST[:PORT]` or `[V6]:PORT`.
+fn host_port(spec: &str) -> Result<(String, u16), String> {
+    let bad = || format!("!!! Error: --pair: bad host {spec:?} (HOST or HOST:PORT)");
+    if let Some(rest) = spec.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(bad)?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad())?,
+            None if after.is_empty() => distcc::DEFAULT_PORT,
+            None => return Err(bad()),
+        };
+        return Ok((host.to_owned(), port));
+    }
+    match spec.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            Ok((host.to_owned(), port.parse().map_err(|_| bad())?))
+        }
+        _ if !spec.is_empty() => Ok((spec.to_owned(), distcc::DEFAULT_PORT)),
+        _ => Err(bad()),
+    }
+}
+
+fn ask(question: &str) -> Option<String> {
+    use std::io::Write;
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(n) if n > 0 => Some(line.trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// `--pair HOST[:PORT] [--code CODE] [--yes]`.
+fn pair(root: &Root, args: &[String]) -> Outcome {
+    let Some(spec) = value_of(args, "--pair") else {
+        return fail("!!! Error: --pair needs a host: --pair HOST[:PORT]");
+    };
+    let (host, port) = host_port(spec).map_err(|e| (e, 1))?;
+    let yes = args.iter().any(|a| a == "--yes");
+    let code = match value_of(args, "--code") {
+        Some(c) => c.to_owned(),
+        None => ask("Pairing code (from `distccd --pairing-code` on the server): ")
+            .filter(|c| !c.is_empty())
+            .ok_or((
+                "!!! Error: --pair needs the server's pairing code (--code CODE)".to_owned(),
+                1,
+            ))?,
+    };
+    let dir = match (&root.0.dirs.distcc_dir, &root.0.home) {
+        (Some(d), _) => d.clone(),
+        (None, Some(h)) => h.join(".distcc"),
+        (None, None) => return fail("!!! Error: neither DISTCC_DIR nor HOME is set"),
+    };
+    let comment = format!(
+        "{}@{}",
+        std::env::var("USER").unwrap_or_else(|_| "user".into()),
+        hostname()
+    );
+    let mut confirm =
+        |id: &str, key: &distcc::keys::PublicKey, pinned: Option<&distcc::keys::PublicKey>| {
+            match pinned {
+                Some(p) if p == key => println!("{id}: key {} (already pinned)", key.fingerprint()),
+                Some(p) => println!("{}", distcc::keys::changed_key_message(id, p, key)),
+                None => println!("{id}: the server's key is {}", key.fingerprint()),
+            }
+            if yes {
+                return true;
+            }
+            println!("Compare it with what `distccd --pairing-code` printed on the server.");
+            ask("Pin this key and pair? [y/N] ")
+                .is_some_and(|a| a.eq_ignore_ascii_case("y") || a.eq_ignore_ascii_case("yes"))
+        };
+    match distcc::noise::pair(
+        &host,
+        port,
+        &dir,
+        &code,
+        &comment,
+        std::time::Duration::from_secs(300),
+        &mut confirm,
+    ) {
+        Ok(p) => {
+            println!(
+                "Paired with {}: its key {} is pinned in {}; your key {} is authorised there.",
+                p.host,
+                p.server_key.fingerprint(),
+                dir.join(distcc::keys::KNOWN_HOSTS).display(),
+                p.client_key.fingerprint()
+            );
+            Ok(())
+        }
+        Err(e) => fail(format!("!!! Error: {e}")),
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into our buffer.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(buf.get(..end).unwrap_or_default()).into_owned()
+}
+
 fn run(prog: &str, args: &[String]) -> Outcome {
     if let Some(bad) = args
         .iter()
@@ -299,6 +421,9 @@ fn run(prog: &str, args: &[String]) -> Outcome {
         .map(String::as_str)
         .collect();
     let root = Root(ConfigEnv::from_env(&ProcessEnv));
+    if args.iter().any(|a| a == "--pair") {
+        return pair(&root, args);
+    }
     match opt.as_str() {
         "--help" => {
             print!("{}", usage(prog));
@@ -424,6 +549,15 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["bin", "c89", "c89-gcc", "c99", "c99-gcc", "gcc"]);
+    }
+
+    #[test]
+    fn pair_hosts() {
+        assert_eq!(host_port("b1").unwrap(), ("b1".into(), 3632));
+        assert_eq!(host_port("b1:4000").unwrap(), ("b1".into(), 4000));
+        assert_eq!(host_port("[::1]:4000").unwrap(), ("::1".into(), 4000));
+        assert_eq!(host_port("::1").unwrap(), ("::1".into(), 3632));
+        assert!(host_port("b1:x").is_err());
     }
 
     #[test]

@@ -92,6 +92,18 @@ struct Options {
     /// run compilers without the namespace sandbox
     #[argh(switch)]
     no_sandbox: bool,
+    /// where the daemon's key pair, authorized_keys and pairing codes live (/etc/distcc)
+    #[argh(option)]
+    key_dir: Option<PathBuf>,
+    /// serve only clients whose key is in authorized_keys, over the encrypted channel
+    #[argh(switch)]
+    require_auth: bool,
+    /// print a one-time pairing code for `distcc-config --pair`, then exit
+    #[argh(switch)]
+    pairing_code: bool,
+    /// how long a pairing code stays valid, in minutes (10)
+    #[argh(option)]
+    pairing_minutes: Option<String>,
     /// print the version
     #[argh(switch)]
     version: bool,
@@ -168,6 +180,15 @@ Options:
     --no-sandbox               run compilers without their namespace sandbox
                                (own user, mount and network namespaces: no network,
                                system read-only, only the job's dir writable)
+  Keys (ours; our clients only, distcc 3.4 peers stay plain):
+    --key-dir DIR              the daemon's key pair, authorized_keys and pairing
+                               codes (default /etc/distcc, or DISTCCD_KEY_DIR); the
+                               key is made on first start
+    --require-auth             serve only clients whose key is in authorized_keys,
+                               over the encrypted channel; others are refused
+    --pairing-code             print a one-time code for a client's
+                               distcc-config --pair HOST --code CODE, then exit
+    --pairing-minutes N        how long that code is valid (default 10)
 
 distccd runs either from inetd or as a standalone daemon to compile files
 submitted by the distcc client.
@@ -202,6 +223,8 @@ const VALUED_LONG: &[&str] = &[
     "--stats-port",
     "--blacklist",
     "--whitelist",
+    "--key-dir",
+    "--pairing-minutes",
 ];
 const VALUED_SHORT: &[&str] = &["-p", "-a", "-j", "-N", "-P"];
 const SWITCHES: &[&str] = &[
@@ -220,6 +243,8 @@ const SWITCHES: &[&str] = &[
     "--make-me-a-botnet",
     "--zeroconf",
     "--no-sandbox",
+    "--require-auth",
+    "--pairing-code",
     "--version",
     "--help",
     "--auth",
@@ -341,8 +366,38 @@ fn config(o: &Options, env: DaemonEnv) -> Result<Config, String> {
         insecure: o.enable_tcp_insecure || o.make_me_a_botnet,
         zeroconf: o.zeroconf,
         sandbox: !o.no_sandbox,
+        key_dir: key_dir(o, &env),
+        require_auth: o.require_auth,
         env,
     })
+}
+
+/// `--key-dir`, else `DISTCCD_KEY_DIR`, else `/etc/distcc`.
+fn key_dir(o: &Options, env: &DaemonEnv) -> PathBuf {
+    o.key_dir
+        .clone()
+        .or_else(|| env.key_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(distcc::keys::DEFAULT_SERVER_DIR))
+}
+
+/// `--pairing-code`: make a one-time code (and the daemon's key, if it has none yet) and
+/// say what the client's user types. The code file is handed to whoever owns the pairing
+/// dir, which a running root daemon gave to its persona.
+fn pairing_code(o: &Options, env: &DaemonEnv) -> Result<(), String> {
+    let minutes = number::<u64>("--pairing-minutes", &o.pairing_minutes)?.unwrap_or(10);
+    if minutes == 0 {
+        return Err("--pairing-minutes must be more than 0".into());
+    }
+    let dir = key_dir(o, env);
+    let (server, _) =
+        distcc::keys::ServerKeys::open(&dir, None).map_err(|e| format!("--pairing-code: {e}"))?;
+    let code = distcc::keys::create_pairing_code(&dir, Duration::from_secs(minutes * 60))
+        .map_err(|e| format!("--pairing-code: {e}"))?;
+    println!("Pairing code: {code}  (valid {minutes} minutes, once)");
+    println!("This server's key: {}", server.keys.public.fingerprint());
+    println!("On the client, run:  distcc-config --pair THIS-HOST --code {code}");
+    println!("and check that it shows the key above before answering yes.");
+    Ok(())
 }
 
 fn stdin_is_socket() -> bool {
@@ -417,6 +472,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let (env, problems) = DaemonEnv::from_env(&ProcessEnv);
     if let Some(p) = problems.iter().find(|p| p.fatal) {
         return fail(p.to_string());
+    }
+    if opts.pairing_code {
+        return match pairing_code(&opts, &env) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
     }
     let config = match config(&opts, env) {
         Ok(c) => c,

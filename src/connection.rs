@@ -168,18 +168,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Carry every later byte through `layer` (after its handshake, which used plain
-    /// packets). Bytes already received and not yet used were sent before the layer
-    /// existed: the peer must not send any, so they are an error.
-    #[allow(dead_code, reason = "the keys layer's hook")]
+    /// packets). Bytes already received and not yet used came right behind the
+    /// handshake's last message (a client sends its request without waiting): they are
+    /// the channel's first records, opened here.
     pub(crate) fn set_transform(
         &mut self,
-        layer: Box<dyn crate::ext::Transform>,
+        mut layer: Box<dyn crate::ext::Transform>,
     ) -> Result<(), ConnError> {
-        if !self.buf.is_empty() {
-            return Err(ConnError::Protocol(ProtocolError::BadHello(
-                "plaintext after the secure channel's handshake".into(),
-            )));
-        }
+        let early = std::mem::take(&mut self.buf);
+        let used = layer.open(&early, &mut self.buf)?;
+        self.raw = early.get(used..).unwrap_or_default().to_vec();
         self.transform = Some(layer);
         Ok(())
     }

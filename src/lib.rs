@@ -21,6 +21,8 @@
 //! | `identity`    | —                                  | what identifies a compiler (issue 14)        |
 //! | [`lock`]      | lock.c                             | slot lock files (POSIX record locks)         |
 //! | [`backoff`]   | backoff.c, timefile.c              | backoff files                                |
+//! | [`keys`]      | (GSS-API's auth.c, in spirit)      | key pairs, pins, authorised keys, pairing    |
+//! | [`noise`]     | —                                  | the encrypted transport between our peers    |
 //! | [`scheduler`] | where.c                            | pick a host and a slot                       |
 //! | [`state`]     | state.c, mon.c                     | `binstate_<pid>` files for distccmon-text    |
 //! | [`client`]    | compile.c, remote.c, cpp.c, …      | the client's job pipeline and fallback       |
@@ -43,7 +45,9 @@ pub mod ext;
 pub mod fuzz;
 pub mod hosts;
 pub(crate) mod identity;
+pub mod keys;
 pub mod lock;
+pub mod noise;
 pub(crate) mod options;
 pub mod paths;
 pub mod protocol;

@@ -459,6 +459,9 @@ pub struct DaemonEnv {
     pub io_timeout: Duration,
     /// `_DISTCC_SAFEGUARD` of the daemon itself (compilers get one more).
     pub safeguard_level: u32,
+    /// `DISTCCD_KEY_DIR` (ours): where the daemon's key pair, `authorized_keys` and
+    /// pairing codes live, instead of `/etc/distcc` (`--key-dir` wins over it).
+    pub key_dir: Option<PathBuf>,
 }
 
 impl DaemonEnv {
@@ -493,6 +496,7 @@ impl DaemonEnv {
             ccache_dirs,
             io_timeout: io_timeout(&mut r),
             safeguard_level: safeguard_level(&r),
+            key_dir: r.path("DISTCCD_KEY_DIR"),
         };
         (settings, r.problems)
     }
@@ -564,6 +568,9 @@ pub struct ConfigEnv {
     pub home: Option<PathBuf>,
     /// `DISTCC_HOSTS`: `--get-hosts` shows it first, as Gentoo's script does.
     pub hosts: Option<String>,
+    /// `DISTCC_DIR` and friends: `--pair` keeps the user's key and pinned server keys
+    /// there, where the client looks for them.
+    pub dirs: Dirs,
 }
 
 impl ConfigEnv {
@@ -577,6 +584,7 @@ impl ConfigEnv {
             as_user: r.is_one("DISTCC_CONFIG_AS_USER"),
             home: r.path("HOME"),
             hosts: r.text("DISTCC_HOSTS"),
+            dirs: Dirs::read(&r),
         }
     }
 }

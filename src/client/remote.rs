@@ -269,7 +269,11 @@ pub(crate) fn open(
     }
     let key = host.lock_key();
     let memo = Memo::for_client(env);
+    // KEYS: a host we paired with is always asked for the channel (never trusted to be
+    // plain from the memo), and never served in clear.
+    let secure = crate::noise::ClientSecure::for_host(host, env);
     if let Some(m) = &memo
+        && secure.is_none()
         && m.read(&key) == Known::Plain
     {
         log::debug!("{} speaks no protocol extension (remembered)", host.spec);
@@ -277,7 +281,10 @@ pub(crate) fn open(
     }
     let stream = connect(host, env)?;
     let mut wire = Wire::new(stream, timeout).map_err(|e| RemoteError::Conn(e.into()))?;
-    let wants = ext::client_wants();
+    let mut wants = ext::client_wants();
+    if secure.is_some() {
+        wants.push(ext::feature::NOISE);
+    }
     let hello = Hello::new().with("want", &wants.join(" "));
     let mut bytes = Vec::new();
     ext::encode_hello(&mut bytes, &hello);
@@ -294,9 +301,15 @@ pub(crate) fn open(
                 log::debug!("{e}");
             }
             wire.set_ext(agreed.zstd);
-            // NOISE HOOK: when `agreed.noise`, the keys layer runs its handshake here
-            // (NOIS packets through `wire.send`/`wire.receive`) and installs its channel
-            // with `wire.set_transform(..)`; a refusal is `ConnError::Refused`.
+            // KEYS: the Noise channel with a host we paired with; its key checked
+            // against the pin first.
+            match &secure {
+                Some(s) if agreed.noise => {
+                    crate::noise::client_secure(&mut wire, s, &wants, &agreed)?
+                }
+                Some(s) => return Err(RemoteError::Conn(crate::noise::downgrade_refused(s))),
+                None => {}
+            }
             log::info!(
                 "{} speaks {} {}; using: {}",
                 host.spec,
@@ -314,6 +327,10 @@ pub(crate) fn open(
             })
         }
         Ok(Err(refusal)) => Err(RemoteError::Conn(ConnError::Refused(refusal))),
+        Err(e) if is_plain_host(&e) && secure.is_some() => match &secure {
+            Some(s) => Err(RemoteError::Conn(crate::noise::downgrade_refused(s))),
+            None => Err(RemoteError::Conn(e)),
+        },
         Err(e) if is_plain_host(&e) => {
             drop(wire);
             match &memo {

@@ -59,6 +59,10 @@ pub struct Config {
     pub zeroconf: bool,
     /// Run compilers in a namespace sandbox where the kernel allows (not `--no-sandbox`).
     pub sandbox: bool,
+    /// `--key-dir`: the daemon's key pair, `authorized_keys`, pairing codes.
+    pub key_dir: PathBuf,
+    /// `--require-auth`: serve only authorised keys over the encrypted channel.
+    pub require_auth: bool,
     /// What the environment says (`TMPDIR`, `DISTCCD_PATH`, `DISTCC_CMDLIST`, …).
     pub env: DaemonEnv,
 }
@@ -170,6 +174,11 @@ pub fn run(config: Config) -> i32 {
             return ExitCode::BadArguments.code();
         }
     };
+    // Before dropping root: the private key stays root's.
+    let auth = match open_keys(&config, persona.as_ref()) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let shared = Shared {
         settings: Arc::new(JobSettings {
             policy,
@@ -183,11 +192,48 @@ pub fn run(config: Config) -> i32 {
         budget: crate::connection::Budget::new(serve::LARGE_REQUESTS),
         io_timeout: config.env.io_timeout,
         stats: Stats::new(config.jobs as u64),
+        auth,
     };
     if config.inetd {
         return serve_inetd(shared, persona.as_ref(), config.sandbox);
     }
     serve_tcp(config, shared, tmp_dir, persona.as_ref())
+}
+
+/// The daemon's key (made on first start) for the encrypted channel with our clients.
+/// Without one the daemon serves as before, unless `--require-auth` needs it.
+fn open_keys(
+    config: &Config,
+    persona: Option<&Persona>,
+) -> Result<Option<Arc<crate::noise::DaemonAuth>>, i32> {
+    let owner = persona.map(|p| (p.uid, p.gid));
+    match crate::keys::ServerKeys::open(&config.key_dir, owner) {
+        Ok((server, new)) => {
+            let fp = server.keys.public.fingerprint();
+            if new {
+                log::warn!(
+                    "made this server's key {fp} in {}",
+                    config.key_dir.display()
+                );
+            } else {
+                log::info!(target: DETAIL, "server key {fp}");
+            }
+            Ok(Some(Arc::new(crate::noise::DaemonAuth {
+                server,
+                require_auth: config.require_auth,
+            })))
+        }
+        Err(e) if config.require_auth => {
+            log::error!("--require-auth needs the server's key: {e}");
+            Err(ExitCode::BadArguments.code())
+        }
+        Err(e) => {
+            log::warn!(
+                "no server key, so no encrypted channel for our clients: {e} (see --key-dir)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `--inetd`: one job on stdin/stdout (SSH clients run `distccd --inetd`).

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub budget: Arc<crate::connection::Budget>,
     pub io_timeout: Duration,
     pub stats: Stats,
+    /// The daemon's key and `--require-auth` (`None`: no key, no channel offered).
+    pub auth: Option<Arc<crate::noise::DaemonAuth>>,
 }
 
 /// `IP:PORT` as distcc prints it (IPv4-mapped addresses shown as IPv4).
@@ -190,26 +192,39 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     let mut conn = Connection::new(stream, shared.io_timeout)
         .with_limits(limits)
         .with_budget(shared.budget.clone());
+    let auth = shared.auth.as_deref();
     // The whole opening within the I/O timeout, as a request (a client that drips a
     // byte at a time holds nothing for long).
     let timeout = shared.io_timeout;
-    let extension = match crate::connection::with_timeout(timeout, negotiate(&mut conn, who)).await
-    {
-        Ok(x) => x,
-        Err(e) => {
-            let result = match e {
-                ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
-                ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
-                _ => JobResult::RejBadReq,
-            };
-            shared.stats.record(result);
-            log::error!("client {who}: extension handshake failed, closing: {e}");
-            if let ConnError::Refused(r) = &e {
-                refuse(&mut conn, r).await;
+    let extension =
+        match crate::connection::with_timeout(timeout, negotiate(&mut conn, who, auth)).await {
+            Ok(x) => x,
+            Err(e) => {
+                let result = match e {
+                    ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
+                    ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
+                    _ => JobResult::RejBadReq,
+                };
+                shared.stats.record(result);
+                if let ConnError::Refused(r) = &e {
+                    // Already logged, in one line, where it was decided.
+                    refuse(&mut conn, r).await;
+                } else {
+                    log::error!("client {who}: extension handshake failed, closing: {e}");
+                }
+                return;
             }
+        };
+    match &extension {
+        Some(x) if x.paired => return,
+        // KEYS: a distcc 3.4 client, under --require-auth: closed on without a byte, as
+        // 3.4 does to a client it refuses.
+        None if crate::noise::check_plain(auth, who, false).is_err() => {
+            shared.stats.record(JobResult::RejBadReq);
             return;
         }
-    };
+        _ => {}
+    }
     let req = match conn.read_request().await {
         Ok(r) => r,
         Err(e) => {
@@ -377,6 +392,8 @@ pub(crate) struct Extension {
     pub agreed: ext::Agreed,
     /// The client's compiler identity (`CIDN`), when `identity` was agreed.
     pub identity: Option<String>,
+    /// A pairing (`distcc-config --pair`), done: no job follows.
+    pub paired: bool,
 }
 
 /// The protocol extension's opening ([`crate::ext`]): `None` for a distcc 3.4 client
@@ -385,15 +402,24 @@ pub(crate) struct Extension {
 async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     who: &str,
+    auth: Option<&crate::noise::DaemonAuth>,
 ) -> Result<Option<Extension>, ConnError> {
     if !conn.opens_extension().await? {
         return Ok(None);
     }
     let hello = conn.receive(ext::decode_extn).await?;
-    let offer = ext::daemon_offer();
+    let mut offer = ext::daemon_offer();
+    if auth.is_some() {
+        offer.extend(crate::noise::daemon_offers());
+    }
     let answer = ext::answer_for(&hello, &offer, &[]);
     let agreed =
         ext::Agreed::from_answer(answer, &offer).map_err(|e| ConnError::Protocol(e.into()))?;
+    // KEYS: no channel agreed under --require-auth: refused instead of an answer (the
+    // client sends nothing more until it has one).
+    if !agreed.noise {
+        crate::noise::check_plain(auth, who, true)?;
+    }
     let mut bytes = Vec::new();
     ext::encode_answer(&mut bytes, &agreed.answer);
     conn.send(&bytes).await?;
@@ -407,10 +433,17 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
             .filter(|u| !u.is_empty())
             .unwrap_or("(nothing)")
     );
-    // NOISE HOOK: when `agreed.noise`, the keys layer runs its handshake here over
-    // `conn` (NOIS packets through `conn.send`/`conn.receive`), may refuse with
-    // `ConnError::Refused(auth-required | not-authorized)`, and installs its channel
-    // with `conn.set_transform(..)`.
+    // KEYS: the Noise channel, and the client's key checked (or a pairing, answered).
+    if let Some(auth) = auth.filter(|_| agreed.noise)
+        && crate::noise::serve_secure(conn, auth, &hello, &agreed, who).await?
+            == crate::noise::Secured::Paired
+    {
+        return Ok(Some(Extension {
+            agreed,
+            identity: None,
+            paired: true,
+        }));
+    }
     conn.set_zstd(agreed.zstd);
     // IDENTITY HOOK: the identity layer resolves this to one of our compilers (or
     // refuses with `compiler-identity`) before the job is prepared.
@@ -419,7 +452,11 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     } else {
         None
     };
-    Ok(Some(Extension { agreed, identity }))
+    Ok(Some(Extension {
+        agreed,
+        identity,
+        paired: false,
+    }))
 }
 
 /// Tell an extension client why it is refused (best effort: the connection closes next).
@@ -431,8 +468,23 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     ext::encode_refusal(&mut bytes, refusal);
     if let Err(e) = conn.send(&bytes).await {
         log::debug!("failed to send the refusal: {e}");
+        return;
     }
+    // Let the client read it: closing on bytes it is still sending (a request right
+    // behind the channel's handshake) would reset the connection and lose the refusal.
+    let _ = smol::future::or(
+        async {
+            conn.wait_for_eof().await;
+        },
+        async {
+            smol::Timer::after(REFUSAL_LINGER).await;
+        },
+    )
+    .await;
 }
+
+/// How long a refusal waits for the client to hang up.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
 
 /// Accept connections until `stop` resolves; each runs as its own task.
 pub(crate) async fn accept_loop(
