@@ -66,6 +66,12 @@ impl Daemon {
             Kind::Ours => {
                 let mut c = Command::new(distcc());
                 c.arg("distccd");
+                // Its key pair goes to the test's dir, not the machine's /etc/distcc.
+                if !extra.contains(&"--key-dir")
+                    && !env.iter().any(|(k, _)| *k == "DISTCCD_KEY_DIR")
+                {
+                    c.env("DISTCCD_KEY_DIR", dir.join(format!("keys{port}")));
+                }
                 c
             }
             Kind::Debian => Command::new("/usr/bin/distccd"),
