@@ -20,12 +20,15 @@ use common::*;
 const SRC: &str =
     "int add(int a, int b) { return a + b; }\nint twice(int a) { return add(a, a); }\n";
 
+/// What one connection's client sent, growing while it runs.
+type Sent = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay on 127.0.0.1 in front of a daemon: counts the connections it accepted
 /// (each is one connection the daemon accepted) and keeps what each client sent.
 struct Relay {
     port: u16,
     accepted: Arc<AtomicUsize>,
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
 }
 
 impl Relay {
@@ -33,7 +36,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
         let (count, log) = (accepted.clone(), sent.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -72,7 +75,7 @@ impl Relay {
 }
 
 /// Copy `from` to `to` until EOF or an error, then end `to`'s writing side.
-fn pipe(mut from: TcpStream, mut to: TcpStream, record: Option<Arc<Mutex<Vec<u8>>>>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, record: Option<Sent>) {
     let mut buf = [0u8; 16384];
     loop {
         match from.read(&mut buf) {

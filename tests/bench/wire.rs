@@ -10,8 +10,7 @@
 //!   (zstd) and once with `DISTCC_EXTENSIONS=0` (LZO), through a counting relay: bytes in
 //!   both directions and the client processes' CPU (user + system) per job.
 
-#[path = "../common/lua.rs"]
-mod lua;
+use crate::harness::lua_sources;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -302,7 +301,7 @@ fn kb(n: usize) -> String {
 /// Run the suite and print its table (markdown).
 pub fn run(ours: &Path, work: &Path, quick: bool) -> Result<String, String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
-    let (lua, version) = lua::lua_sources(work)?;
+    let (lua, version) = lua_sources(work)?;
     let objs = work.join("wire-objs");
     std::fs::create_dir_all(&objs).map_err(|e| e.to_string())?;
     let jobs = jobs(&lua, &objs)?;
