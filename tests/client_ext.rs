@@ -177,10 +177,10 @@ fn ours_to_ours_goes_over_the_extension_with_zstd() {
     );
     let doti = body_of(first, b"DOTI").unwrap();
     assert!(doti.starts_with(&ZSTD_MAGIC), "DOTI is not a zstd frame");
-    let log = wait_for_log(&d.log, "job complete (protocol 2, extension, zstd)");
+    let log = wait_for_log(&d.log, "job complete (protocol 2) over the extension, zstd");
     assert!(log.contains("speaks distcc-rs 1; using: zstd"), "{log}");
     assert!(
-        log.contains("job complete (protocol 2, extension, zstd)"),
+        log.contains("job complete (protocol 2) over the extension, zstd"),
         "{log}"
     );
     // The answer is remembered for later jobs.
@@ -194,9 +194,9 @@ fn ours_to_ours_goes_over_the_extension_with_zstd() {
 
     // Protocol 1 (no `,lzo`) inside the extension stays uncompressed.
     compile(t.path(), "dd", &format!("127.0.0.1:{}", relay.port), &[]);
-    let log = wait_for_log(&d.log, "job complete (protocol 1, extension, zstd)");
+    let log = wait_for_log(&d.log, "job complete (protocol 1) over the extension, zstd");
     assert!(
-        log.contains("job complete (protocol 1, extension, zstd)"),
+        log.contains("job complete (protocol 1) over the extension, zstd"),
         "{log}"
     );
     let sent = relay.sent();
@@ -239,9 +239,12 @@ fn pump_jobs_go_over_the_extension_too() {
         fs::read(dir.join("x.o")).unwrap(),
         fs::read(dir.join("ref.o")).unwrap()
     );
-    let log = wait_for_log(&daemon.log, "job complete (protocol 3, extension, zstd)");
+    let log = wait_for_log(
+        &daemon.log,
+        "job complete (protocol 3) over the extension, zstd",
+    );
     assert!(
-        log.contains("job complete (protocol 3, extension, zstd)"),
+        log.contains("job complete (protocol 3) over the extension, zstd"),
         "{log}"
     );
     // Every file went as a zstd frame (the include server's LZO copies re-packed).
