@@ -58,6 +58,20 @@
 //!
 //! Everything here is sans-IO: codecs over byte buffers, the memo over files. The
 //! sockets live in [`crate::client::remote`] (client) and [`crate::daemon`] (daemon).
+//!
+//! # Where the other layers plug in (grep `NOISE HOOK`, `IDENTITY HOOK`)
+//!
+//! * Feature words: [`client_wants`] and [`daemon_offer`].
+//! * Client: `client::remote::open` runs the hello; after the answer, the Noise
+//!   handshake goes where it says `NOISE HOOK` (packets through `Wire::send` and
+//!   `Wire::receive`, then `Wire::set_transform`); `client::remote::Session::preamble`
+//!   appends the `CIDN` packet before the job's `DIST` (both job paths call it).
+//! * Daemon: `daemon::serve::negotiate` answers the hello; the handshake goes at its
+//!   `NOISE HOOK` (`Connection::send`/`receive`/`set_transform`), and it reads `CIDN`
+//!   into `Extension::identity` when `identity` was agreed. A layer refuses by returning
+//!   `ConnError::Refused(Refusal)`: the daemon sends it as `RFSE` and closes, the client
+//!   shows it and maps its code (`client::compile::fault_reason`).
+//! * The record layer itself is a [`Transform`].
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

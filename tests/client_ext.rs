@@ -20,12 +20,15 @@ use common::*;
 const SRC: &str =
     "int add(int a, int b) { return a + b; }\nint twice(int a) { return add(a, a); }\n";
 
+/// What one connection's client sent, growing while it runs.
+type Sent = Arc<Mutex<Vec<u8>>>;
+
 /// A TCP relay on 127.0.0.1 in front of a daemon: counts the connections it accepted
 /// (each is one connection the daemon accepted) and keeps what each client sent.
 struct Relay {
     port: u16,
     accepted: Arc<AtomicUsize>,
-    sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    sent: Arc<Mutex<Vec<Sent>>>,
 }
 
 impl Relay {
@@ -33,7 +36,7 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let sent: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<Sent>>> = Arc::default();
         let (count, log) = (accepted.clone(), sent.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
@@ -72,7 +75,7 @@ impl Relay {
 }
 
 /// Copy `from` to `to` until EOF or an error, then end `to`'s writing side.
-fn pipe(mut from: TcpStream, mut to: TcpStream, record: Option<Arc<Mutex<Vec<u8>>>>) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, record: Option<Sent>) {
     let mut buf = [0u8; 16384];
     loop {
         match from.read(&mut buf) {
@@ -174,10 +177,10 @@ fn ours_to_ours_goes_over_the_extension_with_zstd() {
     );
     let doti = body_of(first, b"DOTI").unwrap();
     assert!(doti.starts_with(&ZSTD_MAGIC), "DOTI is not a zstd frame");
-    let log = wait_for_log(&d.log, "job complete (protocol 2, extension, zstd)");
+    let log = wait_for_log(&d.log, "job complete (protocol 2) over the extension, zstd");
     assert!(log.contains("speaks distcc-rs 1; using: zstd"), "{log}");
     assert!(
-        log.contains("job complete (protocol 2, extension, zstd)"),
+        log.contains("job complete (protocol 2) over the extension, zstd"),
         "{log}"
     );
     // The answer is remembered for later jobs.
@@ -191,9 +194,9 @@ fn ours_to_ours_goes_over_the_extension_with_zstd() {
 
     // Protocol 1 (no `,lzo`) inside the extension stays uncompressed.
     compile(t.path(), "dd", &format!("127.0.0.1:{}", relay.port), &[]);
-    let log = wait_for_log(&d.log, "job complete (protocol 1, extension, zstd)");
+    let log = wait_for_log(&d.log, "job complete (protocol 1) over the extension, zstd");
     assert!(
-        log.contains("job complete (protocol 1, extension, zstd)"),
+        log.contains("job complete (protocol 1) over the extension, zstd"),
         "{log}"
     );
     let sent = relay.sent();
@@ -236,9 +239,12 @@ fn pump_jobs_go_over_the_extension_too() {
         fs::read(dir.join("x.o")).unwrap(),
         fs::read(dir.join("ref.o")).unwrap()
     );
-    let log = wait_for_log(&daemon.log, "job complete (protocol 3, extension, zstd)");
+    let log = wait_for_log(
+        &daemon.log,
+        "job complete (protocol 3) over the extension, zstd",
+    );
     assert!(
-        log.contains("job complete (protocol 3, extension, zstd)"),
+        log.contains("job complete (protocol 3) over the extension, zstd"),
         "{log}"
     );
     // Every file went as a zstd frame (the include server's LZO copies re-packed).

@@ -377,12 +377,13 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     }
     shared.stats.record(result);
     shared.stats.outcome(who, result, status, job);
+    // The line distcc 3.4 logs, as it is (scripts grep it), then how it travelled.
     let over = match &extension {
-        Some(x) if x.agreed.zstd => ", extension, zstd",
-        Some(_) => ", extension",
+        Some(x) if x.agreed.zstd => " over the extension, zstd",
+        Some(_) => " over the extension",
         None => "",
     };
-    log::info!(target: DETAIL, "job complete (protocol {version}{over})");
+    log::info!(target: DETAIL, "job complete (protocol {version}){over}");
     log::info!("{}", summary_line(who, result, status, 0, millis, job));
 }
 

@@ -10,8 +10,7 @@
 //!   (zstd) and once with `DISTCC_EXTENSIONS=0` (LZO), through a counting relay: bytes in
 //!   both directions and the client processes' CPU (user + system) per job.
 
-#[path = "../common/lua.rs"]
-mod lua;
+use crate::harness::lua_sources;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -34,7 +33,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Preprocess and compile every Lua `.c` file here, as a client and a server would.
 fn jobs(lua: &Path, work: &Path) -> Result<Vec<(String, Job)>, String> {
-    let src = lua.join("src");
+    let src = lua.to_path_buf();
     let mut names: Vec<PathBuf> = std::fs::read_dir(&src)
         .map_err(|e| format!("{}: {e}", src.display()))?
         .flatten()
@@ -87,8 +86,8 @@ struct CodecCost {
 fn codec_cost(
     jobs: &[(String, Job)],
     rounds: usize,
-    pack: fn(&[u8]) -> Vec<u8>,
-    unpack: fn(&[u8]) -> Vec<u8>,
+    pack: &dyn Fn(&[u8]) -> Vec<u8>,
+    unpack: &dyn Fn(&[u8]) -> Vec<u8>,
 ) -> CodecCost {
     let source_bytes = jobs.iter().map(|(_, j)| pack(&j.source).len()).sum();
     let object_bytes = jobs.iter().map(|(_, j)| pack(&j.object).len()).sum();
@@ -209,7 +208,7 @@ fn end_to_end(
     extensions: bool,
     rounds: usize,
 ) -> Result<EndToEnd, String> {
-    let src = lua.join("src");
+    let src = lua.to_path_buf();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&src)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -302,15 +301,26 @@ fn kb(n: usize) -> String {
 /// Run the suite and print its table (markdown).
 pub fn run(ours: &Path, work: &Path, quick: bool) -> Result<String, String> {
     std::fs::create_dir_all(work).map_err(|e| e.to_string())?;
-    let (lua, version) = lua::lua_sources(work)?;
+    let (lua, version) = lua_sources(work)?;
     let objs = work.join("wire-objs");
     std::fs::create_dir_all(&objs).map_err(|e| e.to_string())?;
     let jobs = jobs(&lua, &objs)?;
     let rounds = if quick { 3 } else { 9 };
     let plain_src: usize = jobs.iter().map(|(_, j)| j.source.len()).sum();
     let plain_obj: usize = jobs.iter().map(|(_, j)| j.object.len()).sum();
-    let lzo = codec_cost(&jobs, rounds, lzo_pack, lzo_unpack);
-    let zstd = codec_cost(&jobs, rounds, zstd_pack, zstd_unpack);
+    let lzo = codec_cost(&jobs, rounds, &lzo_pack, &lzo_unpack);
+    let zstd = codec_cost(&jobs, rounds, &zstd_pack, &zstd_unpack);
+    // Other levels, for the choice of distcc::compress::ZSTD_LEVEL.
+    let others: Vec<(String, CodecCost)> = [-5, -1, 3]
+        .iter()
+        .map(|&level| {
+            let pack = move |d: &[u8]| zstd::bulk::compress(d, level).unwrap_or_default();
+            (
+                format!("zstd level {level} (not used)"),
+                codec_cost(&jobs, rounds, &pack, &zstd_unpack),
+            )
+        })
+        .collect();
     let mut t = format!(
         "## Wire: LZO vs zstd on {} ({} jobs, gcc -O2)\n\n\
          | codec | sources (DOTI) | objects (DOTO) | total | client codec CPU/job | server codec CPU/job |\n\
@@ -322,10 +332,12 @@ pub fn run(ours: &Path, work: &Path, quick: bool) -> Result<String, String> {
         kb(plain_obj),
         kb(plain_src + plain_obj)
     );
-    for (name, c) in [
-        ("LZO1X-1 (3.4 peers)", &lzo),
-        ("zstd level 1 (extension)", &zstd),
-    ] {
+    let mut all = vec![
+        ("LZO1X-1 (3.4 peers)".to_string(), &lzo),
+        ("zstd level 1 (extension)".to_string(), &zstd),
+    ];
+    all.extend(others.iter().map(|(n, c)| (n.clone(), c)));
+    for (name, c) in all {
         t.push_str(&format!(
             "| {name} | {} | {} | {} ({:.1}%) | {:.0} µs | {:.0} µs |\n",
             kb(c.source_bytes),
