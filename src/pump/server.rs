@@ -15,6 +15,7 @@
 //! keeps the client root at one copy per file however often it is edited.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::analyser::{Analyser, Closure, Probes};
+use super::analyser::{Analyser, Closure, Fx, Probes};
 use super::stamp::{self, FileId, ReadError};
 use super::{PumpError, defaults};
 use crate::protocol::{Limits, ProtocolError, include};
@@ -44,7 +45,7 @@ const ANSWER_TRIES: u32 = 3;
 struct Made {
     /// Mirror path → the version of the file it holds, and whether that version's stamp
     /// had settled ([`FileId::settled`]) when it was read: only then is it reused.
-    files: HashMap<PathBuf, (FileId, bool)>,
+    files: HashMap<OsString, (FileId, bool), Fx>,
     /// Link mirror path → its target.
     links: HashMap<PathBuf, String>,
     /// Placeholder files made.
@@ -148,7 +149,7 @@ impl ClientRoot {
     /// for it: [`PumpError::Changed`], and the caller analyses again.
     pub(crate) fn mirror(&self, c: &Closure) -> Result<Vec<String>, PumpError> {
         let mut reply = Vec::new();
-        for f in &c.files {
+        for (i, f) in c.files.iter().enumerate() {
             let line_name = c.line_names.get(f);
             let mut m = self.under(f).into_os_string();
             m.push(if line_name.is_some() {
@@ -157,13 +158,13 @@ impl ClientRoot {
                 ".lzo"
             });
             let m = PathBuf::from(m);
-            let Some(&want) = c.stamps.get(f) else {
+            let Some(want) = c.stamps.get(i).copied().flatten() else {
                 return Err(PumpError::Changed(format!(
                     "{} (not read by the analysis)",
                     f.display()
                 )));
             };
-            if self.made().files.get(&m) != Some(&(want, true)) {
+            if self.made().files.get(m.as_os_str()) != Some(&(want, true)) {
                 self.mirror_file(f, want, line_name.map(PathBuf::as_path), &m)?;
             }
             reply.push(m.display().to_string());
@@ -187,7 +188,7 @@ impl ClientRoot {
                 if fs::symlink_metadata(&m).is_ok_and(|md| md.is_dir()) {
                     // A directory in earlier jobs: its mirrors go.
                     fs::remove_dir_all(&m).map_err(io(&m))?;
-                    made.files.retain(|p, _| !p.starts_with(&m));
+                    made.files.retain(|p, _| !Path::new(p).starts_with(&m));
                     made.dirs.retain(|p| !p.starts_with(&m));
                     made.links.retain(|p, _| !p.starts_with(&m));
                 }
@@ -250,7 +251,7 @@ impl ClientRoot {
             return Err(io(m)(e));
         }
         made.files.insert(
-            m.to_path_buf(),
+            m.as_os_str().to_owned(),
             (want, st.settled || self.trust_fresh_stamps),
         );
         Ok(())
@@ -420,6 +421,12 @@ impl IncludeServer {
                 Ok(paths) => return paths,
                 Err(PumpError::Changed(what)) if attempt < ANSWER_TRIES => {
                     log::debug!("{what} changed under the job; analysing it again");
+                    // A change no watch reported (a hard link's new ctime) must not make
+                    // every retry reuse the stamp the mirror just found wrong.
+                    match self.analyser.lock() {
+                        Ok(mut a) => a.distrust(),
+                        Err(poisoned) => poisoned.into_inner().distrust(),
+                    }
                     attempt += 1;
                 }
                 Err(e) => {
@@ -510,7 +517,7 @@ mod tests {
             files: vec![f.clone()],
             system_links: vec![PathBuf::from("/usr/include")],
             dirs: [t.path().to_path_buf()].into(),
-            stamps: [(f.clone(), FileId::stat(&f).unwrap())].into(),
+            stamps: vec![FileId::stat(&f)],
             ..Closure::default()
         };
         let paths = root.mirror(&c).unwrap();
@@ -539,7 +546,7 @@ mod tests {
     fn closure_of(f: &Path) -> Closure {
         Closure {
             files: vec![f.to_path_buf()],
-            stamps: [(f.to_path_buf(), FileId::stat(f).unwrap())].into(),
+            stamps: vec![FileId::stat(f)],
             ..Closure::default()
         }
     }
