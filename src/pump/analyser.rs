@@ -504,6 +504,9 @@ pub struct Analyser {
     quote_dirs: FxMap<OsString, usize>,
     /// Tests: trust stamps at once, so that only the stamp comparison decides.
     trust_fresh_stamps: bool,
+    /// Tests: how many times a path was looked at (stat or lstat).
+    #[cfg(test)]
+    looks: u64,
     /// The `PATH` compilers are probed with (the include server's own).
     path: Option<OsString>,
 }
@@ -623,6 +626,10 @@ impl Analyser {
         }
         // The watch first: a change after the look below is then reported.
         let cover = self.watched_dir_of(p);
+        #[cfg(test)]
+        {
+            self.looks += 1;
+        }
         let (id, watched) = if cover == Cover::Watched {
             // lstat: a symlink's target may change unseen, so it is not trusted.
             match fs::symlink_metadata(p) {
@@ -1374,6 +1381,48 @@ mod tests {
             "{:?}",
             second.files
         );
+    }
+
+    #[test]
+    fn an_unchanged_tree_is_not_stat_again_and_new_dirs_are_seen() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(
+            &r.join("m.c"),
+            "#include \"h.h\"\n#include <sub/x.h>\n#include <stdio.h>\n",
+        );
+        write(&r.join("h.h"), "#include \"g.h\"\n");
+        write(&r.join("g.h"), "");
+        write(&r.join("b/sub/x.h"), "");
+        fs::create_dir(r.join("a")).unwrap();
+        let argv = s(&["gcc", "-Ia", "-Ib", "-c", "m.c"]);
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
+        let first = an.analyse(&r, &argv).unwrap();
+        assert!(first.files.contains(&r.join("b/sub/x.h")));
+        assert!(an.looks > 5, "{}", an.looks);
+        // Nothing changed: the watches say so, no file is looked at again.
+        an.looks = 0;
+        let second = an.analyse(&r, &argv).unwrap();
+        assert_eq!(second.files, first.files);
+        assert_eq!(an.looks, 0);
+        // A dir that did not exist appears in front of the one the header was found in,
+        // and a header is replaced by a rename: both are seen by the next job.
+        write(&r.join("a/sub/x.h"), "");
+        write(&r.join("g.new"), "#include \"k.h\"\n");
+        write(&r.join("k.h"), "");
+        fs::rename(r.join("g.new"), r.join("g.h")).unwrap();
+        let third = an.analyse(&r, &argv).unwrap();
+        assert!(
+            third.files.contains(&r.join("a/sub/x.h")),
+            "{:?}",
+            third.files
+        );
+        assert!(
+            !third.files.contains(&r.join("b/sub/x.h")),
+            "{:?}",
+            third.files
+        );
+        assert!(third.files.contains(&r.join("k.h")), "{:?}", third.files);
     }
 
     #[test]
