@@ -463,15 +463,37 @@ impl IncludeServer {
         stream.write_all(&include::encode_reply(&paths)).map_err(io)
     }
 
-    /// Accept connections forever, one thread each.
+    /// Accept connections forever. Each is served by an idle worker thread, or a new one
+    /// when none is idle (a slow client or a compiler probe never holds up the others);
+    /// workers stay for the next job, because starting a thread per job (its stack's page
+    /// faults included) cost a tenth of the include server's time.
     pub fn serve(self: Arc<Self>, listener: UnixListener) {
+        let (tx, rx) = std::sync::mpsc::channel::<UnixStream>();
+        let rx = Arc::new(Mutex::new(rx));
+        // Workers waiting for a connection that no connection was sent to yet.
+        let idle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for conn in listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    let me = self.clone();
+                    // Reserve an idle worker, or start one with this connection.
+                    let reserved = idle
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                        .is_ok();
+                    if reserved {
+                        // Can't fail: `rx` lives as long as this loop.
+                        let _ = tx.send(stream);
+                        continue;
+                    }
+                    let (me, rx, idle) = (self.clone(), rx.clone(), idle.clone());
                     std::thread::spawn(move || {
-                        if let Err(e) = me.handle(stream) {
-                            log::warn!("include server: {e}");
+                        let mut next = Some(stream);
+                        while let Some(stream) = next.take() {
+                            if let Err(e) = me.handle(stream) {
+                                log::warn!("include server: {e}");
+                            }
+                            idle.fetch_add(1, Ordering::AcqRel);
+                            let got = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            next = got.ok();
                         }
                     });
                 }
