@@ -147,7 +147,7 @@ impl Watcher {
                     .is_none_or(|d| d.as_os_str() == dir.as_os_str());
                 if !local || !same {
                     // Not ours to remove when another path shares it.
-                    if self.wds.get(&wd).is_none() {
+                    if !self.wds.contains_key(&wd) {
                         let _ = inotify::remove_watch(&self.fd, wd);
                     }
                     return (Cover::No, None);
