@@ -460,14 +460,20 @@ impl Probes {
     }
 
     /// Probe what the job `argv` run in `cwd` needs, before the caller takes a lock the
-    /// analysis holds: the analysis then finds the answer ready.
-    pub(crate) fn warm(&self, cwd: &Path, argv: &[String], path: Option<&OsStr>) {
-        if let Ok(cmd) = parse_command(cwd, argv)
-            && !cmd.nostdinc
-        {
-            let compiler = argv.first().map(String::as_str).unwrap_or("cc");
-            let _ = self.dirs(compiler, cwd, &cmd.probe_flags, cmd.lang, path);
+    /// analysis holds; the answer goes to [`Analyser::analyse_probed`], so the job finds
+    /// and identifies its compiler once (`None`: nothing to probe, or no command).
+    pub(crate) fn warm(
+        &self,
+        cwd: &Path,
+        argv: &[String],
+        path: Option<&OsStr>,
+    ) -> Option<Result<Vec<PathBuf>, String>> {
+        let cmd = parse_command(cwd, argv).ok()?;
+        if cmd.nostdinc {
+            return None;
         }
+        let compiler = argv.first().map(String::as_str).unwrap_or("cc");
+        Some(self.dirs(compiler, cwd, &cmd.probe_flags, cmd.lang, path))
     }
 }
 /// (config's number in [`Analyser::configs`], quote dir's number + 1 or 0, chain start),
@@ -848,12 +854,23 @@ impl Analyser {
     /// default dirs. Every file is stat'ed afresh; if files change under the analysis it
     /// starts over, and gives up (not covered) after a few tries.
     pub fn analyse(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
+        self.analyse_probed(cwd, argv, None)
+    }
+
+    /// [`Analyser::analyse`] with the compiler's default dirs already probed for this job
+    /// ([`Probes::warm`]).
+    pub(crate) fn analyse_probed(
+        &mut self,
+        cwd: &Path,
+        argv: &[String],
+        probed: Option<Result<Vec<PathBuf>, String>>,
+    ) -> Result<Closure, NotCovered> {
         let mut why = String::new();
         for _ in 0..ANALYSE_TRIES {
             self.job += 1;
             self.job_misses.clear();
             self.apply_changes();
-            let r = self.analyse_once(cwd, argv);
+            let r = self.analyse_once(cwd, argv, probed.as_ref());
             match r {
                 Ok(c) => return Ok(c),
                 Err(Fail::NotCovered(e)) => return Err(e),
@@ -871,13 +888,18 @@ impl Analyser {
         self.trust_fresh_stamps = true;
     }
 
-    fn analyse_once(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, Fail> {
+    fn analyse_once(
+        &mut self,
+        cwd: &Path,
+        argv: &[String],
+        probed: Option<&Result<Vec<PathBuf>, String>>,
+    ) -> Result<Closure, Fail> {
         let cmd = parse_command(cwd, argv)?;
         let compiler = argv.first().map(String::as_str).unwrap_or("cc");
-        let system = if cmd.nostdinc {
-            vec![]
-        } else {
-            self.system_dirs(compiler, cwd, &cmd.probe_flags, cmd.lang)?
+        let system = match probed {
+            _ if cmd.nostdinc => vec![],
+            Some(dirs) => dirs.clone().map_err(NotCovered)?,
+            None => self.system_dirs(compiler, cwd, &cmd.probe_flags, cmd.lang)?,
         };
         let mut chain = cmd.quote.clone();
         let angle_start = chain.len();

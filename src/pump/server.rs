@@ -401,14 +401,15 @@ impl IncludeServer {
         loop {
             // A compiler seen for the first time is probed before the analyser's lock
             // is taken, so other jobs go on meanwhile.
-            self.probes
+            let probed = self
+                .probes
                 .warm(Path::new(&req.cwd), &req.argv, self.path.as_deref());
             let closure = {
                 let mut an = match self.analyser.lock() {
                     Ok(a) => a,
                     Err(poisoned) => poisoned.into_inner(),
                 };
-                an.analyse(Path::new(&req.cwd), &req.argv)
+                an.analyse_probed(Path::new(&req.cwd), &req.argv, probed)
             };
             #[cfg(test)]
             if let Some(hook) = &self.after_analysis {
