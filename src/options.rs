@@ -549,6 +549,7 @@ impl Hit<'_> {
 fn find(word: &str) -> Option<&'static Opt> {
     OPTIONS
         .iter()
+        .filter(|o| o.name.as_bytes().get(1) == word.as_bytes().get(1)) // cheap first cut
         .filter(|o| match o.form {
             Flag | Separate => word == o.name,
             Joined => word.starts_with(o.name),

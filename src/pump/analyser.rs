@@ -13,13 +13,56 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::defaults;
 use super::parse::{self, Form, Parsed};
 use super::stamp::{self, FileId};
+use super::watch::{Changes, Cover, Watcher};
 use crate::options::{self, Class, Search, Tool};
+
+/// A fast hash for the analyser's maps, keyed by path bytes and small numbers (FxHash's
+/// mixing). SipHash's resistance to chosen keys buys nothing here — the keys are the
+/// user's own file names — and hashing them was a fifth of the include server's time.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub(crate) type Fx = std::hash::BuildHasherDefault<FxHasher>;
+type FxMap<K, V> = HashMap<K, V, Fx>;
+type FxSet<K> = HashSet<K, Fx>;
 
 /// Why a job can't be analysed; it is then preprocessed locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -209,8 +252,9 @@ pub(crate) fn parse_command(cwd: &Path, argv: &[String]) -> Result<Command, NotC
     Ok(cmd)
 }
 
-/// One file of the closure, found by a search.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// One file of the closure, found by a search. Compared and hashed by the path's bytes
+/// (`Path`'s own impls walk its components, for every node of every job).
+#[derive(Debug, Clone)]
 struct Node {
     /// The path as the preprocessor names it (lexical, may contain `..`).
     path: PathBuf,
@@ -218,6 +262,24 @@ struct Node {
     found: Option<usize>,
     /// gcc names it by an absolute path: ship it with a `#line` naming that path.
     abs_name: bool,
+}
+
+impl PartialEq for Node {
+    fn eq(&self, o: &Node) -> bool {
+        self.path.as_os_str() == o.path.as_os_str()
+            && self.found == o.found
+            && self.abs_name == o.abs_name
+    }
+}
+
+impl Eq for Node {}
+
+impl std::hash::Hash for Node {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.path.as_os_str().hash(h);
+        self.found.hash(h);
+        self.abs_name.hash(h);
+    }
 }
 
 /// What a compile needs shipped, as the server must recreate it.
@@ -234,20 +296,31 @@ pub struct Closure {
     /// The compiler's default dirs that get a LINK (never shipped).
     pub system_links: Vec<PathBuf>,
     /// Files seen under the default dirs (not shipped; reported for checking).
-    pub system_files: BTreeSet<PathBuf>,
+    /// As the analysis named them (not normalised: the server never reads this list, and
+    /// keeping a sorted set of them cost a tenth of a job's analysis).
+    pub system_files: Vec<PathBuf>,
     /// Files of `files` that gcc names by an absolute path, with that name: they are sent
     /// with `#line 1 "<name>"` first (3.4's `.lzo.abs`), because on the server that path
     /// lies under a temp dir and `__FILE__` would name it.
     pub line_names: BTreeMap<PathBuf, PathBuf>,
-    /// Per file of `files`: the version the analysis read. The mirror must be of that
-    /// version, or the closure may miss what a newer one includes.
-    pub stamps: BTreeMap<PathBuf, FileId>,
+    /// Per file of `files`, in that order: the version the analysis read. The mirror must
+    /// be of that version, or the closure may miss what a newer one includes.
+    pub stamps: Vec<Option<FileId>>,
+}
+
+impl Closure {
+    /// The version of `f` (one of `files`) the analysis read.
+    pub fn stamp(&self, f: &Path) -> Option<FileId> {
+        let i = self.files.iter().position(|p| p == f)?;
+        self.stamps.get(i).copied().flatten()
+    }
 }
 
 /// A parse, with the version of the file it was made from.
 struct CachedParse {
     id: FileId,
-    /// The stamp can be trusted to change with the content ([`FileId::settled`]).
+    /// The stamp can be trusted to change with the content ([`FileId::settled`]), or a
+    /// watch reports any change ([`FileState::watched`] when it was read).
     settled: bool,
     parsed: Arc<Parsed>,
 }
@@ -259,6 +332,9 @@ struct FileState {
     /// The job ([`Analyser::job`]) that last stat'ed it, and what that found.
     stat_job: u64,
     id: Option<FileId>,
+    /// Its directory was watched before that stat, and it is no symlink: `id` holds until
+    /// the watcher names this path (no stat per job).
+    watched: bool,
     /// The job that last asked for its parse: `parse` is then that job's version
     /// (`None`: unreadable, parsed as empty).
     parse_job: u64,
@@ -330,7 +406,7 @@ impl<'c> Defs<'c> {
 struct Pass {
     nodes: Vec<Node>,
     /// The version each node's path was read at.
-    stamps: HashMap<PathBuf, FileId>,
+    stamps: FxMap<OsString, FileId>,
     unresolved: Option<String>,
     /// A computed include was decided before every definition of the closure of its
     /// macro was known: run another pass with them all.
@@ -384,45 +460,65 @@ impl Probes {
     }
 
     /// Probe what the job `argv` run in `cwd` needs, before the caller takes a lock the
-    /// analysis holds: the analysis then finds the answer ready.
-    pub(crate) fn warm(&self, cwd: &Path, argv: &[String], path: Option<&OsStr>) {
-        if let Ok(cmd) = parse_command(cwd, argv)
-            && !cmd.nostdinc
-        {
-            let compiler = argv.first().map(String::as_str).unwrap_or("cc");
-            let _ = self.dirs(compiler, cwd, &cmd.probe_flags, cmd.lang, path);
+    /// analysis holds; the answer goes to [`Analyser::analyse_probed`], so the job finds
+    /// and identifies its compiler once (`None`: nothing to probe, or no command).
+    pub(crate) fn warm(
+        &self,
+        cwd: &Path,
+        argv: &[String],
+        path: Option<&OsStr>,
+    ) -> Option<Result<Vec<PathBuf>, String>> {
+        let cmd = parse_command(cwd, argv).ok()?;
+        if cmd.nostdinc {
+            return None;
         }
+        let compiler = argv.first().map(String::as_str).unwrap_or("cc");
+        Some(self.dirs(compiler, cwd, &cmd.probe_flags, cmd.lang, path))
     }
 }
-/// (config, quote dir, chain start, name); a found index of `usize::MAX` means "quote dir".
-type SearchKey = (Arc<Config>, Option<PathBuf>, usize, String);
+/// (config's number in [`Analyser::configs`], quote dir's number + 1 or 0, chain start),
+/// then the name in an inner map; a found index of `usize::MAX` means "quote dir".
+/// Numbers, not the config and `Path`s themselves: hashing those walked every path
+/// component at every lookup, and a lookup allocates nothing.
+type SearchKey = (usize, usize, usize);
 
 /// The memoising analyser; share one per process.
 #[derive(Default)]
 pub struct Analyser {
     /// Paths that were files once (by their bytes: `Path`'s own hash walks components).
-    files: HashMap<OsString, FileState>,
+    files: FxMap<OsString, FileState>,
     /// Paths under the compiler's own dirs that are not files: never stat'ed again.
-    system_misses: HashSet<OsString>,
+    system_misses: FxSet<OsString>,
     /// Other paths that were not files for this job.
-    job_misses: HashSet<OsString>,
+    job_misses: FxSet<OsString>,
+    /// Paths that were not files, in watched directories: until the watcher names them.
+    watched_misses: FxSet<OsString>,
+    /// Directory watches (`None`: inotify unavailable, every file is stat'ed per job).
+    watcher: Option<Watcher>,
     /// The current job's number (each analysis attempt is a job).
     job: u64,
     /// (compiler identity, probe flags, language) → default dirs.
     probes: Arc<Probes>,
-    /// (config, quote dir, start, name) → where it is found. Only results that no user
-    /// file's absence went into; a hit is re-checked by the job's stat of it.
-    searches: HashMap<SearchKey, Option<(PathBuf, usize)>>,
-    configs: HashSet<Arc<Config>>,
+    /// (config, quote dir, start, name) → where it is found. Only results that no
+    /// unwatched user file's absence went into; a hit is re-checked by the job's stat of it.
+    searches: FxMap<SearchKey, FxMap<String, Option<(PathBuf, usize)>>>,
+    /// Every config seen, with its number.
+    configs: HashMap<Arc<Config>, usize>,
+    /// The number of the current job's config (hashing a config walks all its paths).
+    cfg_id: usize,
+    /// Quote dirs (an includer's dir) by number, for [`SearchKey`].
+    quote_dirs: FxMap<OsString, usize>,
     /// Tests: trust stamps at once, so that only the stamp comparison decides.
     trust_fresh_stamps: bool,
+    /// Tests: how many times a path was looked at (stat or lstat).
+    #[cfg(test)]
+    looks: u64,
     /// The `PATH` compilers are probed with (the include server's own).
     path: Option<OsString>,
 }
 
 /// Is `p` inside one of `dirs` (lexically)?
 fn under(p: &Path, dirs: &[PathBuf]) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     let b = p.as_os_str().as_bytes();
     // An absolute path without `.`, `..` or empty components is its own normal form, and
     // a component-wise prefix is then a byte prefix ending at a `/`: no allocation, no
@@ -448,7 +544,65 @@ impl Analyser {
     pub fn with_path(path: Option<OsString>) -> Self {
         Analyser {
             path,
+            watcher: Watcher::new(),
             ..Self::default()
+        }
+    }
+
+    /// Apply what the watcher saw since the last job: forget those paths (and what lies
+    /// under the directories among them), and every search if any of it was known.
+    fn apply_changes(&mut self) {
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        match w.changes() {
+            Changes::All => self.distrust(),
+            Changes::Paths(paths) => {
+                let mut known = false;
+                for (p, dir) in paths {
+                    known |= self.files.remove(&p).is_some();
+                    known |= self.watched_misses.remove(&p);
+                    if dir {
+                        let b = p.as_bytes();
+                        let below = |k: &OsString| {
+                            k.as_bytes().starts_with(b) && k.as_bytes().get(b.len()) == Some(&b'/')
+                        };
+                        self.files.retain(|k, _| !below(k));
+                        self.watched_misses.retain(|k| !below(k));
+                        // A dir the analysis went through (or missed) changed.
+                        known = true;
+                    }
+                }
+                if known {
+                    self.searches.clear();
+                }
+            }
+        }
+    }
+
+    /// Forget every stat and search (the next job looks at every file again): after lost
+    /// events, or when a mirror found a file other than the analysis said.
+    pub(crate) fn distrust(&mut self) {
+        for st in self.files.values_mut() {
+            st.watched = false;
+            st.stat_job = 0;
+            if let Some(c) = st.parse.as_mut() {
+                c.settled = false;
+            }
+        }
+        self.watched_misses.clear();
+        self.searches.clear();
+        if let Some(w) = self.watcher.as_mut() {
+            w.forget_all();
+        }
+    }
+
+    /// Is `p` (a plain path) in a watched directory, as an entry of it? Asked before `p`
+    /// is looked at.
+    fn watched_dir_of(&mut self, p: &Path) -> Cover {
+        match (self.watcher.as_mut(), p.parent()) {
+            (Some(w), Some(dir)) if super::watch::plain(p) => w.cover(dir),
+            _ => Cover::No,
         }
     }
 
@@ -457,38 +611,77 @@ impl Analyser {
     /// `make -j` generates user headers while other jobs run: a header missing for one job
     /// may exist for the next.
     fn stat(&mut self, p: &Path, system: &[PathBuf]) -> Option<FileId> {
+        self.stat_stable(p, system).0
+    }
+
+    /// [`Analyser::stat`], and whether the answer holds beyond this job without a stat
+    /// (a watched path, or a miss under the compiler's dirs).
+    fn stat_stable(&mut self, p: &Path, system: &[PathBuf]) -> (Option<FileId>, bool) {
         let key = p.as_os_str();
-        if let Some(st) = self.files.get_mut(key) {
-            if st.stat_job != self.job {
-                st.stat_job = self.job;
-                st.id = FileId::stat(p);
+        if let Some(st) = self.files.get(key) {
+            if st.watched {
+                return (st.id, true);
             }
-            return st.id;
+            if st.stat_job == self.job {
+                return (st.id, false);
+            }
+        } else if self.watched_misses.contains(key) || self.system_misses.contains(key) {
+            return (None, true);
+        } else if self.job_misses.contains(key) {
+            return (None, false);
         }
-        if self.job_misses.contains(key) || self.system_misses.contains(key) {
-            return None;
+        // The watch first: a change after the look below is then reported.
+        let cover = self.watched_dir_of(p);
+        #[cfg(test)]
+        {
+            self.looks += 1;
         }
-        let id = FileId::stat(p);
+        let (id, watched) = if cover == Cover::Watched {
+            // lstat: a symlink's target may change unseen, so it is not trusted.
+            match fs::symlink_metadata(p) {
+                Ok(m) if m.is_file() => (Some(FileId::of(&m)), true),
+                Ok(m) if m.file_type().is_symlink() => (FileId::stat(p), false),
+                _ => (None, true),
+            }
+        } else {
+            (FileId::stat(p), cover == Cover::Absent)
+        };
+        let job = self.job;
+        if let Some(st) = self.files.get_mut(key) {
+            st.stat_job = job;
+            st.id = id;
+            st.watched = watched && id.is_some();
+            return (id, st.watched);
+        }
         if id.is_some() {
             self.files.insert(
                 key.to_owned(),
                 FileState {
-                    stat_job: self.job,
+                    stat_job: job,
                     id,
+                    watched,
                     parse_job: 0,
                     parse: None,
                 },
             );
         } else if under(p, system) {
             self.system_misses.insert(key.to_owned());
+            return (None, true);
+        } else if watched {
+            self.watched_misses.insert(key.to_owned());
         } else {
             self.job_misses.insert(key.to_owned());
         }
-        id
+        (id, watched)
     }
 
     fn is_file(&mut self, p: &Path, system: &[PathBuf]) -> bool {
         self.stat(p, system).is_some()
+    }
+
+    /// Did the job's walk reach `p` without symlinks (a watched regular file)?
+    fn plain_file(&self, p: &Path) -> bool {
+        self.files.get(p.as_os_str()).is_some_and(|st| st.watched)
     }
 
     /// The parse of the version of `p` this job sees, and that version (`None`: not
@@ -510,10 +703,11 @@ impl Analyser {
             .as_ref()
             .is_some_and(|c| Some(c.id) == now && c.settled);
         if st.parse_job != job && !unchanged {
+            let watched = st.watched;
             st.parse = match stamp::read_stable(p) {
                 Ok(r) => Some(CachedParse {
                     id: r.id,
-                    settled: r.settled || trust,
+                    settled: r.settled || trust || watched,
                     parsed: Arc::new(parse::parse(&r.data)),
                 }),
                 Err(e @ stamp::ReadError::Unstable { .. }) => {
@@ -564,41 +758,55 @@ impl Analyser {
         start: usize,
         name: &str,
     ) -> Option<(PathBuf, Option<usize>)> {
-        let key = (
-            cfg.clone(),
-            quote_dir.map(Path::to_path_buf),
-            start,
-            name.to_string(),
-        );
-        match self.searches.get(&key).cloned() {
+        let cfg_id = self.cfg_id;
+        let qd = match quote_dir {
+            None => 0,
+            Some(d) => match self.quote_dirs.get(d.as_os_str()) {
+                Some(&n) => n + 1,
+                None => {
+                    let n = self.quote_dirs.len();
+                    self.quote_dirs.insert(d.as_os_str().to_owned(), n);
+                    n + 1
+                }
+            },
+        };
+        let key = (cfg_id, qd, start);
+        let cached = self.searches.get(&key).and_then(|m| m.get(name)).cloned();
+        match cached {
             // Nothing before the hit can have appeared (those were misses under the
             // compiler's dirs), but the hit itself may have gone.
             Some(Some((p, i))) => {
                 if self.is_file(&p, &cfg.system) {
                     return Some((p, (i != usize::MAX).then_some(i)));
                 }
-                self.searches.remove(&key);
+                if let Some(m) = self.searches.get_mut(&key) {
+                    m.remove(name);
+                }
             }
             Some(None) => return None,
             None => {}
         }
         let mut hit = None;
-        // A result that depends on a user file being absent is not remembered (see
-        // `is_file`).
+        // A result that depends on a user file being absent is not remembered unless a
+        // watch would report its creation (see `stat`).
         let mut user_miss = false;
         let candidates = quote_dir
             .map(|d| (d.join(name), usize::MAX))
             .into_iter()
             .chain((start..cfg.chain.len()).map(|i| (cfg.chain[i].join(name), i)));
         for (p, i) in candidates {
-            if self.is_file(&p, &cfg.system) {
+            let (id, stable) = self.stat_stable(&p, &cfg.system);
+            if id.is_some() {
                 hit = Some((p, i));
                 break;
             }
-            user_miss |= !under(&p, &cfg.system);
+            user_miss |= !stable;
         }
         if !user_miss {
-            self.searches.insert(key, hit.clone());
+            self.searches
+                .entry(key)
+                .or_default()
+                .insert(name.to_string(), hit.clone());
         }
         hit.map(|(p, i)| (p, (i != usize::MAX).then_some(i)))
     }
@@ -646,11 +854,23 @@ impl Analyser {
     /// default dirs. Every file is stat'ed afresh; if files change under the analysis it
     /// starts over, and gives up (not covered) after a few tries.
     pub fn analyse(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, NotCovered> {
+        self.analyse_probed(cwd, argv, None)
+    }
+
+    /// [`Analyser::analyse`] with the compiler's default dirs already probed for this job
+    /// ([`Probes::warm`]).
+    pub(crate) fn analyse_probed(
+        &mut self,
+        cwd: &Path,
+        argv: &[String],
+        probed: Option<Result<Vec<PathBuf>, String>>,
+    ) -> Result<Closure, NotCovered> {
         let mut why = String::new();
         for _ in 0..ANALYSE_TRIES {
             self.job += 1;
             self.job_misses.clear();
-            let r = self.analyse_once(cwd, argv);
+            self.apply_changes();
+            let r = self.analyse_once(cwd, argv, probed.as_ref());
             match r {
                 Ok(c) => return Ok(c),
                 Err(Fail::NotCovered(e)) => return Err(e),
@@ -668,13 +888,18 @@ impl Analyser {
         self.trust_fresh_stamps = true;
     }
 
-    fn analyse_once(&mut self, cwd: &Path, argv: &[String]) -> Result<Closure, Fail> {
+    fn analyse_once(
+        &mut self,
+        cwd: &Path,
+        argv: &[String],
+        probed: Option<&Result<Vec<PathBuf>, String>>,
+    ) -> Result<Closure, Fail> {
         let cmd = parse_command(cwd, argv)?;
         let compiler = argv.first().map(String::as_str).unwrap_or("cc");
-        let system = if cmd.nostdinc {
-            vec![]
-        } else {
-            self.system_dirs(compiler, cwd, &cmd.probe_flags, cmd.lang)?
+        let system = match probed {
+            _ if cmd.nostdinc => vec![],
+            Some(dirs) => dirs.clone().map_err(NotCovered)?,
+            None => self.system_dirs(compiler, cwd, &cmd.probe_flags, cmd.lang)?,
         };
         let mut chain = cmd.quote.clone();
         let angle_start = chain.len();
@@ -689,10 +914,14 @@ impl Analyser {
             system: system.clone(),
             chain_abs,
         });
-        let cfg = match self.configs.get(&cfg) {
-            Some(c) => c.clone(),
+        let cfg = match self.configs.get_key_value(&cfg) {
+            Some((c, &n)) => {
+                self.cfg_id = n;
+                c.clone()
+            }
             None => {
-                self.configs.insert(cfg.clone());
+                self.cfg_id = self.configs.len();
+                self.configs.insert(cfg.clone(), self.cfg_id);
                 cfg
             }
         };
@@ -714,28 +943,37 @@ impl Analyser {
             system_links: defaults::link_roots(&system),
             ..Closure::default()
         };
-        let mut seen_files = HashSet::new();
+        let mut seen_files: FxSet<OsString> = FxSet::default();
+        // Per physical file: the version read, whatever name it was read by.
+        let mut versions: FxMap<OsString, FileId> = FxMap::default();
         let mut dir_memo = HashMap::new();
         for n in &nodes {
             if under(&n.path, &system) {
-                out.system_files.insert(crate::paths::normalise(&n.path));
+                out.system_files.push(n.path.clone());
                 continue;
             }
-            let Some(phys) = physical_memo(
-                &n.path,
-                &system,
-                &mut out.links,
-                &mut out.dirs,
-                &mut dir_memo,
-            ) else {
+            // A watched file was reached without symlinks: it is its own physical path.
+            let phys = if self.plain_file(&n.path) {
+                Some(n.path.clone())
+            } else {
+                physical_memo(
+                    &n.path,
+                    &system,
+                    &mut out.links,
+                    &mut out.dirs,
+                    &mut dir_memo,
+                )
+            };
+            let Some(phys) = phys else {
                 continue;
             };
             if under(&phys, &system) {
-                out.system_files.insert(phys);
+                out.system_files.push(phys);
                 continue;
             }
-            if let Some(&id) = stamps.get(&n.path)
-                && let Some(old) = out.stamps.insert(phys.clone(), id)
+            let stamp = stamps.get(n.path.as_os_str()).copied();
+            if let Some(id) = stamp
+                && let Some(old) = versions.insert(phys.as_os_str().to_owned(), id)
                 && old != id
             {
                 return Err(Fail::Changed(format!(
@@ -743,17 +981,32 @@ impl Analyser {
                     phys.display()
                 )));
             }
-            if seen_files.insert(phys.clone()) {
+            if seen_files.insert(phys.as_os_str().to_owned()) {
                 if n.abs_name {
                     out.line_names.insert(phys.clone(), n.path.clone());
                 }
                 out.files.push(phys);
+                out.stamps.push(stamp);
             }
         }
         // Directories the compile may look into: they must exist on the server.
         let mut wanted_dirs = vec![cwd.to_path_buf()];
         wanted_dirs.extend(cfg.chain.iter().filter(|d| !under(d, &system)).cloned());
         for d in wanted_dirs {
+            let cover = match self.watcher.as_mut() {
+                Some(w) => w.cover(&d),
+                None => Cover::No,
+            };
+            if cover == Cover::Watched {
+                // An existing dir reached without symlinks.
+                if !under(&d, &system) && d != Path::new("/") {
+                    out.dirs.insert(d);
+                }
+                continue;
+            }
+            if cover == Cover::Absent {
+                continue;
+            }
             if let Some(p) = physical(&d, &system, &mut out.links, &mut out.dirs, 0)
                 && fs::metadata(&p).is_ok_and(|m| m.is_dir())
                 && !under(&p, &system)
@@ -776,10 +1029,10 @@ impl Analyser {
         defs: &mut Defs<'_>,
     ) -> Result<Pass, Fail> {
         let mut unresolved = None;
-        let mut stamps = HashMap::new();
+        let mut stamps = FxMap::default();
         defs.consulted.clear();
         let mut order = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen: FxSet<Node> = FxSet::default();
         let mut queue = VecDeque::new();
         queue.push_back(Node {
             path: cmd.source.clone(),
@@ -820,7 +1073,7 @@ impl Analyser {
             let in_system = under(&node.path, &cfg.system);
             let (id, parsed) = self.parse(&node.path, &cfg.system)?;
             if let Some(id) = id {
-                stamps.insert(node.path.clone(), id);
+                stamps.insert(node.path.as_os_str().to_owned(), id);
             }
             defs.learn(&parsed);
             let dir = node.path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -1153,6 +1406,48 @@ mod tests {
     }
 
     #[test]
+    fn an_unchanged_tree_is_not_stat_again_and_new_dirs_are_seen() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().canonicalize().unwrap();
+        write(
+            &r.join("m.c"),
+            "#include \"h.h\"\n#include <sub/x.h>\n#include <stdio.h>\n",
+        );
+        write(&r.join("h.h"), "#include \"g.h\"\n");
+        write(&r.join("g.h"), "");
+        write(&r.join("b/sub/x.h"), "");
+        fs::create_dir(r.join("a")).unwrap();
+        let argv = s(&["gcc", "-Ia", "-Ib", "-c", "m.c"]);
+        let mut an = Analyser::with_path(std::env::var_os("PATH"));
+        let first = an.analyse(&r, &argv).unwrap();
+        assert!(first.files.contains(&r.join("b/sub/x.h")));
+        assert!(an.looks > 5, "{}", an.looks);
+        // Nothing changed: the watches say so, no file is looked at again.
+        an.looks = 0;
+        let second = an.analyse(&r, &argv).unwrap();
+        assert_eq!(second.files, first.files);
+        assert_eq!(an.looks, 0);
+        // A dir that did not exist appears in front of the one the header was found in,
+        // and a header is replaced by a rename: both are seen by the next job.
+        write(&r.join("a/sub/x.h"), "");
+        write(&r.join("g.new"), "#include \"k.h\"\n");
+        write(&r.join("k.h"), "");
+        fs::rename(r.join("g.new"), r.join("g.h")).unwrap();
+        let third = an.analyse(&r, &argv).unwrap();
+        assert!(
+            third.files.contains(&r.join("a/sub/x.h")),
+            "{:?}",
+            third.files
+        );
+        assert!(
+            !third.files.contains(&r.join("b/sub/x.h")),
+            "{:?}",
+            third.files
+        );
+        assert!(third.files.contains(&r.join("k.h")), "{:?}", third.files);
+    }
+
+    #[test]
     fn a_changed_file_is_parsed_again() {
         use crate::pump::stamp::tests::rewrite_keeping_mtime;
         let t = tempfile::tempdir().unwrap();
@@ -1167,19 +1462,13 @@ mod tests {
         an.trust_fresh_stamps();
         let first = an.analyse(&r, &argv).unwrap();
         assert!(first.files.contains(&r.join("x.h")));
-        assert_eq!(
-            first.stamps.get(&r.join("h.h")),
-            FileId::stat(&r.join("h.h")).as_ref()
-        );
+        assert_eq!(first.stamp(&r.join("h.h")), FileId::stat(&r.join("h.h")));
         // Same size, same mtime, same inode: only the ctime differs.
         rewrite_keeping_mtime(&r.join("h.h"), "#include \"y.h\"\n");
         let second = an.analyse(&r, &argv).unwrap();
         assert!(second.files.contains(&r.join("y.h")), "{:?}", second.files);
         assert!(!second.files.contains(&r.join("x.h")), "{:?}", second.files);
-        assert_eq!(
-            second.stamps.get(&r.join("h.h")),
-            FileId::stat(&r.join("h.h")).as_ref()
-        );
+        assert_eq!(second.stamp(&r.join("h.h")), FileId::stat(&r.join("h.h")));
         // A header that went away is no longer found through the remembered search.
         fs::remove_file(r.join("y.h")).unwrap();
         let third = an.analyse(&r, &argv).unwrap();

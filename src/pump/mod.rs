@@ -7,6 +7,7 @@
 //! * [`analyser`]: command line + scanner → the files a compile may read;
 //! * [`server`]: the include server and its client root of LZO mirrors;
 //! * [`stamp`]: what identifies a file's version, and reading one version whole;
+//! * [`watch`]: inotify watches that tell when a remembered stat no longer holds;
 //! * [`client`]: the compile client's side: ask, map back, build the protocol-3 request.
 
 pub(crate) mod analyser;
@@ -15,6 +16,7 @@ pub(crate) mod defaults;
 pub(crate) mod parse;
 pub mod server;
 pub(crate) mod stamp;
+pub(crate) mod watch;
 
 pub use analyser::{Analyser, Closure, NotCovered};
 

@@ -38,7 +38,13 @@ pub(crate) struct Parsed {
 /// `"/*"` does not open a comment.
 fn clean(src: &[u8]) -> String {
     let text = String::from_utf8_lossy(src);
-    let text = text.replace("\\\r\n", "").replace("\\\n", "");
+    // Most files have no continuation lines: no copy for them (this runs for every
+    // job's source).
+    let text = if text.contains("\\\n") || text.contains("\\\r\n") {
+        std::borrow::Cow::Owned(text.replace("\\\r\n", "").replace("\\\n", ""))
+    } else {
+        text
+    };
     let b = text.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -87,7 +93,8 @@ fn clean(src: &[u8]) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    // Only whole ASCII-delimited runs were dropped from valid UTF-8: still valid.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn ident_len(s: &str) -> usize {

@@ -15,6 +15,7 @@
 //! keeps the client root at one copy per file however often it is edited.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::analyser::{Analyser, Closure, Probes};
+use super::analyser::{Analyser, Closure, Fx, Probes};
 use super::stamp::{self, FileId, ReadError};
 use super::{PumpError, defaults};
 use crate::protocol::{Limits, ProtocolError, include};
@@ -44,7 +45,7 @@ const ANSWER_TRIES: u32 = 3;
 struct Made {
     /// Mirror path → the version of the file it holds, and whether that version's stamp
     /// had settled ([`FileId::settled`]) when it was read: only then is it reused.
-    files: HashMap<PathBuf, (FileId, bool)>,
+    files: HashMap<OsString, (FileId, bool), Fx>,
     /// Link mirror path → its target.
     links: HashMap<PathBuf, String>,
     /// Placeholder files made.
@@ -148,7 +149,7 @@ impl ClientRoot {
     /// for it: [`PumpError::Changed`], and the caller analyses again.
     pub(crate) fn mirror(&self, c: &Closure) -> Result<Vec<String>, PumpError> {
         let mut reply = Vec::new();
-        for f in &c.files {
+        for (i, f) in c.files.iter().enumerate() {
             let line_name = c.line_names.get(f);
             let mut m = self.under(f).into_os_string();
             m.push(if line_name.is_some() {
@@ -157,13 +158,13 @@ impl ClientRoot {
                 ".lzo"
             });
             let m = PathBuf::from(m);
-            let Some(&want) = c.stamps.get(f) else {
+            let Some(want) = c.stamps.get(i).copied().flatten() else {
                 return Err(PumpError::Changed(format!(
                     "{} (not read by the analysis)",
                     f.display()
                 )));
             };
-            if self.made().files.get(&m) != Some(&(want, true)) {
+            if self.made().files.get(m.as_os_str()) != Some(&(want, true)) {
                 self.mirror_file(f, want, line_name.map(PathBuf::as_path), &m)?;
             }
             reply.push(m.display().to_string());
@@ -187,7 +188,7 @@ impl ClientRoot {
                 if fs::symlink_metadata(&m).is_ok_and(|md| md.is_dir()) {
                     // A directory in earlier jobs: its mirrors go.
                     fs::remove_dir_all(&m).map_err(io(&m))?;
-                    made.files.retain(|p, _| !p.starts_with(&m));
+                    made.files.retain(|p, _| !Path::new(p).starts_with(&m));
                     made.dirs.retain(|p| !p.starts_with(&m));
                     made.links.retain(|p, _| !p.starts_with(&m));
                 }
@@ -250,7 +251,7 @@ impl ClientRoot {
             return Err(io(m)(e));
         }
         made.files.insert(
-            m.to_path_buf(),
+            m.as_os_str().to_owned(),
             (want, st.settled || self.trust_fresh_stamps),
         );
         Ok(())
@@ -400,14 +401,15 @@ impl IncludeServer {
         loop {
             // A compiler seen for the first time is probed before the analyser's lock
             // is taken, so other jobs go on meanwhile.
-            self.probes
+            let probed = self
+                .probes
                 .warm(Path::new(&req.cwd), &req.argv, self.path.as_deref());
             let closure = {
                 let mut an = match self.analyser.lock() {
                     Ok(a) => a,
                     Err(poisoned) => poisoned.into_inner(),
                 };
-                an.analyse(Path::new(&req.cwd), &req.argv)
+                an.analyse_probed(Path::new(&req.cwd), &req.argv, probed)
             };
             #[cfg(test)]
             if let Some(hook) = &self.after_analysis {
@@ -420,6 +422,12 @@ impl IncludeServer {
                 Ok(paths) => return paths,
                 Err(PumpError::Changed(what)) if attempt < ANSWER_TRIES => {
                     log::debug!("{what} changed under the job; analysing it again");
+                    // A change no watch reported (a hard link's new ctime) must not make
+                    // every retry reuse the stamp the mirror just found wrong.
+                    match self.analyser.lock() {
+                        Ok(mut a) => a.distrust(),
+                        Err(poisoned) => poisoned.into_inner().distrust(),
+                    }
                     attempt += 1;
                 }
                 Err(e) => {
@@ -456,15 +464,37 @@ impl IncludeServer {
         stream.write_all(&include::encode_reply(&paths)).map_err(io)
     }
 
-    /// Accept connections forever, one thread each.
+    /// Accept connections forever. Each is served by an idle worker thread, or a new one
+    /// when none is idle (a slow client or a compiler probe never holds up the others);
+    /// workers stay for the next job, because starting a thread per job (its stack's page
+    /// faults included) cost a tenth of the include server's time.
     pub fn serve(self: Arc<Self>, listener: UnixListener) {
+        let (tx, rx) = std::sync::mpsc::channel::<UnixStream>();
+        let rx = Arc::new(Mutex::new(rx));
+        // Workers waiting for a connection that no connection was sent to yet.
+        let idle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for conn in listener.incoming() {
             match conn {
                 Ok(stream) => {
-                    let me = self.clone();
+                    // Reserve an idle worker, or start one with this connection.
+                    let reserved = idle
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                        .is_ok();
+                    if reserved {
+                        // Can't fail: `rx` lives as long as this loop.
+                        let _ = tx.send(stream);
+                        continue;
+                    }
+                    let (me, rx, idle) = (self.clone(), rx.clone(), idle.clone());
                     std::thread::spawn(move || {
-                        if let Err(e) = me.handle(stream) {
-                            log::warn!("include server: {e}");
+                        let mut next = Some(stream);
+                        while let Some(stream) = next.take() {
+                            if let Err(e) = me.handle(stream) {
+                                log::warn!("include server: {e}");
+                            }
+                            idle.fetch_add(1, Ordering::AcqRel);
+                            let got = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                            next = got.ok();
                         }
                     });
                 }
@@ -510,7 +540,7 @@ mod tests {
             files: vec![f.clone()],
             system_links: vec![PathBuf::from("/usr/include")],
             dirs: [t.path().to_path_buf()].into(),
-            stamps: [(f.clone(), FileId::stat(&f).unwrap())].into(),
+            stamps: vec![FileId::stat(&f)],
             ..Closure::default()
         };
         let paths = root.mirror(&c).unwrap();
@@ -539,7 +569,7 @@ mod tests {
     fn closure_of(f: &Path) -> Closure {
         Closure {
             files: vec![f.to_path_buf()],
-            stamps: [(f.to_path_buf(), FileId::stat(f).unwrap())].into(),
+            stamps: vec![FileId::stat(f)],
             ..Closure::default()
         }
     }
