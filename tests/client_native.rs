@@ -74,7 +74,7 @@ fn native_through(kind: Kind) {
     let dir = t.path();
     fs::write(dir.join("x.c"), SOURCE).unwrap();
     // The client rewrites `gcc` to the triple's name; on the client that name is this
-    // wrapper, which counts the `-v` probes and runs the real compiler. The server runs
+    // wrapper, which counts the native probes and runs the real compiler. The server runs
     // its own x86_64-linux-gnu-gcc.
     let bin = dir.join("bin");
     fs::create_dir(&bin).unwrap();
@@ -82,7 +82,10 @@ fn native_through(kind: Kind) {
     script(
         &bin.join("x86_64-linux-gnu-gcc"),
         &format!(
-            "for a; do [ \"$a\" = -v ] && echo probe \"$@\" >> '{}'; done\nexec {TRIPLE_GCC} \"$@\"",
+            // `-E -v`: the native probe; a bare `-v` is the compiler-identity probe.
+            "e=; v=; for a; do [ \"$a\" = -E ] && e=1; [ \"$a\" = -v ] && v=1; done\n\
+             if [ -n \"$e\" ] && [ -n \"$v\" ]; then echo probe \"$@\" >> '{}'; fi\n\
+             exec {TRIPLE_GCC} \"$@\"",
             count.display()
         ),
     );
