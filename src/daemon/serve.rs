@@ -197,7 +197,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     // byte at a time holds nothing for long).
     let timeout = shared.io_timeout;
     let extension =
-        match crate::connection::with_timeout(timeout, negotiate(&mut conn, who, auth)).await {
+        match crate::connection::with_timeout(timeout, negotiate(&mut conn, who, auth, &shared.settings)).await {
             Ok(x) => x,
             Err(e) => {
                 let result = match e {
@@ -404,6 +404,7 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     who: &str,
     auth: Option<&crate::noise::DaemonAuth>,
+    settings: &JobSettings,
 ) -> Result<Option<Extension>, ConnError> {
     if !conn.opens_extension().await? {
         return Ok(None);
@@ -413,7 +414,9 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     if auth.is_some() {
         offer.extend(crate::noise::daemon_offers());
     }
-    let answer = ext::answer_for(&hello, &offer, &[]);
+    let env = &settings.env;
+    let info = ext::daemon_info(env.distccd_path.as_deref().or(env.path.as_deref()));
+    let answer = ext::answer_for(&hello, &offer, &info);
     let agreed =
         ext::Agreed::from_answer(answer, &offer).map_err(|e| ConnError::Protocol(e.into()))?;
     // KEYS: no channel agreed under --require-auth: refused instead of an answer (the
