@@ -738,7 +738,11 @@ mod tests {
             std::fs::write(p, "#!/bin/sh\n").unwrap();
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
-        let (plain, masq, none) = (t.path().join("bin"), t.path().join("masq"), t.path().join("e"));
+        let (plain, masq, none) = (
+            t.path().join("bin"),
+            t.path().join("masq"),
+            t.path().join("e"),
+        );
         for d in [&plain, &masq, &none] {
             std::fs::create_dir(d).unwrap();
         }
@@ -754,7 +758,9 @@ mod tests {
             [(info::DIRECTIVES_ONLY, "yes")]
         );
         let answer = answer_for(&Hello::new(), &[], &daemon_info(Some(&path(&[&plain]))));
-        assert!(offers_directives_only(&Hello::parse(&answer.to_text()).unwrap()));
+        assert!(offers_directives_only(
+            &Hello::parse(&answer.to_text()).unwrap()
+        ));
         // g++ first found through ccache: not offered, though gcc itself is fine.
         assert!(!compiles_directives_only(Some(&path(&[&masq, &plain]))));
         symlink("../ccache", masq.join("gcc")).unwrap();

@@ -286,8 +286,7 @@ fn sent_directives_only(o: &Output) -> bool {
 
 /// The client's memo of the daemon at `port` (its last extension answer, or `none`).
 fn memo(dir: &Path, port: u16) -> String {
-    fs::read_to_string(dir.join("dd/ext").join(format!("tcp_127.0.0.1_{port}")))
-        .unwrap_or_default()
+    fs::read_to_string(dir.join("dd/ext").join(format!("tcp_127.0.0.1_{port}"))).unwrap_or_default()
 }
 
 /// `-g` without the command line in DW_AT_producer: an object from a directives-only
@@ -299,10 +298,20 @@ const G: [&str; 4] = ["-g", "-gno-record-gcc-switches", "-c", "w.c"];
 fn references(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     fs::write(dir.join("w.c"), SOURCE).unwrap();
     gcc_local(dir, &[&G[..], &["-o", "local.o"]].concat());
-    gcc_local(dir, &["-g", "-gno-record-gcc-switches", "-E", "w.c", "-o", "w.i"]);
     gcc_local(
         dir,
-        &["-g", "-gno-record-gcc-switches", "-c", "w.i", "-o", "full_e.o"],
+        &["-g", "-gno-record-gcc-switches", "-E", "w.c", "-o", "w.i"],
+    );
+    gcc_local(
+        dir,
+        &[
+            "-g",
+            "-gno-record-gcc-switches",
+            "-c",
+            "w.i",
+            "-o",
+            "full_e.o",
+        ],
     );
     let local = fs::read(dir.join("local.o")).unwrap();
     let full_e = fs::read(dir.join("full_e.o")).unwrap();
@@ -395,8 +404,18 @@ fn a_distccd_with_ccache_in_front_of_gcc_gets_a_full_e() {
     );
     let plain_hosts = format!("127.0.0.1:{}", plain.port);
     let cached_hosts = format!("127.0.0.1:{}", cached.port);
-    by_default(dir, &plain_hosts, &[], &[&G[..], &["-o", "plain.o"]].concat());
-    by_default(dir, &cached_hosts, &[], &[&G[..], &["-o", "first.o"]].concat());
+    by_default(
+        dir,
+        &plain_hosts,
+        &[],
+        &[&G[..], &["-o", "plain.o"]].concat(),
+    );
+    by_default(
+        dir,
+        &cached_hosts,
+        &[],
+        &[&G[..], &["-o", "first.o"]].concat(),
+    );
     assert!(
         memo(dir, plain.port).contains("\ndirectives-only yes\n"),
         "{}",
@@ -406,7 +425,12 @@ fn a_distccd_with_ccache_in_front_of_gcc_gets_a_full_e() {
     assert!(said.starts_with("distcc-rs "), "{said}");
     assert!(!said.contains("directives-only"), "{said}");
     // Its memo present, the ccache host still gets a full -E, and compiles it right.
-    let second = by_default(dir, &cached_hosts, &[], &[&G[..], &["-o", "second.o"]].concat());
+    let second = by_default(
+        dir,
+        &cached_hosts,
+        &[],
+        &[&G[..], &["-o", "second.o"]].concat(),
+    );
     assert!(!sent_directives_only(&second));
     assert_eq!(object(dir, "first.o"), full_e);
     assert_eq!(object(dir, "second.o"), full_e);

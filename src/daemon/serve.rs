@@ -196,25 +196,29 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     // The whole opening within the I/O timeout, as a request (a client that drips a
     // byte at a time holds nothing for long).
     let timeout = shared.io_timeout;
-    let extension =
-        match crate::connection::with_timeout(timeout, negotiate(&mut conn, who, auth, &shared.settings)).await {
-            Ok(x) => x,
-            Err(e) => {
-                let result = match e {
-                    ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
-                    ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
-                    _ => JobResult::RejBadReq,
-                };
-                shared.stats.record(result);
-                if let ConnError::Refused(r) = &e {
-                    // Already logged, in one line, where it was decided.
-                    refuse(&mut conn, r).await;
-                } else {
-                    log::error!("client {who}: extension handshake failed, closing: {e}");
-                }
-                return;
+    let extension = match crate::connection::with_timeout(
+        timeout,
+        negotiate(&mut conn, who, auth, &shared.settings),
+    )
+    .await
+    {
+        Ok(x) => x,
+        Err(e) => {
+            let result = match e {
+                ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
+                ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
+                _ => JobResult::RejBadReq,
+            };
+            shared.stats.record(result);
+            if let ConnError::Refused(r) = &e {
+                // Already logged, in one line, where it was decided.
+                refuse(&mut conn, r).await;
+            } else {
+                log::error!("client {who}: extension handshake failed, closing: {e}");
             }
-        };
+            return;
+        }
+    };
     match &extension {
         Some(x) if x.paired => return,
         // KEYS: a distcc 3.4 client, under --require-auth: closed on without a byte, as
