@@ -196,12 +196,8 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     // The whole opening within the I/O timeout, as a request (a client that drips a
     // byte at a time holds nothing for long).
     let timeout = shared.io_timeout;
-    let extension = match crate::connection::with_timeout(
-        timeout,
-        negotiate(&mut conn, who, auth, &shared.settings),
-    )
-    .await
-    {
+    let opening = negotiate(&mut conn, who, auth, &shared.settings);
+    let extension = match crate::connection::with_timeout(timeout, opening).await {
         Ok(x) => x,
         Err(e) => {
             let result = match e {
@@ -418,6 +414,7 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     if auth.is_some() {
         offer.extend(crate::noise::daemon_offers());
     }
+    // Informational: what the client may act on (`directives-only yes`).
     let env = &settings.env;
     let info = ext::daemon_info(env.distccd_path.as_deref().or(env.path.as_deref()));
     let answer = ext::answer_for(&hello, &offer, &info);
