@@ -32,7 +32,9 @@
 //!    use zstd
 //!    ```
 //!    `use` is the subset of the client's `want` the daemon agrees to (a client drops the
-//!    connection if it names anything it did not want); other keys are informational.
+//!    connection if it names anything it did not want); other keys are informational
+//!    ([`info`]): `directives-only yes` when no wrapper such as ccache stands in front of
+//!    the daemon's gcc, which makes the client preprocess for it with `-fdirectives-only`.
 //!    The client stores the answer text in the same memo file, so later jobs know what the
 //!    host speaks before connecting. Instead of answering, the daemon may refuse
 //!    (`RFSE`, see 6).
