@@ -110,9 +110,8 @@ pub mod feature {
 pub mod info {
     /// `directives-only yes`: this daemon compiles a plain-mode source the client
     /// preprocessed with gcc's `-E -fdirectives-only`, sent with `-fpreprocessed
-    /// -fdirectives-only`, as a local build would ([`super::compiles_directives_only`]);
-    /// the client then preprocesses that way by default
-    /// ([`crate::settings::DirectivesOnly::Auto`]).
+    /// -fdirectives-only`, as a local build would (`compiles_directives_only`); the
+    /// client then preprocesses that way by default (`DISTCC_DIRECTIVES_ONLY` unset).
     pub const DIRECTIVES_ONLY: &str = "directives-only";
 }
 
