@@ -447,3 +447,28 @@ fn a_distccd_with_ccache_in_front_of_gcc_gets_a_full_e() {
     assert_eq!(object(dir, "forced.o"), local);
     assert_eq!(cached.compile_ok_count(), 2, "{}", cached.log_text());
 }
+
+#[test]
+fn a_retry_on_another_host_sends_the_same_directives_only_source() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (local, _) = references(dir);
+    let mut ours = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let debian = Daemon::start(Kind::Debian, dir, &[], &[]);
+    let ours_host = format!("127.0.0.1:{}", ours.port);
+    by_default(dir, &ours_host, &[], &[&G[..], &["-o", "first.o"]].concat());
+    assert!(memo(dir, ours.port).contains("\ndirectives-only yes\n"));
+    // Preprocessed for our daemon, which is gone by the time the job connects: the next
+    // host gets the same source and command line, and compiles it right.
+    ours.kill();
+    let hosts = format!("{ours_host} 127.0.0.1:{}", debian.port);
+    let o = by_default(dir, &hosts, &[], &[&G[..], &["-o", "retried.o"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("exec on 127.0.0.1:{}:", debian.port)),
+        "{err}"
+    );
+    assert!(sent_directives_only(&o), "{err}");
+    assert_eq!(object(dir, "retried.o"), local);
+    assert_eq!(debian.compile_ok_count(), 1, "{}", debian.log_text());
+}
