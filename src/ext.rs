@@ -32,7 +32,9 @@
 //!    use zstd
 //!    ```
 //!    `use` is the subset of the client's `want` the daemon agrees to (a client drops the
-//!    connection if it names anything it did not want); other keys are informational.
+//!    connection if it names anything it did not want); other keys are informational
+//!    ([`info`]): `directives-only yes` when no wrapper such as ccache stands in front of
+//!    the daemon's gcc, which makes the client preprocess for it with `-fdirectives-only`.
 //!    The client stores the answer text in the same memo file, so later jobs know what the
 //!    host speaks before connecting. Instead of answering, the daemon may refuse
 //!    (`RFSE`, see 6).
@@ -73,6 +75,7 @@
 //!   shows it and maps its code (`client::compile::fault_reason`).
 //! * The record layer itself is a [`Transform`].
 
+use std::ffi::OsStr;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -100,6 +103,16 @@ pub mod feature {
     pub const NOISE: &str = "noise";
     /// A `CIDN` packet before the job (the identity layer).
     pub const IDENTITY: &str = "identity";
+}
+
+/// Informational keys of a daemon's answer (not negotiated: the client may act on them,
+/// and a daemon that does not send one just doesn't get what it offers).
+pub mod info {
+    /// `directives-only yes`: this daemon compiles a plain-mode source the client
+    /// preprocessed with gcc's `-E -fdirectives-only`, sent with `-fpreprocessed
+    /// -fdirectives-only`, as a local build would (`compiles_directives_only`); the
+    /// client then preprocesses that way by default (`DISTCC_DIRECTIVES_ONLY` unset).
+    pub const DIRECTIVES_ONLY: &str = "directives-only";
 }
 
 /// Refusal codes (`RFSE`).
@@ -394,6 +407,56 @@ pub fn answer_for(hello: &Hello, offer: &[&str], info: &[(&str, &str)]) -> Hello
     answer
 }
 
+/// Whether a daemon's answer (the memo's copy of it) says it compiles directives-only
+/// sources right.
+pub(crate) fn offers_directives_only(answer: &Hello) -> bool {
+    answer.get(info::DIRECTIVES_ONLY) == Some("yes")
+}
+
+/// What a daemon whose compilers are found on `path` (`DISTCCD_PATH`, else `PATH`) says
+/// besides `use`.
+pub(crate) fn daemon_info(path: Option<&OsStr>) -> Vec<(&'static str, &'static str)> {
+    if compiles_directives_only(path) {
+        vec![(info::DIRECTIVES_ONLY, "yes")]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The names a directives-only job's compiler is asked by (the client rewrites `cc` to
+/// the gcc it links to, but a 3.4-style client may send `cc` as it is).
+const GCC_NAMES: [&str; 4] = ["gcc", "g++", "cc", "c++"];
+
+/// Whether this daemon compiles directives-only sources as a local build would: it has a
+/// `gcc`, and neither it nor [`GCC_NAMES`]' others are reached through a compiler wrapper
+/// (the file they resolve to is `ccache`, `sccache`, …: [`crate::identity::WRAPPERS`]).
+/// ccache, the wiki's server-side setup (`/usr/lib/ccache` first on distccd's PATH),
+/// treats the `.i` as preprocessed and compiles it without `-fdirectives-only`: every
+/// macro is then unknown and every job fails. A wrapper we can't see (a shell script
+/// calling ccache) is not detected; the job then fails remotely and is compiled here.
+/// Asked per connection, not once: installing ccache under a running daemon counts.
+pub(crate) fn compiles_directives_only(path: Option<&OsStr>) -> bool {
+    let wrapped = |p: &Path| {
+        // A name that does not resolve is not trusted either.
+        match std::fs::canonicalize(p) {
+            Ok(real) => real
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| crate::identity::WRAPPERS.contains(&n)),
+            Err(_) => true,
+        }
+    };
+    let Some(gcc) = crate::paths::which(GCC_NAMES[0], path) else {
+        return false;
+    };
+    !wrapped(&gcc)
+        && GCC_NAMES
+            .iter()
+            .skip(1)
+            .filter_map(|n| crate::paths::which(n, path))
+            .all(|p| !wrapped(&p))
+}
+
 /// What a client asks for. The layers that plug in add their words here.
 pub(crate) fn client_wants() -> Vec<&'static str> {
     // NOISE HOOK: the keys layer adds feature::NOISE when this client has a key.
@@ -666,6 +729,51 @@ mod tests {
         assert_eq!(memo.read("tcp_a_1"), Known::Ours(answer));
         std::fs::write(memo.path("tcp_b_2"), "garbage").unwrap();
         assert_eq!(memo.read("tcp_b_2"), Known::Unknown);
+    }
+
+    #[test]
+    fn directives_only_is_offered_without_a_wrapper_in_front_of_gcc() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let t = tempfile::tempdir().unwrap();
+        let exe = |p: &Path| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        let (plain, masq, none) = (
+            t.path().join("bin"),
+            t.path().join("masq"),
+            t.path().join("e"),
+        );
+        for d in [&plain, &masq, &none] {
+            std::fs::create_dir(d).unwrap();
+        }
+        exe(&plain.join("gcc-12"));
+        symlink("gcc-12", plain.join("gcc")).unwrap();
+        exe(&plain.join("g++"));
+        exe(&t.path().join("ccache"));
+        symlink("../ccache", masq.join("g++")).unwrap();
+        let path = |dirs: &[&Path]| std::env::join_paths(dirs).unwrap();
+        assert!(compiles_directives_only(Some(&path(&[&plain]))));
+        assert_eq!(
+            daemon_info(Some(&path(&[&plain]))),
+            [(info::DIRECTIVES_ONLY, "yes")]
+        );
+        let answer = answer_for(&Hello::new(), &[], &daemon_info(Some(&path(&[&plain]))));
+        assert!(offers_directives_only(
+            &Hello::parse(&answer.to_text()).unwrap()
+        ));
+        // g++ first found through ccache: not offered, though gcc itself is fine.
+        assert!(!compiles_directives_only(Some(&path(&[&masq, &plain]))));
+        symlink("../ccache", masq.join("gcc")).unwrap();
+        assert!(!compiles_directives_only(Some(&path(&[&masq, &plain]))));
+        assert!(daemon_info(Some(&path(&[&masq, &plain]))).is_empty());
+        // No gcc at all, or no PATH: nothing to offer.
+        assert!(!compiles_directives_only(Some(&path(&[&none]))));
+        assert!(!compiles_directives_only(None));
+        assert!(!offers_directives_only(&Hello::new().with("use", "zstd")));
+        assert!(!offers_directives_only(
+            &Hello::new().with(info::DIRECTIVES_ONLY, "no")
+        ));
     }
 
     proptest! {

@@ -483,7 +483,7 @@ pub(crate) fn probe(
 
 /// Programs that stand in front of a compiler and run the real one (a masquerade link
 /// to one of these is not the compiler).
-const WRAPPERS: [&str; 5] = ["ccache", "sccache", "distcc", "icecc", "buildcache"];
+pub(crate) const WRAPPERS: [&str; 5] = ["ccache", "sccache", "distcc", "icecc", "buildcache"];
 
 /// The binary that is `program`'s compiler: `program` itself (links resolved), or, when
 /// that is a [`WRAPPERS`] program, the same name in the directory `-v` reports as

@@ -260,6 +260,30 @@ fn build_id(r: &Reader) -> Option<String> {
     r.text("DISTCC_BUILD_ID").filter(|v| !v.trim().is_empty())
 }
 
+/// `DISTCC_DIRECTIVES_ONLY`: when the client preprocesses with `-fdirectives-only`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum DirectivesOnly {
+    /// Unset (or any other value): for a host whose memo says it compiles such a source
+    /// right ([`crate::ext::offers_directives_only`]), else a full `-E`.
+    #[default]
+    Auto,
+    /// `1`: for every host, as before hosts could say (one that can't compile such a
+    /// source fails the job, which is then compiled here).
+    Always,
+    /// `0`: never; every job sends a fully preprocessed source, as distcc 3.4 does.
+    Never,
+}
+
+impl DirectivesOnly {
+    fn from_value(value: Option<String>) -> DirectivesOnly {
+        match value.as_deref().map(str::trim) {
+            Some("1") => DirectivesOnly::Always,
+            Some("0") => DirectivesOnly::Never,
+            _ => DirectivesOnly::Auto,
+        }
+    }
+}
+
 /// The client (`distcc`, and distcc masquerading as a compiler).
 #[derive(Debug, Clone)]
 pub(crate) struct ClientEnv {
@@ -305,13 +329,14 @@ pub(crate) struct ClientEnv {
     /// `DISTCC_RACE=0` turns off racing a remote job that runs far longer than its host's
     /// recent jobs with a local compile ([`crate::client::race`]); on by default.
     pub race: bool,
-    /// `DISTCC_DIRECTIVES_ONLY=1` preprocesses with gcc's `-fdirectives-only` (macros left
-    /// for the server, so `-g` line tables and diagnostics match a local build). Off by
-    /// default: a server whose gcc is reached through ccache (Gentoo's `FEATURES=ccache`,
-    /// Debian's masquerade) compiles a `.i` without the switch and fails every job, and a
-    /// client can't see that until servers say what they run (the protocol extension).
-    /// Off: every job sends a fully preprocessed source, as distcc 3.4 does.
-    pub directives_only: bool,
+    /// `DISTCC_DIRECTIVES_ONLY`: whether to preprocess with gcc's `-fdirectives-only`
+    /// (macros left for the server, so `-g` line tables and diagnostics match a local
+    /// build). By default ([`DirectivesOnly::Auto`]) only for a host whose last protocol
+    /// extension answer says `directives-only yes`: our daemon says so when its gcc is not
+    /// reached through a wrapper such as ccache, which compiles such a source without the
+    /// switch and fails (Gentoo's `FEATURES=ccache`, Debian's masquerade). A distcc 3.4
+    /// host, or one not asked yet, gets a full `-E`, as distcc 3.4 sends.
+    pub directives_only: DirectivesOnly,
     /// `DISTCC_BUILD_ID` (set and not empty): the build whose record in
     /// `$DISTCC_DIR/record` this job's outcome goes to (`pump` sets it); else the session
     /// id ([`crate::client::outcome`]).
@@ -383,7 +408,7 @@ impl ClientEnv {
             pump_blocker: PUMP_BLOCKERS.iter().copied().find(|v| r.is_set(v)),
             max_discrepancy: max_discrepancy(&mut r),
             race: r.text("DISTCC_RACE").is_none_or(|v| v.trim() != "0"),
-            directives_only: r.is_one("DISTCC_DIRECTIVES_ONLY"),
+            directives_only: DirectivesOnly::from_value(r.text("DISTCC_DIRECTIVES_ONLY")),
             build_id: build_id(&r),
             principal: r.text("DISTCC_PRINCIPAL"),
             extensions: r.text("DISTCC_EXTENSIONS").is_none_or(|v| v.trim() != "0"),
@@ -612,7 +637,7 @@ mod tests {
         assert_eq!(c.io_timeout, DEFAULT_IO_TIMEOUT);
         assert!(c.fallback && c.rewrite_cross && !c.save_temps && !c.skip_local_retry);
         assert!(c.race);
-        assert!(!c.directives_only);
+        assert_eq!(c.directives_only, DirectivesOnly::Auto);
         assert_eq!(c.ssh, vec!["ssh"]);
         assert_eq!(c.socks_proxy, Ok(None));
         assert_eq!(c.hosts, None);
@@ -621,6 +646,19 @@ mod tests {
         assert_eq!(c.max_discrepancy, 1);
         assert_eq!(c.log.level, LevelFilter::Warn);
         assert_eq!(c.log.destination, Destination::Stderr);
+    }
+
+    #[test]
+    fn directives_only_values() {
+        for (value, want) in [
+            (" 1 ", DirectivesOnly::Always),
+            ("0", DirectivesOnly::Never),
+            ("", DirectivesOnly::Auto),
+            ("yes", DirectivesOnly::Auto),
+        ] {
+            let (c, _) = ClientEnv::from_env(&env(&[("DISTCC_DIRECTIVES_ONLY", value)]));
+            assert_eq!(c.directives_only, want, "{value:?}");
+        }
     }
 
     #[test]
@@ -648,7 +686,7 @@ mod tests {
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(c.build_id.as_deref(), Some("b1"));
         assert!(!c.race);
-        assert!(c.directives_only);
+        assert_eq!(c.directives_only, DirectivesOnly::Always);
         assert!(c.backoff_period.is_zero());
         assert_eq!(c.pause, MIN_PAUSE);
         assert_eq!(c.io_timeout, Duration::from_secs(7));

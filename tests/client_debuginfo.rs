@@ -2,6 +2,9 @@
 //! conditionals, the server expands the macros, so an object built with `-g` is a local
 //! build's and a warning from inside a macro carries its "in expansion of macro" note —
 //! through our daemon and through Debian's distccd 3.4, which just runs the command line.
+//! By default only for a host whose extension answer said `directives-only yes` (our
+//! daemon, unless ccache stands in front of its gcc); `DISTCC_DIRECTIVES_ONLY=1` forces
+//! it for every host, `0` turns it off.
 //! What directives-only can't do (`__COUNTER__` in `#if`, `__BASE_FILE__`,
 //! `-traditional-cpp`) is preprocessed in full and still builds right; and our daemon
 //! refuses a directives-only source that would read the server's files.
@@ -36,7 +39,7 @@ fn gcc_local(dir: &Path, args: &[&str]) -> Output {
 fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
         .env("DISTCC_FALLBACK", "0")
-        // Opt-in while a server's ccache may drop the switch (see settings.rs).
+        // Forced for every host, whatever its memo says (see settings.rs).
         .env("DISTCC_DIRECTIVES_ONLY", "1")
         .envs(env.iter().copied())
         .arg("gcc")
@@ -252,4 +255,220 @@ fn our_distccd_refuses_a_directives_only_source_that_includes() {
         "{}",
         d.log_text()
     );
+}
+
+/// `distcc gcc ARGS` with the client's defaults (no `DISTCC_DIRECTIVES_ONLY`) and `env`,
+/// verbose: its stderr shows the command line it sent.
+fn by_default(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_VERBOSE", "1")
+        .envs(env.iter().copied())
+        .arg("gcc")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// Whether the job's command line (its `exec on HOST:` log line) was a directives-only
+/// one.
+fn sent_directives_only(o: &Output) -> bool {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.contains("exec on 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no command line sent: {err}"));
+    line.ends_with(" -fpreprocessed -fdirectives-only")
+}
+
+/// The client's memo of the daemon at `port` (its last extension answer, or `none`).
+fn memo(dir: &Path, port: u16) -> String {
+    fs::read_to_string(dir.join("dd/ext").join(format!("tcp_127.0.0.1_{port}"))).unwrap_or_default()
+}
+
+/// `-g` without the command line in DW_AT_producer: an object from a directives-only
+/// source is then a local build's, byte for byte.
+const G: [&str; 4] = ["-g", "-gno-record-gcc-switches", "-c", "w.c"];
+
+/// `w.c` written, a local build's object (`local.o`) and one from a full `-E` source, as
+/// distcc 3.4 sends (`full_e.o`); they differ (columns).
+fn references(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    fs::write(dir.join("w.c"), SOURCE).unwrap();
+    gcc_local(dir, &[&G[..], &["-o", "local.o"]].concat());
+    gcc_local(
+        dir,
+        &["-g", "-gno-record-gcc-switches", "-E", "w.c", "-o", "w.i"],
+    );
+    gcc_local(
+        dir,
+        &[
+            "-g",
+            "-gno-record-gcc-switches",
+            "-c",
+            "w.i",
+            "-o",
+            "full_e.o",
+        ],
+    );
+    let local = fs::read(dir.join("local.o")).unwrap();
+    let full_e = fs::read(dir.join("full_e.o")).unwrap();
+    assert_ne!(local, full_e, "a full -E must show in the object");
+    (local, full_e)
+}
+
+fn object(dir: &Path, name: &str) -> Vec<u8> {
+    fs::read(dir.join(name)).unwrap()
+}
+
+#[test]
+fn by_default_our_distccd_gets_directives_only_once_it_said_so() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (local, full_e) = references(dir);
+    let d = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let hosts = format!("127.0.0.1:{}", d.port);
+
+    // The host's first job: cpp starts before the connection that asks the host, so
+    // with no memo yet it is preprocessed in full (as distcc 3.4 would).
+    let first = by_default(dir, &hosts, &[], &[&G[..], &["-o", "first.o"]].concat());
+    assert!(!sent_directives_only(&first));
+    assert_eq!(object(dir, "first.o"), full_e);
+    assert!(
+        memo(dir, d.port).contains("\ndirectives-only yes\n"),
+        "{}",
+        memo(dir, d.port)
+    );
+    // From the second on: directives-only, and the object is a local build's.
+    let second = by_default(dir, &hosts, &[], &[&G[..], &["-o", "second.o"]].concat());
+    assert!(sent_directives_only(&second));
+    assert_eq!(object(dir, "second.o"), local, "the second job's object");
+    // Plain -g (DW_AT_producer then names the extra switches): the line table is a
+    // local build's.
+    gcc_local(dir, &["-g", "-c", "w.c", "-o", "local_g.o"]);
+    by_default(dir, &hosts, &[], &["-g", "-c", "w.c", "-o", "remote_g.o"]);
+    assert_eq!(
+        section(&dir.join("remote_g.o"), ".debug_line"),
+        section(&dir.join("local_g.o"), ".debug_line")
+    );
+    // DISTCC_DIRECTIVES_ONLY=0: a full -E, whatever the host said.
+    let off = by_default(
+        dir,
+        &hosts,
+        &[("DISTCC_DIRECTIVES_ONLY", "0")],
+        &[&G[..], &["-o", "off.o"]].concat(),
+    );
+    assert!(!sent_directives_only(&off));
+    assert_eq!(object(dir, "off.o"), full_e);
+    assert_eq!(d.compile_ok_count(), 4, "{}", d.log_text());
+}
+
+#[test]
+fn by_default_debian_distccd_gets_a_full_e() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (_, full_e) = references(dir);
+    let d = Daemon::start(Kind::Debian, dir, &[], &[]);
+    let hosts = format!("127.0.0.1:{}", d.port);
+    for name in ["first.o", "second.o"] {
+        let o = by_default(dir, &hosts, &[], &[&G[..], &["-o", name]].concat());
+        assert!(!sent_directives_only(&o), "{name}");
+        assert_eq!(object(dir, name), full_e, "{name}");
+    }
+    assert_eq!(memo(dir, d.port), "none\n");
+    assert_eq!(d.compile_ok_count(), 2, "{}", d.log_text());
+}
+
+#[test]
+fn a_distccd_with_ccache_in_front_of_gcc_gets_a_full_e() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (local, full_e) = references(dir);
+    let cache = common::world_writable_dir(dir, "ccache");
+    // The wiki's server-side ccache: distccd's PATH starts with ccache's masquerade dir.
+    let path = format!(
+        "/usr/lib/ccache:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plain = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let cached = Daemon::start(
+        Kind::Ours,
+        dir,
+        &[],
+        &[
+            ("DISTCCD_PATH", &path),
+            ("CCACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    let plain_hosts = format!("127.0.0.1:{}", plain.port);
+    let cached_hosts = format!("127.0.0.1:{}", cached.port);
+    by_default(
+        dir,
+        &plain_hosts,
+        &[],
+        &[&G[..], &["-o", "plain.o"]].concat(),
+    );
+    by_default(
+        dir,
+        &cached_hosts,
+        &[],
+        &[&G[..], &["-o", "first.o"]].concat(),
+    );
+    assert!(
+        memo(dir, plain.port).contains("\ndirectives-only yes\n"),
+        "{}",
+        memo(dir, plain.port)
+    );
+    let said = memo(dir, cached.port);
+    assert!(said.starts_with("distcc-rs "), "{said}");
+    assert!(!said.contains("directives-only"), "{said}");
+    // Its memo present, the ccache host still gets a full -E, and compiles it right.
+    let second = by_default(
+        dir,
+        &cached_hosts,
+        &[],
+        &[&G[..], &["-o", "second.o"]].concat(),
+    );
+    assert!(!sent_directives_only(&second));
+    assert_eq!(object(dir, "first.o"), full_e);
+    assert_eq!(object(dir, "second.o"), full_e);
+    assert_eq!(cached.compile_ok_count(), 2, "{}", cached.log_text());
+    // Forced, the job fails there (ccache drops the switch) and is compiled here: the
+    // user still gets the right object.
+    let forced = by_default(
+        dir,
+        &cached_hosts,
+        &[("DISTCC_DIRECTIVES_ONLY", "1"), ("DISTCC_FALLBACK", "1")],
+        &[&G[..], &["-o", "forced.o"]].concat(),
+    );
+    assert!(sent_directives_only(&forced));
+    assert_eq!(object(dir, "forced.o"), local);
+    assert_eq!(cached.compile_ok_count(), 2, "{}", cached.log_text());
+}
+
+#[test]
+fn a_retry_on_another_host_sends_the_same_directives_only_source() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (local, _) = references(dir);
+    let mut ours = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let debian = Daemon::start(Kind::Debian, dir, &[], &[]);
+    let ours_host = format!("127.0.0.1:{}", ours.port);
+    by_default(dir, &ours_host, &[], &[&G[..], &["-o", "first.o"]].concat());
+    assert!(memo(dir, ours.port).contains("\ndirectives-only yes\n"));
+    // Preprocessed for our daemon, which is gone by the time the job connects: the next
+    // host gets the same source and command line, and compiles it right.
+    ours.kill();
+    let hosts = format!("{ours_host} 127.0.0.1:{}", debian.port);
+    let o = by_default(dir, &hosts, &[], &[&G[..], &["-o", "retried.o"]].concat());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("exec on 127.0.0.1:{}:", debian.port)),
+        "{err}"
+    );
+    assert!(sent_directives_only(&o), "{err}");
+    assert_eq!(object(dir, "retried.o"), local);
+    assert_eq!(debian.compile_ok_count(), 1, "{}", debian.log_text());
 }

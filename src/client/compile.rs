@@ -27,7 +27,7 @@ use crate::exitcode::ExitCode;
 use crate::hosts::{self, HostKind, HostList, HostSpec};
 use crate::protocol::{self, Payload, Reply, tok};
 use crate::scheduler::{HostSlot, LocalKind, LocalSlot, SchedError, Scheduler};
-use crate::settings::ClientEnv;
+use crate::settings::{ClientEnv, DirectivesOnly};
 use crate::state::{Phase, StateFile};
 
 /// How many hosts one job tries before compiling locally. Also what stops a dead host
@@ -41,6 +41,11 @@ struct Job<'a> {
     /// Every variable the client reads, read once.
     env: &'a ClientEnv,
     scan: Scan,
+    /// The scan with gcc's `-fdirectives-only` ([`args::CppStrategy::GccDirectivesOnly`]),
+    /// when the compiler can and the command line allows: it replaces `scan` if the host
+    /// the first cpp run is for may get it ([`Job::choose_cpp`]). Both scans differ only
+    /// in `cpp_argv`, `server_argv` and `directives_only`.
+    dirs_scan: Option<Scan>,
     /// `None` when there is no lock directory: compile locally, unlocked (as distcc does).
     sched: Option<Scheduler>,
     /// The host list (an empty one with default local slots if none could be loaded).
@@ -241,7 +246,7 @@ impl Job<'_> {
             Some(slot),
         );
 
-        let cpp_lock = match self.start_cpp() {
+        let cpp_lock = match self.start_cpp(host) {
             Ok(l) => l,
             Err(outcome) => return outcome,
         };
@@ -330,10 +335,11 @@ impl Job<'_> {
     /// Start preprocessing unless a previous attempt did. Lock order as distcc: the remote
     /// slot first (held by our caller), then a local cpp slot, which [`Self::exchange`]
     /// releases as soon as cpp is done.
-    fn start_cpp(&mut self) -> Result<Option<LocalSlot>, Outcome> {
+    fn start_cpp(&mut self, host: &HostSpec) -> Result<Option<LocalSlot>, Outcome> {
         if self.pre.is_some() || self.cpp.is_some() {
             return Ok(None);
         }
+        self.choose_cpp(host);
         if self.scan.preprocessed {
             self.cpp = Some(Preprocess::Ready(PathBuf::from(&self.scan.input)));
             return Ok(None);
@@ -346,6 +352,45 @@ impl Job<'_> {
             Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
         }
         Ok(cpp_lock)
+    }
+
+    /// How to preprocess, for the host of the first cpp run: with `-fdirectives-only`
+    /// (when the compiler can, [`Self::dirs_scan`]) if `DISTCC_DIRECTIVES_ONLY=1`, or by
+    /// default if the host's memo says it compiles such a source right
+    /// ([`crate::ext::offers_directives_only`]); else a full `-E`: a distcc 3.4 host, a host
+    /// not asked yet (the job's connection comes after cpp has started, so a host's first
+    /// job is preprocessed in full), a daemon with ccache in front of its gcc.
+    ///
+    /// Decided once: a retry on another host reuses the output and sends the same command
+    /// line. A host that can't compile it fails the job, which then goes local
+    /// (`run_job`), so the object is always the compiler's.
+    fn choose_cpp(&mut self, host: &HostSpec) {
+        let Some(dirs) = self.dirs_scan.take() else {
+            return;
+        };
+        let why = match self.env.directives_only {
+            DirectivesOnly::Always => Some("DISTCC_DIRECTIVES_ONLY=1"),
+            DirectivesOnly::Never => None,
+            DirectivesOnly::Auto if host_compiles_directives_only(host, self.env) => {
+                Some("the host compiles it right")
+            }
+            DirectivesOnly::Auto => None,
+        };
+        match why {
+            Some(why) => {
+                log::debug!(
+                    "preprocessing {} with -fdirectives-only for {} ({why})",
+                    self.scan.input,
+                    host.spec
+                );
+                self.scan = dirs;
+            }
+            None => log::debug!(
+                "preprocessing {} in full for {}",
+                self.scan.input,
+                host.spec
+            ),
+        }
     }
 
     /// Connect, send the request head while cpp may still run, then the preprocessed
@@ -681,6 +726,19 @@ fn remote_error(e: ConnError) -> RemoteError {
     }
 }
 
+/// Whether `host`'s last extension answer (the memo, [`crate::ext::Memo`]) says it compiles
+/// directives-only sources right. Not with `DISTCC_EXTENSIONS=0`: the memo is then not
+/// kept up to date.
+fn host_compiles_directives_only(host: &HostSpec, env: &ClientEnv) -> bool {
+    if !env.extensions {
+        return false;
+    }
+    match crate::ext::Memo::for_client(env).map(|m| m.read(&host.lock_key())) {
+        Some(crate::ext::Known::Ours(answer)) => crate::ext::offers_directives_only(&answer),
+        _ => false,
+    }
+}
+
 /// The protocol for a host: 3 (pump) only for a `,cpp,lzo` host while an include server
 /// runs (`INCLUDE_SERVER_PORT`); a `,cpp` host without one is used with protocol 2.
 // PUMP HOOK: `remote_attempt` asks `crate::pump::client` whether this job can go as 3.
@@ -709,7 +767,11 @@ pub(crate) fn build_somewhere_exact(
 ) -> i32 {
     super::cleanup::install();
     let argv = super::rewrite::for_job(inv, env);
-    let scan = args::scan(&argv);
+    // Full preprocessing until a host is picked (`Job::choose_cpp`); scanning is pure.
+    let scan = args::scan(&argv.argv);
+    let dirs_scan = (argv.cpp == args::CppStrategy::GccDirectivesOnly)
+        .then(|| args::scan(&argv))
+        .filter(|s| s.directives_only);
     let state = match crate::temp::state_dir(&env.dirs) {
         Ok(d) => Some(StateFile::new(&d, std::process::id())),
         Err(e) => {
@@ -735,6 +797,7 @@ pub(crate) fn build_somewhere_exact(
         inv,
         env,
         scan,
+        dirs_scan,
         sched,
         hosts: host_list,
         state,
@@ -857,7 +920,9 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
                 return ret;
             }
             Outcome::UserError { ret, serr, cpp } => {
-                if job.env.skip_local_retry {
+                // A directives-only source the server failed may be the server's doing
+                // (a wrapper we could not see drops the switch): retried here even so.
+                if job.env.skip_local_retry && (cpp || !job.scan.directives_only) {
                     let at = if cpp {
                         (Where::Nowhere, Some(LocalReason::CppError))
                     } else {

@@ -22,12 +22,14 @@ use std::process::{Command, Stdio};
 use super::invocation::Invocation;
 use crate::args::{CppStrategy, JobArgv};
 use crate::paths::{basename, which};
-use crate::settings::ClientEnv;
+use crate::settings::{ClientEnv, DirectivesOnly};
 
 /// The command line to scan for `inv`: the user's, with the compiler rewritten unless
 /// `DISTCC_NO_REWRITE_CROSS` is set (any value) or we are a nested distcc (safeguard > 0),
-/// which runs what the outer one already rewrote; and how to preprocess for it
-/// ([`cpp_strategy`], unless `DISTCC_DIRECTIVES_ONLY=0`).
+/// which runs what the outer one already rewrote; and how its compiler can preprocess
+/// ([`cpp_strategy`], unless `DISTCC_DIRECTIVES_ONLY=0`). Whether a job does so is the
+/// picked host's to decide ([`crate::client::compile`]): this is only what the compiler
+/// can do, found before a host is picked.
 pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
     let mut argv = inv.argv.clone();
     if inv.nested() {
@@ -64,7 +66,7 @@ pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
     {
         log::info!("{e}: the job is compiled here");
     }
-    let cpp = if env.directives_only {
+    let cpp = if env.directives_only != DirectivesOnly::Never {
         cpp_strategy(
             &argv,
             inv.path.as_deref(),

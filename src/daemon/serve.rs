@@ -196,25 +196,25 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
     // The whole opening within the I/O timeout, as a request (a client that drips a
     // byte at a time holds nothing for long).
     let timeout = shared.io_timeout;
-    let extension =
-        match crate::connection::with_timeout(timeout, negotiate(&mut conn, who, auth)).await {
-            Ok(x) => x,
-            Err(e) => {
-                let result = match e {
-                    ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
-                    ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
-                    _ => JobResult::RejBadReq,
-                };
-                shared.stats.record(result);
-                if let ConnError::Refused(r) = &e {
-                    // Already logged, in one line, where it was decided.
-                    refuse(&mut conn, r).await;
-                } else {
-                    log::error!("client {who}: extension handshake failed, closing: {e}");
-                }
-                return;
+    let opening = negotiate(&mut conn, who, auth, &shared.settings);
+    let extension = match crate::connection::with_timeout(timeout, opening).await {
+        Ok(x) => x,
+        Err(e) => {
+            let result = match e {
+                ConnError::NoAnswer | ConnError::Truncated { .. } => JobResult::CliDisconn,
+                ConnError::Timeout(_) | ConnError::Io(_) => JobResult::Other,
+                _ => JobResult::RejBadReq,
+            };
+            shared.stats.record(result);
+            if let ConnError::Refused(r) = &e {
+                // Already logged, in one line, where it was decided.
+                refuse(&mut conn, r).await;
+            } else {
+                log::error!("client {who}: extension handshake failed, closing: {e}");
             }
-        };
+            return;
+        }
+    };
     match &extension {
         Some(x) if x.paired => return,
         // KEYS: a distcc 3.4 client, under --require-auth: closed on without a byte, as
@@ -404,6 +404,7 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     who: &str,
     auth: Option<&crate::noise::DaemonAuth>,
+    settings: &JobSettings,
 ) -> Result<Option<Extension>, ConnError> {
     if !conn.opens_extension().await? {
         return Ok(None);
@@ -413,7 +414,10 @@ async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     if auth.is_some() {
         offer.extend(crate::noise::daemon_offers());
     }
-    let answer = ext::answer_for(&hello, &offer, &[]);
+    // Informational: what the client may act on (`directives-only yes`).
+    let env = &settings.env;
+    let info = ext::daemon_info(env.distccd_path.as_deref().or(env.path.as_deref()));
+    let answer = ext::answer_for(&hello, &offer, &info);
     let agreed =
         ext::Agreed::from_answer(answer, &offer).map_err(|e| ConnError::Protocol(e.into()))?;
     // KEYS: no channel agreed under --require-auth: refused instead of an answer (the
