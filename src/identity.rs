@@ -518,7 +518,14 @@ const IDENTITY_KIND: crate::client::rewrite::Kind = crate::client::rewrite::Kind
     valid: valid_cached,
 };
 
+/// The cached answer for a program that is not a compiler we can identify (a script, a
+/// compiler of another family): kept too, so such a job does not run the probes again.
+const UNKNOWN: &str = "unknown";
+
 fn valid_cached(answer: &str) -> bool {
+    if answer.trim_end() == UNKNOWN {
+        return true;
+    }
     let mut lines = answer.lines();
     lines
         .next()
@@ -543,7 +550,12 @@ fn cached_text(p: &Probed) -> Option<String> {
     Some(s)
 }
 
-fn from_cached(text: &str) -> Option<Identity> {
+/// A cache entry's answer: `Some(None)` for [`UNKNOWN`], `None` when it must be probed
+/// again (unreadable, or a `cc1` it hashed has changed).
+fn from_cached(text: &str) -> Option<Option<Identity>> {
+    if text.trim_end() == UNKNOWN {
+        return Some(None);
+    }
     let mut lines = text.lines();
     let identity = Identity::parse(lines.next()?.as_bytes()).ok()?;
     for l in lines {
@@ -552,7 +564,7 @@ fn from_cached(text: &str) -> Option<Identity> {
             return None;
         }
     }
-    Some(identity)
+    Some(Some(identity))
 }
 
 /// The identity of `program`, from `cache_dir` when it holds one for this very executable
@@ -564,14 +576,31 @@ pub(crate) fn of_program(
 ) -> Result<Identity, IdentityError> {
     use crate::client::rewrite::CacheEntry;
     let entry = cache_dir.and_then(|d| CacheEntry::new(d, program, IDENTITY_KIND, &[]));
-    if let Some(id) = entry
+    match entry
         .as_ref()
         .and_then(CacheEntry::read)
         .and_then(|t| from_cached(&t))
     {
-        return Ok(id);
+        Some(Some(id)) => return Ok(id),
+        Some(None) => {
+            return Err(IdentityError::Unrecognised {
+                program: program.to_owned(),
+            });
+        }
+        None => {}
     }
-    let probed = probe(program, child_env)?;
+    let probed = match probe(program, child_env) {
+        Ok(p) => p,
+        Err(e) => {
+            // What the program answered is as fixed as its binary: remember it. Not being
+            // able to run or read it may pass (fork failed, a file being replaced).
+            let answered = !matches!(e, IdentityError::Run { .. } | IdentityError::Read { .. });
+            if let (true, Some(entry)) = (answered, &entry) {
+                entry.write(UNKNOWN);
+            }
+            return Err(e);
+        }
+    };
     if let (Some(entry), Some(text)) = (&entry, cached_text(&probed)) {
         entry.write(&text);
     }
@@ -960,6 +989,43 @@ mod tests {
         let b = of_program(&gcc, &[], Some(&cache)).unwrap();
         assert!(runs(t.path()) > probes);
         assert_eq!(a.compare(&b), Match::OtherBuild);
+    }
+
+    /// A program that is no gcc or clang (the bench's no-op compiler, tcc, a script) is
+    /// probed once, not at every job.
+    #[test]
+    fn an_unknown_compiler_is_probed_once() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = t.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
+        let cc1 = t.path().join("cc1");
+        std::fs::write(&cc1, "one").unwrap();
+        let tcc = fake_gcc(t.path(), "tcc", "0.9", &cc1);
+        // Make it say no gcc version: rewrite its -v answer.
+        let text = std::fs::read_to_string(&tcc)
+            .unwrap()
+            .replace("gcc version", "tcc version");
+        std::fs::write(t.path().join("tcc.src"), text).unwrap();
+        assert!(
+            Command::new("cp")
+                .arg(t.path().join("tcc.src"))
+                .arg(&tcc)
+                .status()
+                .unwrap()
+                .success()
+        );
+        assert!(matches!(
+            of_program(&tcc, &[], Some(&cache)),
+            Err(IdentityError::Unrecognised { .. })
+        ));
+        let probes = runs(t.path());
+        assert!(probes >= 1, "{probes}");
+        assert!(of_program(&tcc, &[], Some(&cache)).is_err());
+        assert_eq!(
+            runs(t.path()),
+            probes,
+            "the second lookup must come from the cache"
+        );
     }
 
     #[test]
