@@ -140,6 +140,29 @@ fn zstd(data: &[u8]) {
     let _ = crate::compress::zstd_decompress(data, 1 << 24);
 }
 
+/// What a peer sends around the encrypted channel (src/noise.rs): `NOIS` frames, the
+/// packets inside the channel, a pairing request, and a handshake's first message as the
+/// daemon reads it from an unauthenticated client.
+fn noise_frames(data: &[u8]) {
+    static KEYS: std::sync::OnceLock<Option<crate::keys::KeyPair>> = std::sync::OnceLock::new();
+    let _ = crate::noise::parse_frame(data);
+    let _ = crate::noise::decode_nois(data, limits());
+    let _ = crate::noise::decode_packet(data, limits());
+    let _ = crate::noise::split_packet(data);
+    let _ = crate::noise::parse_pair_request(data);
+    let Some(keys) = KEYS
+        .get_or_init(|| crate::keys::KeyPair::generate().ok())
+        .as_ref()
+    else {
+        return;
+    };
+    if let Ok(mut hs) = crate::noise::Handshake::responder(keys, b"fuzz") {
+        let _ = hs.read(data);
+        let mut out = Vec::new();
+        let _ = hs.write(&mut out);
+    }
+}
+
 /// Every target, in the order `make fuzz` runs them.
 pub const TARGETS: &[Target] = &[
     Target {
@@ -191,6 +214,11 @@ pub const TARGETS: &[Target] = &[
         name: "zstd",
         run: zstd,
         seeds: Seeds::Zstd,
+    },
+    Target {
+        name: "noise-frames",
+        run: noise_frames,
+        seeds: Seeds::Text,
     },
 ];
 

@@ -67,6 +67,8 @@ fn seeds(kind: Seeds) -> Vec<Vec<u8>> {
             "red,lzo blue/3 --localslots=2 --localslots_cpp=4 +zeroconf",
             "distcc-rs 1\nwant zstd noise identity\nuse zstd\ndirectives-only yes\n",
             "not-whitelisted gcc-99 is not on this host's whitelist",
+            "NOIS00000020\0\x01abcdefghijklmnopqrstuvwxyz012345",
+            "PAIR00000054proof 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\ncomment u@h\n",
             "#define X \"a.h\"\n#include X\n#if 0\n#include <b.h>\n#endif\n#include_next <c.h>\n",
         ] {
             v.push(s.as_bytes().to_vec());
