@@ -158,8 +158,9 @@ Options:
     --allow-private            allow RFC 1918 and loopback addresses
                                (without --allow or --allow-private only loopback
                                clients are served; distcc 3.4 served everyone)
-    --stats                    enable the statistics HTTP page
-    --stats-port PORT          port of the statistics page (default 3633)
+    --stats                    serve statistics over HTTP: 3.4's page (/stats), /metrics
+                               (Prometheus), /status.json, and a live page at / for browsers
+    --stats-port PORT          port of the statistics pages (default 3633; obeys --allow)
     --zeroconf                 publish this server over mDNS/DNS-SD (_distcc._tcp)
     --auth, --blacklist=FILE, --whitelist=FILE
                                distcc 3.4's GSS-API options: not supported, the

@@ -282,7 +282,7 @@ impl Job<'_> {
         let input = self.scan.input.clone();
         self.pumped = true;
         self.phase(Phase::Send, Some(&input), Some(host.hostname()), Some(slot));
-        let session = match remote::open(host, self.env, self.env.io_timeout) {
+        let session = match remote::open(host, self.env, self.env.io_timeout, false) {
             Ok(s) => s,
             Err(e) => return Outcome::HostFault(e),
         };
@@ -404,7 +404,7 @@ impl Job<'_> {
         cpp_lock: Option<LocalSlot>,
     ) -> Result<(Reply, Vec<u8>, usize, Instant), Outcome> {
         let session =
-            remote::open(host, self.env, self.env.io_timeout).map_err(Outcome::HostFault)?;
+            remote::open(host, self.env, self.env.io_timeout, true).map_err(Outcome::HostFault)?;
         log::info!(
             "exec on {}: {}",
             host.spec,

@@ -254,10 +254,16 @@ fn is_plain_host(e: &ConnError) -> bool {
 /// Connect to `host` for a job, with `timeout` for each wait on it: over the protocol
 /// extension if the host speaks it (see [`crate::ext`] for the bytes), else plainly. A
 /// refusal at the hello is `Err(RemoteError::Conn(ConnError::Refused))`.
+///
+/// `zstd`: ask for zstd bodies. Pump jobs don't: their headers come LZO-packed from the
+/// include server's cache and go on the wire as they are, while re-packing each as zstd
+/// would cost the client CPU at every job (the figure pump mode exists to cut) to save a
+/// few bytes on a LAN.
 pub(crate) fn open(
     host: &HostSpec,
     env: &ClientEnv,
     timeout: Duration,
+    zstd: bool,
 ) -> Result<Session, RemoteError> {
     let plain = || -> Result<Session, RemoteError> {
         let stream = connect(host, env)?;
@@ -282,6 +288,9 @@ pub(crate) fn open(
     let stream = connect(host, env)?;
     let mut wire = Wire::new(stream, timeout).map_err(|e| RemoteError::Conn(e.into()))?;
     let mut wants = ext::client_wants();
+    if !zstd {
+        wants.retain(|w| *w != ext::feature::ZSTD);
+    }
     if secure.is_some() {
         wants.push(ext::feature::NOISE);
     }
