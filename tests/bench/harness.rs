@@ -753,8 +753,11 @@ pub fn scheduler(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
                 let _ = write!(mk, " j{j}.o");
             }
             mk.push_str("\n%.o: x.c\n\t$(CC) -c x.c -o $@\n");
-            fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
+            // x.c first, and `make -r`: with make's built-in `%: %.o` and our `%.o: x.c`,
+            // an x.c newer than the Makefile (its mtime a clock tick later) made make
+            // "remake" the Makefile through the fake compiler, which wrote "o" into it.
             fs::write(dir.join("x.c"), "int x;\n").map_err(|e| e.to_string())?;
+            fs::write(dir.join("Makefile"), mk).map_err(|e| e.to_string())?;
             let mut m = with_client_env(
                 world,
                 side,
@@ -767,15 +770,21 @@ pub fn scheduler(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
                 Side::Theirs => "/usr/bin/distcc sleepcc".into(),
             };
             let start = Instant::now();
+            let log = dir.join("make.log");
             let ok = m
-                .args(["-s", &format!("-j{}", 4 * k), &format!("CC={cc}")])
+                .args(["-r", "-s", &format!("-j{}", 4 * k), &format!("CC={cc}")])
                 .env("DISTCC_PAUSE_TIME_MSEC", "1000")
                 .current_dir(&dir)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(fs::File::create(&log).map_err(|e| e.to_string())?)
                 .status()
                 .map(|s| s.success())
                 .unwrap_or(false);
+            if !ok {
+                // Say why on the bench's stderr: the row only says "build failed".
+                let text = fs::read_to_string(&log).unwrap_or_default();
+                eprintln!("scheduler K={k} {side:?}: build failed:\n{text}");
+            }
             let took = start.elapsed().as_secs_f64();
             // A failed build (some job failed with fallbacks off) is reported, not fatal.
             eff[i] = if ok { ideal / took } else { f64::NAN };
