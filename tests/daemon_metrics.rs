@@ -416,8 +416,18 @@ fn running_file(s: &Json, file: &str) -> bool {
         .any(|j| j.text("file") == file)
 }
 
-#[test]
-fn status_json_shows_a_running_job() {
+/// A daemon with a stats port and 2 slots, and a job of the slow compiler running on it
+/// (writing `release` lets it finish; the handle gives its exit status).
+struct SlowJob {
+    work: tempfile::TempDir,
+    stats_port: u16,
+    release: PathBuf,
+    job: std::thread::JoinHandle<Option<i32>>,
+    port: u16,
+    _daemon: Daemon,
+}
+
+fn start_slow_job(file: &'static str, source: &'static [u8]) -> SlowJob {
     let work = tempfile::tempdir().unwrap();
     let stats_port = free_port();
     let (_masq, release, env) = slow_compiler(work.path());
@@ -437,13 +447,30 @@ fn status_json_shows_a_running_job() {
         &env,
     );
     let port = d.port;
-    let job = std::thread::spawn(move || {
-        compile(
-            port,
-            &["slowcc", "-c", "running_job.c", "-o", "running_job.o"],
-            b"int r(void){return 2;}\n",
-        )
-    });
+    let object = file.replace(".c", ".o");
+    let job =
+        std::thread::spawn(move || compile(port, &["slowcc", "-c", file, "-o", &object], source));
+    SlowJob {
+        work,
+        stats_port,
+        release,
+        job,
+        port,
+        _daemon: d,
+    }
+}
+
+#[test]
+fn status_json_shows_a_running_job() {
+    // Bound, not `..`: the daemon and its dir must live to the test's end.
+    let SlowJob {
+        work: _work,
+        stats_port,
+        release,
+        job,
+        port: _,
+        _daemon,
+    } = start_slow_job("running_job.c", b"int r(void){return 2;}\n");
     let s = wait_status(stats_port, "showed the job running", |s| {
         running_file(s, "running_job.c")
     });
@@ -606,31 +633,14 @@ fn idle_stats_clients_are_bounded_and_do_not_hold_up_jobs() {
 
 #[test]
 fn distccmon_text_cluster_shows_every_hosts_slots_and_jobs() {
-    let work = tempfile::tempdir().unwrap();
-    let stats_port = free_port();
-    let (_masq, release, env) = slow_compiler(work.path());
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let d = Daemon::start(
-        Kind::Ours,
-        work.path(),
-        &[
-            "--stats",
-            "--stats-port",
-            &stats_port.to_string(),
-            "--jobs",
-            "2",
-            "--no-sandbox",
-        ],
-        &env,
-    );
-    let port = d.port;
-    let job = std::thread::spawn(move || {
-        compile(
-            port,
-            &["slowcc", "-c", "cluster_job.c", "-o", "cluster_job.o"],
-            b"int c(void){return 4;}\n",
-        )
-    });
+    let SlowJob {
+        work,
+        stats_port,
+        release,
+        job,
+        port,
+        _daemon,
+    } = start_slow_job("cluster_job.c", b"int c(void){return 4;}\n");
     wait_status(stats_port, "showed the job running", |s| {
         running_file(s, "cluster_job.c")
     });
