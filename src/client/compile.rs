@@ -434,11 +434,11 @@ impl Job<'_> {
         drop(cpp_lock);
         let pre = self
             .pre
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| Outcome::LocalTrouble("no preprocessed source".into()))?;
         let cpp_stderr = pre.stderr.clone();
         let source = pre
-            .read()
+            .take_text()
             .map_err(|e| Outcome::LocalTrouble(e.to_string()))?;
         let n_source = source.len();
         let mut body = Vec::new();

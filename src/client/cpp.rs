@@ -94,11 +94,11 @@ const WHERE_DEPENDENT_MACROS: &[&[u8]] = &[
 fn directives_only_unfit(cpp_argv: &[String], source: &[u8]) -> Option<String> {
     if let Some(m) = WHERE_DEPENDENT_MACROS
         .iter()
-        .find(|m| source.windows(m.len()).any(|w| w == **m))
+        .find(|m| memchr::memmem::find(source, m).is_some())
     {
         return Some(format!("it uses {}", String::from_utf8_lossy(m)));
     }
-    crate::daemon::argv::check_directives_only_source(cpp_argv, source)
+    crate::daemon::directives_only::check(cpp_argv, source)
         .err()
         .map(|e| e.to_string())
 }
@@ -158,12 +158,13 @@ impl Preprocess {
     /// A directives-only run is redone in full (and the full run's result given) when it
     /// fails — gcc refuses `__COUNTER__` in `#if` there, for one — or when its output uses a
     /// macro whose value the server would get wrong, or would not pass the server's check
-    /// ([`crate::daemon::argv::check_directives_only_source`]).
+    /// ([`crate::daemon::directives_only::check`]).
     pub(crate) fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
         match self {
             Preprocess::Ready(p) => Ok(Ok(Preprocessed {
                 path: p,
                 stderr: Vec::new(),
+                text: None,
                 _temp: None,
             })),
             Preprocess::Running {
@@ -177,13 +178,18 @@ impl Preprocess {
                     .map_err(|e| ClientError::Exec("cpp".into(), e))?;
                 let ret = critique(status);
                 let stderr = std::fs::read(&err.path).unwrap_or_default();
+                // A directives-only output is read once, for the check, and kept for
+                // the request: a megabyte read twice shows in the client's CPU per job.
+                let mut text = None;
                 if let Some(full) = full {
                     let why = if ret != 0 {
                         Some(format!("it failed with status {ret}"))
                     } else {
-                        let text = std::fs::read(&out.path)
+                        let bytes = std::fs::read(&out.path)
                             .map_err(|e| ClientError::ReadInput(out.path.clone(), e))?;
-                        directives_only_unfit(&full.argv, &text)
+                        let why = directives_only_unfit(&full.argv, &bytes);
+                        text = Some(bytes);
+                        why
                     };
                     if let Some(why) = why {
                         log::info!(
@@ -196,10 +202,8 @@ impl Preprocess {
                         // The server still checks it: one it would refuse (a raw string
                         // whose lexing depends on the default -std) is compiled here.
                         if let Ok(pre) = &result
-                            && let Err(e) = crate::daemon::argv::check_directives_only_source(
-                                &full.argv,
-                                &pre.read()?,
-                            )
+                            && let Err(e) =
+                                crate::daemon::directives_only::check(&full.argv, &pre.read()?)
                         {
                             return Err(ClientError::Unsendable(format!(
                                 "sending {} as a directives-only source ({e})",
@@ -219,6 +223,7 @@ impl Preprocess {
                 Ok(Ok(Preprocessed {
                     path: out.path.clone(),
                     stderr,
+                    text,
                     _temp: Some(out),
                 }))
             }
@@ -232,11 +237,21 @@ pub(crate) struct Preprocessed {
     pub path: PathBuf,
     /// What cpp printed (warnings); shown only if the remote result is accepted.
     pub stderr: Vec<u8>,
+    /// Its bytes, when they were read already.
+    text: Option<Vec<u8>>,
     _temp: Option<TempFile>,
 }
 
 impl Preprocessed {
     pub(crate) fn read(&self) -> Result<Vec<u8>, ClientError> {
         std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))
+    }
+
+    /// Its bytes, read from the file unless they were kept (a second call reads the file).
+    pub(crate) fn take_text(&mut self) -> Result<Vec<u8>, ClientError> {
+        match self.text.take() {
+            Some(t) => Ok(t),
+            None => self.read(),
+        }
     }
 }

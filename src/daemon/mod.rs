@@ -8,6 +8,7 @@
 
 pub(crate) mod acl;
 pub(crate) mod argv;
+pub(crate) mod directives_only;
 pub(crate) mod job;
 mod sandbox;
 pub(crate) mod serve;

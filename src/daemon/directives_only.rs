@@ -1,0 +1,743 @@
+//! The check a plain-mode source sent as `-fpreprocessed -fdirectives-only` passes before
+//! a server compiles it, and before a client sends it (so that one that would be refused
+//! is compiled locally instead).
+//!
+//! The client preprocessed with `gcc -E -fdirectives-only`: includes and conditionals are
+//! resolved, macros are left for the server, so the object's line tables and the
+//! diagnostics' macro notes are a local build's. But gcc compiling with
+//! `-fpreprocessed -fdirectives-only` obeys *every* directive again, `#include` included:
+//! a request could read the server's files. So the server compiles such a source only
+//! when no directive in it, as gcc will lex it, does anything but define macros, mark
+//! lines or pass a pragma (what gcc's own directives-only output holds; pragmas are obeyed
+//! on a plain `.i` too), and no `__has_include` can probe a file.
+//!
+//! The check runs on every directives-only job at both ends, over sources of a megabyte
+//! and more, so it is written to cost one pass in the usual case: the source is borrowed
+//! as it is unless it has line splices or trigraphs, line numbers are worked out only for
+//! an error, and a lexer setting the command line leaves open (raw strings, digit
+//! separators, `//` comments) is tried both ways only when the source has a spelling
+//! whose lexing it changes.
+
+use std::borrow::Cow;
+
+use thiserror::Error;
+
+use crate::args::is_source;
+use crate::options::{self, Class};
+
+/// Why a directives-only source is not compiled as it is.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("the directives-only source has {why} near line {line}")]
+pub(crate) struct UnsafeSource {
+    pub line: u32,
+    pub why: &'static str,
+}
+
+/// The two words the client adds to a plain-mode command line for a directives-only
+/// source, in this order; a server accepts them only together.
+pub(crate) const DIRECTIVES_ONLY_FLAGS: [&str; 2] = ["-fpreprocessed", "-fdirectives-only"];
+
+/// Directives a directives-only source may hold: none reads a file.
+const HARMLESS_DIRECTIVES: &[&[u8]] = &[
+    b"define",
+    b"undef",
+    b"pragma",
+    b"ident",
+    b"sccs",
+    b"line",
+    b"assert",
+    b"unassert",
+    b"error",
+    b"warning",
+];
+
+/// Identifiers that make the preprocessor look for a file even outside `#if`.
+const FILE_PROBES: &[&[u8]] = &[b"__has_include", b"__has_include_next", b"__has_embed"];
+
+/// A lexer setting gcc may or may not use for this command line: both are tried when
+/// the command line does not say, and the source must pass under each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tri {
+    On,
+    Off,
+    Either,
+}
+
+impl Tri {
+    fn values(self) -> &'static [bool] {
+        match self {
+            Tri::On => &[true],
+            Tri::Off => &[false],
+            Tri::Either => &[false, true],
+        }
+    }
+}
+
+/// How gcc lexes the source, as far as the command line tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LexSettings {
+    /// `R"d(…)d"` raw strings (C++11 and later, GNU C99 and later).
+    raw_strings: Tri,
+    /// `1'000` (C++14 and later, C23).
+    digit_separators: Tri,
+    /// `??/` is a backslash (`-trigraphs`, the ISO `-std=` modes).
+    trigraphs: Tri,
+    /// `//` comments (all but C90).
+    line_comments: Tri,
+}
+
+fn lex_settings(argv: &[String]) -> LexSettings {
+    let mut cxx = None;
+    let mut std: Option<&str> = None;
+    let mut trigraphs = false;
+    let mut i = 1;
+    while i < argv.len() {
+        let word = argv[i].as_str();
+        let hit = options::lookup(word, argv.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        if hit.class() == Class::Language {
+            let lang = hit.value.unwrap_or("");
+            cxx = (lang != "none").then(|| lang.contains("++"));
+        } else if let Some(s) = word.strip_prefix("-std=") {
+            std = Some(s);
+        } else if word == "-ansi" {
+            std = Some("ansi");
+        } else if word == "-trigraphs" {
+            trigraphs = true;
+        } else if hit.is_operand(word) && cxx.is_none() && is_source(word) {
+            let e = crate::paths::extension(word).unwrap_or("");
+            cxx = Some(!matches!(e, "c" | "i" | "m" | "mi"));
+        }
+    }
+    let cxx = cxx.unwrap_or(false);
+    use Tri::*;
+    let Some(std) = std else {
+        // The compiler's default standard, which differs between gcc versions.
+        return LexSettings {
+            raw_strings: Either,
+            digit_separators: Either,
+            trigraphs: if trigraphs { On } else { Off },
+            line_comments: On,
+        };
+    };
+    let gnu = std.starts_with("gnu");
+    let year = std
+        .rsplit(':')
+        .next()
+        .unwrap_or(std)
+        .trim_start_matches(|c: char| !c.is_ascii_digit());
+    let old_cxx = cxx && ["98", "03"].contains(&year);
+    let c90 = !cxx && (std == "ansi" || ["89", "90", "1990", "199409"].contains(&year));
+    LexSettings {
+        raw_strings: match (cxx, gnu) {
+            (true, _) if old_cxx => Off,
+            (true, _) => On,
+            (false, true) if c90 => Off,
+            (false, true) => Either,
+            (false, false) => Off,
+        },
+        digit_separators: if cxx && (old_cxx || year == "11" || year == "0x") {
+            Off
+        } else {
+            Either
+        },
+        trigraphs: if trigraphs || !gnu { Either } else { Off },
+        line_comments: if c90 && !gnu { Either } else { On },
+    }
+}
+
+/// Check a directives-only source (see the module's notes); `argv` is the command line
+/// the server runs, which says how gcc lexes.
+pub(crate) fn check(argv: &[String], source: &[u8]) -> Result<(), UnsafeSource> {
+    let s = lex_settings(argv);
+    let has_trigraph = memchr::memmem::find_iter(source, b"??")
+        .any(|i| source.get(i + 2).and_then(|&t| trigraph(t)).is_some());
+    let trigraphs = if has_trigraph {
+        s.trigraphs.values()
+    } else {
+        &[false]
+    };
+    for &trig in trigraphs {
+        let logical = Logical::new(source, trig);
+        let unsafe_at = |(at, why): Unsafe| UnsafeSource {
+            line: logical.line_of(at),
+            why,
+        };
+        // Every combination of the open settings must pass, but a scan that never met a
+        // spelling whose lexing a setting changes is the same scan with that setting
+        // flipped: only the combinations a scan could tell apart are run.
+        let first = Opts {
+            raw: s.raw_strings.values()[0],
+            sep: s.digit_separators.values()[0],
+            line_comments: s.line_comments.values()[0],
+        };
+        let mut todo = vec![first];
+        let mut done: Vec<Opts> = Vec::new();
+        while let Some(o) = todo.pop() {
+            if done.contains(&o) {
+                continue;
+            }
+            done.push(o);
+            let met = scan_source(&logical, o).map_err(unsafe_at)?;
+            if met.raw && s.raw_strings == Tri::Either {
+                todo.push(Opts { raw: !o.raw, ..o });
+            }
+            if met.sep && s.digit_separators == Tri::Either {
+                todo.push(Opts { sep: !o.sep, ..o });
+            }
+            if met.line_comments && s.line_comments == Tri::Either {
+                todo.push(Opts {
+                    line_comments: !o.line_comments,
+                    ..o
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The source after translation phases 1 and 2 (trigraphs, line splices), remembering
+/// where a splice or trigraph was undone (a raw string's body keeps them). Borrowed as it
+/// is when there is neither (the usual case).
+struct Logical<'a> {
+    bytes: Cow<'a, [u8]>,
+    /// Positions in `bytes` right after which a splice was removed or before a replaced
+    /// trigraph.
+    edits: Vec<usize>,
+    /// Positions in `bytes` right after which a splice removed a line break.
+    splices: Vec<usize>,
+}
+
+fn is_nvspace(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | 0x0b | 0x0c | 0)
+}
+
+fn is_newline(c: u8) -> bool {
+    c == b'\n' || c == b'\r'
+}
+
+/// The length of the line break a splice's backslash at `i` ends with (blanks allowed
+/// before it), or 0 when the backslash is no splice.
+fn splice_break(src: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while j < src.len() && is_nvspace(src[j]) {
+        j += 1;
+    }
+    match (src.get(j), src.get(j + 1)) {
+        (Some(b'\r'), Some(b'\n')) => j + 2 - i,
+        (Some(b'\n' | b'\r'), _) => j + 1 - i,
+        _ => 0,
+    }
+}
+
+impl<'a> Logical<'a> {
+    fn new(src: &'a [u8], trigraphs: bool) -> Logical<'a> {
+        if trigraphs {
+            Logical::byte_by_byte(src, true)
+        } else {
+            Logical::without_trigraphs(src)
+        }
+    }
+
+    /// Phases 1 and 2 a byte at a time.
+    fn byte_by_byte(src: &'a [u8], trigraphs: bool) -> Logical<'a> {
+        let mut bytes = Vec::with_capacity(src.len());
+        let mut edits = Vec::new();
+        let mut splices = Vec::new();
+        let mut i = 0;
+        while i < src.len() {
+            let (c, width) = match (src[i], src.get(i + 1), src.get(i + 2)) {
+                (b'?', Some(b'?'), Some(&t)) if trigraphs => match trigraph(t) {
+                    Some(c) => (c, 3),
+                    None => (b'?', 1),
+                },
+                (c, _, _) => (c, 1),
+            };
+            if c == b'\\' {
+                let skip = splice_break(src, i + width);
+                if skip > 0 {
+                    edits.push(bytes.len());
+                    splices.push(bytes.len());
+                    i += width + skip;
+                    continue;
+                }
+            }
+            if width == 3 {
+                edits.push(bytes.len());
+            }
+            bytes.push(c);
+            i += width;
+        }
+        Logical {
+            bytes: Cow::Owned(bytes),
+            edits,
+            splices,
+        }
+    }
+
+    /// Phase 2 alone: copy what lies between the splices, found with a byte search.
+    fn without_trigraphs(src: &'a [u8]) -> Logical<'a> {
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut splices = Vec::new();
+        let mut copied = 0;
+        for i in memchr::memchr_iter(b'\\', src) {
+            let skip = splice_break(src, i + 1);
+            if skip == 0 || i < copied {
+                continue;
+            }
+            if splices.is_empty() {
+                bytes.reserve(src.len());
+            }
+            bytes.extend_from_slice(&src[copied..i]);
+            splices.push(bytes.len());
+            copied = i + 1 + skip;
+        }
+        if splices.is_empty() {
+            return Logical {
+                bytes: Cow::Borrowed(src),
+                edits: Vec::new(),
+                splices,
+            };
+        }
+        bytes.extend_from_slice(&src[copied..]);
+        Logical {
+            bytes: Cow::Owned(bytes),
+            edits: splices.clone(),
+            splices,
+        }
+    }
+
+    /// The physical line the byte at `at` came from (worked out for an error only).
+    fn line_of(&self, at: usize) -> u32 {
+        let b = &self.bytes[..at.min(self.bytes.len())];
+        let breaks = memchr::memchr_iter(b'\n', b).count()
+            + memchr::memchr_iter(b'\r', b)
+                .filter(|&k| self.bytes.get(k + 1) != Some(&b'\n'))
+                .count();
+        let spliced = self.splices.partition_point(|&s| s <= at);
+        u32::try_from(1 + breaks + spliced).unwrap_or(u32::MAX)
+    }
+
+    fn edited_within(&self, from: usize, to: usize) -> bool {
+        let k = self.edits.partition_point(|&e| e < from);
+        self.edits.get(k).is_some_and(|&e| e <= to)
+    }
+}
+
+fn trigraph(c: u8) -> Option<u8> {
+    Some(match c {
+        b'=' => b'#',
+        b'/' => b'\\',
+        b'\'' => b'^',
+        b'(' => b'[',
+        b')' => b']',
+        b'!' => b'|',
+        b'<' => b'{',
+        b'>' => b'}',
+        b'-' => b'~',
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Opts {
+    raw: bool,
+    sep: bool,
+    line_comments: bool,
+}
+
+fn ident_byte(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'\\' || c >= 0x80
+}
+
+/// Where in the logical source, and what.
+type Unsafe = (usize, &'static str);
+
+/// Which spellings whose lexing an [`Opts`] setting changes a scan met: a setting the scan
+/// never consulted cannot change its outcome.
+#[derive(Debug, Default)]
+struct Met {
+    raw: bool,
+    sep: bool,
+    line_comments: bool,
+}
+
+/// Lex like gcc (tokens only as far as they decide where comments, literals and lines
+/// begin and end) and stop at the first directive or identifier that could read a file,
+/// or at any spelling gcc might lex differently from us.
+fn scan_source(src: &Logical, o: Opts) -> Result<Met, Unsafe> {
+    let b: &[u8] = &src.bytes;
+    let n = b.len();
+    let at = |i: usize| b.get(i).copied();
+    let mut met = Met::default();
+    let mut i = 0;
+    let mut bol = true;
+    while i < n {
+        let c = b[i];
+        if is_newline(c) {
+            bol = true;
+            i += 1;
+            continue;
+        }
+        if is_nvspace(c) {
+            i += 1;
+            continue;
+        }
+        if c == b'/' && at(i + 1) == Some(b'*') {
+            let (end, had_newline) = skip_block_comment(b, i + 2);
+            // gcc takes a `#` after a comment that began a line, or that held a line
+            // break, for a directive.
+            bol = bol || had_newline;
+            i = end;
+            continue;
+        }
+        if c == b'/' && at(i + 1) == Some(b'/') {
+            met.line_comments = true;
+        }
+        if c == b'/' && at(i + 1) == Some(b'/') && o.line_comments {
+            let j = memchr::memchr2(b'\n', b'\r', &b[i + 2..]).map_or(n, |k| i + 2 + k);
+            // In C90 this is `/` and maybe a block comment: refuse the ambiguity.
+            if b[i + 1..j].windows(2).any(|w| w == b"/*") {
+                return Err((i, "a // comment that holds /*"));
+            }
+            i = j;
+            continue;
+        }
+        if bol && (c == b'#' || (c == b'%' && at(i + 1) == Some(b':'))) {
+            let start = if c == b'#' { i + 1 } else { i + 2 };
+            i = check_directive(b, start).map_err(|why| (i, why))?;
+            bol = false;
+            continue;
+        }
+        bol = false;
+        if c == b'"' || c == b'\'' {
+            i = skip_literal(b, i + 1, c);
+            continue;
+        }
+        if c.is_ascii_digit() || (c == b'.' && at(i + 1).is_some_and(|d| d.is_ascii_digit())) {
+            let mut j = i + 1;
+            while j < n {
+                let d = b[j];
+                let sign =
+                    (d == b'+' || d == b'-') && matches!(b[j - 1], b'e' | b'E' | b'p' | b'P');
+                if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' || sign {
+                    j += 1;
+                    continue;
+                }
+                met.sep |= d == b'\'' || d == b'$' || d == b'\\' || d >= 0x80;
+                if d == b'\'' && o.sep {
+                    match at(j + 1) {
+                        Some(e) if e.is_ascii_alphanumeric() || e == b'_' => j += 2,
+                        Some(e) if e == b'$' || e == b'\\' || e >= 0x80 => {
+                            return Err((i, "a number gcc may lex differently"));
+                        }
+                        _ => break,
+                    }
+                } else if o.sep && (d == b'$' || d == b'\\' || d >= 0x80) {
+                    return Err((i, "a number gcc may lex differently"));
+                } else {
+                    break;
+                }
+            }
+            i = j;
+            continue;
+        }
+        if ident_byte(c) {
+            let mut j = i + 1;
+            while j < n && ident_byte(b[j]) {
+                j += 1;
+            }
+            let word = &b[i..j];
+            if FILE_PROBES.iter().any(|p| word.ends_with(p)) {
+                return Err((i, "__has_include probes the server's files"));
+            }
+            if at(j) == Some(b'"') && word.ends_with(b"R") {
+                met.raw = true;
+            }
+            if o.raw && at(j) == Some(b'"') && word.ends_with(b"R") {
+                if ![&b"R"[..], b"u8R", b"uR", b"UR", b"LR"].contains(&word) {
+                    return Err((i, "a raw string gcc may lex differently"));
+                }
+                i = skip_raw_string(src, j + 1).map_err(|why| (i, why))?;
+                continue;
+            }
+            i = j;
+            continue;
+        }
+        i += 1;
+    }
+    Ok(met)
+}
+
+/// From just inside `/*`: the index after `*/` (or the end) and whether a line ended.
+fn skip_block_comment(b: &[u8], mut j: usize) -> (usize, bool) {
+    let mut had_newline = false;
+    while j < b.len() {
+        if b[j] == b'*' && b.get(j + 1) == Some(&b'/') {
+            return (j + 2, had_newline);
+        }
+        had_newline |= is_newline(b[j]);
+        j += 1;
+    }
+    (j, had_newline)
+}
+
+/// From just inside a quote: the index after the closing quote, or of the line's end
+/// (gcc ends an unterminated literal there).
+fn skip_literal(b: &[u8], mut j: usize, quote: u8) -> usize {
+    while j < b.len() {
+        match b[j] {
+            c if c == quote => return j + 1,
+            b'\\' if b.get(j + 1).is_some_and(|&c| !is_newline(c)) => j += 2,
+            c if is_newline(c) => return j,
+            _ => j += 1,
+        }
+    }
+    j
+}
+
+/// From just inside `R"`: the index after the closing `)delim"`. gcc reads a raw string
+/// with splices and trigraphs undone; one that holds either is refused, not guessed.
+fn skip_raw_string(src: &Logical, start: usize) -> Result<usize, &'static str> {
+    let b = &src.bytes;
+    let mut j = start;
+    while j < b.len() && j - start <= 16 && b[j] != b'(' {
+        if matches!(
+            b[j],
+            b' ' | b')' | b'\\' | b'\t' | 0x0b | 0x0c | b'\n' | b'\r'
+        ) {
+            return Err("a malformed raw string");
+        }
+        j += 1;
+    }
+    if b.get(j) != Some(&b'(') {
+        return Err("a malformed raw string");
+    }
+    let delim = &b[start..j];
+    let body = j + 1;
+    let mut k = body;
+    while k < b.len() {
+        if b[k] == b')'
+            && b[k + 1..].starts_with(delim)
+            && b.get(k + 1 + delim.len()) == Some(&b'"')
+        {
+            let end = k + 2 + delim.len();
+            if src.edited_within(start, end) {
+                return Err("a raw string with a line splice or trigraph");
+            }
+            return Ok(end);
+        }
+        k += 1;
+    }
+    Err("an unterminated raw string")
+}
+
+/// From just after `#`: check the directive's name; gives where its name ends.
+fn check_directive(b: &[u8], mut j: usize) -> Result<usize, &'static str> {
+    loop {
+        match b.get(j) {
+            Some(&c) if is_nvspace(c) => j += 1,
+            Some(b'/') if b.get(j + 1) == Some(&b'*') => j = skip_block_comment(b, j + 2).0,
+            _ => break,
+        }
+    }
+    match b.get(j) {
+        // `#` alone, or a line marker `# 12 "file" 1 3`.
+        None => return Ok(j),
+        Some(&c) if is_newline(c) || c.is_ascii_digit() => return Ok(j),
+        Some(b'/') if b.get(j + 1) == Some(&b'/') => return Ok(j),
+        _ => {}
+    }
+    let start = j;
+    while b
+        .get(j)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        j += 1;
+    }
+    let name = &b[start..j];
+    if !name.is_empty() && HARMLESS_DIRECTIVES.contains(&name) {
+        Ok(j)
+    } else {
+        Err("a directive other than #define, #undef, #pragma or a line marker")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn gate(argv: &str, src: &str) -> Result<(), UnsafeSource> {
+        check(&v(argv), src.as_bytes())
+    }
+
+    #[test]
+    fn directives_only_sources_that_read_files_are_refused() {
+        let c = "gcc -c a.c -fpreprocessed -fdirectives-only";
+        for src in [
+            "#include \"/etc/passwd\"\n",
+            "int a;\n  #  include_next <x.h>\n",
+            "#inc\\\nlude \"/etc/passwd\"\n",
+            "%:include \"/etc/passwd\"\n",
+            "/* a */ /* b\n */ #include \"/etc/passwd\"\n",
+            "int a; /* b\n */ #include \"/etc/passwd\"\n",
+            "# /*x\n*/ include \"/etc/passwd\"\n",
+            "int a;\r#include \"/etc/passwd\"\n",
+            "\0#include \"/etc/passwd\"\n",
+            "\x0c\x0b #embed \"/etc/passwd\"\n",
+            "#if __has_include(\"/etc/shadow\")\nint x;\n#endif\n",
+            "int x = __has_include(\"/etc/shadow\");\n",
+            "#import \"/etc/passwd\"\n",
+            "#!\n",
+            // Raw-string games: gcc's answer depends on -std, so both are checked.
+            "const char *s = R\"x(\n)x\";\n#include \"/etc/passwd\"\n",
+            "const char *s = R\"x(\n/*\n)x\";\n#include \"/etc/passwd\"\n// */\n",
+            "const char *s = R\"x(\n)x\\\n\"/*\n)x\";\n#include \"/etc/passwd\"\n*/\n",
+            // A string or char that hides a comment start.
+            "char *s = \"/*\";\n#include \"/etc/passwd\"\n/* */\n",
+            "int a = 1'0/*';\n#include \"/etc/passwd\"\n// */\n",
+            "int a = 1$'a/*\n#include \"/etc/passwd\"\n*/\n",
+            // C90 lexes `//*` as `/` and a comment.
+            "int a = 1 //* x\n#include \"/etc/passwd\"\n*/\n",
+        ] {
+            assert!(gate(c, src).is_err(), "{src:?}");
+        }
+        // Trigraphs count where gcc would read them.
+        let t = "??=include \"/etc/passwd\"\n";
+        assert!(gate("gcc -trigraphs -c a.c", t).is_err());
+        assert!(gate("gcc -std=c99 -c a.c", t).is_err());
+        let t = "int a; ??/\n#include \"/etc/passwd\"\n";
+        assert!(
+            gate("gcc -c a.c", t).is_err(),
+            "a splice or not, a line start"
+        );
+    }
+
+    #[test]
+    fn what_gcc_directives_only_output_holds_passes() {
+        let src = "# 0 \"a.c\"\n# 0 \"<built-in>\"\n#define __STDC__ 1\n\
+            # 1 \"/usr/include/stdio.h\" 1 3 4\n/* Copyright\n#if in a comment\n */\n\
+            #define SQ(x) ((x) * \\\n  (x))\n#define STR(x) \\\n   #x\n#undef SQ\n\
+            # 3 \"a.c\" 2\n// line comment #include\n#pragma GCC diagnostic ignored \"-Wunused\"\n\
+            _Pragma(\"GCC diagnostic push\")\n#ident \"x\"\nchar *s = \"#include /*\";\n\
+            char c = '\\'', d = '#'; int n = 0x1p-3 + 1e+5;\n  # 7 \"a.c\"\n#\n";
+        assert_eq!(
+            gate("gcc -c a.c -fpreprocessed -fdirectives-only", src),
+            Ok(())
+        );
+        // C++: raw strings and digit separators, lexed as the -std says.
+        let cxx = "auto s = R\"gl(\n#version 330\n/*)gl\";\nint n = 1'000'000;\n";
+        assert_eq!(gate("g++ -std=c++17 -c a.cc", cxx), Ok(()));
+        assert!(
+            gate("g++ -c a.cc", cxx).is_err(),
+            "the default -std differs by version"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_physical_line() {
+        let src = "int a;\n#define X \\\n 1\n/* \\\n */\n#include \"/etc/passwd\"\n";
+        assert_eq!(gate("gcc -c a.c", src).map_err(|e| e.line), Err(6));
+        let src = "int a;\r\n\r#include \"/etc/passwd\"\n";
+        assert_eq!(gate("gcc -c a.c", src).map_err(|e| e.line), Err(3));
+        let t = "??=define A ??/\n 1\n??=include \"x\"\n";
+        assert_eq!(gate("gcc -std=c99 -c a.c", t).map_err(|e| e.line), Err(3));
+    }
+
+    /// The check before it learnt to skip equivalent scans: every combination of the
+    /// settings the command line leaves open, each a full scan.
+    fn check_every_combination(argv: &[String], source: &[u8]) -> bool {
+        let s = lex_settings(argv);
+        s.trigraphs.values().iter().all(|&trig| {
+            let logical = Logical::byte_by_byte(source, trig);
+            s.raw_strings.values().iter().all(|&raw| {
+                s.digit_separators.values().iter().all(|&sep| {
+                    s.line_comments.values().iter().all(|&line_comments| {
+                        let o = Opts {
+                            raw,
+                            sep,
+                            line_comments,
+                        };
+                        scan_source(&logical, o).is_ok()
+                    })
+                })
+            })
+        })
+    }
+
+    const FRAGMENTS: &[&str] = &[
+        "#include \"x\"\n",
+        "#define A(x) x\n",
+        "# 1 \"a.c\"\n",
+        "R\"x(",
+        ")x\"",
+        "u8R\"(",
+        ")\"",
+        "1'0",
+        "1$",
+        "'",
+        "\"",
+        "//",
+        "/*",
+        "*/",
+        "\\\n",
+        "\\",
+        "??/",
+        "??=",
+        "??'",
+        "%:",
+        "\n",
+        "\r",
+        " ",
+        "a",
+        "0x1p-3",
+        "__has_include",
+        "\u{e9}",
+    ];
+
+    const COMMAND_LINES: &[&str] = &[
+        "gcc -c a.c",
+        "g++ -c a.cc",
+        "gcc -std=c99 -c a.c",
+        "gcc -std=gnu89 -c a.c",
+        "gcc -ansi -c a.c",
+        "g++ -std=c++11 -c a.cc",
+        "g++ -std=gnu++17 -c a.cc",
+        "gcc -trigraphs -c a.c",
+        "gcc -x c++ -c a.c",
+    ];
+
+    proptest::proptest! {
+        /// Copying between splices gives what undoing them a byte at a time gives.
+        #[test]
+        fn splices_are_undone_either_way(
+            picks in proptest::collection::vec(0..FRAGMENTS.len(), 0..40),
+        ) {
+            let src: String = picks.iter().map(|&k| FRAGMENTS[k]).collect();
+            let fast = Logical::without_trigraphs(src.as_bytes());
+            let slow = Logical::byte_by_byte(src.as_bytes(), false);
+            proptest::prop_assert_eq!(&fast.bytes, &slow.bytes);
+            proptest::prop_assert_eq!(&fast.edits, &slow.edits);
+            proptest::prop_assert_eq!(&fast.splices, &slow.splices);
+        }
+
+        /// Skipping the scans that could not differ gives the verdict of running them all.
+        #[test]
+        fn skipping_equivalent_scans_changes_no_verdict(
+            picks in proptest::collection::vec(0..FRAGMENTS.len(), 0..40),
+            line in 0..COMMAND_LINES.len(),
+        ) {
+            let src: String = picks.iter().map(|&k| FRAGMENTS[k]).collect();
+            let argv = v(COMMAND_LINES[line]);
+            proptest::prop_assert_eq!(
+                check(&argv, src.as_bytes()).is_ok(),
+                check_every_combination(&argv, src.as_bytes()),
+                "{:?} with {}", src, COMMAND_LINES[line]
+            );
+        }
+    }
+}
