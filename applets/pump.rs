@@ -154,6 +154,7 @@ fn run_command(cmd: &[OsString], env: &PumpEnv) -> i32 {
     let status = Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("INCLUDE_SERVER_PORT", &socket)
+        .env("INCLUDE_SERVER_INLINE", &socket)
         .env("PATH", path_with(loc.as_deref(), env))
         .env("DISTCC_BUILD_ID", &build)
         .status();
@@ -253,6 +254,7 @@ fn startup(env: &PumpEnv) -> i32 {
     println!("export INCLUDE_SERVER_PID='{pid}'");
     println!("export INCLUDE_SERVER_DIR='{}'", dir.display());
     println!("export INCLUDE_SERVER_PORT='{}'", socket.display());
+    println!("export INCLUDE_SERVER_INLINE='{}'", socket.display());
     if let Some(h) = &env.hosts {
         println!("export DISTCC_HOSTS='{h}'");
     }

@@ -322,6 +322,11 @@ pub(crate) struct ClientEnv {
     pub path: Option<OsString>,
     /// `INCLUDE_SERVER_PORT`: the pump include server's socket; pump mode only with it.
     pub include_server: Option<PathBuf>,
+    /// `INCLUDE_SERVER_INLINE` names the same socket: our `pump` started that include
+    /// server, which answers with the files themselves ([`crate::protocol::include`]).
+    /// Naming the socket, not just being set, keeps a value left over from our `pump`
+    /// from applying to another include server.
+    pub include_server_inline: bool,
     /// The first of [`PUMP_BLOCKERS`] that is set.
     pub pump_blocker: Option<&'static str>,
     /// `DISTCC_MAX_DISCREPANCY`.
@@ -405,6 +410,9 @@ impl ClientEnv {
             safeguard_level: safeguard_level(&r),
             path: r.raw("PATH"),
             include_server: r.path("INCLUDE_SERVER_PORT"),
+            include_server_inline: r
+                .path("INCLUDE_SERVER_INLINE")
+                .is_some_and(|p| Some(p) == r.path("INCLUDE_SERVER_PORT")),
             pump_blocker: PUMP_BLOCKERS.iter().copied().find(|v| r.is_set(v)),
             max_discrepancy: max_discrepancy(&mut r),
             race: r.text("DISTCC_RACE").is_none_or(|v| v.trim() != "0"),

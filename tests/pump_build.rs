@@ -610,9 +610,15 @@ fn scan_includes_prints_the_closure_and_fails_like_34() {
     // print the same lines.
     let job = "--scan-includes gcc -Iinclude -Iinclude/wrap -Iinclude2 -include config.h \
                -c src/main.c -o m.o";
+    // Ours asks for the files themselves (INCLUDE_SERVER_INLINE, set by our pump to the
+    // socket); without it, or with it naming another socket, it reads the mirrors as 3.4.
+    let o = ours.display();
     let script = format!(
-        "{} {job} > ours.txt && /usr/bin/distcc {job} > theirs.txt",
-        ours.display()
+        "test \"$INCLUDE_SERVER_INLINE\" = \"$INCLUDE_SERVER_PORT\" && \
+         DISTCC_VERBOSE=1 {o} {job} > ours.txt 2> ours.err && \
+         DISTCC_VERBOSE=1 INCLUDE_SERVER_INLINE= {o} {job} > paths.txt 2> paths.err && \
+         INCLUDE_SERVER_INLINE=/elsewhere {o} {job} > stale.txt && \
+         /usr/bin/distcc {job} > theirs.txt"
     );
     let out = client_cmd(&ours, &work.path().join("dd"), "127.0.0.1:1,cpp,lzo")
         .args(["pump", "sh", "-c", &script])
@@ -626,6 +632,19 @@ fn scan_includes_prints_the_closure_and_fails_like_34() {
     );
     let text = fs::read_to_string(dir.join("ours.txt")).unwrap();
     assert_eq!(text, fs::read_to_string(dir.join("theirs.txt")).unwrap());
+    assert_eq!(text, fs::read_to_string(dir.join("paths.txt")).unwrap());
+    assert_eq!(text, fs::read_to_string(dir.join("stale.txt")).unwrap());
+    let said = |f: &str| fs::read_to_string(dir.join(f)).unwrap();
+    assert!(
+        said("ours.err").contains("their contents in its answer"),
+        "{}",
+        said("ours.err")
+    );
+    assert!(
+        said("paths.err").contains("read from its mirrors"),
+        "{}",
+        said("paths.err")
+    );
     let lines: Vec<&str> = text.lines().collect();
     let d = dir.display();
     for want in [

@@ -291,20 +291,15 @@ impl Job<'_> {
             host.spec,
             argv_to_string(&job.argv)
         );
-        let req = protocol::Request {
-            version: 3,
-            cwd: Some(job.cwd.clone()),
-            argv: job.argv.clone(),
-            body: protocol::Body::Files(job.files),
-        };
         let identity = session.wants_identity().then(|| self.identity()).flatten();
-        let mut bytes = Vec::new();
-        session.preamble(&req.argv, identity.as_ref(), &mut bytes);
+        let mut bytes = Vec::with_capacity(job.files.len() + 4096);
+        session.preamble(&job.argv, identity.as_ref(), &mut bytes);
         let mut conn = session.wire;
-        match protocol::encode_request_in(&req, conn.zstd()) {
-            Ok(b) => bytes.extend_from_slice(&b),
-            Err(e) => return Outcome::LocalTrouble(e.to_string()),
-        };
+        // The file list goes as the include server gave it: bodies LZO, as protocol 3
+        // has them without the extension's zstd (pump sessions don't ask for it).
+        debug_assert!(!conn.zstd(), "a pump session asked for zstd");
+        protocol::encode_request_head(&mut bytes, 3, Some(&job.cwd), &job.argv);
+        bytes.extend_from_slice(&job.files);
         if let Err(e) = conn.send(&bytes) {
             return Outcome::HostFault(e.into());
         }

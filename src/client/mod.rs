@@ -146,10 +146,21 @@ fn scan_includes(inv: &invocation::Invocation, env: &ClientEnv, out: &mut impl W
         env,
     ) {
         Ok(job) => {
-            for entry in &job.files {
-                let _ = writeln!(out, "{}", scan_line(entry));
+            match crate::protocol::include::decode_files(
+                &job.files,
+                crate::protocol::Limits::default(),
+            ) {
+                Ok(files) => {
+                    for entry in &files {
+                        let _ = writeln!(out, "{}", scan_line(entry));
+                    }
+                    0
+                }
+                Err(e) => {
+                    log::error!("the include server's answer does not decode: {e}");
+                    1
+                }
             }
-            0
         }
         Err(why) => {
             log::error!("failed to get includes from include server: {why}");

@@ -2,7 +2,7 @@
 //! use protocol 3, ask the include server which files to ship, and turn its answer into
 //! the request's FILE/LINK entries. Any failure here only demotes the job to protocol 2.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +12,9 @@ use crate::client::wire::{Wire, connect_unix};
 use crate::daemon::argv::{Mode, vet};
 use crate::options::{self, Class};
 use crate::paths::{basename, with_ext};
-use crate::protocol::{FileEntry, FileKind, Payload, include};
+use crate::protocol::{
+    Codec, FileEntry, FileKind, HEADER_LEN, Limits, Payload, encode_files, include,
+};
 use crate::settings::ClientEnv;
 
 /// How long the include server may take to answer one job.
@@ -24,7 +26,10 @@ pub(crate) struct PumpJob {
     pub cwd: String,
     /// The full argv the server gets (with `-o` and, when needed, `-MT`).
     pub argv: Vec<String>,
-    pub files: Vec<FileEntry>,
+    /// The request's file list as it goes on the wire (`NFIL`, `NAME` + `FILE`/`LINK`
+    /// each, bodies LZO): our include server's answer as it came, or made from the
+    /// mirrors a 3.4-style answer names.
+    pub files: Vec<u8>,
     /// Where the server's `.d` must be written, when the compile makes one.
     pub dotd: Option<PathBuf>,
 }
@@ -138,9 +143,14 @@ pub(crate) fn server_accepts(argv: &[String], cwd: &str) -> Result<(), String> {
         .map_err(|e| format!("a distcc server would refuse this job in pump mode ({e})"))
 }
 
-/// Ask the include server at `socket` which files `argv` needs (§5.2).
-/// Blocking: connecting, sending and each wait for the answer within [`ASK_TIMEOUT`].
-pub(crate) fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
+/// Connect to the include server at `socket` and send it a request (blocking, within
+/// [`ASK_TIMEOUT`]).
+fn send_request(
+    socket: &Path,
+    cwd: &str,
+    argv: &[String],
+    inline: bool,
+) -> Result<std::os::unix::net::UnixStream, PumpError> {
     let can_not = |source| PumpError::Io {
         what: format!(
             "can't connect to the include server at {}",
@@ -148,16 +158,55 @@ pub(crate) fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<Strin
         ),
         source,
     };
-    let stream = connect_unix(socket, ASK_TIMEOUT).map_err(can_not)?;
-    let mut conn = Wire::new(stream, ASK_TIMEOUT).map_err(can_not)?;
+    let mut stream = connect_unix(socket, ASK_TIMEOUT).map_err(can_not)?;
     let req = include::IncludeRequest {
         cwd: cwd.to_string(),
         argv: argv.to_vec(),
+        inline,
     };
-    conn.send(&include::encode_request(&req))
+    stream
+        .set_write_timeout(Some(ASK_TIMEOUT))
+        .map_err(can_not)?;
+    stream
+        .write_all(&include::encode_request(&req))
         .map_err(|e| PumpError::Server(e.to_string()))?;
-    conn.read_include_reply()
+    Ok(stream)
+}
+
+/// Ask the include server at `socket` which files `argv` needs (§5.2).
+/// Blocking: connecting, sending and each wait for the answer within [`ASK_TIMEOUT`].
+pub(crate) fn ask(socket: &Path, cwd: &str, argv: &[String]) -> Result<Vec<String>, PumpError> {
+    let stream = send_request(socket, cwd, argv, false)?;
+    Wire::new(stream, ASK_TIMEOUT)
+        .map_err(|e| PumpError::Server(e.to_string()))?
+        .read_include_reply()
         .map_err(|e| PumpError::Server(e.to_string()))
+}
+
+/// Ask our include server for the files `argv` needs, contents included
+/// ([`crate::protocol::include`]): the request's file list as it is sent, and its number
+/// of files. Read into one buffer of the announced size, checked without a copy.
+pub(crate) fn ask_inline(
+    socket: &Path,
+    cwd: &str,
+    argv: &[String],
+) -> Result<(usize, Vec<u8>), PumpError> {
+    let mut stream = send_request(socket, cwd, argv, true)?;
+    let io = |source| PumpError::Io {
+        what: format!("the include server's answer on {}", socket.display()),
+        source,
+    };
+    stream.set_read_timeout(Some(ASK_TIMEOUT)).map_err(io)?;
+    let limits = Limits::default();
+    let mut header = [0u8; HEADER_LEN];
+    stream.read_exact(&mut header).map_err(io)?;
+    let len = include::decode_inline_header(&header, limits)
+        .map_err(|e| PumpError::Server(e.to_string()))?;
+    let mut files = vec![0u8; len];
+    stream.read_exact(&mut files).map_err(io)?;
+    let count = include::check_inline_files(&files, limits)
+        .map_err(|e| PumpError::Server(e.to_string()))?;
+    Ok((count, files))
 }
 
 /// The client path of a mirror path: drop the root's 3 components, then `.abs`, then `.lzo`.
@@ -233,13 +282,28 @@ pub(crate) fn prepare(
         .to_string();
     let (argv, dotd) = server_argv(argv, input, output);
     server_accepts(&argv, &cwd)?;
-    let paths = ask(&socket, &cwd, &argv).map_err(|e| {
-        format!("failed to get includes from include server ({e}), preprocessing locally")
-    })?;
-    if paths.is_empty() {
+    let failed =
+        |e| format!("failed to get includes from include server ({e}), preprocessing locally");
+    let (count, files) = if env.include_server_inline {
+        ask_inline(&socket, &cwd, &argv).map_err(failed)?
+    } else {
+        let paths = ask(&socket, &cwd, &argv).map_err(failed)?;
+        let entries = entries(&paths).map_err(|e| e.to_string())?;
+        let mut files = Vec::new();
+        encode_files(&mut files, &entries, Codec::Lzo).map_err(|e| e.to_string())?;
+        (entries.len(), files)
+    };
+    if count == 0 {
         return Err("include server gave up analyzing".into());
     }
-    let files = entries(&paths).map_err(|e| e.to_string())?;
+    log::debug!(
+        "{count} files from the include server ({})",
+        if env.include_server_inline {
+            "their contents in its answer"
+        } else {
+            "read from its mirrors"
+        }
+    );
     Ok(PumpJob {
         cwd,
         argv,

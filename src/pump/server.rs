@@ -43,13 +43,58 @@ const ANSWER_TRIES: u32 = 3;
 /// so that it always describes what is there.
 #[derive(Debug, Default)]
 struct Made {
-    /// Mirror path → the version of the file it holds, and whether that version's stamp
-    /// had settled ([`FileId::settled`]) when it was read: only then is it reused.
-    files: HashMap<OsString, (FileId, bool), Fx>,
+    /// Mirror path → what it holds.
+    files: HashMap<OsString, MirrorFile, Fx>,
     /// Link mirror path → its target.
     links: HashMap<PathBuf, String>,
     /// Placeholder files made.
     dirs: HashSet<PathBuf>,
+}
+
+/// One file's mirror as written.
+#[derive(Debug, Clone)]
+struct MirrorFile {
+    /// The version of the file it holds.
+    id: FileId,
+    /// Whether that version's stamp had settled ([`FileId::settled`]) when it was read:
+    /// only then is the mirror reused.
+    settled: bool,
+    /// Its bytes (LZO), for the answers that carry the files themselves.
+    lzo: Arc<Vec<u8>>,
+}
+
+/// One entry of a job's answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Mirrored {
+    /// The mirror's path (3.4's answer).
+    pub path: String,
+    /// The client's path it stands for.
+    pub name: String,
+    pub content: Content,
+}
+
+/// What the client sends for a [`Mirrored`] entry.
+#[derive(Debug, Clone)]
+pub(crate) enum Content {
+    /// A file's LZO bytes (empty for a directory's placeholder).
+    File(Arc<Vec<u8>>),
+    /// A symlink's target.
+    Link(String),
+}
+
+impl Mirrored {
+    fn inline(&self) -> include::InlineEntry<'_> {
+        match &self.content {
+            Content::File(lzo) => include::InlineEntry::File {
+                name: &self.name,
+                lzo,
+            },
+            Content::Link(target) => include::InlineEntry::Link {
+                name: &self.name,
+                target,
+            },
+        }
+    }
 }
 
 /// The directory holding the mirrors; removed when dropped.
@@ -147,7 +192,7 @@ impl ClientRoot {
     /// holds the version the analysis read (`c.stamps`); otherwise that version is read
     /// again and mirrored. If the file is no longer that version, the closure may be wrong
     /// for it: [`PumpError::Changed`], and the caller analyses again.
-    pub(crate) fn mirror(&self, c: &Closure) -> Result<Vec<String>, PumpError> {
+    pub(crate) fn mirror(&self, c: &Closure) -> Result<Vec<Mirrored>, PumpError> {
         let mut reply = Vec::new();
         for (i, f) in c.files.iter().enumerate() {
             let line_name = c.line_names.get(f);
@@ -164,10 +209,21 @@ impl ClientRoot {
                     f.display()
                 )));
             };
-            if self.made().files.get(m.as_os_str()) != Some(&(want, true)) {
-                self.mirror_file(f, want, line_name.map(PathBuf::as_path), &m)?;
-            }
-            reply.push(m.display().to_string());
+            let made = self
+                .made()
+                .files
+                .get(m.as_os_str())
+                .filter(|mf| mf.id == want && mf.settled)
+                .map(|mf| mf.lzo.clone());
+            let lzo = match made {
+                Some(lzo) => lzo,
+                None => self.mirror_file(f, want, line_name.map(PathBuf::as_path), &m)?,
+            };
+            reply.push(Mirrored {
+                path: m.display().to_string(),
+                name: f.display().to_string(),
+                content: Content::File(lzo),
+            });
         }
         let links = c
             .links
@@ -193,9 +249,13 @@ impl ClientRoot {
                     made.links.retain(|p, _| !p.starts_with(&m));
                 }
                 replace_with_symlink(&m, &target).map_err(io(&m))?;
-                made.links.insert(m.clone(), target);
+                made.links.insert(m.clone(), target.clone());
             }
-            reply.push(m.display().to_string());
+            reply.push(Mirrored {
+                path: m.display().to_string(),
+                name: link.display().to_string(),
+                content: Content::Link(target),
+            });
         }
         for d in &c.dirs {
             let m = self.under(d).join(FORCING_NAME);
@@ -205,21 +265,26 @@ impl ClientRoot {
                 write_atomically(&m, &[]).map_err(io(&m))?;
                 made.dirs.insert(m.clone());
             }
-            reply.push(m.display().to_string());
+            reply.push(Mirrored {
+                path: m.display().to_string(),
+                name: d.join(FORCING_NAME).display().to_string(),
+                content: Content::File(Arc::default()),
+            });
         }
         Ok(reply)
     }
 
-    /// Mirror version `want` of `f` at `m`. Reading and compressing happen without the
-    /// lock; the rename into place happens under it, and only if `f` is still `want`: a
-    /// job slower than one that mirrored a newer version must not put the older one back.
+    /// Mirror version `want` of `f` at `m`, giving its bytes. Reading and compressing
+    /// happen without the lock; the rename into place happens under it, and only if `f` is
+    /// still `want`: a job slower than one that mirrored a newer version must not put the
+    /// older one back.
     fn mirror_file(
         &self,
         f: &Path,
         want: FileId,
         line_name: Option<&Path>,
         m: &Path,
-    ) -> Result<(), PumpError> {
+    ) -> Result<Arc<Vec<u8>>, PumpError> {
         let st = match stamp::read_stable(f) {
             Ok(st) => st,
             Err(ReadError::Io { path, source }) => {
@@ -250,11 +315,16 @@ impl ClientRoot {
             let _ = fs::remove_file(&tmp);
             return Err(io(m)(e));
         }
+        let lzo = Arc::new(lzo);
         made.files.insert(
             m.as_os_str().to_owned(),
-            (want, st.settled || self.trust_fresh_stamps),
+            MirrorFile {
+                id: want,
+                settled: st.settled || self.trust_fresh_stamps,
+                lzo: lzo.clone(),
+            },
         );
-        Ok(())
+        Ok(lzo)
     }
 }
 
@@ -393,10 +463,10 @@ impl IncludeServer {
         })
     }
 
-    /// The reply for one request: mirror paths, or empty for "not covered". The mirrors
+    /// The answer to one request: its entries, or none for "not covered". The mirrors
     /// are made outside the analyser's lock; a file that changes between analysis and
     /// mirror makes the job start over, a few times at most.
-    pub(crate) fn answer(&self, req: &include::IncludeRequest) -> Vec<String> {
+    pub(crate) fn answer(&self, req: &include::IncludeRequest) -> Vec<Mirrored> {
         let mut attempt = 1;
         loop {
             // A compiler seen for the first time is probed before the analyser's lock
@@ -459,9 +529,16 @@ impl IncludeServer {
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        let paths = self.answer(&req);
-        log::debug!("{} paths for {:?}", paths.len(), req.argv);
-        stream.write_all(&include::encode_reply(&paths)).map_err(io)
+        let answer = self.answer(&req);
+        log::debug!("{} paths for {:?}", answer.len(), req.argv);
+        let reply = if req.inline {
+            let entries: Vec<include::InlineEntry> = answer.iter().map(Mirrored::inline).collect();
+            include::encode_inline_reply(&entries)
+        } else {
+            let paths: Vec<String> = answer.into_iter().map(|m| m.path).collect();
+            include::encode_reply(&paths)
+        };
+        stream.write_all(&reply).map_err(io)
     }
 
     /// Accept connections forever. Each is served by an idle worker thread, or a new one
@@ -512,6 +589,10 @@ mod tests {
     use super::*;
     use crate::pump::analyser::Closure;
 
+    fn mirror_paths(answer: Vec<Mirrored>) -> Vec<String> {
+        answer.into_iter().map(|m| m.path).collect()
+    }
+
     #[test]
     fn stale_roots_of_dead_servers_go() {
         let t = tempfile::tempdir().unwrap();
@@ -543,7 +624,7 @@ mod tests {
             stamps: vec![FileId::stat(&f)],
             ..Closure::default()
         };
-        let paths = root.mirror(&c).unwrap();
+        let paths = mirror_paths(root.mirror(&c).unwrap());
         assert_eq!(paths.len(), 3);
         assert!(paths[0].ends_with("/a.h.lzo"));
         let lzo = fs::read(&paths[0]).unwrap();
@@ -582,7 +663,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let f = t.path().join("b.c");
         fs::write(&f, "int w = 1;\n").unwrap();
-        let first = root.mirror(&closure_of(&f)).unwrap();
+        let first = mirror_paths(root.mirror(&closure_of(&f)).unwrap());
         assert_eq!(unlzo(&first[0]), b"int w = 1;\n");
         // The analysis read a version the file no longer is: analyse again.
         crate::pump::stamp::tests::rewrite_keeping_mtime(&f, "int w = 3;\n");
@@ -591,7 +672,7 @@ mod tests {
         assert!(matches!(root.mirror(&c), Err(PumpError::Changed(_))));
         assert_eq!(unlzo(&first[0]), b"int w = 1;\n", "nothing installed");
         // Same size, same mtime: only the ctime tells.
-        let second = root.mirror(&closure_of(&f)).unwrap();
+        let second = mirror_paths(root.mirror(&closure_of(&f)).unwrap());
         assert_eq!(second, first, "the mirror keeps its name");
         assert_eq!(unlzo(&second[0]), b"int w = 4;\n");
         // No stamp from the analysis: nothing is shipped unchecked.
@@ -611,11 +692,11 @@ mod tests {
         let mut c = Closure::default();
         c.links
             .insert(PathBuf::from("/p/current"), PathBuf::from("/p/v1"));
-        let paths = root.mirror(&c).unwrap();
+        let paths = mirror_paths(root.mirror(&c).unwrap());
         assert_eq!(fs::read_link(&paths[0]).unwrap(), PathBuf::from("/p/v1"));
         c.links
             .insert(PathBuf::from("/p/current"), PathBuf::from("/p/v2"));
-        let paths = root.mirror(&c).unwrap();
+        let paths = mirror_paths(root.mirror(&c).unwrap());
         assert_eq!(fs::read_link(&paths[0]).unwrap(), PathBuf::from("/p/v2"));
         // The link became a directory with a file: the mirror must not write through
         // the old link (into the client's /p/v2).
@@ -624,17 +705,17 @@ mod tests {
         fs::create_dir(real.join("v2")).unwrap();
         let mut c = Closure::default();
         c.links.insert(real.join("cur"), real.join("v2"));
-        let link = root.mirror(&c).unwrap().remove(0);
+        let link = mirror_paths(root.mirror(&c).unwrap()).remove(0);
         assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
         fs::create_dir(real.join("cur")).unwrap();
         let f = real.join("cur/x.h");
         fs::write(&f, "int x;\n").unwrap();
-        let paths = root.mirror(&closure_of(&f)).unwrap();
+        let paths = mirror_paths(root.mirror(&closure_of(&f)).unwrap());
         assert!(fs::symlink_metadata(&link).unwrap().is_dir());
         assert_eq!(unlzo(&paths[0]), b"int x;\n");
         assert_eq!(fs::read_dir(real.join("v2")).unwrap().count(), 0);
         // And back to a link.
-        let link2 = root.mirror(&c).unwrap().remove(0);
+        let link2 = mirror_paths(root.mirror(&c).unwrap()).remove(0);
         assert_eq!(link2, link);
         assert_eq!(fs::read_link(&link).unwrap(), real.join("v2"));
     }
@@ -650,6 +731,7 @@ mod tests {
         let req = include::IncludeRequest {
             cwd: dir.display().to_string(),
             argv: ["gcc", "-c", "m.c", "-o", "m.o"].map(String::from).to_vec(),
+            inline: false,
         };
         (t, dir, f, req)
     }
@@ -666,7 +748,7 @@ mod tests {
                 rewrite_keeping_mtime(&f2, "#include \"b.h\"\n");
             }
         }));
-        let paths = server.answer(&req);
+        let paths = mirror_paths(server.answer(&req));
         assert_eq!(unlzo(&paths[0]), b"#include \"b.h\"\n");
         let b_h = format!("{}.lzo", dir.join("b.h").display());
         assert!(paths.iter().any(|p| p.ends_with(&b_h)), "{paths:?}");
@@ -676,7 +758,7 @@ mod tests {
         server.after_analysis = Some(Box::new(move |attempt| {
             rewrite_keeping_mtime(&f2, &format!("#include \"a.h\" // {attempt}\n"));
         }));
-        assert!(server.answer(&req).is_empty());
+        assert!(mirror_paths(server.answer(&req)).is_empty());
     }
 
     #[test]
@@ -689,13 +771,55 @@ mod tests {
                 .filter_map(|p| crate::pump::client::original_name(p))
                 .collect()
         };
-        let first = server.answer(&req);
+        let first = mirror_paths(server.answer(&req));
         assert!(names(&first).contains(&dir.join("a.h").display().to_string()));
         crate::pump::stamp::tests::rewrite_keeping_mtime(&f, "#include \"b.h\"\n");
-        let second = server.answer(&req);
+        let second = mirror_paths(server.answer(&req));
         assert_eq!(unlzo(&second[0]), b"#include \"b.h\"\n");
         let second = names(&second);
         assert!(second.contains(&dir.join("b.h").display().to_string()));
         assert!(!second.contains(&dir.join("a.h").display().to_string()));
+    }
+
+    /// An `INLN` request is answered with the files themselves: the same entries a client
+    /// makes from the mirror paths of a 3.4-style answer.
+    #[test]
+    fn an_inline_answer_carries_what_the_mirrors_hold() {
+        let (_t, dir, _f, mut req) = m_c_with_two_headers();
+        let server = Arc::new(IncludeServer::new(None, std::env::var_os("PATH")).unwrap());
+        let ask = |req: &include::IncludeRequest| {
+            let (mut ours, theirs) = UnixStream::pair().unwrap();
+            let s2 = server.clone();
+            let t = std::thread::spawn(move || s2.handle(theirs));
+            ours.write_all(&include::encode_request(req)).unwrap();
+            let mut reply = Vec::new();
+            ours.read_to_end(&mut reply).unwrap();
+            t.join().unwrap().unwrap();
+            reply
+        };
+        let (paths, _) = include::decode_reply(&ask(&req), Limits::default()).unwrap();
+        let from_paths = crate::pump::client::entries(&paths).unwrap();
+        req.inline = true;
+        let reply = ask(&req);
+        let (header, section) = reply.split_at(crate::protocol::HEADER_LEN);
+        let len = include::decode_inline_header(header, Limits::default()).unwrap();
+        assert_eq!(len, section.len());
+        let inline = include::decode_files(section, Limits::default()).unwrap();
+        assert_eq!(inline, from_paths);
+        let names: Vec<&str> = inline.iter().map(|e| e.name.as_str()).collect();
+        assert!(
+            names.contains(&dir.join("a.h").to_str().unwrap()),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&dir.join("b.h").to_str().unwrap()),
+            "{names:?}"
+        );
+        let m_c = inline.iter().find(|e| e.name.ends_with("/m.c")).unwrap();
+        let crate::protocol::FileKind::File(crate::protocol::Payload::Lzo(lzo)) = &m_c.kind else {
+            panic!("{m_c:?}")
+        };
+        let text = crate::compress::decompress(lzo, 1 << 20).unwrap();
+        assert!(text.ends_with(b"#include \"a.h\"\n"), "{text:?}");
     }
 }
