@@ -545,11 +545,33 @@ impl Hit<'_> {
     }
 }
 
+/// [`OPTIONS`]' entries by the byte after their dash: a client reads its argv with the
+/// table several times per job, and a build's argv is mostly `-D`/`-I` words.
+fn by_second_byte() -> &'static [Vec<&'static Opt>] {
+    static INDEX: std::sync::OnceLock<Vec<Vec<&'static Opt>>> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut index = vec![Vec::new(); 256];
+        for o in OPTIONS {
+            if let Some(list) = o
+                .name
+                .as_bytes()
+                .get(1)
+                .and_then(|&b| index.get_mut(usize::from(b)))
+            {
+                list.push(o);
+            }
+        }
+        index
+    })
+}
+
 /// The entry a word matches, longest spelling first.
 fn find(word: &str) -> Option<&'static Opt> {
-    OPTIONS
+    let second = usize::from(*word.as_bytes().get(1)?);
+    by_second_byte()
+        .get(second)?
         .iter()
-        .filter(|o| o.name.as_bytes().get(1) == word.as_bytes().get(1)) // cheap first cut
+        .copied()
         .filter(|o| match o.form {
             Flag | Separate => word == o.name,
             Joined => word.starts_with(o.name),

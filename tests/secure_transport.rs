@@ -144,6 +144,20 @@ impl World {
         cmd.output().unwrap()
     }
 
+    /// `distcc pump distcc gcc -c m.c -o OUT` (protocol 3) with the client's DISTCC_DIR.
+    fn compile_pump(&self, client: &str, port: u16, out: &str) -> Output {
+        let d = distcc();
+        let mut cmd = client_cmd(&d, &self.path(client), &format!("127.0.0.1:{port},cpp,lzo"));
+        cmd.arg("pump")
+            .arg(&d)
+            .args(["gcc", "-c", "m.c", "-o", out])
+            .env("DISTCC_BACKOFF_PERIOD", "0")
+            .env("DISTCC_VERBOSE", "1")
+            .env("DISTCC_FALLBACK", "0")
+            .current_dir(self.t.path());
+        cmd.output().unwrap()
+    }
+
     fn local_object(&self) -> Vec<u8> {
         let st = Command::new("gcc")
             .args(["-c", "m.c", "-o", "local.o"])
@@ -275,6 +289,22 @@ fn paired_jobs_are_encrypted_and_give_the_local_object() {
     assert!(relay.contains("NOIS"));
     let log = d.log_text();
     assert!(log.contains("authenticated"), "{log}");
+
+    // A pump job: its file list is sent apart from the request's head, sealed with it.
+    relay.seen.lock().unwrap().clear();
+    let out = w.compile_pump("client", relay.port, "pump.o");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("completed ok (pump)"), "{}", text(&out));
+    assert_eq!(fs::read(w.path("pump.o")).unwrap(), local);
+    assert!(relay.contains("NOIS"));
+    assert!(
+        !relay.contains(MARKER),
+        "the source crossed the wire in clear"
+    );
+    assert!(
+        !relay.contains("NFIL"),
+        "the file list crossed the wire in clear"
+    );
 }
 
 #[test]

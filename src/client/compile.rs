@@ -292,15 +292,14 @@ impl Job<'_> {
             argv_to_string(&job.argv)
         );
         let identity = session.wants_identity().then(|| self.identity()).flatten();
-        let mut bytes = Vec::with_capacity(job.files.len() + 4096);
+        let mut bytes = Vec::new();
         session.preamble(&job.argv, identity.as_ref(), &mut bytes);
         let mut conn = session.wire;
         // The file list goes as the include server gave it: bodies LZO, as protocol 3
         // has them without the extension's zstd (pump sessions don't ask for it).
         debug_assert!(!conn.zstd(), "a pump session asked for zstd");
         protocol::encode_request_head(&mut bytes, 3, Some(&job.cwd), &job.argv);
-        bytes.extend_from_slice(&job.files);
-        if let Err(e) = conn.send(&bytes) {
+        if let Err(e) = conn.send_parts(&[&bytes, &job.files]) {
             return Outcome::HostFault(e.into());
         }
         self.phase(Phase::Compile, None, Some(host.hostname()), Some(slot));

@@ -322,23 +322,35 @@ impl<S: Duplex> Wire<S> {
 
     /// Send all of `bytes` within the timeout (as a whole, as the daemon's `send`).
     pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<(), ConnError> {
+        self.send_parts(&[bytes])
+    }
+
+    /// Send `parts` one after the other, as one message: a large part (a pump job's file
+    /// list) is written from where it lies instead of being copied behind the rest first.
+    /// An encrypted channel seals them together.
+    pub(crate) fn send_parts(&mut self, parts: &[&[u8]]) -> Result<(), ConnError> {
         let sealed;
-        let bytes = match self.transform.as_mut() {
+        let one;
+        let parts = match self.transform.as_mut() {
             Some(t) => {
-                let mut out = Vec::with_capacity(bytes.len() + 64);
-                t.seal(bytes, &mut out)?;
+                let len = parts.iter().map(|p| p.len()).sum::<usize>();
+                let mut out = Vec::with_capacity(len + 64);
+                t.seal(&parts.concat(), &mut out)?;
                 sealed = out;
-                &sealed[..]
+                one = [&sealed[..]];
+                &one[..]
             }
-            None => bytes,
+            None => parts,
         };
         let deadline = Instant::now() + self.timeout;
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            match write_by(&mut self.stream, rest, deadline)? {
-                None => return Err(ConnError::Timeout(self.timeout)),
-                Some(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
-                Some(n) => rest = rest.get(n..).unwrap_or_default(),
+        for part in parts {
+            let mut rest = *part;
+            while !rest.is_empty() {
+                match write_by(&mut self.stream, rest, deadline)? {
+                    None => return Err(ConnError::Timeout(self.timeout)),
+                    Some(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                    Some(n) => rest = rest.get(n..).unwrap_or_default(),
+                }
             }
         }
         self.stream.flush()?;
