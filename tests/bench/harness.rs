@@ -1548,6 +1548,8 @@ pub fn pump_scale(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
     r.ours = format!("{:.1}", per_job[1]);
     r.theirs = format!("{:.1}", per_job[0]);
     r.ratio = format!("{:.2}", per_job[1] / per_job[0]);
+    r.target = "≤ 1.00".into();
+    r.verdict = pass(per_job[1] <= per_job[0]);
     rows.push(r);
     let mut r = row(
         "pump-scale",
