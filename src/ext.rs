@@ -76,7 +76,7 @@
 //! * The record layer itself is a [`Transform`].
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -570,9 +570,24 @@ impl Memo {
         self.write(key, NONE)
     }
 
-    /// Remember `key`'s answer.
+    /// Remember `key`'s answer. An answer the memo already holds is not written again:
+    /// it does not expire (only a `none` does, by its mtime, and that one is rewritten
+    /// by [`Memo::remember_plain`] whenever it is found still true), so rewriting it would
+    /// only cost every job a temp file and a rename.
     pub(crate) fn remember(&self, key: &str, answer: &Hello) -> Result<(), MemoError> {
-        self.write(key, &answer.to_text())
+        let text = answer.to_text();
+        if self.holds(key, &text) {
+            return Ok(());
+        }
+        self.write(key, &text)
+    }
+
+    /// Does the memo of `key` hold exactly `text`?
+    fn holds(&self, key: &str, text: &str) -> bool {
+        let mut held = Vec::new();
+        std::fs::File::open(self.path(key))
+            .and_then(|f| f.take(text.len() as u64 + 1).read_to_end(&mut held))
+            .is_ok_and(|_| held == text.as_bytes())
     }
 
     /// Write by rename, so a client reading at the same moment sees the old or the new

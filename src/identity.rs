@@ -615,7 +615,7 @@ pub(crate) fn for_client(
     env: &crate::settings::ClientEnv,
     compiler: &str,
 ) -> Option<Identity> {
-    let program = crate::paths::which(compiler, inv.path.as_deref())?;
+    let program = crate::paths::which_once(compiler, inv.path.as_deref())?;
     let cache = crate::temp::sub_dir(&env.dirs, "cache").ok();
     match of_program(&program, &inv.child_env(), cache.as_deref()) {
         Ok(id) => Some(id),

@@ -58,10 +58,7 @@ pub enum TempError {
 
 /// `DISTCC_DIR`, or `$HOME/.distcc`; created (with its parents) if missing.
 pub(crate) fn distcc_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
-    let dir = match &dirs.distcc_dir {
-        Some(dir) => dir.clone(),
-        None => dirs.home.as_ref().ok_or(TempError::NoHome)?.join(".distcc"),
-    };
+    let dir = distcc_dir_path(dirs)?;
     ensure_dir(&dir)?;
     Ok(dir)
 }
@@ -77,36 +74,100 @@ pub fn state_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
 }
 
 /// `$DISTCC_DIR/<name>`, created on demand.
+///
+/// Only the sub-directory is looked at: creating it creates `DISTCC_DIR` too (with the
+/// same mode rule), and when it exists so does its parent, so a job does not stat
+/// `DISTCC_DIR` once more for each sub-directory it uses.
 pub(crate) fn sub_dir(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
-    let dir = distcc_dir(dirs)?.join(name);
+    let parent = distcc_dir_path(dirs)?;
+    let dir = parent.join(name);
     ensure_dir(&dir)?;
+    // Its parent is there too: a later `distcc_dir` need not look.
+    remember_ensured(&parent);
     Ok(dir)
 }
 
-/// Create `dir` with mode 0777 (the kernel applies the umask) unless it already exists.
-/// Never changes the mode of an existing directory (see the module notes).
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TempError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    match DirBuilder::new().mode(0o777).recursive(true).create(dir) {
-        Ok(()) => Ok(()),
-        // Another process won the race; that is fine.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(source) => Err(TempError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        }),
+/// `DISTCC_DIR`, or `$HOME/.distcc`, without looking at the disk.
+fn distcc_dir_path(dirs: &Dirs) -> Result<PathBuf, TempError> {
+    match &dirs.distcc_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(dirs.home.as_ref().ok_or(TempError::NoHome)?.join(".distcc")),
     }
 }
 
+/// The directories this process has already made sure of ([`ensure_dir`]): a client job
+/// asks for `DISTCC_DIR`'s sub-directories from several places (state, lock, cache, ext,
+/// race, record…), and one `stat` per directory per process is enough. Not for a
+/// directory removed under a running process; the open that follows then fails and says
+/// so, as it would have if the directory went a moment after the check.
+static ENSURED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Bound on [`ENSURED`] (a job uses a handful of directories; a daemon's temporary
+/// directories are not ensured through here, but a bound keeps any caller's memory flat).
+const MAX_ENSURED: usize = 64;
+
+/// Create `dir` with mode 0777 (the kernel applies the umask) unless it already exists.
+/// Never changes the mode of an existing directory (see the module notes). Looked at once
+/// per process ([`ENSURED`]).
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TempError> {
+    let ensured = |d: &Path| {
+        ENSURED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|e| e == d)
+    };
+    if ensured(dir) {
+        return Ok(());
+    }
+    let made = if dir.is_dir() {
+        Ok(())
+    } else {
+        match DirBuilder::new().mode(0o777).recursive(true).create(dir) {
+            Ok(()) => Ok(()),
+            // Another process won the race; that is fine.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(source) => Err(TempError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        }
+    };
+    if made.is_ok() {
+        remember_ensured(dir);
+    }
+    made
+}
+
+fn remember_ensured(dir: &Path) {
+    let mut list = ENSURED.lock().unwrap_or_else(|p| p.into_inner());
+    if list.iter().any(|e| e == dir) {
+        return;
+    }
+    if list.len() >= MAX_ENSURED {
+        list.clear();
+    }
+    list.push(dir.to_path_buf());
+}
+
 /// `TMPDIR` (if set and non-empty) or `/tmp`, checked to be a writable directory.
+/// Checked once per process: a client job makes two or three temporary files there.
 pub(crate) fn tmp_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
+    static CHECKED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
     let dir = dirs.tmp();
+    if CHECKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|c| *c == dir)
+    {
+        return Ok(dir);
+    }
     check_writable_dir(&dir).map_err(|source| TempError::BadTmpDir {
         path: dir.clone(),
         source,
     })?;
+    *CHECKED.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.clone());
     Ok(dir)
 }
 
@@ -135,6 +196,16 @@ pub(crate) fn make_temp_file_in(
     prefix: &str,
     suffix: &str,
 ) -> Result<PathBuf, TempError> {
+    create_temp_file_in(dir, prefix, suffix).map(|(path, _)| path)
+}
+
+/// [`make_temp_file_in`], with the descriptor it was created with (open for reading and
+/// writing): a caller that writes the file uses it instead of opening the name again.
+pub(crate) fn create_temp_file_in(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(PathBuf, std::fs::File), TempError> {
     let named = tempfile::Builder::new()
         .prefix(prefix)
         .suffix(suffix)
@@ -145,13 +216,13 @@ pub(crate) fn make_temp_file_in(
             dir: dir.to_path_buf(),
             source,
         })?;
-    let (_, path) = named.keep().map_err(|e| TempError::CreateTemp {
+    let (file, path) = named.keep().map_err(|e| TempError::CreateTemp {
         what: "file",
         dir: dir.to_path_buf(),
         source: e.error,
     })?;
     log::trace!("created temporary file {}", path.display());
-    Ok(path)
+    Ok((path, file))
 }
 
 /// Make a new directory `<dir>/<prefix>XXXXXXXX` with mode 0700 (the daemon keeps a job's

@@ -197,9 +197,14 @@ impl History {
     ) -> Result<Record, RaceError> {
         let new = change(self.load(key));
         let path = self.path(key);
-        let tmp = crate::temp::make_temp_file_in(&self.dir, ".tmp_", ".new")?;
+        // One create (O_EXCL), written through the descriptor it gave, then renamed over
+        // the record: readers see the old record or the new one, never half of one.
+        let (tmp, mut file) = crate::temp::create_temp_file_in(&self.dir, ".tmp_", ".new")?;
         let _cleanup = cleanup::register(&tmp);
-        let written = fs::write(&tmp, new.to_text()).and_then(|_| fs::rename(&tmp, &path));
+        let written = file
+            .write_all(new.to_text().as_bytes())
+            .and_then(|()| fs::rename(&tmp, &path));
+        drop(file);
         if let Err(source) = written {
             let _ = fs::remove_file(&tmp);
             return Err(RaceError::Write { path, source });

@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use super::invocation::Invocation;
 use crate::args::{CppStrategy, JobArgv};
-use crate::paths::{basename, which};
+use crate::paths::{basename, which_once as which};
 use crate::settings::{ClientEnv, DirectivesOnly};
 
 /// The command line to scan for `inv`: the user's, with the compiler rewritten unless
@@ -532,7 +532,7 @@ impl CacheEntry {
         kind: Kind,
         flags: &[String],
     ) -> Option<CacheEntry> {
-        let (names, id) = crate::pump::stamp::exe_identity(program)?;
+        let (names, id) = exe_identity_once(program)?;
         let mut key = format!("distcc -{} cache 1\n", kind.name).into_bytes();
         key.extend(names);
         // Length-prefixed, so that no two flag lists give the same bytes.
@@ -573,7 +573,7 @@ impl CacheEntry {
         if !(self.kind.valid)(answer) {
             return;
         }
-        let tmp = match crate::temp::make_temp_file_in(dir, ".answer", ".tmp") {
+        let (tmp, mut file) = match crate::temp::create_temp_file_in(dir, ".answer", ".tmp") {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("can't cache the -{} answer: {e}", self.kind.name);
@@ -584,16 +584,49 @@ impl CacheEntry {
         let _cleanup = super::cleanup::register(&tmp);
         let mut body = self.key.clone();
         body.extend(format!("{} {answer}\n", self.kind.label).as_bytes());
-        let r = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&body))
+        let r = file
+            .write_all(&body)
             .and_then(|()| std::fs::rename(&tmp, &self.file));
+        drop(file);
         if let Err(e) = r {
             log::debug!("can't write {}: {e}", self.file.display());
             let _ = std::fs::remove_file(&tmp);
         }
     }
+}
+
+/// What [`exe_identity_once`] found, by program path.
+type Examined = Vec<(PathBuf, (Vec<u8>, crate::pump::stamp::FileId))>;
+
+/// [`exe_identity_once`]'s answers so far.
+static EXAMINED: std::sync::Mutex<Examined> = std::sync::Mutex::new(Vec::new());
+
+/// Bound on [`EXAMINED`]: a client job runs one or two compiler names.
+const MAX_EXAMINED: usize = 32;
+
+/// [`crate::pump::stamp::exe_identity`], resolved once per process for each program: a
+/// job keys three cache entries (`-dumpmachine`, the preprocessor's mode, the identity) by
+/// the same compiler, and resolving its links costs a readlink per path component each
+/// time. A later call only stats `program` (following links, as the canonical file is
+/// stat-ed): if that file changed (an upgrade, a touch) it is resolved again.
+fn exe_identity_once(program: &Path) -> Option<(Vec<u8>, crate::pump::stamp::FileId)> {
+    use crate::pump::stamp::{FileId, exe_identity};
+    {
+        let seen = EXAMINED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, (names, id))) = seen.iter().find(|(p, _)| p == program)
+            && FileId::stat(program) == Some(*id)
+        {
+            return Some((names.clone(), *id));
+        }
+    }
+    let found = exe_identity(program)?;
+    let mut seen = EXAMINED.lock().unwrap_or_else(|p| p.into_inner());
+    seen.retain(|(p, _)| p != program);
+    if seen.len() >= MAX_EXAMINED {
+        seen.clear();
+    }
+    seen.push((program.to_path_buf(), found.clone()));
+    Some(found)
 }
 
 /// FNV-1a, 64 bits: a stable hash for file names (std's hasher may change between Rust
