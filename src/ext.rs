@@ -722,6 +722,42 @@ mod tests {
         assert!(decode_answer(b"DONE00000002", Limits::default()).is_err());
     }
 
+    /// Every job of a build gets the same answer from a host: the memo is not rewritten
+    /// for it (same inode, same mtime), while a changed answer and a `none` are written.
+    #[test]
+    fn an_unchanged_answer_is_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let memo = Memo::new(dir.path(), Duration::from_secs(60));
+        let answer = Hello::new().with("use", "zstd identity");
+        memo.remember("tcp_a_1", &answer).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(memo.path("tcp_a_1"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        memo.remember("tcp_a_1", &answer).unwrap();
+        let after = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        assert_eq!(after.ino(), before.ino(), "rewritten");
+        assert_eq!(after.modified().unwrap(), old, "rewritten");
+        assert_eq!(memo.read("tcp_a_1"), Known::Ours(answer));
+        let changed = Hello::new().with("use", "zstd");
+        memo.remember("tcp_a_1", &changed).unwrap();
+        assert_eq!(memo.read("tcp_a_1"), Known::Ours(changed));
+        // A `none` is dated by its mtime: written again each time it is found true.
+        memo.remember_plain("tcp_a_1").unwrap();
+        let plain = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        memo.remember_plain("tcp_a_1").unwrap();
+        let again = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        assert_ne!(again.ino(), plain.ino());
+        assert_eq!(memo.read("tcp_a_1"), Known::Plain);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp files left");
+    }
+
     #[test]
     fn memo_none_expires_answers_stay() {
         let dir = tempfile::tempdir().unwrap();

@@ -195,4 +195,28 @@ mod tests {
         assert!(!is_executable(&a.join("cc")));
         assert!(!is_executable(&a));
     }
+
+    /// A client job asks for its compiler several times; the PATH is walked once per name
+    /// (misses too), so a compiler installed meanwhile is not seen by `which_once`.
+    #[test]
+    fn which_once_walks_path_once_per_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().as_os_str().to_os_string();
+        let cc = dir.path().join("memo-cc");
+        let other = dir.path().join("memo-cc-2");
+        assert_eq!(which_once("memo-cc", Some(&path)), None);
+        for p in [&cc, &other] {
+            std::fs::write(p, "").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(which("memo-cc", Some(&path)), Some(cc.clone()));
+        assert_eq!(which_once("memo-cc", Some(&path)), None, "the miss is remembered");
+        assert_eq!(which_once("memo-cc-2", Some(&path)), Some(other.clone()));
+        std::fs::remove_file(&other).unwrap();
+        assert_eq!(which_once("memo-cc-2", Some(&path)), Some(other));
+        // Another PATH is another question.
+        let twice = std::env::join_paths([dir.path(), dir.path()]).unwrap();
+        assert_eq!(which_once("memo-cc", Some(&twice)), Some(cc));
+    }
 }

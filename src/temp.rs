@@ -249,6 +249,38 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// A job asks for `DISTCC_DIR`'s sub-directories from several places; each is looked
+    /// at once per process. (A directory removed afterwards is not made again: the open
+    /// that follows fails and says so.)
+    #[test]
+    fn sub_dirs_are_looked_at_once_per_process() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("dd");
+        let dirs = Dirs::at(&d);
+        let ext = sub_dir(&dirs, "ext").unwrap();
+        assert!(ext.is_dir(), "made with its parent");
+        std::fs::remove_dir(&ext).unwrap();
+        assert_eq!(sub_dir(&dirs, "ext").unwrap(), ext);
+        assert!(!ext.exists(), "not looked at again");
+        assert_eq!(distcc_dir(&dirs).unwrap(), d);
+        // Another sub-directory is still made.
+        assert!(sub_dir(&dirs, "race").unwrap().is_dir());
+    }
+
+    /// The descriptor a temp file was created with is the caller's to write through.
+    #[test]
+    fn temp_files_come_with_their_descriptor() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let (path, mut file) = create_temp_file_in(t.path(), "x_", ".i").unwrap();
+        file.write_all(b"int x;\n").unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), b"int x;\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(path.file_name().unwrap().to_str().unwrap().ends_with(".i"));
+    }
+
     #[test]
     fn explicit_distcc_dir_is_created_with_its_parents() {
         let t = tempfile::tempdir().unwrap();

@@ -749,6 +749,33 @@ mod tests {
         assert_eq!(f.runs(), 3);
     }
 
+    /// A job keys several cache entries by its compiler: the links are resolved once,
+    /// and later only the file is stat-ed. Seen here through a link moved to another
+    /// name of the same file (a hard link: same inode, size and times), which keeps the
+    /// first resolution; a link to a different file is resolved again.
+    #[test]
+    fn compiler_links_are_resolved_once() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+        exe(&a, "echo x86_64-linux-gnu");
+        std::fs::hard_link(&a, &b).unwrap();
+        let gcc = t.path().join("gcc");
+        std::os::unix::fs::symlink(&a, &gcc).unwrap();
+        let canonical = |names: &[u8]| String::from_utf8_lossy(names).into_owned();
+        let (first, _) = exe_identity_once(&gcc).unwrap();
+        assert!(canonical(&first).contains(a.to_str().unwrap()));
+        std::fs::remove_file(&gcc).unwrap();
+        std::os::unix::fs::symlink(&b, &gcc).unwrap();
+        let (second, _) = exe_identity_once(&gcc).unwrap();
+        assert_eq!(canonical(&second), canonical(&first), "resolved again");
+        // Another file behind the same name is noticed.
+        exe(&c, "echo aarch64-linux-gnu; true");
+        std::fs::remove_file(&gcc).unwrap();
+        std::os::unix::fs::symlink(&c, &gcc).unwrap();
+        let (third, _) = exe_identity_once(&gcc).unwrap();
+        assert!(canonical(&third).contains(c.to_str().unwrap()));
+    }
+
     #[test]
     fn an_upgraded_compiler_is_asked_again() {
         let f = Fake::new();
