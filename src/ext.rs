@@ -530,7 +530,8 @@ impl Memo {
     /// The memo of this client (`None`: no `DISTCC_DIR` to keep it in; then every job
     /// probes, which still works).
     pub(crate) fn for_client(env: &crate::settings::ClientEnv) -> Option<Memo> {
-        match crate::temp::sub_dir(&env.dirs, "ext") {
+        // Not looked at: made when a memo is first written ([`Memo::write`]).
+        match crate::temp::sub_dir_path(&env.dirs, "ext") {
             Ok(dir) => Some(Memo::new(&dir, env.backoff_period)),
             Err(e) => {
                 log::debug!("no extension memo: {e}");
@@ -598,10 +599,12 @@ impl Memo {
             path: path.clone(),
             source,
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".memo")
-            .tempfile_in(&self.dir)
-            .map_err(err)?;
+        let mut tmp = crate::temp::in_dir(&self.dir, || {
+            tempfile::Builder::new()
+                .prefix(".memo")
+                .tempfile_in(&self.dir)
+        })
+        .map_err(err)?;
         tmp.write_all(text.as_bytes()).map_err(err)?;
         tmp.persist(&path).map_err(|e| err(e.error))?;
         Ok(())
@@ -756,6 +759,16 @@ mod tests {
         assert_eq!(memo.read("tcp_a_1"), Known::Plain);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temp files left");
+    }
+
+    /// `$DISTCC_DIR/ext` is not looked at before a job; the first memo makes it.
+    #[test]
+    fn the_first_memo_makes_a_missing_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let memo = Memo::new(&t.path().join("dd/ext"), Duration::from_secs(60));
+        assert_eq!(memo.read("tcp_a_1"), Known::Unknown);
+        memo.remember_plain("tcp_a_1").unwrap();
+        assert_eq!(memo.read("tcp_a_1"), Known::Plain);
     }
 
     #[test]

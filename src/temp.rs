@@ -87,6 +87,28 @@ pub(crate) fn sub_dir(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
     Ok(dir)
 }
 
+/// `$DISTCC_DIR/<name>`, not looked at: for a directory whose files are opened first
+/// and which is made only when that fails ([`in_dir`]), so the usual job (the directory
+/// is there) spends no `stat` on it.
+pub(crate) fn sub_dir_path(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
+    Ok(distcc_dir_path(dirs)?.join(name))
+}
+
+/// Run `op`, which creates a file in `dir`; if it fails because `dir` (or its parent) is
+/// missing, make `dir` ([`ensure_dir`]) and run it once more.
+pub(crate) fn in_dir<T>(dir: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ensure_dir(dir).map_err(|e| match e {
+                TempError::CreateDir { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            })?;
+            op()
+        }
+        r => r,
+    }
+}
+
 /// `DISTCC_DIR`, or `$HOME/.distcc`, without looking at the disk.
 fn distcc_dir_path(dirs: &Dirs) -> Result<PathBuf, TempError> {
     match &dirs.distcc_dir {
@@ -265,6 +287,30 @@ mod tests {
         assert_eq!(distcc_dir(&dirs).unwrap(), d);
         // Another sub-directory is still made.
         assert!(sub_dir(&dirs, "race").unwrap().is_dir());
+    }
+
+    /// A file is created first; its directory (with parents) only when that fails.
+    #[test]
+    fn in_dir_makes_the_directory_only_when_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dd/record");
+        let mut tries = 0;
+        let f = in_dir(&dir, || {
+            tries += 1;
+            std::fs::File::create(dir.join("sid"))
+        });
+        assert!(f.is_ok());
+        assert_eq!(tries, 2);
+        assert!(dir.join("sid").is_file());
+        // Another error is not a missing directory: no retry, nothing made.
+        let mut tries = 0;
+        let r: io::Result<()> = in_dir(&t.path().join("other"), || {
+            tries += 1;
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        });
+        assert!(r.is_err());
+        assert_eq!(tries, 1);
+        assert!(!t.path().join("other").exists());
     }
 
     /// The descriptor a temp file was created with is the caller's to write through.

@@ -38,7 +38,8 @@ pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
             cpp: CppStrategy::Full,
         };
     }
-    let cache = match crate::temp::sub_dir(&env.dirs, "cache") {
+    // Not looked at: made when an answer is first stored ([`CacheEntry::write`]).
+    let cache = match crate::temp::sub_dir_path(&env.dirs, "cache") {
         Ok(d) => Some(d),
         Err(e) => {
             log::debug!("no compiler cache: {e}");
@@ -573,7 +574,13 @@ impl CacheEntry {
         if !(self.kind.valid)(answer) {
             return;
         }
-        let (tmp, mut file) = match crate::temp::create_temp_file_in(dir, ".answer", ".tmp") {
+        let create = || {
+            crate::temp::create_temp_file_in(dir, ".answer", ".tmp").map_err(|e| match e {
+                crate::temp::TempError::CreateTemp { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            })
+        };
+        let (tmp, mut file) = match crate::temp::in_dir(dir, create) {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("can't cache the -{} answer: {e}", self.kind.name);
