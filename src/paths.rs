@@ -211,7 +211,11 @@ mod tests {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         assert_eq!(which("memo-cc", Some(&path)), Some(cc.clone()));
-        assert_eq!(which_once("memo-cc", Some(&path)), None, "the miss is remembered");
+        assert_eq!(
+            which_once("memo-cc", Some(&path)),
+            None,
+            "the miss is remembered"
+        );
         assert_eq!(which_once("memo-cc-2", Some(&path)), Some(other.clone()));
         std::fs::remove_file(&other).unwrap();
         assert_eq!(which_once("memo-cc-2", Some(&path)), Some(other));
