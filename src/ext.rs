@@ -76,7 +76,7 @@
 //! * The record layer itself is a [`Transform`].
 
 use std::ffi::OsStr;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -530,7 +530,8 @@ impl Memo {
     /// The memo of this client (`None`: no `DISTCC_DIR` to keep it in; then every job
     /// probes, which still works).
     pub(crate) fn for_client(env: &crate::settings::ClientEnv) -> Option<Memo> {
-        match crate::temp::sub_dir(&env.dirs, "ext") {
+        // Not looked at: made when a memo is first written ([`Memo::write`]).
+        match crate::temp::sub_dir_path(&env.dirs, "ext") {
             Ok(dir) => Some(Memo::new(&dir, env.backoff_period)),
             Err(e) => {
                 log::debug!("no extension memo: {e}");
@@ -570,9 +571,24 @@ impl Memo {
         self.write(key, NONE)
     }
 
-    /// Remember `key`'s answer.
+    /// Remember `key`'s answer. An answer the memo already holds is not written again:
+    /// it does not expire (only a `none` does, by its mtime, and that one is rewritten
+    /// by [`Memo::remember_plain`] whenever it is found still true), so rewriting it would
+    /// only cost every job a temp file and a rename.
     pub(crate) fn remember(&self, key: &str, answer: &Hello) -> Result<(), MemoError> {
-        self.write(key, &answer.to_text())
+        let text = answer.to_text();
+        if self.holds(key, &text) {
+            return Ok(());
+        }
+        self.write(key, &text)
+    }
+
+    /// Does the memo of `key` hold exactly `text`?
+    fn holds(&self, key: &str, text: &str) -> bool {
+        let mut held = Vec::new();
+        std::fs::File::open(self.path(key))
+            .and_then(|f| f.take(text.len() as u64 + 1).read_to_end(&mut held))
+            .is_ok_and(|_| held == text.as_bytes())
     }
 
     /// Write by rename, so a client reading at the same moment sees the old or the new
@@ -583,10 +599,12 @@ impl Memo {
             path: path.clone(),
             source,
         };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".memo")
-            .tempfile_in(&self.dir)
-            .map_err(err)?;
+        let mut tmp = crate::temp::in_dir(&self.dir, || {
+            tempfile::Builder::new()
+                .prefix(".memo")
+                .tempfile_in(&self.dir)
+        })
+        .map_err(err)?;
         tmp.write_all(text.as_bytes()).map_err(err)?;
         tmp.persist(&path).map_err(|e| err(e.error))?;
         Ok(())
@@ -705,6 +723,52 @@ mod tests {
         let (got, _) = decode_answer(&buf, Limits::default()).unwrap();
         assert_eq!(got.unwrap_err().code, code::AUTH_REQUIRED);
         assert!(decode_answer(b"DONE00000002", Limits::default()).is_err());
+    }
+
+    /// Every job of a build gets the same answer from a host: the memo is not rewritten
+    /// for it (same inode, same mtime), while a changed answer and a `none` are written.
+    #[test]
+    fn an_unchanged_answer_is_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let memo = Memo::new(dir.path(), Duration::from_secs(60));
+        let answer = Hello::new().with("use", "zstd identity");
+        memo.remember("tcp_a_1", &answer).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(memo.path("tcp_a_1"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        memo.remember("tcp_a_1", &answer).unwrap();
+        let after = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        assert_eq!(after.ino(), before.ino(), "rewritten");
+        assert_eq!(after.modified().unwrap(), old, "rewritten");
+        assert_eq!(memo.read("tcp_a_1"), Known::Ours(answer));
+        let changed = Hello::new().with("use", "zstd");
+        memo.remember("tcp_a_1", &changed).unwrap();
+        assert_eq!(memo.read("tcp_a_1"), Known::Ours(changed));
+        // A `none` is dated by its mtime: written again each time it is found true.
+        memo.remember_plain("tcp_a_1").unwrap();
+        let plain = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        memo.remember_plain("tcp_a_1").unwrap();
+        let again = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
+        assert_ne!(again.ino(), plain.ino());
+        assert_eq!(memo.read("tcp_a_1"), Known::Plain);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no temp files left");
+    }
+
+    /// `$DISTCC_DIR/ext` is not looked at before a job; the first memo makes it.
+    #[test]
+    fn the_first_memo_makes_a_missing_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let memo = Memo::new(&t.path().join("dd/ext"), Duration::from_secs(60));
+        assert_eq!(memo.read("tcp_a_1"), Known::Unknown);
+        memo.remember_plain("tcp_a_1").unwrap();
+        assert_eq!(memo.read("tcp_a_1"), Known::Plain);
     }
 
     #[test]

@@ -615,8 +615,8 @@ pub(crate) fn for_client(
     env: &crate::settings::ClientEnv,
     compiler: &str,
 ) -> Option<Identity> {
-    let program = crate::paths::which(compiler, inv.path.as_deref())?;
-    let cache = crate::temp::sub_dir(&env.dirs, "cache").ok();
+    let program = crate::paths::which_once(compiler, inv.path.as_deref())?;
+    let cache = crate::temp::sub_dir_path(&env.dirs, "cache").ok();
     match of_program(&program, &inv.child_env(), cache.as_deref()) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -692,7 +692,8 @@ pub(crate) struct Skips {
 impl Skips {
     /// The memo in `$DISTCC_DIR/identity`, kept `max(DISTCC_BACKOFF_PERIOD, 600 s)`.
     pub(crate) fn for_client(env: &crate::settings::ClientEnv) -> Option<Skips> {
-        let dir = crate::temp::sub_dir(&env.dirs, "identity").ok()?;
+        // Not looked at: made when a refusal is first remembered ([`Skips::mark`]).
+        let dir = crate::temp::sub_dir_path(&env.dirs, "identity").ok()?;
         Some(Skips::new(&dir, env.backoff_period))
     }
 
@@ -718,7 +719,8 @@ impl Skips {
         let tmp = self
             .dir
             .join(format!(".{}.{}", id.key(), std::process::id()));
-        let r = std::fs::write(&tmp, message).and_then(|()| std::fs::rename(&tmp, &path));
+        let r = crate::temp::in_dir(&self.dir, || std::fs::write(&tmp, message))
+            .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = r {
             log::debug!("can't write {}: {e}", path.display());
             let _ = std::fs::remove_file(&tmp);

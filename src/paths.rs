@@ -61,13 +61,56 @@ pub(crate) fn is_executable(p: &Path) -> bool {
 
 /// Find an executable on a PATH string (nothing is found without one). A name with a `/`
 /// is taken as it is, as execvp does.
+/// A directory listed twice on PATH is looked in once (the first time decides).
 pub(crate) fn which(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
     }
+    let mut seen: Vec<PathBuf> = Vec::new();
     std::env::split_paths(path?)
+        .filter(|d| {
+            let new = !seen.contains(d);
+            if new {
+                seen.push(d.clone());
+            }
+            new
+        })
         .map(|d| d.join(name))
         .find(|p| is_executable(p))
+}
+
+/// What [`which_once`] found, by name and PATH.
+type Found = Vec<((String, Option<std::ffi::OsString>), Option<PathBuf>)>;
+
+/// [`which_once`]'s answers so far.
+static FOUND: std::sync::Mutex<Found> = std::sync::Mutex::new(Vec::new());
+
+/// Bound on [`FOUND`]: a client job asks about two or three names.
+const MAX_FOUND: usize = 32;
+
+/// [`which`], answered once per process for each name and PATH, misses included. For
+/// the client, whose job asks for its compiler from several places (the rewriting of
+/// `gcc` to `<triple>-gcc`, the preprocessor's mode, the identity, running cpp), each of
+/// which would otherwise walk PATH again — a failed stat per directory before the hit.
+/// Not for a long-lived process (the daemon), which must see a compiler installed under it.
+pub(crate) fn which_once(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Some(PathBuf::from(name));
+    }
+    let key = (name.to_string(), path.map(OsStr::to_os_string));
+    {
+        let found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, answer)) = found.iter().find(|(k, _)| *k == key) {
+            return answer.clone();
+        }
+    }
+    let answer = which(name, path);
+    let mut found = FOUND.lock().unwrap_or_else(|p| p.into_inner());
+    if found.len() >= MAX_FOUND {
+        found.clear();
+    }
+    found.push((key, answer.clone()));
+    answer
 }
 
 #[cfg(test)]
@@ -151,5 +194,33 @@ mod tests {
         assert_eq!(which("./cc", Some(&path)), Some(PathBuf::from("./cc")));
         assert!(!is_executable(&a.join("cc")));
         assert!(!is_executable(&a));
+    }
+
+    /// A client job asks for its compiler several times; the PATH is walked once per name
+    /// (misses too), so a compiler installed meanwhile is not seen by `which_once`.
+    #[test]
+    fn which_once_walks_path_once_per_name() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().as_os_str().to_os_string();
+        let cc = dir.path().join("memo-cc");
+        let other = dir.path().join("memo-cc-2");
+        assert_eq!(which_once("memo-cc", Some(&path)), None);
+        for p in [&cc, &other] {
+            std::fs::write(p, "").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert_eq!(which("memo-cc", Some(&path)), Some(cc.clone()));
+        assert_eq!(
+            which_once("memo-cc", Some(&path)),
+            None,
+            "the miss is remembered"
+        );
+        assert_eq!(which_once("memo-cc-2", Some(&path)), Some(other.clone()));
+        std::fs::remove_file(&other).unwrap();
+        assert_eq!(which_once("memo-cc-2", Some(&path)), Some(other));
+        // Another PATH is another question.
+        let twice = std::env::join_paths([dir.path(), dir.path()]).unwrap();
+        assert_eq!(which_once("memo-cc", Some(&twice)), Some(cc));
     }
 }

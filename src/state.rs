@@ -177,14 +177,16 @@ impl StateFile {
     fn write(&mut self) -> std::io::Result<()> {
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
         if self.file.is_none() {
-            self.file = Some(
+            // The directory is made only if it is missing (see `crate::temp::in_dir`).
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            self.file = Some(crate::temp::in_dir(dir, || {
                 std::fs::OpenOptions::new()
                     .write(true)
                     .create(true)
                     .truncate(true)
                     .mode(0o666)
-                    .open(&self.path)?,
-            );
+                    .open(&self.path)
+            })?);
         }
         match &self.file {
             Some(f) => f.write_all_at(&self.state.encode(), 0),
@@ -335,6 +337,18 @@ mod tests {
         assert!(read_states(dir.path(), later).unwrap().is_empty());
         assert!(!dir.path().join("binstate_1").exists());
         assert!(dir.path().join("other_4").exists());
+    }
+
+    /// The client no longer makes `state` before a job: the first write makes it.
+    #[test]
+    fn the_first_write_makes_a_missing_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("dd/state");
+        let mut f = StateFile::new(&state, std::process::id());
+        f.set(Phase::Cpp, Some("x.c"), Some("localhost"), Some(0));
+        let path = state.join(format!("binstate_{}", std::process::id()));
+        let s = TaskState::decode(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(s.file, b"x.c");
     }
 
     #[test]

@@ -58,10 +58,7 @@ pub enum TempError {
 
 /// `DISTCC_DIR`, or `$HOME/.distcc`; created (with its parents) if missing.
 pub(crate) fn distcc_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
-    let dir = match &dirs.distcc_dir {
-        Some(dir) => dir.clone(),
-        None => dirs.home.as_ref().ok_or(TempError::NoHome)?.join(".distcc"),
-    };
+    let dir = distcc_dir_path(dirs)?;
     ensure_dir(&dir)?;
     Ok(dir)
 }
@@ -77,36 +74,122 @@ pub fn state_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
 }
 
 /// `$DISTCC_DIR/<name>`, created on demand.
+///
+/// Only the sub-directory is looked at: creating it creates `DISTCC_DIR` too (with the
+/// same mode rule), and when it exists so does its parent, so a job does not stat
+/// `DISTCC_DIR` once more for each sub-directory it uses.
 pub(crate) fn sub_dir(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
-    let dir = distcc_dir(dirs)?.join(name);
+    let parent = distcc_dir_path(dirs)?;
+    let dir = parent.join(name);
     ensure_dir(&dir)?;
+    // Its parent is there too: a later `distcc_dir` need not look.
+    remember_ensured(&parent);
     Ok(dir)
 }
 
-/// Create `dir` with mode 0777 (the kernel applies the umask) unless it already exists.
-/// Never changes the mode of an existing directory (see the module notes).
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TempError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    match DirBuilder::new().mode(0o777).recursive(true).create(dir) {
-        Ok(()) => Ok(()),
-        // Another process won the race; that is fine.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(source) => Err(TempError::CreateDir {
-            path: dir.to_path_buf(),
-            source,
-        }),
+/// `$DISTCC_DIR/<name>`, not looked at: for a directory whose files are opened first
+/// and which is made only when that fails ([`in_dir`]), so the usual job (the directory
+/// is there) spends no `stat` on it.
+pub(crate) fn sub_dir_path(dirs: &Dirs, name: &str) -> Result<PathBuf, TempError> {
+    Ok(distcc_dir_path(dirs)?.join(name))
+}
+
+/// Run `op`, which creates a file in `dir`; if it fails because `dir` (or its parent) is
+/// missing, make `dir` ([`ensure_dir`]) and run it once more.
+pub(crate) fn in_dir<T>(dir: &Path, mut op: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    match op() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            ensure_dir(dir).map_err(|e| match e {
+                TempError::CreateDir { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            })?;
+            op()
+        }
+        r => r,
     }
 }
 
+/// `DISTCC_DIR`, or `$HOME/.distcc`, without looking at the disk.
+fn distcc_dir_path(dirs: &Dirs) -> Result<PathBuf, TempError> {
+    match &dirs.distcc_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => Ok(dirs.home.as_ref().ok_or(TempError::NoHome)?.join(".distcc")),
+    }
+}
+
+/// The directories this process has already made sure of ([`ensure_dir`]): a client job
+/// asks for `DISTCC_DIR`'s sub-directories from several places (state, lock, cache, ext,
+/// race, record…), and one `stat` per directory per process is enough. Not for a
+/// directory removed under a running process; the open that follows then fails and says
+/// so, as it would have if the directory went a moment after the check.
+static ENSURED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Bound on [`ENSURED`] (a job uses a handful of directories; a daemon's temporary
+/// directories are not ensured through here, but a bound keeps any caller's memory flat).
+const MAX_ENSURED: usize = 64;
+
+/// Create `dir` with mode 0777 (the kernel applies the umask) unless it already exists.
+/// Never changes the mode of an existing directory (see the module notes). Looked at once
+/// per process ([`ENSURED`]).
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), TempError> {
+    let ensured = |d: &Path| {
+        ENSURED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|e| e == d)
+    };
+    if ensured(dir) {
+        return Ok(());
+    }
+    let made = if dir.is_dir() {
+        Ok(())
+    } else {
+        match DirBuilder::new().mode(0o777).recursive(true).create(dir) {
+            Ok(()) => Ok(()),
+            // Another process won the race; that is fine.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+            Err(source) => Err(TempError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            }),
+        }
+    };
+    if made.is_ok() {
+        remember_ensured(dir);
+    }
+    made
+}
+
+fn remember_ensured(dir: &Path) {
+    let mut list = ENSURED.lock().unwrap_or_else(|p| p.into_inner());
+    if list.iter().any(|e| e == dir) {
+        return;
+    }
+    if list.len() >= MAX_ENSURED {
+        list.clear();
+    }
+    list.push(dir.to_path_buf());
+}
+
 /// `TMPDIR` (if set and non-empty) or `/tmp`, checked to be a writable directory.
+/// Checked once per process: a client job makes two or three temporary files there.
 pub(crate) fn tmp_dir(dirs: &Dirs) -> Result<PathBuf, TempError> {
+    static CHECKED: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
     let dir = dirs.tmp();
+    if CHECKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|c| *c == dir)
+    {
+        return Ok(dir);
+    }
     check_writable_dir(&dir).map_err(|source| TempError::BadTmpDir {
         path: dir.clone(),
         source,
     })?;
+    *CHECKED.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.clone());
     Ok(dir)
 }
 
@@ -135,6 +218,16 @@ pub(crate) fn make_temp_file_in(
     prefix: &str,
     suffix: &str,
 ) -> Result<PathBuf, TempError> {
+    create_temp_file_in(dir, prefix, suffix).map(|(path, _)| path)
+}
+
+/// [`make_temp_file_in`], with the descriptor it was created with (open for reading and
+/// writing): a caller that writes the file uses it instead of opening the name again.
+pub(crate) fn create_temp_file_in(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(PathBuf, std::fs::File), TempError> {
     let named = tempfile::Builder::new()
         .prefix(prefix)
         .suffix(suffix)
@@ -145,13 +238,13 @@ pub(crate) fn make_temp_file_in(
             dir: dir.to_path_buf(),
             source,
         })?;
-    let (_, path) = named.keep().map_err(|e| TempError::CreateTemp {
+    let (file, path) = named.keep().map_err(|e| TempError::CreateTemp {
         what: "file",
         dir: dir.to_path_buf(),
         source: e.error,
     })?;
     log::trace!("created temporary file {}", path.display());
-    Ok(path)
+    Ok((path, file))
 }
 
 /// Make a new directory `<dir>/<prefix>XXXXXXXX` with mode 0700 (the daemon keeps a job's
@@ -177,6 +270,62 @@ pub fn make_temp_dir_in(dir: &Path, prefix: &str) -> Result<PathBuf, TempError> 
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    /// A job asks for `DISTCC_DIR`'s sub-directories from several places; each is looked
+    /// at once per process. (A directory removed afterwards is not made again: the open
+    /// that follows fails and says so.)
+    #[test]
+    fn sub_dirs_are_looked_at_once_per_process() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("dd");
+        let dirs = Dirs::at(&d);
+        let ext = sub_dir(&dirs, "ext").unwrap();
+        assert!(ext.is_dir(), "made with its parent");
+        std::fs::remove_dir(&ext).unwrap();
+        assert_eq!(sub_dir(&dirs, "ext").unwrap(), ext);
+        assert!(!ext.exists(), "not looked at again");
+        assert_eq!(distcc_dir(&dirs).unwrap(), d);
+        // Another sub-directory is still made.
+        assert!(sub_dir(&dirs, "race").unwrap().is_dir());
+    }
+
+    /// A file is created first; its directory (with parents) only when that fails.
+    #[test]
+    fn in_dir_makes_the_directory_only_when_missing() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("dd/record");
+        let mut tries = 0;
+        let f = in_dir(&dir, || {
+            tries += 1;
+            std::fs::File::create(dir.join("sid"))
+        });
+        assert!(f.is_ok());
+        assert_eq!(tries, 2);
+        assert!(dir.join("sid").is_file());
+        // Another error is not a missing directory: no retry, nothing made.
+        let mut tries = 0;
+        let r: io::Result<()> = in_dir(&t.path().join("other"), || {
+            tries += 1;
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        });
+        assert!(r.is_err());
+        assert_eq!(tries, 1);
+        assert!(!t.path().join("other").exists());
+    }
+
+    /// The descriptor a temp file was created with is the caller's to write through.
+    #[test]
+    fn temp_files_come_with_their_descriptor() {
+        use std::io::Write;
+        let t = tempfile::tempdir().unwrap();
+        let (path, mut file) = create_temp_file_in(t.path(), "x_", ".i").unwrap();
+        file.write_all(b"int x;\n").unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), b"int x;\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(path.file_name().unwrap().to_str().unwrap().ends_with(".i"));
+    }
 
     #[test]
     fn explicit_distcc_dir_is_created_with_its_parents() {

@@ -766,7 +766,8 @@ pub(crate) fn build_somewhere_exact(
     let dirs_scan = (argv.cpp == args::CppStrategy::GccDirectivesOnly)
         .then(|| args::scan(&argv))
         .filter(|s| s.directives_only);
-    let state = match crate::temp::state_dir(&env.dirs) {
+    // Not looked at: the state file makes it when it is first written.
+    let state = match crate::temp::sub_dir_path(&env.dirs, "state") {
         Ok(d) => Some(StateFile::new(&d, std::process::id())),
         Err(e) => {
             log::debug!("no monitor state: {e}");

@@ -1,7 +1,7 @@
 //! Local preprocessing (distcc 3.4 `cpp.c`): run `cc -E` with stdout into a temp file in
 //! `$TMPDIR`, in the background, so that connecting to the server overlaps with it.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
@@ -23,12 +23,8 @@ impl TempFile {
     /// Create `$TMPDIR/distcc_XXXXXXXX.<ext>` exclusively, open for writing.
     pub(crate) fn create(ext: &str, env: &ClientEnv) -> Result<(TempFile, File), ClientError> {
         let dir = crate::temp::tmp_dir(&env.dirs)?;
-        let path = crate::temp::make_temp_file_in(&dir, "distcc_", &format!(".{ext}"))?;
+        let (path, file) = crate::temp::create_temp_file_in(&dir, "distcc_", &format!(".{ext}"))?;
         let _cleanup = super::cleanup::register(&path);
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| ClientError::ReadInput(path.clone(), e))?;
         Ok((
             TempFile {
                 path,

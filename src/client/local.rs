@@ -10,7 +10,7 @@ use std::process::{Command, ExitStatus};
 use super::ClientError;
 use super::invocation::Invocation;
 use crate::args::argv_to_string;
-use crate::paths::which;
+use crate::paths::which_once as which;
 
 /// A wait status as distcc reports it: the exit code, or 128+signal.
 pub(crate) fn critique(status: ExitStatus) -> i32 {

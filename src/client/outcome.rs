@@ -345,18 +345,21 @@ fn record_dir(dirs: &Dirs) -> Result<PathBuf, RecordError> {
 /// Append one job's line to its build's record; past [`MAX_RECORD`], nothing (once, a
 /// line that says so, and a warning).
 pub(crate) fn append(dirs: &Dirs, build: &str, rec: &JobRecord) -> Result<(), RecordError> {
-    let dir = record_dir(dirs)?;
+    // Opened first; the directory is made only when that fails (one stat less a job).
+    let dir = crate::temp::sub_dir_path(dirs, "record")?;
     let path = dir.join(sanitize_id(build));
     let werr = |source| RecordError::Write {
         path: path.clone(),
         source,
     };
-    let mut file = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o666)
-        .open(&path)
-        .map_err(werr)?;
+    let mut file = crate::temp::in_dir(&dir, || {
+        fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o666)
+            .open(&path)
+    })
+    .map_err(werr)?;
     let size = file.metadata().map_err(werr)?.len();
     if size == 0 {
         prune(&dir, &path);

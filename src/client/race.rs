@@ -160,9 +160,9 @@ impl History {
         }
     }
 
-    /// `$DISTCC_DIR/race` (created on demand).
+    /// `$DISTCC_DIR/race` (created when a record is first written).
     pub(crate) fn for_client(env: &ClientEnv) -> Result<History, RaceError> {
-        Ok(History::new(&crate::temp::sub_dir(&env.dirs, "race")?))
+        Ok(History::new(&crate::temp::sub_dir_path(&env.dirs, "race")?))
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -197,9 +197,24 @@ impl History {
     ) -> Result<Record, RaceError> {
         let new = change(self.load(key));
         let path = self.path(key);
-        let tmp = crate::temp::make_temp_file_in(&self.dir, ".tmp_", ".new")?;
+        // One create (O_EXCL), written through the descriptor it gave, then renamed over
+        // the record: readers see the old record or the new one, never half of one.
+        let create = || {
+            crate::temp::create_temp_file_in(&self.dir, ".tmp_", ".new").map_err(|e| match e {
+                TempError::CreateTemp { source, .. } => source,
+                other => io::Error::other(other.to_string()),
+            })
+        };
+        let (tmp, mut file) =
+            crate::temp::in_dir(&self.dir, create).map_err(|source| RaceError::Write {
+                path: path.clone(),
+                source,
+            })?;
         let _cleanup = cleanup::register(&tmp);
-        let written = fs::write(&tmp, new.to_text()).and_then(|_| fs::rename(&tmp, &path));
+        let written = file
+            .write_all(new.to_text().as_bytes())
+            .and_then(|()| fs::rename(&tmp, &path));
+        drop(file);
         if let Err(source) = written {
             let _ = fs::remove_file(&tmp);
             return Err(RaceError::Write { path, source });
@@ -641,6 +656,22 @@ mod tests {
             t.path(),
             "one level only"
         );
+    }
+
+    /// `$DISTCC_DIR/race` is not looked at before a job; the first update makes it.
+    #[test]
+    fn the_first_update_makes_a_missing_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let h = History::new(&t.path().join("dd/race"));
+        assert_eq!(h.load("k"), Record::default());
+        let r = rec(500, 123_456, 2);
+        h.update("k", |_| r).unwrap();
+        assert_eq!(h.load("k"), r);
+        let names: Vec<_> = fs::read_dir(t.path().join("dd/race"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![OsString::from("host_k")]);
     }
 
     /// Readers racing a writer only ever see whole records, and no temp files are left.

@@ -278,10 +278,8 @@ pub(crate) fn open(
     // KEYS: a host we paired with is always asked for the channel (never trusted to be
     // plain from the memo), and never served in clear.
     let secure = crate::noise::ClientSecure::for_host(host, env);
-    if let Some(m) = &memo
-        && secure.is_none()
-        && m.read(&key) == Known::Plain
-    {
+    let known = memo.as_ref().map(|m| m.read(&key));
+    if secure.is_none() && known == Some(Known::Plain) {
         log::debug!("{} speaks no protocol extension (remembered)", host.spec);
         return plain();
     }
@@ -304,7 +302,10 @@ pub(crate) fn open(
         Ok(Ok(answer)) => {
             let agreed = Agreed::from_answer(answer, &wants)
                 .map_err(|e| RemoteError::Conn(ConnError::Protocol(e.into())))?;
+            // The same answer as last time (the usual case) is not written again.
+            let unchanged = matches!(&known, Some(Known::Ours(h)) if *h == agreed.answer);
             if let Some(m) = &memo
+                && !unchanged
                 && let Err(e) = m.remember(&key, &agreed.answer)
             {
                 log::debug!("{e}");

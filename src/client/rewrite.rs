@@ -21,7 +21,7 @@ use std::process::{Command, Stdio};
 
 use super::invocation::Invocation;
 use crate::args::{CppStrategy, JobArgv};
-use crate::paths::{basename, which};
+use crate::paths::{basename, which_once as which};
 use crate::settings::{ClientEnv, DirectivesOnly};
 
 /// The command line to scan for `inv`: the user's, with the compiler rewritten unless
@@ -38,7 +38,8 @@ pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
             cpp: CppStrategy::Full,
         };
     }
-    let cache = match crate::temp::sub_dir(&env.dirs, "cache") {
+    // Not looked at: made when an answer is first stored ([`CacheEntry::write`]).
+    let cache = match crate::temp::sub_dir_path(&env.dirs, "cache") {
         Ok(d) => Some(d),
         Err(e) => {
             log::debug!("no compiler cache: {e}");
@@ -532,7 +533,7 @@ impl CacheEntry {
         kind: Kind,
         flags: &[String],
     ) -> Option<CacheEntry> {
-        let (names, id) = crate::pump::stamp::exe_identity(program)?;
+        let (names, id) = exe_identity_once(program)?;
         let mut key = format!("distcc -{} cache 1\n", kind.name).into_bytes();
         key.extend(names);
         // Length-prefixed, so that no two flag lists give the same bytes.
@@ -573,7 +574,13 @@ impl CacheEntry {
         if !(self.kind.valid)(answer) {
             return;
         }
-        let tmp = match crate::temp::make_temp_file_in(dir, ".answer", ".tmp") {
+        let create = || {
+            crate::temp::create_temp_file_in(dir, ".answer", ".tmp").map_err(|e| match e {
+                crate::temp::TempError::CreateTemp { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            })
+        };
+        let (tmp, mut file) = match crate::temp::in_dir(dir, create) {
             Ok(t) => t,
             Err(e) => {
                 log::debug!("can't cache the -{} answer: {e}", self.kind.name);
@@ -584,16 +591,49 @@ impl CacheEntry {
         let _cleanup = super::cleanup::register(&tmp);
         let mut body = self.key.clone();
         body.extend(format!("{} {answer}\n", self.kind.label).as_bytes());
-        let r = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(&body))
+        let r = file
+            .write_all(&body)
             .and_then(|()| std::fs::rename(&tmp, &self.file));
+        drop(file);
         if let Err(e) = r {
             log::debug!("can't write {}: {e}", self.file.display());
             let _ = std::fs::remove_file(&tmp);
         }
     }
+}
+
+/// What [`exe_identity_once`] found, by program path.
+type Examined = Vec<(PathBuf, (Vec<u8>, crate::pump::stamp::FileId))>;
+
+/// [`exe_identity_once`]'s answers so far.
+static EXAMINED: std::sync::Mutex<Examined> = std::sync::Mutex::new(Vec::new());
+
+/// Bound on [`EXAMINED`]: a client job runs one or two compiler names.
+const MAX_EXAMINED: usize = 32;
+
+/// [`crate::pump::stamp::exe_identity`], resolved once per process for each program: a
+/// job keys three cache entries (`-dumpmachine`, the preprocessor's mode, the identity) by
+/// the same compiler, and resolving its links costs a readlink per path component each
+/// time. A later call only stats `program` (following links, as the canonical file is
+/// stat-ed): if that file changed (an upgrade, a touch) it is resolved again.
+fn exe_identity_once(program: &Path) -> Option<(Vec<u8>, crate::pump::stamp::FileId)> {
+    use crate::pump::stamp::{FileId, exe_identity};
+    {
+        let seen = EXAMINED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, (names, id))) = seen.iter().find(|(p, _)| p == program)
+            && FileId::stat(program) == Some(*id)
+        {
+            return Some((names.clone(), *id));
+        }
+    }
+    let found = exe_identity(program)?;
+    let mut seen = EXAMINED.lock().unwrap_or_else(|p| p.into_inner());
+    seen.retain(|(p, _)| p != program);
+    if seen.len() >= MAX_EXAMINED {
+        seen.clear();
+    }
+    seen.push((program.to_path_buf(), found.clone()));
+    Some(found)
 }
 
 /// FNV-1a, 64 bits: a stable hash for file names (std's hasher may change between Rust
@@ -714,6 +754,33 @@ mod tests {
         f.rewrite(false);
         f.rewrite(false);
         assert_eq!(f.runs(), 3);
+    }
+
+    /// A job keys several cache entries by its compiler: the links are resolved once,
+    /// and later only the file is stat-ed. Seen here through a link moved to another
+    /// name of the same file (a hard link: same inode, size and times), which keeps the
+    /// first resolution; a link to a different file is resolved again.
+    #[test]
+    fn compiler_links_are_resolved_once() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b, c) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+        exe(&a, "echo x86_64-linux-gnu");
+        std::fs::hard_link(&a, &b).unwrap();
+        let gcc = t.path().join("gcc");
+        std::os::unix::fs::symlink(&a, &gcc).unwrap();
+        let canonical = |names: &[u8]| String::from_utf8_lossy(names).into_owned();
+        let (first, _) = exe_identity_once(&gcc).unwrap();
+        assert!(canonical(&first).contains(a.to_str().unwrap()));
+        std::fs::remove_file(&gcc).unwrap();
+        std::os::unix::fs::symlink(&b, &gcc).unwrap();
+        let (second, _) = exe_identity_once(&gcc).unwrap();
+        assert_eq!(canonical(&second), canonical(&first), "resolved again");
+        // Another file behind the same name is noticed.
+        exe(&c, "echo aarch64-linux-gnu; true");
+        std::fs::remove_file(&gcc).unwrap();
+        std::os::unix::fs::symlink(&c, &gcc).unwrap();
+        let (third, _) = exe_identity_once(&gcc).unwrap();
+        assert!(canonical(&third).contains(c.to_str().unwrap()));
     }
 
     #[test]
