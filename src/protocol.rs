@@ -924,37 +924,78 @@ pub(crate) mod include {
     /// The answer to an `INLN` request: `INLN <length>`, then the files as a protocol-3
     /// request carries them (`NFIL`, `NAME` + `FILE`/`LINK` each), which the client sends
     /// on as they are. The length lets it read them into one buffer of the right size.
+    /// (The include server writes [`inline_reply_parts`] instead.)
+    #[cfg(test)]
     pub(crate) fn encode_inline_reply(entries: &[InlineEntry<'_>]) -> Vec<u8> {
-        let size = HEADER_LEN
-            + entries
-                .iter()
-                .map(|e| match e {
-                    InlineEntry::File { name, lzo } => 2 * HEADER_LEN + name.len() + lzo.len(),
-                    InlineEntry::Link { name, target } => {
-                        2 * HEADER_LEN + name.len() + target.len()
-                    }
-                })
-                .sum::<usize>();
-        let mut buf = Vec::with_capacity(HEADER_LEN + size);
+        let parts = inline_reply_parts(entries);
+        parts.slices().concat()
+    }
+
+    /// An `INLN` answer as pieces to write in turn ([`InlineParts::slices`]): the framing
+    /// in one small buffer, the files' bytes where they lie. The include server writes a
+    /// job's few hundred kilobytes of headers without copying them into an answer first.
+    pub(crate) fn inline_reply_parts<'a>(entries: &[InlineEntry<'a>]) -> InlineParts<'a> {
+        let size: usize = entries
+            .iter()
+            .map(|e| match e {
+                InlineEntry::File { name, lzo } => 2 * HEADER_LEN + name.len() + lzo.len(),
+                InlineEntry::Link { name, target } => 2 * HEADER_LEN + name.len() + target.len(),
+            })
+            .sum::<usize>()
+            + HEADER_LEN;
+        let mut head = Vec::with_capacity(HEADER_LEN + 64 * entries.len());
+        let mut pieces = Vec::with_capacity(2 * entries.len() + 1);
         encode_int(
-            &mut buf,
+            &mut head,
             &tok::INLN,
             u32::try_from(size).unwrap_or(u32::MAX),
         );
-        encode_int(&mut buf, &tok::NFIL, entries.len() as u32);
+        encode_int(&mut head, &tok::NFIL, entries.len() as u32);
+        let mut from = 0;
         for e in entries {
             match e {
                 InlineEntry::File { name, lzo } => {
-                    encode_str(&mut buf, &tok::NAME, name.as_bytes());
-                    encode_str(&mut buf, &tok::FILE, lzo);
+                    encode_str(&mut head, &tok::NAME, name.as_bytes());
+                    encode_int(&mut head, &tok::FILE, lzo.len() as u32);
+                    pieces.push(Piece::Head(from..head.len()));
+                    pieces.push(Piece::Body(lzo));
+                    from = head.len();
                 }
                 InlineEntry::Link { name, target } => {
-                    encode_str(&mut buf, &tok::NAME, name.as_bytes());
-                    encode_str(&mut buf, &tok::LINK, target.as_bytes());
+                    encode_str(&mut head, &tok::NAME, name.as_bytes());
+                    encode_str(&mut head, &tok::LINK, target.as_bytes());
                 }
             }
         }
-        buf
+        pieces.push(Piece::Head(from..head.len()));
+        InlineParts { head, pieces }
+    }
+
+    /// See [`inline_reply_parts`].
+    #[derive(Debug)]
+    pub(crate) struct InlineParts<'a> {
+        head: Vec<u8>,
+        pieces: Vec<Piece<'a>>,
+    }
+
+    #[derive(Debug)]
+    enum Piece<'a> {
+        Head(std::ops::Range<usize>),
+        Body(&'a [u8]),
+    }
+
+    impl InlineParts<'_> {
+        /// The answer's bytes, in order, for `write_vectored`.
+        pub(crate) fn slices(&self) -> Vec<&[u8]> {
+            self.pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Head(r) => self.head.get(r.clone()).unwrap_or_default(),
+                    Piece::Body(b) => *b,
+                })
+                .filter(|s| !s.is_empty())
+                .collect()
+        }
     }
 
     /// The length an `INLN` answer's header announces.

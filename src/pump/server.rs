@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{IoSlice, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -61,15 +61,18 @@ struct MirrorFile {
     settled: bool,
     /// Its bytes (LZO), for the answers that carry the files themselves.
     lzo: Arc<Vec<u8>>,
+    /// The mirror's path and the client's path, as the answers spell them.
+    path: Arc<str>,
+    name: Arc<str>,
 }
 
 /// One entry of a job's answer.
 #[derive(Debug, Clone)]
 pub(crate) struct Mirrored {
     /// The mirror's path (3.4's answer).
-    pub path: String,
+    pub path: Arc<str>,
     /// The client's path it stands for.
-    pub name: String,
+    pub name: Arc<str>,
     pub content: Content,
 }
 
@@ -214,15 +217,15 @@ impl ClientRoot {
                 .files
                 .get(m.as_os_str())
                 .filter(|mf| mf.id == want && mf.settled)
-                .map(|mf| mf.lzo.clone());
-            let lzo = match made {
-                Some(lzo) => lzo,
+                .cloned();
+            let mf = match made {
+                Some(mf) => mf,
                 None => self.mirror_file(f, want, line_name.map(PathBuf::as_path), &m)?,
             };
             reply.push(Mirrored {
-                path: m.display().to_string(),
-                name: f.display().to_string(),
-                content: Content::File(lzo),
+                path: mf.path,
+                name: mf.name,
+                content: Content::File(mf.lzo),
             });
         }
         let links = c
@@ -252,8 +255,8 @@ impl ClientRoot {
                 made.links.insert(m.clone(), target.clone());
             }
             reply.push(Mirrored {
-                path: m.display().to_string(),
-                name: link.display().to_string(),
+                path: m.display().to_string().into(),
+                name: link.display().to_string().into(),
                 content: Content::Link(target),
             });
         }
@@ -266,8 +269,8 @@ impl ClientRoot {
                 made.dirs.insert(m.clone());
             }
             reply.push(Mirrored {
-                path: m.display().to_string(),
-                name: d.join(FORCING_NAME).display().to_string(),
+                path: m.display().to_string().into(),
+                name: d.join(FORCING_NAME).display().to_string().into(),
                 content: Content::File(Arc::default()),
             });
         }
@@ -284,7 +287,7 @@ impl ClientRoot {
         want: FileId,
         line_name: Option<&Path>,
         m: &Path,
-    ) -> Result<Arc<Vec<u8>>, PumpError> {
+    ) -> Result<MirrorFile, PumpError> {
         let st = match stamp::read_stable(f) {
             Ok(st) => st,
             Err(ReadError::Io { path, source }) => {
@@ -315,16 +318,15 @@ impl ClientRoot {
             let _ = fs::remove_file(&tmp);
             return Err(io(m)(e));
         }
-        let lzo = Arc::new(lzo);
-        made.files.insert(
-            m.as_os_str().to_owned(),
-            MirrorFile {
-                id: want,
-                settled: st.settled || self.trust_fresh_stamps,
-                lzo: lzo.clone(),
-            },
-        );
-        Ok(lzo)
+        let mf = MirrorFile {
+            id: want,
+            settled: st.settled || self.trust_fresh_stamps,
+            lzo: Arc::new(lzo),
+            path: m.display().to_string().into(),
+            name: f.display().to_string().into(),
+        };
+        made.files.insert(m.as_os_str().to_owned(), mf.clone());
+        Ok(mf)
     }
 }
 
@@ -390,6 +392,21 @@ pub(crate) fn remove_stale(base: &Path) {
             let _ = fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// Write `parts` in turn with as few system calls as the kernel allows.
+fn write_all_vectored(stream: &mut UnixStream, parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice> = parts.iter().map(|p| IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match stream.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// `#line 1 "<name>"`, quoted as a C string literal.
@@ -531,11 +548,13 @@ impl IncludeServer {
         };
         let answer = self.answer(&req);
         log::debug!("{} paths for {:?}", answer.len(), req.argv);
-        let reply = if req.inline {
+        if req.inline {
             let entries: Vec<include::InlineEntry> = answer.iter().map(Mirrored::inline).collect();
-            include::encode_inline_reply(&entries)
-        } else {
-            let paths: Vec<String> = answer.into_iter().map(|m| m.path).collect();
+            let parts = include::inline_reply_parts(&entries);
+            return write_all_vectored(&mut stream, &parts.slices()).map_err(io);
+        }
+        let reply = {
+            let paths: Vec<String> = answer.into_iter().map(|m| m.path.to_string()).collect();
             include::encode_reply(&paths)
         };
         stream.write_all(&reply).map_err(io)
@@ -590,7 +609,7 @@ mod tests {
     use crate::pump::analyser::Closure;
 
     fn mirror_paths(answer: Vec<Mirrored>) -> Vec<String> {
-        answer.into_iter().map(|m| m.path).collect()
+        answer.into_iter().map(|m| m.path.to_string()).collect()
     }
 
     #[test]
