@@ -725,6 +725,18 @@ mod tests {
         assert!(decode_answer(b"DONE00000002", Limits::default()).is_err());
     }
 
+    /// Set `path`'s mtime `secs` seconds back; gives the time set.
+    fn backdate(path: &std::path::Path, secs: u64) -> SystemTime {
+        let old = SystemTime::now() - Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        old
+    }
+
     /// Every job of a build gets the same answer from a host: the memo is not rewritten
     /// for it (same inode, same mtime), while a changed answer and a `none` are written.
     #[test]
@@ -734,13 +746,7 @@ mod tests {
         let memo = Memo::new(dir.path(), Duration::from_secs(60));
         let answer = Hello::new().with("use", "zstd identity");
         memo.remember("tcp_a_1", &answer).unwrap();
-        let old = SystemTime::now() - Duration::from_secs(3600);
-        std::fs::File::options()
-            .write(true)
-            .open(memo.path("tcp_a_1"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let old = backdate(&memo.path("tcp_a_1"), 3600);
         let before = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
         memo.remember("tcp_a_1", &answer).unwrap();
         let after = std::fs::metadata(memo.path("tcp_a_1")).unwrap();
@@ -780,13 +786,7 @@ mod tests {
         memo.remember_plain("tcp_a_1").unwrap();
         assert_eq!(memo.read("tcp_a_1"), Known::Plain);
         // An old `none` is not trusted: the host may have been upgraded.
-        let old = SystemTime::now() - Duration::from_secs(601);
-        std::fs::File::options()
-            .write(true)
-            .open(memo.path("tcp_a_1"))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        backdate(&memo.path("tcp_a_1"), 601);
         assert_eq!(memo.read("tcp_a_1"), Known::Unknown);
         let answer = Hello::new().with("use", "zstd");
         memo.remember("tcp_a_1", &answer).unwrap();
