@@ -308,7 +308,9 @@ mod tests {
     #[test]
     fn recently_opened_dirs_are_reused_without_following_links() {
         let (outside, job, tree) = setup();
-        let dirs = ["/p/a", "/p/a/b", "/p/c", "/q", "/p/a/b/d", "/r/s/t", "/p/c/e"];
+        let dirs = [
+            "/p/a", "/p/a/b", "/p/c", "/q", "/p/a/b/d", "/r/s/t", "/p/c/e",
+        ];
         for round in 0..3 {
             for (i, d) in dirs.iter().enumerate() {
                 let name = format!("{d}/f{round}_{i}.h");
