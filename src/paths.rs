@@ -60,8 +60,8 @@ pub(crate) fn is_executable(p: &Path) -> bool {
 }
 
 /// Find an executable on a PATH string (nothing is found without one). A name with a `/`
-/// is taken as it is, as execvp does.
-/// A directory listed twice on PATH is looked in once (the first time decides).
+/// is taken as it is, as execvp does. A directory listed twice on PATH is looked in once
+/// (the first time decides).
 pub(crate) fn which(name: &str, path: Option<&OsStr>) -> Option<PathBuf> {
     if name.contains('/') {
         return Some(PathBuf::from(name));
