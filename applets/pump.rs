@@ -27,6 +27,9 @@ Description:
 
   The first form starts an include server, runs COMMAND with INCLUDE_SERVER_PORT
   set (for example 'pump make -j40'), and shuts the include server down after.
+  INCLUDE_SERVER_INLINE names the same socket: it tells our distcc client that
+  this include server answers with the files themselves (distcc 3.4's client
+  ignores it and reads the mirror files as before).
 
   The second form prints shell 'export' lines for a background include server;
   use it as eval `pump --startup`, and stop it with 'pump --shutdown'.
