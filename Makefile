@@ -19,17 +19,18 @@ all build:
 # The interop tests drive Debian's distcc 3.4. Install it when we can (root + apt-get);
 # otherwise stop and say the one command to run. Never skip them silently.
 # gcc-11 is the second compiler version of the mixed-fleet tests (gcc-12 is Debian 12's gcc);
-# chromium loads distccd's browser monitor in the observability tests.
+# chromium loads distccd's browser monitor in the observability tests; clang is the compiler
+# whose plain-mode jobs keep macros with -frewrite-includes (and obey a .i's #include).
 check-peer:
 	@if [ ! -x /usr/bin/distccd ] || [ ! -x /usr/bin/distcc ] || [ ! -x /usr/bin/distcc-pump ] \
 	    || ! command -v ccache >/dev/null || ! command -v python3 >/dev/null || ! command -v man >/dev/null || ! command -v groff >/dev/null \
-	    || [ ! -x /usr/bin/gcc-11 ] || [ ! -x /usr/bin/chromium ]; then \
+	    || [ ! -x /usr/bin/gcc-11 ] || [ ! -x /usr/bin/chromium ] || ! command -v clang >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian's distcc 3.4 (the interop peer)…"; \
-	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq distcc distcc-pump ccache man-db python3 gcc-11 chromium >/dev/null || exit 1; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq distcc distcc-pump ccache man-db python3 gcc-11 chromium clang >/dev/null || exit 1; \
 	  else \
 	    echo "The interop tests need Debian's distcc 3.4. Run:"; \
-	    echo "    sudo apt-get install -y distcc distcc-pump ccache man-db python3 gcc-11 chromium"; \
+	    echo "    sudo apt-get install -y distcc distcc-pump ccache man-db python3 gcc-11 chromium clang"; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -33,9 +33,17 @@ pub(crate) struct Scan {
     pub preprocessed: bool,
     /// Extension of the preprocessed temp file (`i`, `ii`, `mi`, `mii`).
     pub cpp_ext: &'static str,
-    /// `cpp_argv` preprocesses with `-fdirectives-only` and `server_argv` ends with
-    /// [`DIRECTIVES_ONLY_FLAGS`]: macros are expanded on the server, as in a local build.
-    pub directives_only: bool,
+    /// How `cpp_argv` preprocesses: [`CppStrategy::Full`] unless the compiler can keep
+    /// macros for the server and nothing on the command line stands in the way
+    /// (`server_argv` then ends with [`DIRECTIVES_ONLY_FLAGS`] for gcc).
+    pub cpp: CppStrategy,
+}
+
+impl Scan {
+    /// Whether macros are expanded on the server, as in a local build.
+    pub(crate) fn keeps_macros(&self) -> bool {
+        self.cpp != CppStrategy::Full
+    }
 }
 
 /// How the client preprocesses for a plain-mode server, which the client decides from
@@ -51,7 +59,16 @@ pub(crate) enum CppStrategy {
     /// tables, columns and macro notes are a local build's. gcc 11 is the first whose
     /// directives-only mode lexes raw strings and is idempotent (GCC PR 88475).
     GccDirectivesOnly,
+    /// clang 10 or later: `-E -frewrite-includes` here (includes inlined, each `#if`
+    /// evaluated and rewritten to its value, macros kept), and the server compiles the
+    /// `.i` as it is: clang obeys its directives, and our server checks that none reads a
+    /// file ([`crate::daemon::source_check`]). clang 10 is the first that rewrites
+    /// `__has_include` conditions.
+    ClangRewriteIncludes,
 }
+
+/// What `clang -E` is given for [`CppStrategy::ClangRewriteIncludes`].
+pub(crate) const REWRITE_INCLUDES_FLAG: &str = "-frewrite-includes";
 
 /// A command line and the cpp strategy for its compiler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,17 +108,25 @@ impl Words for JobArgv {
 
 pub(crate) use crate::daemon::argv::DIRECTIVES_ONLY_FLAGS;
 
-/// Why this command line is preprocessed in full even with a directives-only compiler:
-/// options that shape cpp's output (`-C`, `-P`, `-dD`, `-traditional-cpp`), that a
-/// server refuses next to `-fdirectives-only`, or a language other than C and C++.
-fn directives_only_blocker(argv: &[String]) -> Option<String> {
+/// Why this command line is preprocessed in full even with a compiler that can keep
+/// macros: options that shape cpp's output (`-C`, `-P`, `-dD`, `-traditional-cpp`), that a
+/// server refuses next to `-fdirectives-only`, a precompiled header (its declarations are
+/// no text to inline), or a language other than C and C++.
+fn keep_macros_blocker(argv: &[String]) -> Option<String> {
     let mut i = 1;
     while i < argv.len() {
         let a = argv[i].as_str();
         let hit = options::lookup(a, argv.get(i + 1).map(String::as_str));
         i += hit.consumed;
         let blocked = ["-traditional", "-traditional-cpp", "-C", "-CC", "-P"].contains(&a)
-            || ["-fpch-preprocess", "-fmodules-ts", "-fmodules"].contains(&a)
+            || [
+                "-fpch-preprocess",
+                "-fmodules-ts",
+                "-fmodules",
+                "-include-pch",
+            ]
+            .contains(&a)
+            || a.starts_with("-frewrite-")
             || a.starts_with("-fmodule-")
             || a.starts_with("-finput-charset=")
             || matches!(
@@ -341,17 +366,22 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
     let out =
         output.unwrap_or_else(|| basename(&with_ext(&input_s, if seen_s { "s" } else { "o" })));
     let (cpp_ext, preprocessed) = preprocessed_ext(&input_s);
-    let directives_only = job.cpp() == CppStrategy::GccDirectivesOnly
+    let keeps_macros = job.cpp() != CppStrategy::Full
         && local_reason.is_none()
         && !preprocessed
         && matches!(cpp_ext, "i" | "ii")
-        && match directives_only_blocker(&argv) {
+        && match keep_macros_blocker(&argv) {
             Some(why) => {
                 log::debug!("{why}: preprocessing {input_s} in full");
                 false
             }
             None => true,
         };
+    let cpp = if keeps_macros {
+        job.cpp()
+    } else {
+        CppStrategy::Full
+    };
 
     // Preprocessor: drop -o, -c/-S become -E; the .d goes exactly where gcc would put it.
     let mut cpp_argv = Vec::new();
@@ -369,8 +399,14 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
             Class::Compile => {
                 if !cpp_argv.iter().any(|w| w == "-E") {
                     cpp_argv.push("-E".to_string());
-                    if directives_only {
-                        cpp_argv.push(DIRECTIVES_ONLY_FLAGS[1].to_string());
+                    match cpp {
+                        CppStrategy::Full => {}
+                        CppStrategy::GccDirectivesOnly => {
+                            cpp_argv.push(DIRECTIVES_ONLY_FLAGS[1].to_string());
+                        }
+                        CppStrategy::ClangRewriteIncludes => {
+                            cpp_argv.push(REWRITE_INCLUDES_FLAG.to_string());
+                        }
                     }
                 }
             }
@@ -402,7 +438,7 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
     if !explicit_output {
         server_argv.extend(["-o".to_string(), out.clone()]);
     }
-    if directives_only {
+    if cpp == CppStrategy::GccDirectivesOnly {
         server_argv.extend(DIRECTIVES_ONLY_FLAGS.iter().map(|w| w.to_string()));
     }
     Scan {
@@ -415,7 +451,7 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
         server_argv,
         preprocessed,
         cpp_ext,
-        directives_only,
+        cpp,
     }
 }
 
@@ -539,7 +575,7 @@ mod tests {
     #[test]
     fn directives_only_for_gcc() {
         let s = dir("gcc -O2 -DX=1 -Iinc -MD -c a.c -o out/a.o");
-        assert!(s.directives_only);
+        assert!(s.keeps_macros());
         assert_eq!(
             s.cpp_argv,
             v("gcc -O2 -DX=1 -Iinc -MD -E -fdirectives-only a.c -MF out/a.d -MQ out/a.o")
@@ -553,13 +589,13 @@ mod tests {
             crate::daemon::argv::vet(&s.server_argv, crate::daemon::argv::Mode::Plain, "/");
         assert_eq!(vetted.as_ref(), Ok(&s.server_argv));
         let s = dir("g++ -std=c++17 -c a.cc");
-        assert!(s.directives_only);
+        assert!(s.keeps_macros());
         assert_eq!(
             s.server_argv,
             v("g++ -std=c++17 -c a.cc -o a.o -fpreprocessed -fdirectives-only")
         );
         // Full preprocessing: a bare command line, and what directives-only can't do.
-        assert!(!scan(&v("gcc -c a.c")).directives_only);
+        assert!(!scan(&v("gcc -c a.c")).keeps_macros());
         for cmd in [
             "gcc -traditional-cpp -c a.c",
             "gcc -C -c a.c",
@@ -572,7 +608,7 @@ mod tests {
             "gcc -c a.i",
         ] {
             let s = dir(cmd);
-            assert!(!s.directives_only, "{cmd}");
+            assert!(!s.keeps_macros(), "{cmd}");
             assert!(
                 !s.cpp_argv.contains(&"-fdirectives-only".to_string()),
                 "{cmd}"
@@ -589,6 +625,33 @@ mod tests {
                 .is_some()
         );
         assert!(dir("gcc -fdirectives-only -c a.c").local_reason.is_some());
+    }
+
+    #[test]
+    fn rewrite_includes_for_clang() {
+        let s = scan(&JobArgv {
+            argv: v("clang -O2 -DX=1 -MD -c a.c -o out/a.o"),
+            cpp: CppStrategy::ClangRewriteIncludes,
+        });
+        assert_eq!(s.cpp, CppStrategy::ClangRewriteIncludes);
+        assert_eq!(
+            s.cpp_argv,
+            v("clang -O2 -DX=1 -MD -E -frewrite-includes a.c -MF out/a.d -MQ out/a.o")
+        );
+        // The server compiles the `.i` as it is: no switch a distcc 3.4 server refuses.
+        assert_eq!(s.server_argv, v("clang -O2 -c a.c -o out/a.o"));
+        for cmd in [
+            "clang -include-pch p.pch -c a.c",
+            "clang -C -c a.c",
+            "clang -c a.i",
+        ] {
+            let s = scan(&JobArgv {
+                argv: v(cmd),
+                cpp: CppStrategy::ClangRewriteIncludes,
+            });
+            assert_eq!(s.cpp, CppStrategy::Full, "{cmd}");
+            assert!(!s.cpp_argv.contains(&"-frewrite-includes".to_string()));
+        }
     }
 
     #[test]

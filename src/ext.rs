@@ -113,6 +113,11 @@ pub mod info {
     /// -fdirectives-only`, as a local build would (`compiles_directives_only`); the
     /// client then preprocesses that way by default (`DISTCC_DIRECTIVES_ONLY` unset).
     pub const DIRECTIVES_ONLY: &str = "directives-only";
+    /// `rewrite-includes yes`: this daemon checks every plain-mode source for directives
+    /// that read a file where clang obeys them ([`crate::daemon::source_check`]), so a
+    /// client with a clang sends it the output of `clang -E -frewrite-includes` (macros
+    /// kept) by default; what the client's own check passes, the daemon's does too.
+    pub const REWRITE_INCLUDES: &str = "rewrite-includes";
 }
 
 /// Refusal codes (`RFSE`).
@@ -413,14 +418,20 @@ pub(crate) fn offers_directives_only(answer: &Hello) -> bool {
     answer.get(info::DIRECTIVES_ONLY) == Some("yes")
 }
 
+/// Whether a daemon's answer says it takes `clang -E -frewrite-includes` output
+/// ([`info::REWRITE_INCLUDES`]).
+pub(crate) fn offers_rewrite_includes(answer: &Hello) -> bool {
+    answer.get(info::REWRITE_INCLUDES) == Some("yes")
+}
+
 /// What a daemon whose compilers are found on `path` (`DISTCCD_PATH`, else `PATH`) says
 /// besides `use`.
 pub(crate) fn daemon_info(path: Option<&OsStr>) -> Vec<(&'static str, &'static str)> {
+    let mut info = vec![(info::REWRITE_INCLUDES, "yes")];
     if compiles_directives_only(path) {
-        vec![(info::DIRECTIVES_ONLY, "yes")]
-    } else {
-        Vec::new()
+        info.push((info::DIRECTIVES_ONLY, "yes"));
     }
+    info
 }
 
 /// The names a directives-only job's compiler is asked by (the client rewrites `cc` to
@@ -820,7 +831,10 @@ mod tests {
         assert!(compiles_directives_only(Some(&path(&[&plain]))));
         assert_eq!(
             daemon_info(Some(&path(&[&plain]))),
-            [(info::DIRECTIVES_ONLY, "yes")]
+            [
+                (info::REWRITE_INCLUDES, "yes"),
+                (info::DIRECTIVES_ONLY, "yes")
+            ]
         );
         let answer = answer_for(&Hello::new(), &[], &daemon_info(Some(&path(&[&plain]))));
         assert!(offers_directives_only(
@@ -830,7 +844,14 @@ mod tests {
         assert!(!compiles_directives_only(Some(&path(&[&masq, &plain]))));
         symlink("../ccache", masq.join("gcc")).unwrap();
         assert!(!compiles_directives_only(Some(&path(&[&masq, &plain]))));
-        assert!(daemon_info(Some(&path(&[&masq, &plain]))).is_empty());
+        // Every plain source is checked for clang: that is offered whatever the PATH.
+        assert_eq!(
+            daemon_info(Some(&path(&[&masq, &plain]))),
+            [(info::REWRITE_INCLUDES, "yes")]
+        );
+        assert!(offers_rewrite_includes(
+            &Hello::parse(&answer.to_text()).unwrap()
+        ));
         // No gcc at all, or no PATH: nothing to offer.
         assert!(!compiles_directives_only(Some(&path(&[&none]))));
         assert!(!compiles_directives_only(None));

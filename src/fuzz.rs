@@ -119,6 +119,18 @@ fn pump_directives(data: &[u8]) {
     }
 }
 
+/// A received plain-mode source (src/daemon/source_check.rs), under both rules and with
+/// command lines that leave the lexer settings open or fix them.
+fn plain_source(data: &[u8]) {
+    use crate::daemon::source_check::{Rules, check};
+    for argv in [["clang", "-c", "a.c"], ["g++", "-std=c++17", "a.cc"]] {
+        let argv: Vec<String> = argv.iter().map(|w| w.to_string()).collect();
+        for rules in [Rules::DirectivesOnly, Rules::Preprocessed] {
+            let _ = check(rules, &argv, data);
+        }
+    }
+}
+
 /// The protocol extension's hello, answer and refusal (src/ext.rs): as packets as they
 /// arrive, and the text wrapped in a packet, so that mutations reach the line parser.
 fn ext_hello(data: &[u8]) {
@@ -203,6 +215,11 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "pump-directives",
         run: pump_directives,
+        seeds: Seeds::Text,
+    },
+    Target {
+        name: "plain-source",
+        run: plain_source,
         seeds: Seeds::Text,
     },
     Target {

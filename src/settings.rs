@@ -260,11 +260,13 @@ fn build_id(r: &Reader) -> Option<String> {
     r.text("DISTCC_BUILD_ID").filter(|v| !v.trim().is_empty())
 }
 
-/// `DISTCC_DIRECTIVES_ONLY`: when the client preprocesses with `-fdirectives-only`.
+/// `DISTCC_DIRECTIVES_ONLY`: when the client preprocesses keeping macros (gcc's
+/// `-fdirectives-only`, clang's `-frewrite-includes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum DirectivesOnly {
     /// Unset (or any other value): for a host whose memo says it compiles such a source
-    /// right ([`crate::ext::offers_directives_only`]), else a full `-E`.
+    /// right ([`crate::ext::offers_directives_only`],
+    /// [`crate::ext::offers_rewrite_includes`]), else a full `-E`.
     #[default]
     Auto,
     /// `1`: for every host, as before hosts could say (one that can't compile such a
@@ -334,13 +336,15 @@ pub(crate) struct ClientEnv {
     /// `DISTCC_RACE=0` turns off racing a remote job that runs far longer than its host's
     /// recent jobs with a local compile ([`crate::client::race`]); on by default.
     pub race: bool,
-    /// `DISTCC_DIRECTIVES_ONLY`: whether to preprocess with gcc's `-fdirectives-only`
-    /// (macros left for the server, so `-g` line tables and diagnostics match a local
-    /// build). By default ([`DirectivesOnly::Auto`]) only for a host whose last protocol
-    /// extension answer says `directives-only yes`: our daemon says so when its gcc is not
+    /// `DISTCC_DIRECTIVES_ONLY`: whether to preprocess with gcc's `-fdirectives-only` or
+    /// clang's `-frewrite-includes` (macros left for the server, so `-g` line tables and
+    /// diagnostics match a local build). By default ([`DirectivesOnly::Auto`]) only for a
+    /// host whose last protocol extension answer says `directives-only yes` (gcc) or
+    /// `rewrite-includes yes` (clang): our daemon says the first when its gcc is not
     /// reached through a wrapper such as ccache, which compiles such a source without the
-    /// switch and fails (Gentoo's `FEATURES=ccache`, Debian's masquerade). A distcc 3.4
-    /// host, or one not asked yet, gets a full `-E`, as distcc 3.4 sends.
+    /// switch and fails (Gentoo's `FEATURES=ccache`, Debian's masquerade), and always the
+    /// second. A distcc 3.4 host, or one not asked yet, gets a full `-E`, as distcc 3.4
+    /// sends.
     pub directives_only: DirectivesOnly,
     /// `DISTCC_BUILD_ID` (set and not empty): the build whose record in
     /// `$DISTCC_DIR/record` this job's outcome goes to (`pump` sets it); else the session

@@ -251,7 +251,7 @@ fn our_distccd_refuses_a_directives_only_source_that_includes() {
     assert!(reply.windows(4).any(|w| w == b"DOTO"), "no object");
     assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
     assert!(
-        d.log_text().contains("directives-only source"),
+        d.log_text().contains("preprocessed source"),
         "{}",
         d.log_text()
     );

@@ -134,7 +134,11 @@ enum Expect {
     Refused(String),
     /// Compile (or fail to) without any of the attack's effects.
     Harmless,
+    /// Send nothing back, and log that the source holds a directive that reads a file.
+    UnsafeSource,
 }
+
+const UNSAFE_SOURCE: &str = "the preprocessed source has";
 
 struct Case {
     name: &'static str,
@@ -163,10 +167,12 @@ fn refusals_naming(d: &Daemon, needle: &str) -> usize {
 fn run_cases(w: &World, cases: Vec<Case>) {
     let mut failures = Vec::new();
     for case in cases {
-        let before = match &case.expect {
-            Expect::Refused(opt) => refusals_naming(&w.d, &format!("option {opt} ")),
-            Expect::Harmless => 0,
+        let needle = match &case.expect {
+            Expect::Refused(opt) => format!("option {opt} "),
+            Expect::UnsafeSource => UNSAFE_SOURCE.to_string(),
+            Expect::Harmless => String::new(),
         };
+        let before = refusals_naming(&w.d, &needle);
         let bytes = exchange(w.d.port, &case.request);
         let name = case.name;
         let mut fail = |what: String| failures.push(format!("{name}: {what}"));
@@ -177,20 +183,19 @@ fn run_cases(w: &World, cases: Vec<Case>) {
             fail("the server's secret came back in the reply".into());
         }
         match &case.expect {
-            Expect::Refused(opt) => {
+            Expect::Refused(_) | Expect::UnsafeSource => {
                 if !bytes.is_empty() {
                     fail(format!(
                         "answered ({} bytes) instead of refused",
                         bytes.len()
                     ));
                 }
-                let needle = format!("option {opt} ");
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while refusals_naming(&w.d, &needle) <= before && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 if refusals_naming(&w.d, &needle) <= before {
-                    fail(format!("the log names no refused option {opt}"));
+                    fail(format!("the log names no refusal with {needle:?}"));
                 }
             }
             Expect::Harmless => {
@@ -271,6 +276,18 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
     let code = b"int x;\n".as_slice();
     let specs = format!("@c:\n/bin/touch {}\n\n", w.marker.display());
     let include_secret = format!("#include \"{}\"\nint x;\n", w.secret_h.display());
+    let clang = |extra: &[&str]| {
+        let mut v = strings(&["clang", "-c", "a.c", "-o", "a.o"]);
+        v.extend(strings(extra));
+        v
+    };
+    let secret = w.secret_h.display();
+    let skipped_then_secret = format!("#if 0\nint y;\n#else\n#include \"{secret}\"\n#endif\n");
+    let probe_secret = format!("#if 0\n#elif __has_include(\"{secret}\")\nint y;\n#endif\n");
+    let rewritten = format!(
+        "#if 0 /* expanded by -frewrite-includes */\n#include \"{secret}\"\n\
+         #endif /* expanded by -frewrite-includes */\n#define X 1\nint x = X;\n"
+    );
     let evil = std::fs::read(&w.evil_so).unwrap();
     let touch = format!("/bin/sh,-c,touch {}", w.marker.display());
     let cases = vec![
@@ -315,7 +332,32 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
         Case {
             name: "-x c turns #include back on",
             request: plain(&pre(&["-x", "c"]), include_secret.as_bytes()),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "clang obeys #include in a .i",
+            request: plain(&clang(&[]), include_secret.as_bytes()),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "clang: #include in the branch after #if 0",
+            request: plain(&clang(&[]), skipped_then_secret.as_bytes()),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "clang: __has_include probes a server file",
+            request: plain(&clang(&[]), probe_secret.as_bytes()),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "clang: #include inside #if 0, as -frewrite-includes writes it",
+            request: plain(&clang(&[]), rewritten.as_bytes()),
             expect: Expect::Harmless,
+        },
+        Case {
+            name: "clang -traditional-cpp",
+            request: plain(&clang(&["-traditional-cpp"]), rewritten.as_bytes()),
+            expect: Expect::Refused("-traditional-cpp".into()),
         },
         Case {
             name: "-fdirectives-only turns #include back on",

@@ -41,10 +41,11 @@ struct Job<'a> {
     /// Every variable the client reads, read once.
     env: &'a ClientEnv,
     scan: Scan,
-    /// The scan with gcc's `-fdirectives-only` ([`args::CppStrategy::GccDirectivesOnly`]),
-    /// when the compiler can and the command line allows: it replaces `scan` if the host
-    /// the first cpp run is for may get it ([`Job::choose_cpp`]). Both scans differ only
-    /// in `cpp_argv`, `server_argv` and `directives_only`.
+    /// The scan that keeps macros (gcc's `-fdirectives-only`, clang's
+    /// `-frewrite-includes`: [`args::CppStrategy`]), when the compiler can and the command
+    /// line allows: it replaces `scan` if the host the first cpp run is for may get it
+    /// ([`Job::choose_cpp`]). Both scans differ only in `cpp_argv`, `server_argv` and
+    /// `cpp`.
     dirs_scan: Option<Scan>,
     /// `None` when there is no lock directory: compile locally, unlocked (as distcc does).
     sched: Option<Scheduler>,
@@ -365,7 +366,7 @@ impl Job<'_> {
         let why = match self.env.directives_only {
             DirectivesOnly::Always => Some("DISTCC_DIRECTIVES_ONLY=1"),
             DirectivesOnly::Never => None,
-            DirectivesOnly::Auto if host_compiles_directives_only(host, self.env) => {
+            DirectivesOnly::Auto if host_keeps_macros(host, self.env, dirs.cpp) => {
                 Some("the host compiles it right")
             }
             DirectivesOnly::Auto => None,
@@ -373,8 +374,9 @@ impl Job<'_> {
         match why {
             Some(why) => {
                 log::debug!(
-                    "preprocessing {} with -fdirectives-only for {} ({why})",
+                    "preprocessing {} keeping macros ({:?}) for {} ({why})",
                     self.scan.input,
+                    dirs.cpp,
                     host.spec
                 );
                 self.scan = dirs;
@@ -721,14 +723,18 @@ fn remote_error(e: ConnError) -> RemoteError {
 }
 
 /// Whether `host`'s last extension answer (the memo, [`crate::ext::Memo`]) says it compiles
-/// directives-only sources right. Not with `DISTCC_EXTENSIONS=0`: the memo is then not
-/// kept up to date.
-fn host_compiles_directives_only(host: &HostSpec, env: &ClientEnv) -> bool {
+/// sources preprocessed with `cpp` right. Not with `DISTCC_EXTENSIONS=0`: the memo is then
+/// not kept up to date.
+fn host_keeps_macros(host: &HostSpec, env: &ClientEnv, cpp: args::CppStrategy) -> bool {
     if !env.extensions {
         return false;
     }
     match crate::ext::Memo::for_client(env).map(|m| m.read(&host.lock_key())) {
-        Some(crate::ext::Known::Ours(answer)) => crate::ext::offers_directives_only(&answer),
+        Some(crate::ext::Known::Ours(answer)) => match cpp {
+            args::CppStrategy::GccDirectivesOnly => crate::ext::offers_directives_only(&answer),
+            args::CppStrategy::ClangRewriteIncludes => crate::ext::offers_rewrite_includes(&answer),
+            args::CppStrategy::Full => false,
+        },
         _ => false,
     }
 }
@@ -763,9 +769,9 @@ pub(crate) fn build_somewhere_exact(
     let argv = super::rewrite::for_job(inv, env);
     // Full preprocessing until a host is picked (`Job::choose_cpp`); scanning is pure.
     let scan = args::scan(&argv.argv);
-    let dirs_scan = (argv.cpp == args::CppStrategy::GccDirectivesOnly)
+    let dirs_scan = (argv.cpp != args::CppStrategy::Full)
         .then(|| args::scan(&argv))
-        .filter(|s| s.directives_only);
+        .filter(Scan::keeps_macros);
     // Not looked at: the state file makes it when it is first written.
     let state = match crate::temp::sub_dir_path(&env.dirs, "state") {
         Ok(d) => Some(StateFile::new(&d, std::process::id())),
@@ -917,7 +923,7 @@ fn run_job(job: &mut Job, loaded: Result<(), hosts::HostsError>) -> i32 {
             Outcome::UserError { ret, serr, cpp } => {
                 // A directives-only source the server failed may be the server's doing
                 // (a wrapper we could not see drops the switch): retried here even so.
-                if job.env.skip_local_retry && (cpp || !job.scan.directives_only) {
+                if job.env.skip_local_retry && (cpp || !job.scan.keeps_macros()) {
                     let at = if cpp {
                         (Where::Nowhere, Some(LocalReason::CppError))
                     } else {

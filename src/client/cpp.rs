@@ -9,6 +9,7 @@ use super::ClientError;
 use super::invocation::Invocation;
 use super::local::{command, critique};
 use crate::args::argv_to_string;
+use crate::daemon::source_check::{self, Rules};
 use crate::settings::ClientEnv;
 
 /// A temp file that is deleted when dropped, unless `DISTCC_SAVE_TEMPS=1` asked to keep it.
@@ -57,14 +58,14 @@ pub(crate) enum Preprocess {
         child: Child,
         out: TempFile,
         err: TempFile,
-        /// A directives-only run: what to run in full if its output won't do.
+        /// A run that keeps macros: what to run in full if its output won't do.
         full: Option<Box<FullRun>>,
     },
     /// The input needs no preprocessing; send it as it is.
     Ready(PathBuf),
 }
 
-/// The full `-E` to fall back on when a directives-only run fails or its output would
+/// The full `-E` to fall back on when a run that keeps macros fails or its output would
 /// differ from a local build's (see [`Preprocess::finish`]). The server's command line
 /// stays: a fully preprocessed source compiles the same with `-fpreprocessed
 /// -fdirectives-only`, as it holds no macro and no directive but line markers and pragmas.
@@ -74,6 +75,8 @@ pub(crate) struct FullRun {
     argv: Vec<String>,
     ext: String,
     env: ClientEnv,
+    /// The rules the server checks the source under.
+    rules: Rules,
 }
 
 /// Macros whose value depends on where they are expanded: the server's temp file and
@@ -86,18 +89,22 @@ const WHERE_DEPENDENT_MACROS: &[&[u8]] = &[
     b"__INCLUDE_LEVEL__",
 ];
 
-/// Why a directives-only output must not be sent as it is, if it must not.
-fn directives_only_unfit(cpp_argv: &[String], source: &[u8]) -> Option<String> {
+/// Why an output that keeps macros must not be sent as it is, if it must not.
+fn keeping_macros_unfit(rules: Rules, cpp_argv: &[String], source: &[u8]) -> Option<String> {
     if let Some(m) = WHERE_DEPENDENT_MACROS
         .iter()
         .find(|m| memchr::memmem::find(source, m).is_some())
     {
         return Some(format!("it uses {}", String::from_utf8_lossy(m)));
     }
-    crate::daemon::directives_only::check(cpp_argv, source)
+    source_check::check(rules, cpp_argv, source)
         .err()
         .map(|e| e.to_string())
 }
+
+/// The line `clang -E -frewrite-includes` starts with: without it the first line marker
+/// names the source, which the object's debug info then names as a local build's does.
+const CLANG_BUILTIN_MARKER: &[u8] = b"# 1 \"<built-in>\"\n";
 
 /// cpp failed: its status and what it printed.
 #[derive(Debug)]
@@ -128,17 +135,19 @@ impl Preprocess {
         let child = cmd
             .spawn()
             .map_err(|e| ClientError::Exec(argv_to_string(cpp_argv), e))?;
-        let directives_only = crate::args::DIRECTIVES_ONLY_FLAGS[1];
-        let full = cpp_argv.iter().any(|w| w == directives_only).then(|| {
+        let keeps = [
+            (crate::args::DIRECTIVES_ONLY_FLAGS[1], Rules::DirectivesOnly),
+            (crate::args::REWRITE_INCLUDES_FLAG, Rules::Preprocessed),
+        ]
+        .into_iter()
+        .find(|(flag, _)| cpp_argv.iter().any(|w| w == flag));
+        let full = keeps.map(|(flag, rules)| {
             Box::new(FullRun {
                 inv: inv.clone(),
-                argv: cpp_argv
-                    .iter()
-                    .filter(|w| *w != directives_only)
-                    .cloned()
-                    .collect(),
+                argv: cpp_argv.iter().filter(|w| *w != flag).cloned().collect(),
                 ext: ext.to_string(),
                 env: env.clone(),
+                rules,
             })
         });
         Ok(Preprocess::Running {
@@ -151,16 +160,17 @@ impl Preprocess {
 
     /// Wait for cpp. `Ok(Err(_))` when it failed (the user's source has errors).
     ///
-    /// A directives-only run is redone in full (and the full run's result given) when it
-    /// fails — gcc refuses `__COUNTER__` in `#if` there, for one — or when its output uses a
-    /// macro whose value the server would get wrong, or would not pass the server's check
-    /// ([`crate::daemon::directives_only::check`]).
+    /// A run that keeps macros is redone in full (and the full run's result given) when
+    /// it fails — gcc refuses `__COUNTER__` in `#if` there, for one — or when its output
+    /// uses a macro whose value the server would get wrong, or would not pass the server's
+    /// check ([`source_check::check`]).
     pub(crate) fn finish(self) -> Result<Result<Preprocessed, CppFailed>, ClientError> {
         match self {
             Preprocess::Ready(p) => Ok(Ok(Preprocessed {
                 path: p,
                 stderr: Vec::new(),
                 text: None,
+                skip: 0,
                 _temp: None,
             })),
             Preprocess::Running {
@@ -174,22 +184,30 @@ impl Preprocess {
                     .map_err(|e| ClientError::Exec("cpp".into(), e))?;
                 let ret = critique(status);
                 let stderr = std::fs::read(&err.path).unwrap_or_default();
-                // A directives-only output is read once, for the check, and kept for
+                // An output that keeps macros is read once, for the check, and kept for
                 // the request: a megabyte read twice shows in the client's CPU per job.
                 let mut text = None;
+                let mut skip = 0;
                 if let Some(full) = full {
                     let why = if ret != 0 {
                         Some(format!("it failed with status {ret}"))
                     } else {
-                        let bytes = std::fs::read(&out.path)
+                        let mut bytes = std::fs::read(&out.path)
                             .map_err(|e| ClientError::ReadInput(out.path.clone(), e))?;
-                        let why = directives_only_unfit(&full.argv, &bytes);
+                        if full.rules == Rules::Preprocessed
+                            && bytes.starts_with(CLANG_BUILTIN_MARKER)
+                        {
+                            skip = CLANG_BUILTIN_MARKER.len();
+                            bytes.drain(..skip);
+                        }
+                        let why = keeping_macros_unfit(full.rules, &full.argv, &bytes);
                         text = Some(bytes);
                         why
                     };
                     if let Some(why) = why {
                         log::info!(
-                            "-fdirectives-only output not used ({why}); preprocessing in full"
+                            "the output that keeps macros is not used ({why}); \
+                             preprocessing in full"
                         );
                         drop((out, err));
                         let result =
@@ -199,10 +217,10 @@ impl Preprocess {
                         // whose lexing depends on the default -std) is compiled here.
                         if let Ok(pre) = &result
                             && let Err(e) =
-                                crate::daemon::directives_only::check(&full.argv, &pre.read()?)
+                                source_check::check(full.rules, &full.argv, &pre.read()?)
                         {
                             return Err(ClientError::Unsendable(format!(
-                                "sending {} as a directives-only source ({e})",
+                                "sending {} to a server that checks it ({e})",
                                 pre.path.display()
                             )));
                         }
@@ -220,6 +238,7 @@ impl Preprocess {
                     path: out.path.clone(),
                     stderr,
                     text,
+                    skip,
                     _temp: Some(out),
                 }))
             }
@@ -235,12 +254,17 @@ pub(crate) struct Preprocessed {
     pub stderr: Vec<u8>,
     /// Its bytes, when they were read already.
     text: Option<Vec<u8>>,
+    /// How many bytes at the file's start are not sent ([`CLANG_BUILTIN_MARKER`]).
+    skip: usize,
     _temp: Option<TempFile>,
 }
 
 impl Preprocessed {
     pub(crate) fn read(&self) -> Result<Vec<u8>, ClientError> {
-        std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))
+        let mut bytes =
+            std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))?;
+        bytes.drain(..self.skip.min(bytes.len()));
+        Ok(bytes)
     }
 
     /// Its bytes, read from the file unless they were kept (a second call reads the file).

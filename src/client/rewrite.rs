@@ -84,11 +84,16 @@ pub(crate) fn for_job(inv: &Invocation, env: &ClientEnv) -> JobArgv {
 /// rewrote that mode: raw strings, idempotence — GCC PR 88475).
 const MIN_DIRECTIVES_ONLY_GCC: u32 = 11;
 
+/// The first clang whose `-frewrite-includes` evaluates `#if __has_include(…)` (older
+/// ones leave it for the server, whose check then refuses the source).
+const MIN_REWRITE_INCLUDES_CLANG: u32 = 10;
+
 /// How to preprocess for `argv[0]`: [`CppStrategy::GccDirectivesOnly`] for a gcc of
-/// version [`MIN_DIRECTIVES_ONLY_GCC`] or later, else full `-E`. A name that is not a
-/// gcc's is never probed; a gcc's is confirmed by asking the compiler for its
-/// predefined macros once per executable (cached like `-dumpmachine`), because `gcc` can
-/// be a clang, an old gcc or a wrapper.
+/// version [`MIN_DIRECTIVES_ONLY_GCC`] or later, [`CppStrategy::ClangRewriteIncludes`]
+/// for a clang of [`MIN_REWRITE_INCLUDES_CLANG`] or later, else full `-E`. A name that is
+/// neither a gcc's nor a clang's is never probed; one that is is confirmed by asking the
+/// compiler for its predefined macros once per executable (cached like `-dumpmachine`),
+/// because `gcc` can be a clang, an old gcc or a wrapper.
 pub(crate) fn cpp_strategy(
     argv: &[String],
     path: Option<&OsStr>,
@@ -99,8 +104,12 @@ pub(crate) fn cpp_strategy(
         return CppStrategy::Full;
     };
     let base = basename(name);
-    let gcc_name = base == "cc" || base == "c++" || base.contains("gcc") || base.contains("g++");
-    if !gcc_name || base.contains("clang") {
+    let known_name = base == "cc"
+        || base == "c++"
+        || base.contains("gcc")
+        || base.contains("g++")
+        || base.contains("clang");
+    if !known_name {
         return CppStrategy::Full;
     }
     let program = if name.contains('/') {
@@ -122,10 +131,10 @@ pub(crate) fn cpp_strategy(
             a
         }
     };
-    if answer == "directives-only" {
-        CppStrategy::GccDirectivesOnly
-    } else {
-        CppStrategy::Full
+    match answer.as_str() {
+        "directives-only" => CppStrategy::GccDirectivesOnly,
+        "rewrite-includes" => CppStrategy::ClangRewriteIncludes,
+        _ => CppStrategy::Full,
     }
 }
 
@@ -159,7 +168,7 @@ fn probe_cpp(program: &Path, child_env: &[(OsString, OsString)]) -> String {
         _ => String::new(),
     };
     let mut gnuc: Option<u32> = None;
-    let mut clang = false;
+    let mut clang: Option<u32> = None;
     for line in text.lines() {
         let mut words = line.split_whitespace();
         if words.next() != Some("#define") {
@@ -167,17 +176,21 @@ fn probe_cpp(program: &Path, child_env: &[(OsString, OsString)]) -> String {
         }
         match (words.next(), words.next()) {
             (Some("__GNUC__"), Some(v)) => gnuc = v.parse().ok(),
-            (Some("__clang__"), _) => clang = true,
+            (Some("__clang_major__"), Some(v)) => clang = v.parse().ok(),
             _ => {}
         }
     }
-    let ok = !clang && gnuc.is_some_and(|v| v >= MIN_DIRECTIVES_ONLY_GCC);
+    let answer = match clang {
+        Some(v) if v >= MIN_REWRITE_INCLUDES_CLANG => "rewrite-includes",
+        Some(_) => "full",
+        None if gnuc.is_some_and(|v| v >= MIN_DIRECTIVES_ONLY_GCC) => "directives-only",
+        None => "full",
+    };
     log::debug!(
-        "{}: __GNUC__ {gnuc:?}, clang {clang}: {}",
-        program.display(),
-        if ok { "-fdirectives-only" } else { "full -E" }
+        "{}: __GNUC__ {gnuc:?}, __clang_major__ {clang:?}: {answer}",
+        program.display()
     );
-    if ok { "directives-only" } else { "full" }.to_string()
+    answer.to_string()
 }
 
 /// Rewrite `argv[0]` (see the module notes) and return the compiler's target triple, when
@@ -864,13 +877,14 @@ mod tests {
         // Replaced: asked again. Too old, or a clang behind the name: full -E.
         gcc("#define __GNUC__ 10\\n");
         assert_eq!(strategy("gcc"), CppStrategy::Full);
-        gcc("#define __clang__ 1\\n#define __GNUC__ 12\\n");
+        gcc("#define __clang__ 1\\n#define __clang_major__ 9\\n#define __GNUC__ 4\\n");
         assert_eq!(strategy("gcc"), CppStrategy::Full);
-        assert_eq!(f.runs(), 3);
-        // Names that are not a gcc's are never run.
+        gcc("#define __clang__ 1\\n#define __clang_major__ 14\\n#define __GNUC__ 4\\n");
+        assert_eq!(strategy("gcc"), CppStrategy::ClangRewriteIncludes);
+        assert_eq!(f.runs(), 4);
+        // Names that are neither a gcc's nor a clang's are never run.
         assert_eq!(strategy("tcc"), CppStrategy::Full);
-        assert_eq!(strategy("clang"), CppStrategy::Full);
-        assert_eq!(f.runs(), 3);
+        assert_eq!(f.runs(), 4);
     }
 
     #[test]

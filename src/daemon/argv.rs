@@ -4,7 +4,7 @@
 
 use thiserror::Error;
 
-use super::directives_only::{self, UnsafeSource};
+use super::source_check::{self, Rules, UnsafeSource};
 use crate::options::{self, Class, Opt, Tool};
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -28,8 +28,8 @@ pub(crate) enum ArgvError {
     MissingArgument(String),
     #[error("argument {0:?} is neither an option nor the source file")]
     Operand(String),
-    /// A directives-only source (`-fpreprocessed -fdirectives-only`) that could make the
-    /// server's compiler read a file, or that gcc might lex otherwise than the check.
+    /// A plain-mode source that could make the server's compiler read a file, or that the
+    /// compiler might lex otherwise than the check ([`source_check`]).
     #[error(transparent)]
     UnsafeSource(#[from] UnsafeSource),
 }
@@ -181,15 +181,41 @@ pub(crate) fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>,
         }
         out.extend_from_slice(words);
     }
+    if mode == Mode::Plain {
+        vet_plain_lexing(&out)?;
+    }
     if !directives_only.is_empty() {
         vet_directives_only(&out, &directives_only)?;
     }
     Ok(out)
 }
 
+/// A plain-mode command line: nothing that changes which directives the compiler obeys
+/// in the source or how it finds them, which would let one hide from
+/// [`source_check::check`] (clang obeys the directives of a `.i`).
+fn vet_plain_lexing(out: &[String]) -> Result<(), ArgvError> {
+    let hazard = out.iter().skip(1).find(|w| {
+        [
+            "-traditional",
+            "-traditional-cpp",
+            "-fmodules-ts",
+            "-fmodules",
+        ]
+        .contains(&w.as_str())
+            || w.starts_with("-fmodule-")
+    });
+    match hazard {
+        Some(w) => Err(refused(
+            w.as_str(),
+            "it changes what the compiler does with a preprocessed source's directives",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A plain-mode command line with [`DIRECTIVES_ONLY_FLAGS`]: both, once each, and
 /// nothing that changes how gcc reads the source's bytes (which would let a directive
-/// hide from [`directives_only::check`]) or that brings in other files.
+/// hide from [`source_check::check`]) or that brings in other files.
 fn vet_directives_only(out: &[String], flags: &[&str]) -> Result<(), ArgvError> {
     let mut sorted = flags.to_vec();
     sorted.sort_unstable();
@@ -205,17 +231,7 @@ fn vet_directives_only(out: &[String], flags: &[&str]) -> Result<(), ArgvError> 
         let word = out[i].as_str();
         let hit = options::lookup(word, out.get(i + 1).map(String::as_str));
         i += hit.consumed;
-        let why = if [
-            "-traditional",
-            "-traditional-cpp",
-            "-fmodules-ts",
-            "-fmodules",
-        ]
-        .contains(&word)
-            || word.starts_with("-fmodule-")
-        {
-            "it changes what the preprocessor does with a directives-only source"
-        } else if word.starts_with("-finput-charset=") {
+        let why = if word.starts_with("-finput-charset=") {
             "it changes how the directives-only source's bytes are read"
         } else if hit.class() == Class::Pass(Tool::Preprocessor) {
             "preprocessor options are the client's business"
@@ -303,15 +319,22 @@ fn vet_items(outer: &Opt, tool: Tool, value: &str, mode: Mode) -> Result<(), Arg
 
 /// The two words the client adds to a plain-mode command line for a directives-only
 /// source, in this order; a server accepts them only together.
-pub(crate) use directives_only::DIRECTIVES_ONLY_FLAGS;
+pub(crate) use source_check::DIRECTIVES_ONLY_FLAGS;
 
-/// Check a received plain-mode source before compiling it: when the command line has
-/// [`DIRECTIVES_ONLY_FLAGS`], the source must hold no directive that reads a file.
+/// Check a received plain-mode source before compiling it: no directive the compiler
+/// will obey may read a file ([`source_check`]). Every source is checked, whatever the
+/// compiler's name: clang obeys `#include` in a `.i`, and `cc` or `gcc` may be a clang.
 pub(crate) fn check_plain_source(argv: &[String], source: &[u8]) -> Result<(), ArgvError> {
-    if !argv.iter().any(|w| w == DIRECTIVES_ONLY_FLAGS[1]) {
-        return Ok(());
+    Ok(source_check::check(source_rules(argv), argv, source)?)
+}
+
+/// The rules a plain-mode command line's source is checked under.
+pub(crate) fn source_rules(argv: &[String]) -> Rules {
+    if argv.iter().any(|w| w == DIRECTIVES_ONLY_FLAGS[1]) {
+        Rules::DirectivesOnly
+    } else {
+        Rules::Preprocessed
     }
-    Ok(directives_only::check(argv, source)?)
 }
 
 /// Where the interesting words of a compile command are.
@@ -721,9 +744,15 @@ mod tests {
             let line = format!("gcc -c a.c -fpreprocessed -fdirectives-only {cmd}");
             assert_eq!(refusal(plain(&line)), option, "{line}");
         }
-        // The source is checked only with the pair.
+        // Every plain source is checked, with or without the pair.
         let inc = b"#include \"/etc/passwd\"\n";
-        assert!(check_plain_source(&v("gcc -c a.c"), inc).is_ok());
+        assert!(check_plain_source(&v("clang -c a.c"), inc).is_err());
+        assert!(check_plain_source(&v("gcc -c a.c"), inc).is_err());
+        let skipped = b"#if 0\n#include \"/etc/passwd\"\n#endif\n";
+        assert!(check_plain_source(&v("clang -c a.c"), skipped).is_ok());
+        assert!(
+            check_plain_source(&v("gcc -c a.c -fpreprocessed -fdirectives-only"), skipped).is_err()
+        );
         assert!(
             check_plain_source(&v("gcc -c a.c -fpreprocessed -fdirectives-only"), inc).is_err()
         );

@@ -8,10 +8,10 @@
 
 pub(crate) mod acl;
 pub(crate) mod argv;
-pub(crate) mod directives_only;
 pub(crate) mod job;
 mod sandbox;
 pub(crate) mod serve;
+pub(crate) mod source_check;
 pub(crate) mod stats;
 pub(crate) mod tree;
 pub mod web;

@@ -70,6 +70,8 @@ fn seeds(kind: Seeds) -> Vec<Vec<u8>> {
             "NOIS00000020\0\x01abcdefghijklmnopqrstuvwxyz012345",
             "PAIR00000054proof 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\ncomment u@h\n",
             "#define X \"a.h\"\n#include X\n#if 0\n#include <b.h>\n#endif\n#include_next <c.h>\n",
+            "#if 0 /* expanded by -frewrite-includes */\n#include \"h.h\"\n#endif\n#elif 1\n%:if 0\n",
+            "R\"x(\n#include\n)x\" 1'0 ??=if 0\n/*\n*/ #else\n__has_include(<a>)\n",
         ] {
             v.push(s.as_bytes().to_vec());
         }

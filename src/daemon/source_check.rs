@@ -1,22 +1,26 @@
-//! The check a plain-mode source sent as `-fpreprocessed -fdirectives-only` passes before
-//! a server compiles it, and before a client sends it (so that one that would be refused
-//! is compiled locally instead).
+//! The check a plain-mode source passes before a server compiles it, and before a client
+//! sends one that keeps macros (so that one that would be refused is preprocessed in full
+//! instead).
 //!
-//! The client preprocessed with `gcc -E -fdirectives-only`: includes and conditionals are
-//! resolved, macros are left for the server, so the object's line tables and the
-//! diagnostics' macro notes are a local build's. But gcc compiling with
-//! `-fpreprocessed -fdirectives-only` obeys *every* directive again, `#include` included:
-//! a request could read the server's files. So the server compiles such a source only
-//! when no directive in it, as gcc will lex it, does anything but define macros, mark
-//! lines or pass a pragma (what gcc's own directives-only output holds; pragmas are obeyed
-//! on a plain `.i` too), and no `__has_include` can probe a file.
+//! A plain-mode source is meant to need nothing but itself, yet the compiler obeys some of
+//! its directives again: clang compiling a `.i` obeys *every* directive, `#include` too, and
+//! gcc with `-fpreprocessed -fdirectives-only` (what our client sends after `gcc -E
+//! -fdirectives-only`) does the same. A request could read the server's files and get them
+//! back in the diagnostics. So the server compiles a plain source only when no directive
+//! the compiler will obey reads a file, and no `__has_include` can probe one
+//! ([`Rules`] says which directives count as obeyed).
 //!
-//! The check runs on every directives-only job at both ends, over sources of a megabyte
-//! and more, so it is written to cost one pass in the usual case: the source is borrowed
-//! as it is unless it has line splices or trigraphs, line numbers are worked out only for
-//! an error, and a lexer setting the command line leaves open (raw strings, digit
-//! separators, `//` comments) is tried both ways only when the source has a spelling
-//! whose lexing it changes.
+//! The client's own outputs pass: gcc's directives-only output holds only `#define`,
+//! `#undef`, pragmas and line markers; `clang -E -frewrite-includes` keeps each `#include`
+//! inside an `#if 0` group, and rewrites every `#if` and `#elif` to the literal `0` or `1`
+//! it evaluated to here; a full `-E` holds line markers and pragmas.
+//!
+//! The check runs on every plain job at the server, over sources of a megabyte and more, so
+//! it is written to cost one pass in the usual case: the source is borrowed as it is unless
+//! it has line splices or trigraphs, line numbers are worked out only for an error, and a
+//! lexer setting the command line leaves open (raw strings, digit separators, `//`
+//! comments) is tried both ways only when the source has a spelling whose lexing it
+//! changes.
 
 use std::borrow::Cow;
 
@@ -25,9 +29,9 @@ use thiserror::Error;
 use crate::args::is_source;
 use crate::options::{self, Class};
 
-/// Why a directives-only source is not compiled as it is.
+/// Why a plain-mode source is not compiled as it is.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("the directives-only source has {why} near line {line}")]
+#[error("the preprocessed source has {why} near line {line}")]
 pub(crate) struct UnsafeSource {
     pub line: u32,
     pub why: &'static str,
@@ -37,7 +41,21 @@ pub(crate) struct UnsafeSource {
 /// source, in this order; a server accepts them only together.
 pub(crate) const DIRECTIVES_ONLY_FLAGS: [&str; 2] = ["-fpreprocessed", "-fdirectives-only"];
 
-/// Directives a directives-only source may hold: none reads a file.
+/// Which directives the compiler obeys in a plain-mode source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rules {
+    /// gcc with [`DIRECTIVES_ONLY_FLAGS`]: every one, conditionals included, so only
+    /// [`HARMLESS_DIRECTIVES`] may appear at all.
+    DirectivesOnly,
+    /// Any other plain-mode source (clang obeys every directive of a `.i`): outside an
+    /// `#if 0` group only [`HARMLESS_DIRECTIVES`] and conditionals, and every `#if` or
+    /// `#elif` the compiler evaluates is a literal `0` or `1`; inside one anything, as
+    /// the compiler skips it.
+    Preprocessed,
+}
+
+/// Directives a plain-mode source may hold where the compiler obeys them: none reads a
+/// file.
 const HARMLESS_DIRECTIVES: &[&[u8]] = &[
     b"define",
     b"undef",
@@ -146,9 +164,9 @@ fn lex_settings(argv: &[String]) -> LexSettings {
     }
 }
 
-/// Check a directives-only source (see the module's notes); `argv` is the command line
-/// the server runs, which says how gcc lexes.
-pub(crate) fn check(argv: &[String], source: &[u8]) -> Result<(), UnsafeSource> {
+/// Check a plain-mode source under `rules` (see the module's notes); `argv` is the command
+/// line the server runs, which says how the compiler lexes.
+pub(crate) fn check(rules: Rules, argv: &[String], source: &[u8]) -> Result<(), UnsafeSource> {
     let s = lex_settings(argv);
     let has_trigraph = memchr::memmem::find_iter(source, b"??")
         .any(|i| source.get(i + 2).and_then(|&t| trigraph(t)).is_some());
@@ -178,7 +196,7 @@ pub(crate) fn check(argv: &[String], source: &[u8]) -> Result<(), UnsafeSource> 
                 continue;
             }
             done.push(o);
-            let met = scan_source(&logical, o).map_err(unsafe_at)?;
+            let met = scan_source(&logical, o, rules).map_err(unsafe_at)?;
             if met.raw && s.raw_strings == Tri::Either {
                 todo.push(Opts { raw: !o.raw, ..o });
             }
@@ -362,20 +380,36 @@ struct Met {
     line_comments: bool,
 }
 
-/// Lex like gcc (tokens only as far as they decide where comments, literals and lines
-/// begin and end) and stop at the first directive or identifier that could read a file,
-/// or at any spelling gcc might lex differently from us.
-fn scan_source(src: &Logical, o: Opts) -> Result<Met, Unsafe> {
+/// Where a scan is in the source's conditional groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// The compiler may obey what comes (we cannot tell which branch of an `#ifdef` it
+    /// takes, so every branch not provably skipped counts as obeyed).
+    Live,
+    /// Inside a group the compiler skips: after a live `#if 0` or `#elif 0`, `depth`
+    /// groups deeper.
+    Skipped { depth: u32 },
+}
+
+/// Lex like gcc and clang (tokens only as far as they decide where comments, literals and
+/// lines begin and end) and stop at the first obeyed directive or identifier that could
+/// read a file, or at any spelling the compiler might lex differently from us.
+fn scan_source(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
     let b: &[u8] = &src.bytes;
     let n = b.len();
     let at = |i: usize| b.get(i).copied();
     let mut met = Met::default();
+    let mut group = Group::Live;
     let mut i = 0;
     let mut bol = true;
+    // The line "began" only inside a block comment: gcc then takes a `#` for a directive,
+    // clang does not.
+    let mut bol_in_comment = false;
     while i < n {
         let c = b[i];
         if is_newline(c) {
             bol = true;
+            bol_in_comment = false;
             i += 1;
             continue;
         }
@@ -387,6 +421,7 @@ fn scan_source(src: &Logical, o: Opts) -> Result<Met, Unsafe> {
             let (end, had_newline) = skip_block_comment(b, i + 2);
             // gcc takes a `#` after a comment that began a line, or that held a line
             // break, for a directive.
+            bol_in_comment |= !bol && had_newline;
             bol = bol || had_newline;
             i = end;
             continue;
@@ -405,11 +440,22 @@ fn scan_source(src: &Logical, o: Opts) -> Result<Met, Unsafe> {
         }
         if bol && (c == b'#' || (c == b'%' && at(i + 1) == Some(b':'))) {
             let start = if c == b'#' { i + 1 } else { i + 2 };
-            i = check_directive(b, start).map_err(|why| (i, why))?;
+            i = match rules {
+                Rules::DirectivesOnly => check_directive(b, start),
+                // Where groups end must be beyond doubt: a `%:` is a `#` only where
+                // digraphs are on.
+                Rules::Preprocessed if c == b'%' || bol_in_comment => {
+                    Err("a directive the compiler may not take for one")
+                }
+                Rules::Preprocessed => obeyed_directive(b, start, o, &mut group),
+            }
+            .map_err(|why| (i, why))?;
             bol = false;
+            bol_in_comment = false;
             continue;
         }
         bol = false;
+        bol_in_comment = false;
         if c == b'"' || c == b'\'' {
             i = skip_literal(b, i + 1, c);
             continue;
@@ -448,7 +494,7 @@ fn scan_source(src: &Logical, o: Opts) -> Result<Met, Unsafe> {
                 j += 1;
             }
             let word = &b[i..j];
-            if FILE_PROBES.iter().any(|p| word.ends_with(p)) {
+            if group == Group::Live && FILE_PROBES.iter().any(|p| word.ends_with(p)) {
                 return Err((i, "__has_include probes the server's files"));
             }
             if at(j) == Some(b'"') && word.ends_with(b"R") {
@@ -532,34 +578,115 @@ fn skip_raw_string(src: &Logical, start: usize) -> Result<usize, &'static str> {
     Err("an unterminated raw string")
 }
 
-/// From just after `#`: check the directive's name; gives where its name ends.
-fn check_directive(b: &[u8], mut j: usize) -> Result<usize, &'static str> {
+/// From `j`: past blanks and block comments (a directive goes on after a comment that
+/// holds a line break).
+fn skip_blanks(b: &[u8], mut j: usize) -> usize {
     loop {
         match b.get(j) {
             Some(&c) if is_nvspace(c) => j += 1,
             Some(b'/') if b.get(j + 1) == Some(&b'*') => j = skip_block_comment(b, j + 2).0,
-            _ => break,
+            _ => return j,
         }
     }
+}
+
+/// From just after `#`: the directive's name and where it ends. The name is empty for
+/// `#` alone and for a line marker (`# 12 "file" 1 3`).
+fn directive_name(b: &[u8], j: usize) -> (&[u8], usize) {
+    let j = skip_blanks(b, j);
     match b.get(j) {
-        // `#` alone, or a line marker `# 12 "file" 1 3`.
-        None => return Ok(j),
-        Some(&c) if is_newline(c) || c.is_ascii_digit() => return Ok(j),
-        Some(b'/') if b.get(j + 1) == Some(&b'/') => return Ok(j),
+        None => return (&[], j),
+        Some(&c) if is_newline(c) || c.is_ascii_digit() => return (&[], j),
+        Some(b'/') if b.get(j + 1) == Some(&b'/') => return (&[], j),
         _ => {}
     }
-    let start = j;
+    let mut end = j;
     while b
-        .get(j)
+        .get(end)
         .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
     {
-        j += 1;
+        end += 1;
     }
-    let name = &b[start..j];
-    if !name.is_empty() && HARMLESS_DIRECTIVES.contains(&name) {
-        Ok(j)
-    } else {
-        Err("a directive other than #define, #undef, #pragma or a line marker")
+    if end == j {
+        // `#!`, `#"…`: no directive gcc or clang knows.
+        return (b"?", end);
+    }
+    (&b[j..end], end)
+}
+
+/// From just after `#` under [`Rules::DirectivesOnly`]: check the directive's name;
+/// gives where its name ends.
+fn check_directive(b: &[u8], j: usize) -> Result<usize, &'static str> {
+    match directive_name(b, j) {
+        (name, end) if name.is_empty() || HARMLESS_DIRECTIVES.contains(&name) => Ok(end),
+        _ => Err("a directive other than #define, #undef, #pragma or a line marker"),
+    }
+}
+
+/// Directives that open a conditional group.
+const OPENS_GROUP: &[&[u8]] = &[b"if", b"ifdef", b"ifndef"];
+
+/// Conditional directives that read no file and evaluate no expression.
+const HARMLESS_CONDITIONALS: &[&[u8]] = &[
+    b"ifdef",
+    b"ifndef",
+    b"else",
+    b"endif",
+    b"elifdef",
+    b"elifndef",
+];
+
+/// From just after `#` under [`Rules::Preprocessed`]: check a directive the compiler
+/// obeys and follow the conditional groups; gives where its name ends.
+fn obeyed_directive(b: &[u8], j: usize, o: Opts, group: &mut Group) -> Result<usize, &'static str> {
+    let (name, end) = directive_name(b, j);
+    match *group {
+        Group::Skipped { depth } => {
+            *group = match name {
+                n if OPENS_GROUP.contains(&n) => Group::Skipped {
+                    depth: depth.saturating_add(1),
+                },
+                b"endif" if depth > 0 => Group::Skipped { depth: depth - 1 },
+                b"endif" | b"else" | b"elifdef" | b"elifndef" if depth == 0 => Group::Live,
+                // The compiler evaluates this one (unless a group around is skipped too).
+                b"elif" if depth == 0 => match literal_condition(b, end, o)? {
+                    true => Group::Live,
+                    false => Group::Skipped { depth: 0 },
+                },
+                _ => *group,
+            };
+        }
+        Group::Live => match name {
+            b"if" | b"elif" => {
+                if !literal_condition(b, end, o)? {
+                    *group = Group::Skipped { depth: 0 };
+                }
+            }
+            n if n.is_empty()
+                || HARMLESS_DIRECTIVES.contains(&n)
+                || HARMLESS_CONDITIONALS.contains(&n) => {}
+            _ => return Err("a directive that reads a file outside an #if 0 group"),
+        },
+    }
+    Ok(end)
+}
+
+/// The condition of an `#if` or `#elif` from `j` (just after its name): a literal `0` or
+/// `1` and nothing after it but blanks and comments, else an error.
+fn literal_condition(b: &[u8], j: usize, o: Opts) -> Result<bool, &'static str> {
+    const NOT_LITERAL: &str = "an #if or #elif the client did not evaluate";
+    let j = skip_blanks(b, j);
+    let value = match b.get(j) {
+        Some(b'0') => false,
+        Some(b'1') => true,
+        _ => return Err(NOT_LITERAL),
+    };
+    let k = skip_blanks(b, j + 1);
+    match (b.get(k), b.get(k + 1)) {
+        (None, _) => Ok(value),
+        (Some(&c), _) if is_newline(c) => Ok(value),
+        (Some(b'/'), Some(b'/')) if o.line_comments => Ok(value),
+        _ => Err(NOT_LITERAL),
     }
 }
 
@@ -572,7 +699,11 @@ mod tests {
     }
 
     fn gate(argv: &str, src: &str) -> Result<(), UnsafeSource> {
-        check(&v(argv), src.as_bytes())
+        check(Rules::DirectivesOnly, &v(argv), src.as_bytes())
+    }
+
+    fn plain(argv: &str, src: &str) -> Result<(), UnsafeSource> {
+        check(Rules::Preprocessed, &v(argv), src.as_bytes())
     }
 
     #[test]
@@ -638,6 +769,83 @@ mod tests {
         );
     }
 
+    /// What `clang -E -frewrite-includes` wrote for a file with an include in a branch
+    /// not taken, an `#elif`, a `__has_include` and `#pragma once` (clang 14).
+    const REWRITTEN: &str = "# 1 \"x.c\"\n\
+        #if 0 /* expanded by -frewrite-includes */\n#include \"h.h\"\n\
+        #endif /* expanded by -frewrite-includes */\n# 1 \"x.c\"\n# 1 \"./h.h\" 1\n\
+        #if 0 /* expanded by -frewrite-includes */\n#pragma once\n\
+        #endif /* expanded by -frewrite-includes */\n# 2 \"./h.h\"\n#define H 1\n\
+        # 2 \"x.c\" 2\n#ifdef _WIN32\n#if 0 /* expanded by -frewrite-includes */\n\
+        #include <windows.h>\n#endif /* expanded by -frewrite-includes */\n# 4 \"x.c\"\n\
+        #if 0 /* disabled by -frewrite-includes */\n#if 0\n#elif defined(__linux__)\n\
+        #endif\n#endif /* disabled by -frewrite-includes */\n\
+        #elif 1 /* evaluated by -frewrite-includes */\n# 6 \"x.c\"\n#else\n\
+        #if 0 /* expanded by -frewrite-includes */\n#include <nothere.h>\n\
+        #endif /* expanded by -frewrite-includes */\n#endif\n\
+        #if 0 /* disabled by -frewrite-includes */\n#if __has_include(<stdlib.h>)\n\
+        #endif\n#endif /* disabled by -frewrite-includes */\n\
+        #if 1 /* evaluated by -frewrite-includes */\nint s;\n#endif\n\
+        #if 0 /* evaluated by -frewrite-includes */\n# 9 \"x.c\"\nint z;\n#endif\n\
+        int main(void) { return H + __LINE__; }\n";
+
+    #[test]
+    fn what_clang_rewrite_includes_writes_passes() {
+        assert_eq!(plain("clang -c x.c", REWRITTEN), Ok(()));
+        assert_eq!(plain("clang -std=c89 -c x.c", REWRITTEN), Ok(()));
+        // A full -E, and gcc's directives-only output, pass too.
+        let full = "# 1 \"a.c\"\n# 1 \"<built-in>\" 1\n# 1 \"a.c\" 2\n#pragma GCC visibility push(default)\nint a;\n";
+        assert_eq!(plain("clang -c a.c", full), Ok(()));
+        assert_eq!(
+            gate("gcc -c a.c -fpreprocessed -fdirectives-only", full),
+            Ok(())
+        );
+        // Under the directives-only rules, no conditional passes.
+        assert!(gate("gcc -c a.c -fpreprocessed -fdirectives-only", REWRITTEN).is_err());
+    }
+
+    #[test]
+    fn a_plain_source_reads_no_file_where_the_compiler_obeys_it() {
+        for src in [
+            "#include \"/etc/passwd\"\n",
+            "#if 1\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 0\n#else\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 0\n#elif 1\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 0\n#elif __has_include(\"/etc/shadow\")\n#endif\n",
+            "#if 0\n#endif\n#include \"/etc/passwd\"\n",
+            "#if 0\n#ifdef X\n#endif\n#endif\n#include \"/etc/passwd\"\n",
+            "#ifdef X\n#else\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 0\n#elifdef X\n#include \"/etc/passwd\"\n#endif\n",
+            // Conditions the client did not evaluate.
+            "#if X\n#endif\n",
+            "#if 0x0\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 1u\n#endif\n",
+            "#if 0 + 1\n#include \"/etc/passwd\"\n#endif\n",
+            "#if\n#endif\n",
+            // Where a group ends must not depend on how the line is lexed.
+            "#if 0\nint a; /*\n*/ #if\n#endif\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 0\n%:if 1\n#endif\n#include \"/etc/passwd\"\n#endif\n",
+            "#if 0\n#i\\\nf 1\n#endif\n#endif\n#include \"/etc/passwd\"\n",
+            // Probes and directives that read files, outside a group.
+            "int x = __has_include(\"/etc/shadow\");\n",
+            "#define H __has_include\n",
+            "#__include_macros \"/etc/passwd\"\n",
+            "#import \"/etc/passwd\"\n",
+            "#include_next <passwd>\n",
+            "#embed \"/etc/passwd\"\n",
+        ] {
+            assert!(plain("clang -c a.c", src).is_err(), "{src:?}");
+        }
+        // `//` after `#if 0` is a comment only where the standard has them.
+        let c = "#if 0 // off\n#include \"/etc/passwd\"\n#endif\n";
+        assert_eq!(plain("clang -std=c99 -c a.c", c), Ok(()));
+        assert!(plain("clang -std=c89 -c a.c", c).is_err());
+        // Skipped: nested groups, any directive, probes.
+        let skipped = "#if 0 /* why */\n#if X\n#include \"a\"\n#else\n#import \"b\"\n#endif\n\
+            #elif 0\n#define H __has_include(\"c\")\n#elif 1\nint a;\n#else\n#endif\n";
+        assert_eq!(plain("clang -c a.c", skipped), Ok(()));
+    }
+
     #[test]
     fn errors_name_the_physical_line() {
         let src = "int a;\n#define X \\\n 1\n/* \\\n */\n#include \"/etc/passwd\"\n";
@@ -650,7 +858,7 @@ mod tests {
 
     /// The check before it learnt to skip equivalent scans: every combination of the
     /// settings the command line leaves open, each a full scan.
-    fn check_every_combination(argv: &[String], source: &[u8]) -> bool {
+    fn check_every_combination(rules: Rules, argv: &[String], source: &[u8]) -> bool {
         let s = lex_settings(argv);
         s.trigraphs.values().iter().all(|&trig| {
             let logical = Logical::byte_by_byte(source, trig);
@@ -662,7 +870,7 @@ mod tests {
                             sep,
                             line_comments,
                         };
-                        scan_source(&logical, o).is_ok()
+                        scan_source(&logical, o, rules).is_ok()
                     })
                 })
             })
@@ -673,6 +881,12 @@ mod tests {
         "#include \"x\"\n",
         "#define A(x) x\n",
         "# 1 \"a.c\"\n",
+        "#if 0\n",
+        "#if 1 /* x */\n",
+        "#elif 0\n",
+        "#else\n",
+        "#endif\n",
+        "#ifdef A\n",
         "R\"x(",
         ")x\"",
         "u8R\"(",
@@ -730,13 +944,15 @@ mod tests {
         fn skipping_equivalent_scans_changes_no_verdict(
             picks in proptest::collection::vec(0..FRAGMENTS.len(), 0..40),
             line in 0..COMMAND_LINES.len(),
+            preprocessed: bool,
         ) {
             let src: String = picks.iter().map(|&k| FRAGMENTS[k]).collect();
             let argv = v(COMMAND_LINES[line]);
+            let rules = if preprocessed { Rules::Preprocessed } else { Rules::DirectivesOnly };
             proptest::prop_assert_eq!(
-                check(&argv, src.as_bytes()).is_ok(),
-                check_every_combination(&argv, src.as_bytes()),
-                "{:?} with {}", src, COMMAND_LINES[line]
+                check(rules, &argv, src.as_bytes()).is_ok(),
+                check_every_combination(rules, &argv, src.as_bytes()),
+                "{:?} with {} under {:?}", src, COMMAND_LINES[line], rules
             );
         }
     }
