@@ -235,3 +235,31 @@ fn by_default_debian_distccd_gets_a_full_e() {
     }
     assert_eq!(d.compile_ok_count(), 2, "{}", d.log_text());
 }
+
+#[test]
+fn cxx_with_libstdcxx_keeps_its_macros() {
+    // libstdc++'s c++config.h defines a macro as `__has_include(<tbb/tbb.h>)`: harmless
+    // for clang, which evaluates it only in an `#if` (all literals by then).
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(
+        dir.join("v.cc"),
+        "#include <string>\n#include <vector>\n#include <algorithm>\n\
+         int n(std::vector<std::string> v) { std::sort(v.begin(), v.end()); return v.size(); }\n",
+    )
+    .unwrap();
+    let d = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let o = client_cmd(&distcc(), &dir.join("dd"), &format!("127.0.0.1:{}", d.port))
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_VERBOSE", "1")
+        .env("DISTCC_DIRECTIVES_ONLY", "1")
+        .args(["clang++", "-std=c++17", "-c", "v.cc", "-o", "v.o"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(rewrote_includes(&o), "{err}");
+    assert!(!err.contains("preprocessing in full"), "{err}");
+    assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
+}

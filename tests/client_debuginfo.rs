@@ -472,3 +472,42 @@ fn a_retry_on_another_host_sends_the_same_directives_only_source() {
     assert_eq!(object(dir, "retried.o"), local);
     assert_eq!(debian.compile_ok_count(), 1, "{}", debian.log_text());
 }
+
+#[test]
+fn cxx_with_libstdcxx_is_a_local_builds_too() {
+    // libstdc++'s c++config.h defines a macro as `__has_include(<tbb/tbb.h>)`, used only
+    // in `#if`s the client resolved: the source is sent as it is, not preprocessed again.
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    fs::write(
+        dir.join("v.cc"),
+        "#include <string>\n#include <vector>\n#include <algorithm>\n\
+         int n(std::vector<std::string> v) { std::sort(v.begin(), v.end()); return v.size(); }\n",
+    )
+    .unwrap();
+    let args = ["-g", "-gno-record-gcc-switches", "-std=c++17", "-c", "v.cc"];
+    let local = Command::new("g++")
+        .args(args)
+        .args(["-o", "local.o"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(local.status.success());
+    let d = Daemon::start(Kind::Ours, dir, &[], &[]);
+    let o = client_cmd(&distcc(), &dir.join("dd"), &format!("127.0.0.1:{}", d.port))
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_VERBOSE", "1")
+        .env("DISTCC_DIRECTIVES_ONLY", "1")
+        .arg("g++")
+        .args(args)
+        .args(["-o", "remote.o"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(sent_directives_only(&o), "{err}");
+    assert!(!err.contains("preprocessing in full"), "{err}");
+    assert_eq!(object(dir, "remote.o"), object(dir, "local.o"));
+    assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());
+}

@@ -189,7 +189,7 @@ fn ours_to_ours_goes_over_the_extension_with_zstd() {
         .join(format!("dd/ext/tcp_127.0.0.1_{}", relay.port));
     assert_eq!(
         fs::read_to_string(&memo).unwrap(),
-        "distcc-rs 1\nuse zstd identity\ndirectives-only yes\n"
+        "distcc-rs 1\nuse zstd identity\nrewrite-includes yes\ndirectives-only yes\n"
     );
 
     // Protocol 1 (no `,lzo`) inside the extension stays uncompressed.

@@ -23,6 +23,7 @@
 //! changes.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 
 use thiserror::Error;
 
@@ -50,7 +51,8 @@ pub(crate) enum Rules {
     /// Any other plain-mode source (clang obeys every directive of a `.i`): outside an
     /// `#if 0` group only [`HARMLESS_DIRECTIVES`] and conditionals, and every `#if` or
     /// `#elif` the compiler evaluates is a literal `0` or `1`; inside one anything, as
-    /// the compiler skips it.
+    /// the compiler skips it. A `#define` may hold `__has_include`: clang evaluates it
+    /// only in an `#if` or `#elif`, and gcc expands no macro of a plain `.i`.
     Preprocessed,
 }
 
@@ -196,7 +198,7 @@ pub(crate) fn check(rules: Rules, argv: &[String], source: &[u8]) -> Result<(), 
                 continue;
             }
             done.push(o);
-            let met = scan_source(&logical, o, rules).map_err(unsafe_at)?;
+            let met = scan_with_macros(&logical, o, rules).map_err(unsafe_at)?;
             if met.raw && s.raw_strings == Tri::Either {
                 todo.push(Opts { raw: !o.raw, ..o });
             }
@@ -378,6 +380,46 @@ struct Met {
     raw: bool,
     sep: bool,
     line_comments: bool,
+    /// A `#define` body held a file probe.
+    probe_in_define: bool,
+}
+
+/// What a scan does besides checking.
+enum Pass<'p> {
+    /// Check only.
+    Check,
+    /// Also gather each obeyed `#define`'s name and the identifiers of its body.
+    Collect(&'p mut HashMap<Vec<u8>, Vec<Vec<u8>>>),
+    /// Also refuse these macros where the compiler expands them (outside `#define`).
+    Refuse(&'p HashSet<Vec<u8>>),
+}
+
+/// [`scan_source`], and when a macro holds a file probe under
+/// [`Rules::DirectivesOnly`] (libstdc++'s c++config.h does): gcc probes wherever such a
+/// macro is expanded, so the macros whose expansion can reach a probe are worked out
+/// (their bodies name a probe or such a macro) and refused outside `#define` bodies.
+fn scan_with_macros(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
+    let met = scan_source(src, o, rules, &mut Pass::Check)?;
+    if !(met.probe_in_define && rules == Rules::DirectivesOnly) {
+        return Ok(met);
+    }
+    let mut bodies = HashMap::new();
+    scan_source(src, o, rules, &mut Pass::Collect(&mut bodies))?;
+    let is_probe = |w: &[u8]| FILE_PROBES.iter().any(|p| w.ends_with(p));
+    let mut probing: HashSet<Vec<u8>> = HashSet::new();
+    loop {
+        let before = probing.len();
+        for (name, body) in &bodies {
+            if !probing.contains(name) && body.iter().any(|w| is_probe(w) || probing.contains(w)) {
+                probing.insert(name.clone());
+            }
+        }
+        if probing.len() == before {
+            break;
+        }
+    }
+    scan_source(src, o, rules, &mut Pass::Refuse(&probing))?;
+    Ok(met)
 }
 
 /// Where a scan is in the source's conditional groups.
@@ -394,7 +436,7 @@ enum Group {
 /// Lex like gcc and clang (tokens only as far as they decide where comments, literals and
 /// lines begin and end) and stop at the first obeyed directive or identifier that could
 /// read a file, or at any spelling the compiler might lex differently from us.
-fn scan_source(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
+fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<Met, Unsafe> {
     let b: &[u8] = &src.bytes;
     let n = b.len();
     let at = |i: usize| b.get(i).copied();
@@ -405,11 +447,16 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
     // The line "began" only inside a block comment: gcc then takes a `#` for a directive,
     // clang does not.
     let mut bol_in_comment = false;
+    // In a `#define` the compiler obeys; the macro's name once it was read.
+    let mut in_define = false;
+    let mut define_name: Option<Vec<u8>> = None;
     while i < n {
         let c = b[i];
         if is_newline(c) {
             bol = true;
             bol_in_comment = false;
+            in_define = false;
+            define_name = None;
             i += 1;
             continue;
         }
@@ -440,6 +487,7 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
         }
         if bol && (c == b'#' || (c == b'%' && at(i + 1) == Some(b':'))) {
             let start = if c == b'#' { i + 1 } else { i + 2 };
+            in_define = group == Group::Live && directive_name(b, start).0 == b"define";
             i = match rules {
                 Rules::DirectivesOnly => check_directive(b, start),
                 // Where groups end must be beyond doubt: a `%:` is a `#` only where
@@ -494,7 +542,30 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
                 j += 1;
             }
             let word = &b[i..j];
-            if group == Group::Live && FILE_PROBES.iter().any(|p| word.ends_with(p)) {
+            // clang probes a file only for a `__has_include` in an `#if` or `#elif` (all
+            // literals here), so a macro may hold one, as libstdc++'s c++config.h does;
+            // gcc probes wherever the macro is expanded ([`scan_with_macros`]).
+            let probe = FILE_PROBES.iter().any(|p| word.ends_with(p));
+            if in_define && group == Group::Live {
+                met.probe_in_define |= probe;
+                match (&mut *pass, &define_name) {
+                    (Pass::Collect(bodies), Some(name)) => {
+                        bodies.entry(name.clone()).or_default().push(word.to_vec());
+                    }
+                    (Pass::Collect(bodies), None) => {
+                        bodies.entry(word.to_vec()).or_default();
+                    }
+                    _ => {}
+                }
+                if define_name.is_none() {
+                    define_name = Some(word.to_vec());
+                }
+            } else if let (Pass::Refuse(probing), Group::Live) = (&*pass, group)
+                && probing.contains(word)
+            {
+                return Err((i, "a macro whose expansion probes the server's files"));
+            }
+            if group == Group::Live && !in_define && probe {
                 return Err((i, "__has_include probes the server's files"));
             }
             if at(j) == Some(b'"') && word.ends_with(b"R") {
@@ -828,7 +899,7 @@ mod tests {
             "#if 0\n#i\\\nf 1\n#endif\n#endif\n#include \"/etc/passwd\"\n",
             // Probes and directives that read files, outside a group.
             "int x = __has_include(\"/etc/shadow\");\n",
-            "#define H __has_include\n",
+            "#line __has_include(\"/etc/shadow\")\n",
             "#__include_macros \"/etc/passwd\"\n",
             "#import \"/etc/passwd\"\n",
             "#include_next <passwd>\n",
@@ -844,6 +915,30 @@ mod tests {
         let skipped = "#if 0 /* why */\n#if X\n#include \"a\"\n#else\n#import \"b\"\n#endif\n\
             #elif 0\n#define H __has_include(\"c\")\n#elif 1\nint a;\n#else\n#endif\n";
         assert_eq!(plain("clang -c a.c", skipped), Ok(()));
+        // A macro may hold a probe where clang evaluates none (libstdc++'s c++config.h);
+        // gcc would evaluate it where the macro is expanded.
+        let define = "#define TBB __has_include(<tbb/tbb.h>)\nint a;\n";
+        assert_eq!(plain("clang++ -c a.cc", define), Ok(()));
+        let gcc = "g++ -c a.cc -fpreprocessed -fdirectives-only";
+        assert_eq!(gate(gcc, define), Ok(()));
+        // For gcc, where such a macro is expanded, however indirectly.
+        for use_ in [
+            "int a = TBB;\n",
+            "#line TBB\n",
+            "#pragma message(TBB)\n",
+            "#define F(m) m\nint a = F(TBB);\n",
+            "#define A B\n#define B TBB\nint a = A;\n",
+        ] {
+            let src = format!("{define}{use_}");
+            assert!(gate(gcc, &src).is_err(), "{src:?}");
+            assert_eq!(plain("clang++ -c a.cc", &src), Ok(()), "{src:?}");
+        }
+        let later = "#define A TBB\nint a = A;\n#define TBB __has_include(<x>)\n";
+        assert!(gate(gcc, later).is_err());
+        let after = "#define TBB 1 /*\n*/ __has_include(<tbb/tbb.h>)\n";
+        assert_eq!(plain("clang++ -c a.cc", after), Ok(()));
+        let next_line = "#define TBB 1\n__has_include(<tbb/tbb.h>)\n";
+        assert!(plain("clang++ -c a.cc", next_line).is_err());
     }
 
     #[test]
@@ -870,7 +965,7 @@ mod tests {
                             sep,
                             line_comments,
                         };
-                        scan_source(&logical, o, rules).is_ok()
+                        scan_with_macros(&logical, o, rules).is_ok()
                     })
                 })
             })

@@ -1,7 +1,7 @@
 //! `make bench`: our distcc against Debian's distcc 3.4, side by side (see harness.rs).
 //!
 //! Options: `--quick` (smaller sizes, K up to 16), `--suite NAME` (repeatable: per-job,
-//! real, scheduler, memory, pump, pump-scale, wire), `--rounds N`, `--no-write` (don't rewrite
+//! real, scheduler, memory, pump, pump-scale, clang, wire), `--rounds N`, `--no-write` (don't rewrite
 //! tests/bench/results.md).
 
 #[path = "harness.rs"]

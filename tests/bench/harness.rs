@@ -275,7 +275,7 @@ int main(int argc, char **argv) {
         for name in ["noopcc", "sleepcc", "slowcc"] {
             let _ = writeln!(list, "{}", bin.join(name).display());
         }
-        for name in ["gcc", "cc", &format!("{triple}-gcc")] {
+        for name in ["gcc", "cc", &format!("{triple}-gcc"), "clang"] {
             let _ = writeln!(list, "/usr/bin/{name}");
         }
         let cmdlist = opts.work.join("cmdlist");
@@ -1621,6 +1621,140 @@ pub fn pump_scale(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
     Ok(())
 }
 
+/// The rows of an object's decoded line table (line, address, view), without the lines
+/// naming files: a local build's file table holds the source's MD5 and directory, which a
+/// preprocessed source can't give. `None` if objdump failed.
+fn line_rows(p: &Path) -> Option<String> {
+    let out = Command::new("objdump")
+        .arg("--dwarf=decodedline")
+        .arg(p)
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .skip(2)
+            .filter(|l| !l.trim().is_empty() && !l.trim_end().ends_with(':'))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    })
+}
+
+/// Objects of `a` whose line table rows are `b`'s, and all.
+fn same_line_rows(a: &Path, b: &Path) -> (usize, usize) {
+    let (mut same, mut total) = (0, 0);
+    for e in fs::read_dir(a).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "o") {
+            total += 1;
+            let q = b.join(e.file_name());
+            if line_rows(&p).is_some_and(|x| Some(x) == line_rows(&q)) {
+                same += 1;
+            }
+        }
+    }
+    (same, total)
+}
+
+/// The big tree with clang, plain mode against our daemon: by default the client
+/// preprocesses with `-frewrite-includes` (macros kept for the server); against a full
+/// `-E` (ours with `DISTCC_DIRECTIVES_ONLY=0`, and distcc 3.4's client). What that buys
+/// in line tables equal to a local build's, and what the client's check costs.
+pub fn clang_plain(world: &World, rows: &mut Vec<Row>) -> Result<(), String> {
+    if !Path::new("/usr/bin/clang").exists() {
+        let mut r = row("clang", "clang is missing: apt-get install -y clang");
+        r.verdict = "not measured".into();
+        rows.push(r);
+        return Ok(());
+    }
+    let tree = curl_tree(&world.opts.work)?;
+    let n = tree.files.len();
+    let w = &world.opts.work;
+    let build = w.join("clang-build");
+    let jobs = 4;
+    tree_build(
+        world,
+        &tree,
+        &build,
+        &w.join("clang-local"),
+        "clang",
+        "",
+        None,
+        false,
+        jobs,
+    )?;
+    let ours = world.daemon(Side::Ours, "127.0.0.1", jobs)?;
+    let hosts = format!("127.0.0.1:{}/{jobs},lzo", ours.port);
+    let oc = format!("{} clang", world.opts.ours.display());
+    // The host's first job fills the client's memo (its extension answer): from the
+    // second on, `oc` keeps macros.
+    let mut warm = world.client(Side::Ours, &hosts, "tree");
+    warm.args(["clang", "-c", "x.c", "-o", "x.o"]);
+    let _ = warm.status();
+    let oc_full = format!("DISTCC_DIRECTIVES_ONLY=0 {oc}");
+    let tc = "/usr/bin/distcc clang".to_string();
+    let mut per_job = [0.0f64; 3];
+    for (i, (cc, side, tag)) in [
+        (&tc, Side::Theirs, "clang-theirs"),
+        (&oc, Side::Ours, "clang-plain"),
+        (&oc_full, Side::Ours, "clang-full"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let before = jobs_since(&ours, 0).0;
+        let c = tree_build(
+            world,
+            &tree,
+            &build,
+            &w.join(tag),
+            cc,
+            &hosts,
+            Some(side),
+            false,
+            jobs,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while jobs_since(&ours, before).0 < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let remote = jobs_since(&ours, before).0;
+        if remote < n {
+            return Err(format!("{tag}: only {remote}/{n} jobs remote"));
+        }
+        per_job[i] = c.client_cpu * 1000.0 / remote as f64;
+    }
+    let mut r = row(
+        "clang",
+        format!(
+            "{} make -j{jobs} with clang: client CPU per distributed job, ms \
+             (ours by default: -frewrite-includes / 3.4's client; ours with a full -E in brackets)",
+            tree.version
+        ),
+    );
+    r.ours = format!("{:.1} ({:.1})", per_job[1], per_job[2]);
+    r.theirs = format!("{:.1}", per_job[0]);
+    r.ratio = format!("{:.2}", per_job[1] / per_job[0]);
+    r.target = "≤ 1.00".into();
+    r.verdict = pass(per_job[1] <= per_job[0]);
+    rows.push(r);
+    let local = w.join("clang-local");
+    let (sr, nr) = same_line_rows(&local, &w.join("clang-plain"));
+    let (sf, _) = same_line_rows(&local, &w.join("clang-full"));
+    let (st, _) = same_line_rows(&local, &w.join("clang-theirs"));
+    let mut r = row(
+        "clang",
+        "objects whose -g line table equals a local build's (clang records the source's \
+         MD5, which no preprocessed source gives: byte-identical objects are out of reach)",
+    );
+    r.ours = format!("{sr}/{nr} by default; {sf}/{nr} with a full -E");
+    r.theirs = format!("{st}/{nr}");
+    r.target = "by default: all".into();
+    r.verdict = pass(sr == nr && nr == n);
+    rows.push(r);
+    Ok(())
+}
+
 /// Render the table.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
@@ -1676,7 +1810,11 @@ pub fn run(opts: &Options, which: &[String]) -> Vec<Row> {
             rows.push(r);
         }
     }
-    let big: [(&str, Suite); 2] = [("pump", pump), ("pump-scale", pump_scale)];
+    let big: [(&str, Suite); 3] = [
+        ("pump", pump),
+        ("pump-scale", pump_scale),
+        ("clang", clang_plain),
+    ];
     for (name, f) in big {
         if want(name)
             && opts.real_build
