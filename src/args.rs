@@ -11,6 +11,8 @@
 //! The server's view of a received command line is in [`crate::daemon::argv`].
 
 use crate::client::outcome::LocalReason;
+use std::fmt::Write as _;
+
 use crate::options::{self, Class, Tool};
 use crate::paths::{basename, extension as ext, with_ext};
 
@@ -112,7 +114,7 @@ pub(crate) use crate::daemon::argv::DIRECTIVES_ONLY_FLAGS;
 /// macros: options that shape cpp's output (`-C`, `-P`, `-dD`, `-traditional-cpp`), that a
 /// server refuses next to `-fdirectives-only`, a precompiled header (its declarations are
 /// no text to inline), or a language other than C and C++.
-fn keep_macros_blocker(argv: &[String]) -> Option<String> {
+fn keep_macros_blocker(argv: &[String], cpp: CppStrategy) -> Option<String> {
     let mut i = 1;
     while i < argv.len() {
         let a = argv[i].as_str();
@@ -127,6 +129,12 @@ fn keep_macros_blocker(argv: &[String]) -> Option<String> {
             ]
             .contains(&a)
             || a.starts_with("-frewrite-")
+            // clang's predefines, which -frewrite-includes leaves out: the client writes
+            // the command line's macros as `#define`s ([`command_line_macros`]), but
+            // these it can't.
+            || (cpp == CppStrategy::ClangRewriteIncludes
+                && (["-imacros", "-undef"].contains(&hit.name(a))
+                    || (hit.name(a) == "-D" && hit.value.is_some_and(|v| v.contains(['\n', '\r'])))))
             || a.starts_with("-fmodule-")
             || a.starts_with("-finput-charset=")
             || matches!(
@@ -370,7 +378,7 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
         && local_reason.is_none()
         && !preprocessed
         && matches!(cpp_ext, "i" | "ii")
-        && match keep_macros_blocker(&argv) {
+        && match keep_macros_blocker(&argv, job.cpp()) {
             Some(why) => {
                 log::debug!("{why}: preprocessing {input_s} in full");
                 false
@@ -453,6 +461,34 @@ pub(crate) fn scan<W: Words + ?Sized>(job: &W) -> Scan {
         cpp_ext,
         cpp,
     }
+}
+
+/// The macros a command line defines and undefines (`-D`, `-U`), as the `#define` and
+/// `#undef` lines clang makes of them, in order: what `clang -E -frewrite-includes` leaves
+/// out of its output, and clang ignores for a `.i`.
+pub(crate) fn command_line_macros(argv: &[String]) -> String {
+    let mut out = String::new();
+    let mut i = 1;
+    while i < argv.len() {
+        let hit = options::lookup(&argv[i], argv.get(i + 1).map(String::as_str));
+        i += hit.consumed;
+        let value = hit.value.unwrap_or("");
+        match hit.opt.map(|o| o.name) {
+            Some("-D") => match value.split_once('=') {
+                Some((name, body)) => {
+                    let _ = writeln!(out, "#define {name} {body}");
+                }
+                None => {
+                    let _ = writeln!(out, "#define {value} 1");
+                }
+            },
+            Some("-U") => {
+                let _ = writeln!(out, "#undef {value}");
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Quote a word for logs like distcc's `dcc_argv_tostr`.
@@ -639,14 +675,24 @@ mod tests {
             v("clang -O2 -DX=1 -MD -E -frewrite-includes a.c -MF out/a.d -MQ out/a.o")
         );
         // The server compiles the `.i` as it is: no switch a distcc 3.4 server refuses.
+        // (clang ignores -D for a `.i`: the client writes them into it.)
         assert_eq!(s.server_argv, v("clang -O2 -c a.c -o out/a.o"));
+        assert_eq!(
+            command_line_macros(&v("clang -DA -U B -D C=2 -DF(x)=x -DE= -c a.c")),
+            "#define A 1\n#undef B\n#define C 2\n#define F(x) x\n#define E \n"
+        );
         for cmd in [
             "clang -include-pch p.pch -c a.c",
+            "clang -imacros x.h -c a.c",
+            "clang -undef -c a.c",
+            "clang -DX=a\nb -c a.c",
             "clang -C -c a.c",
             "clang -c a.i",
         ] {
+            // Split on spaces only: a -D value may hold a line break.
+            let argv: Vec<String> = cmd.split(' ').map(String::from).collect();
             let s = scan(&JobArgv {
-                argv: v(cmd),
+                argv,
                 cpp: CppStrategy::ClangRewriteIncludes,
             });
             assert_eq!(s.cpp, CppStrategy::Full, "{cmd}");

@@ -15,9 +15,11 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Macros on lines that go on after them: a full `-E` moves every later column. The
-/// `#if` needs a header's macro, the `#ifdef` one that is never defined.
+/// `#if` needs a header's macro, the `#ifdef` one that is never defined; glibc's
+/// <unistd.h> asks `#ifdef __has_include`.
 const SOURCE: &str = r#"#include <stdio.h>
 #include <limits.h>
+#include <unistd.h>
 #define LESS(a,b) ((a) < (b))
 #define TWICE(x) ((x) + (x))
 #if INT_MAX > 30000
@@ -25,6 +27,9 @@ const SOURCE: &str = r#"#include <stdio.h>
 #endif
 #ifdef NOT_DEFINED_HERE
 #include <not-there.h>
+#endif
+#ifdef FROM_COMMAND_LINE
+int from_command_line(void) { return PRE; }
 #endif
 int f(int a, unsigned b) {
   int y = TWICE(a); if (LESS(a, b)) y += BIG; printf("%d\n", y);
@@ -118,15 +123,34 @@ fn compiler_stderr(o: &Output) -> String {
         .collect()
 }
 
-const G: [&str; 3] = ["-g", "-c", "w.c"];
+/// A macro from the command line (clang's output leaves `#ifdef`s to the server) and a
+/// header from `-include` (clang's output starts with it).
+const G: [&str; 6] = [
+    "-g",
+    "-DFROM_COMMAND_LINE",
+    "-include",
+    "pre.h",
+    "-c",
+    "w.c",
+];
+
+/// Whether `obj` defines `symbol`.
+fn defines(obj: &Path, symbol: &str) -> bool {
+    let o = Command::new("nm").arg(obj).output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .any(|l| l.ends_with(&format!(" T {symbol}")))
+}
 
 #[test]
 fn by_default_our_distccd_gets_rewritten_includes_once_it_said_so() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
     fs::write(dir.join("w.c"), SOURCE).unwrap();
+    fs::write(dir.join("pre.h"), "#define PRE 7\n").unwrap();
     clang_local(dir, &[&G[..], &["-o", "local.o"]].concat());
-    clang_local(dir, &["-E", "w.c", "-o", "w.i"]);
+    assert!(defines(&dir.join("local.o"), "from_command_line"));
+    clang_local(dir, &[&G[..4], &["-E", "w.c", "-o", "w.i"]].concat());
     clang_local(dir, &["-g", "-c", "w.i", "-o", "full_e.o"]);
     let local = line_rows(&dir.join("local.o"));
     assert_ne!(
@@ -147,9 +171,12 @@ fn by_default_our_distccd_gets_rewritten_includes_once_it_said_so() {
     );
     // From the second on: macros expanded on the server, the line table a local build's.
     let second = through_distcc(dir, &hosts, &[], &[&G[..], &["-o", "second.o"]].concat());
-    assert!(rewrote_includes(&second), "{}", compiler_stderr(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(rewrote_includes(&second), "{err}");
+    assert!(!err.contains("preprocessing in full"), "{err}");
     assert_eq!(line_rows(&dir.join("second.o")), local);
     assert_eq!(unit_name(&dir.join("second.o")), "w.c");
+    assert!(defines(&dir.join("second.o"), "from_command_line"));
     // DISTCC_DIRECTIVES_ONLY=0: a full -E, whatever the host said.
     let off = through_distcc(
         dir,
@@ -229,6 +256,7 @@ fn by_default_debian_distccd_gets_a_full_e() {
     fs::write(dir.join("w.c"), SOURCE).unwrap();
     let d = Daemon::start(Kind::Debian, dir, &[], &[]);
     let hosts = format!("127.0.0.1:{}", d.port);
+    fs::write(dir.join("pre.h"), "#define PRE 7\n").unwrap();
     for name in ["a.o", "b.o"] {
         let o = through_distcc(dir, &hosts, &[], &[&G[..], &["-o", name]].concat());
         assert!(!rewrote_includes(&o), "{name}");

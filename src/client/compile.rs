@@ -342,7 +342,13 @@ impl Job<'_> {
         let cpp_lock = self.lock_local(LocalKind::Cpp);
         let cslot = cpp_lock.as_ref().map(|l| l.slot);
         self.phase(Phase::Cpp, None, Some("localhost"), cslot);
-        match Preprocess::start(self.inv, &self.scan.cpp_argv, self.scan.cpp_ext, self.env) {
+        match Preprocess::start(
+            self.inv,
+            &self.scan.cpp_argv,
+            &self.scan.input,
+            self.scan.cpp_ext,
+            self.env,
+        ) {
             Ok(p) => self.cpp = Some(p),
             Err(e) => return Err(Outcome::LocalTrouble(e.to_string())),
         }

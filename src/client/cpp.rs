@@ -77,6 +77,8 @@ pub(crate) struct FullRun {
     env: ClientEnv,
     /// The rules the server checks the source under.
     rules: Rules,
+    /// The source's name as the command line gives it.
+    input: String,
 }
 
 /// Macros whose value depends on where they are expanded: the server's temp file and
@@ -102,9 +104,24 @@ fn keeping_macros_unfit(rules: Rules, cpp_argv: &[String], source: &[u8]) -> Opt
         .map(|e| e.to_string())
 }
 
-/// The line `clang -E -frewrite-includes` starts with: without it the first line marker
-/// names the source, which the object's debug info then names as a local build's does.
+/// The line `clang -E -frewrite-includes` starts with. The first line marker names the
+/// object's compilation unit, so it is replaced by one naming the source as the command
+/// line does ([`source_marker`]), as a local build names it, and the command line's
+/// `-D` and `-U` as `#define`s and `#undef`s ([`crate::args::command_line_macros`]).
 const CLANG_BUILTIN_MARKER: &[u8] = b"# 1 \"<built-in>\"\n";
+
+/// `# 1 "NAME"` for the source `name`, quoted as a line marker's string.
+fn source_marker(name: &str) -> Vec<u8> {
+    let mut m = b"# 1 \"".to_vec();
+    for c in name.bytes() {
+        if c == b'"' || c == b'\\' {
+            m.push(b'\\');
+        }
+        m.push(c);
+    }
+    m.extend_from_slice(b"\"\n");
+    m
+}
 
 /// cpp failed: its status and what it printed.
 #[derive(Debug)]
@@ -118,6 +135,7 @@ impl Preprocess {
     pub(crate) fn start(
         inv: &Invocation,
         cpp_argv: &[String],
+        input: &str,
         ext: &str,
         env: &ClientEnv,
     ) -> Result<Self, ClientError> {
@@ -148,6 +166,7 @@ impl Preprocess {
                 ext: ext.to_string(),
                 env: env.clone(),
                 rules,
+                input: input.to_string(),
             })
         });
         Ok(Preprocess::Running {
@@ -170,7 +189,7 @@ impl Preprocess {
                 path: p,
                 stderr: Vec::new(),
                 text: None,
-                skip: 0,
+                lead: None,
                 _temp: None,
             })),
             Preprocess::Running {
@@ -187,7 +206,7 @@ impl Preprocess {
                 // An output that keeps macros is read once, for the check, and kept for
                 // the request: a megabyte read twice shows in the client's CPU per job.
                 let mut text = None;
-                let mut skip = 0;
+                let mut lead = None;
                 if let Some(full) = full {
                     let why = if ret != 0 {
                         Some(format!("it failed with status {ret}"))
@@ -197,8 +216,14 @@ impl Preprocess {
                         if full.rules == Rules::Preprocessed
                             && bytes.starts_with(CLANG_BUILTIN_MARKER)
                         {
-                            skip = CLANG_BUILTIN_MARKER.len();
-                            bytes.drain(..skip);
+                            // Then the command line's macros, which clang leaves out here
+                            // and ignores for a `.i` there, before any `-include`d file.
+                            let mut marker = source_marker(&full.input);
+                            marker.extend_from_slice(
+                                crate::args::command_line_macros(&full.argv).as_bytes(),
+                            );
+                            bytes.splice(..CLANG_BUILTIN_MARKER.len(), marker.iter().copied());
+                            lead = Some((CLANG_BUILTIN_MARKER.len(), marker));
                         }
                         let why = keeping_macros_unfit(full.rules, &full.argv, &bytes);
                         text = Some(bytes);
@@ -210,9 +235,14 @@ impl Preprocess {
                              preprocessing in full"
                         );
                         drop((out, err));
-                        let result =
-                            Preprocess::start(&full.inv, &full.argv, &full.ext, &full.env)?
-                                .finish()?;
+                        let result = Preprocess::start(
+                            &full.inv,
+                            &full.argv,
+                            &full.input,
+                            &full.ext,
+                            &full.env,
+                        )?
+                        .finish()?;
                         // The server still checks it: one it would refuse (a raw string
                         // whose lexing depends on the default -std) is compiled here.
                         if let Ok(pre) = &result
@@ -238,7 +268,7 @@ impl Preprocess {
                     path: out.path.clone(),
                     stderr,
                     text,
-                    skip,
+                    lead,
                     _temp: Some(out),
                 }))
             }
@@ -254,8 +284,9 @@ pub(crate) struct Preprocessed {
     pub stderr: Vec<u8>,
     /// Its bytes, when they were read already.
     text: Option<Vec<u8>>,
-    /// How many bytes at the file's start are not sent ([`CLANG_BUILTIN_MARKER`]).
-    skip: usize,
+    /// How many bytes at the file's start are sent as what instead
+    /// ([`CLANG_BUILTIN_MARKER`]).
+    lead: Option<(usize, Vec<u8>)>,
     _temp: Option<TempFile>,
 }
 
@@ -263,7 +294,9 @@ impl Preprocessed {
     pub(crate) fn read(&self) -> Result<Vec<u8>, ClientError> {
         let mut bytes =
             std::fs::read(&self.path).map_err(|e| ClientError::ReadInput(self.path.clone(), e))?;
-        bytes.drain(..self.skip.min(bytes.len()));
+        if let Some((n, with)) = &self.lead {
+            bytes.splice(..(*n).min(bytes.len()), with.iter().copied());
+        }
         Ok(bytes)
     }
 

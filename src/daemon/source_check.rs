@@ -450,6 +450,9 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
     // In a `#define` the compiler obeys; the macro's name once it was read.
     let mut in_define = false;
     let mut define_name: Option<Vec<u8>> = None;
+    // In an `#ifdef`-like directive, whose operand is only looked up (glibc's
+    // `#ifdef __has_include`).
+    let mut in_defined_test = false;
     while i < n {
         let c = b[i];
         if is_newline(c) {
@@ -457,6 +460,7 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             bol_in_comment = false;
             in_define = false;
             define_name = None;
+            in_defined_test = false;
             i += 1;
             continue;
         }
@@ -487,7 +491,10 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
         }
         if bol && (c == b'#' || (c == b'%' && at(i + 1) == Some(b':'))) {
             let start = if c == b'#' { i + 1 } else { i + 2 };
-            in_define = group == Group::Live && directive_name(b, start).0 == b"define";
+            let name = directive_name(b, start).0;
+            in_define = group == Group::Live && name == b"define";
+            in_defined_test = rules == Rules::Preprocessed
+                && [&b"ifdef"[..], b"ifndef", b"elifdef", b"elifndef"].contains(&name);
             i = match rules {
                 Rules::DirectivesOnly => check_directive(b, start),
                 // Where groups end must be beyond doubt: a `%:` is a `#` only where
@@ -565,7 +572,7 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             {
                 return Err((i, "a macro whose expansion probes the server's files"));
             }
-            if group == Group::Live && !in_define && probe {
+            if group == Group::Live && !in_define && !in_defined_test && probe {
                 return Err((i, "__has_include probes the server's files"));
             }
             if at(j) == Some(b'"') && word.ends_with(b"R") {
@@ -937,6 +944,9 @@ mod tests {
         assert!(gate(gcc, later).is_err());
         let after = "#define TBB 1 /*\n*/ __has_include(<tbb/tbb.h>)\n";
         assert_eq!(plain("clang++ -c a.cc", after), Ok(()));
+        // Only looked up: glibc's <unistd.h> asks `#ifdef __has_include`.
+        let lookup = "#ifdef __has_include\n#if 1 /* evaluated */\n#endif\n#endif\n";
+        assert_eq!(plain("clang -c a.c", lookup), Ok(()));
         let next_line = "#define TBB 1\n__has_include(<tbb/tbb.h>)\n";
         assert!(plain("clang++ -c a.cc", next_line).is_err());
     }
