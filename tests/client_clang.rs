@@ -9,10 +9,21 @@
 
 mod common;
 
-use common::{Daemon, Kind, client_cmd, distcc};
+use common::{
+    Daemon, Kind, LIBSTDCXX_SOURCE, compile_here, compiler_stderr, distcc_here, ext_memo,
+};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
+
+fn clang_local(dir: &Path, args: &[&str]) -> Output {
+    compile_here("clang", dir, args)
+}
+
+/// `distcc clang ARGS` with the client's defaults and `env`.
+fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    distcc_here(dir, hosts, env, "clang", args)
+}
 
 /// Macros on lines that go on after them: a full `-E` moves every later column. The
 /// `#if` needs a header's macro, the `#ifdef` one that is never defined; glibc's
@@ -36,32 +47,6 @@ int f(int a, unsigned b) {
   return y;
 }
 "#;
-
-fn clang_local(dir: &Path, args: &[&str]) -> Output {
-    let o = Command::new("clang")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
-/// `distcc clang ARGS` with the client's defaults and `env`, verbose (its stderr shows
-/// how it preprocessed and what it sent).
-fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
-        .env("DISTCC_FALLBACK", "0")
-        .env("DISTCC_VERBOSE", "1")
-        .envs(env.iter().copied())
-        .arg("clang")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
 
 /// Whether the job's cpp kept macros (its `running cpp:` log line).
 fn rewrote_includes(o: &Output) -> bool {
@@ -109,20 +94,6 @@ fn unit_name(obj: &Path) -> String {
         .to_string()
 }
 
-/// The client's memo of the daemon at `port` (its last extension answer).
-fn memo(dir: &Path, port: u16) -> String {
-    fs::read_to_string(dir.join("dd/ext").join(format!("tcp_127.0.0.1_{port}"))).unwrap_or_default()
-}
-
-/// stderr without our own `distcc[PID] …` log lines.
-fn compiler_stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter(|l| !l.starts_with("distcc["))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
 /// A macro from the command line (clang's output leaves `#ifdef`s to the server) and a
 /// header from `-include` (clang's output starts with it).
 const G: [&str; 6] = [
@@ -165,9 +136,9 @@ fn by_default_our_distccd_gets_rewritten_includes_once_it_said_so() {
     let first = through_distcc(dir, &hosts, &[], &[&G[..], &["-o", "first.o"]].concat());
     assert!(!rewrote_includes(&first));
     assert!(
-        memo(dir, d.port).contains("\nrewrite-includes yes\n"),
+        ext_memo(dir, d.port).contains("\nrewrite-includes yes\n"),
         "{}",
-        memo(dir, d.port)
+        ext_memo(dir, d.port)
     );
     // From the second on: macros expanded on the server, the line table a local build's.
     let second = through_distcc(dir, &hosts, &[], &[&G[..], &["-o", "second.o"]].concat());
@@ -270,23 +241,16 @@ fn cxx_with_libstdcxx_keeps_its_macros() {
     // for clang, which evaluates it only in an `#if` (all literals by then).
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    fs::write(
-        dir.join("v.cc"),
-        "#include <string>\n#include <vector>\n#include <algorithm>\n\
-         int n(std::vector<std::string> v) { std::sort(v.begin(), v.end()); return v.size(); }\n",
-    )
-    .unwrap();
+    fs::write(dir.join("v.cc"), LIBSTDCXX_SOURCE).unwrap();
     let d = Daemon::start(Kind::Ours, dir, &[], &[]);
-    let o = client_cmd(&distcc(), &dir.join("dd"), &format!("127.0.0.1:{}", d.port))
-        .env("DISTCC_FALLBACK", "0")
-        .env("DISTCC_VERBOSE", "1")
-        .env("DISTCC_DIRECTIVES_ONLY", "1")
-        .args(["clang++", "-std=c++17", "-c", "v.cc", "-o", "v.o"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let o = distcc_here(
+        dir,
+        &format!("127.0.0.1:{}", d.port),
+        &[("DISTCC_DIRECTIVES_ONLY", "1")],
+        "clang++",
+        &["-std=c++17", "-c", "v.cc", "-o", "v.o"],
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
     assert!(rewrote_includes(&o), "{err}");
     assert!(!err.contains("preprocessing in full"), "{err}");
     assert_eq!(d.compile_ok_count(), 1, "{}", d.log_text());

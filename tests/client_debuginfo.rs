@@ -11,10 +11,29 @@
 
 mod common;
 
-use common::{Daemon, Kind, client_cmd, distcc, exchange, plain_request};
+use common::{
+    Daemon, Kind, LIBSTDCXX_SOURCE, compile_here, compiler_stderr, distcc_here, exchange, ext_memo,
+    plain_request,
+};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
+
+fn gcc_local(dir: &Path, args: &[&str]) -> Output {
+    compile_here("gcc", dir, args)
+}
+
+/// `distcc gcc ARGS`, directives-only forced for every host, whatever its memo says (see
+/// settings.rs).
+fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let env = [&[("DISTCC_DIRECTIVES_ONLY", "1")], env].concat();
+    distcc_here(dir, hosts, &env, "gcc", args)
+}
+
+/// `distcc gcc ARGS` with the client's defaults (no `DISTCC_DIRECTIVES_ONLY`) and `env`.
+fn by_default(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    distcc_here(dir, hosts, env, "gcc", args)
+}
 
 /// Macros on lines that go on after them: a full `-E` moves every later column.
 const SOURCE: &str = r#"#include <stdio.h>
@@ -25,31 +44,6 @@ int f(int a, unsigned b) {
   return y;
 }
 "#;
-
-fn gcc_local(dir: &Path, args: &[&str]) -> Output {
-    let o = Command::new("gcc")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
-fn through_distcc(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
-        .env("DISTCC_FALLBACK", "0")
-        // Forced for every host, whatever its memo says (see settings.rs).
-        .env("DISTCC_DIRECTIVES_ONLY", "1")
-        .envs(env.iter().copied())
-        .arg("gcc")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
 
 /// The bytes of one section of an object, as `readelf -x` dumps them.
 fn section(obj: &Path, name: &str) -> String {
@@ -79,15 +73,6 @@ fn decoded_lines(obj: &Path) -> String {
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .skip(2)
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-/// stderr without our own `distcc[PID] …` log lines.
-fn compiler_stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr)
-        .lines()
-        .filter(|l| !l.starts_with("distcc["))
         .map(|l| format!("{l}\n"))
         .collect()
 }
@@ -257,22 +242,6 @@ fn our_distccd_refuses_a_directives_only_source_that_includes() {
     );
 }
 
-/// `distcc gcc ARGS` with the client's defaults (no `DISTCC_DIRECTIVES_ONLY`) and `env`,
-/// verbose: its stderr shows the command line it sent.
-fn by_default(dir: &Path, hosts: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
-        .env("DISTCC_FALLBACK", "0")
-        .env("DISTCC_VERBOSE", "1")
-        .envs(env.iter().copied())
-        .arg("gcc")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    o
-}
-
 /// Whether the job's command line (its `exec on HOST:` log line) was a directives-only
 /// one.
 fn sent_directives_only(o: &Output) -> bool {
@@ -282,11 +251,6 @@ fn sent_directives_only(o: &Output) -> bool {
         .find(|l| l.contains("exec on 127.0.0.1:"))
         .unwrap_or_else(|| panic!("no command line sent: {err}"));
     line.ends_with(" -fpreprocessed -fdirectives-only")
-}
-
-/// The client's memo of the daemon at `port` (its last extension answer, or `none`).
-fn memo(dir: &Path, port: u16) -> String {
-    fs::read_to_string(dir.join("dd/ext").join(format!("tcp_127.0.0.1_{port}"))).unwrap_or_default()
 }
 
 /// `-g` without the command line in DW_AT_producer: an object from a directives-only
@@ -337,9 +301,9 @@ fn by_default_our_distccd_gets_directives_only_once_it_said_so() {
     assert!(!sent_directives_only(&first));
     assert_eq!(object(dir, "first.o"), full_e);
     assert!(
-        memo(dir, d.port).contains("\ndirectives-only yes\n"),
+        ext_memo(dir, d.port).contains("\ndirectives-only yes\n"),
         "{}",
-        memo(dir, d.port)
+        ext_memo(dir, d.port)
     );
     // From the second on: directives-only, and the object is a local build's.
     let second = by_default(dir, &hosts, &[], &[&G[..], &["-o", "second.o"]].concat());
@@ -377,7 +341,7 @@ fn by_default_debian_distccd_gets_a_full_e() {
         assert!(!sent_directives_only(&o), "{name}");
         assert_eq!(object(dir, name), full_e, "{name}");
     }
-    assert_eq!(memo(dir, d.port), "none\n");
+    assert_eq!(ext_memo(dir, d.port), "none\n");
     assert_eq!(d.compile_ok_count(), 2, "{}", d.log_text());
 }
 
@@ -417,11 +381,11 @@ fn a_distccd_with_ccache_in_front_of_gcc_gets_a_full_e() {
         &[&G[..], &["-o", "first.o"]].concat(),
     );
     assert!(
-        memo(dir, plain.port).contains("\ndirectives-only yes\n"),
+        ext_memo(dir, plain.port).contains("\ndirectives-only yes\n"),
         "{}",
-        memo(dir, plain.port)
+        ext_memo(dir, plain.port)
     );
-    let said = memo(dir, cached.port);
+    let said = ext_memo(dir, cached.port);
     assert!(said.starts_with("distcc-rs "), "{said}");
     assert!(!said.contains("directives-only"), "{said}");
     // Its memo present, the ccache host still gets a full -E, and compiles it right.
@@ -457,7 +421,7 @@ fn a_retry_on_another_host_sends_the_same_directives_only_source() {
     let debian = Daemon::start(Kind::Debian, dir, &[], &[]);
     let ours_host = format!("127.0.0.1:{}", ours.port);
     by_default(dir, &ours_host, &[], &[&G[..], &["-o", "first.o"]].concat());
-    assert!(memo(dir, ours.port).contains("\ndirectives-only yes\n"));
+    assert!(ext_memo(dir, ours.port).contains("\ndirectives-only yes\n"));
     // Preprocessed for our daemon, which is gone by the time the job connects: the next
     // host gets the same source and command line, and compiles it right.
     ours.kill();
@@ -479,33 +443,19 @@ fn cxx_with_libstdcxx_is_a_local_builds_too() {
     // in `#if`s the client resolved: the source is sent as it is, not preprocessed again.
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    fs::write(
-        dir.join("v.cc"),
-        "#include <string>\n#include <vector>\n#include <algorithm>\n\
-         int n(std::vector<std::string> v) { std::sort(v.begin(), v.end()); return v.size(); }\n",
-    )
-    .unwrap();
+    fs::write(dir.join("v.cc"), LIBSTDCXX_SOURCE).unwrap();
     let args = ["-g", "-gno-record-gcc-switches", "-std=c++17", "-c", "v.cc"];
-    let local = Command::new("g++")
-        .args(args)
-        .args(["-o", "local.o"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(local.status.success());
+    compile_here("g++", dir, &[&args[..], &["-o", "local.o"]].concat());
     let d = Daemon::start(Kind::Ours, dir, &[], &[]);
-    let o = client_cmd(&distcc(), &dir.join("dd"), &format!("127.0.0.1:{}", d.port))
-        .env("DISTCC_FALLBACK", "0")
-        .env("DISTCC_VERBOSE", "1")
-        .env("DISTCC_DIRECTIVES_ONLY", "1")
-        .arg("g++")
-        .args(args)
-        .args(["-o", "remote.o"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
+    let remote = [&args[..], &["-o", "remote.o"]].concat();
+    let o = distcc_here(
+        dir,
+        &format!("127.0.0.1:{}", d.port),
+        &[("DISTCC_DIRECTIVES_ONLY", "1")],
+        "g++",
+        &remote,
+    );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
     assert!(sent_directives_only(&o), "{err}");
     assert!(!err.contains("preprocessing in full"), "{err}");
     assert_eq!(object(dir, "remote.o"), object(dir, "local.o"));

@@ -364,3 +364,56 @@ impl Drop for PumpStartup {
         }
     }
 }
+
+/// `program ARGS` run in `dir` (a local compile), which must succeed.
+pub fn compile_here(program: &str, dir: &Path, args: &[&str]) -> Output {
+    let o = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// `distcc program ARGS` in `dir` with `DISTCC_DIR=dir/dd`, no fallback, verbose (its stderr
+/// shows how it preprocessed and what it sent) and `env`; it must succeed.
+pub fn distcc_here(
+    dir: &Path,
+    hosts: &str,
+    env: &[(&str, &str)],
+    program: &str,
+    args: &[&str],
+) -> Output {
+    let o = client_cmd(&distcc(), &dir.join("dd"), hosts)
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_VERBOSE", "1")
+        .envs(env.iter().copied())
+        .arg(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// stderr without our own `distcc[PID] …` log lines: what the compiler said.
+pub fn compiler_stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("distcc["))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The memo a client with `DISTCC_DIR=dir/dd` keeps of the daemon at 127.0.0.1:`port`
+/// (its last extension answer), or "" before it has one.
+pub fn ext_memo(dir: &Path, port: u16) -> String {
+    fs::read_to_string(dir.join("dd/ext").join(format!("tcp_127.0.0.1_{port}"))).unwrap_or_default()
+}
+
+/// A C++ source using libstdc++, whose c++config.h defines a macro as
+/// `__has_include(<tbb/tbb.h>)`: what a check that keeps macros must let through.
+pub const LIBSTDCXX_SOURCE: &str = "#include <string>\n#include <vector>\n#include <algorithm>\n\
+    int n(std::vector<std::string> v) { std::sort(v.begin(), v.end()); return v.size(); }\n";
