@@ -95,9 +95,10 @@ DISTCC_BACKOFF_PERIOD=SECS, DISTCC_IO_TIMEOUT=SECS, DISTCC_PAUSE_TIME_MSEC, DIST
 DISTCC_DIR, TMPDIR, DISTCC_SOCKS_PROXY=PATH|HOST[:PORT] (a SOCKS5 proxy, as Portage's
 network sandbox sets it), DISTCC_RACE=0 (never race a late remote job with a local compile),
 DISTCC_BUILD_ID=ID (the build record each job's outcome goes to, in $DISTCC_DIR/record; see
-distccmon-text --summary), DISTCC_DIRECTIVES_ONLY=0|1 (gcc >= 11 keeps macros for the
-server, so -g line tables match a local build: by default for hosts that say they can,
-distccd of this distcc without ccache in front of its gcc; 1: for all hosts; 0: never).
+distccmon-text --summary), DISTCC_DIRECTIVES_ONLY=0|1 (gcc >= 11 with -fdirectives-only
+and clang >= 10 with -frewrite-includes keep macros for the server, so -g line tables match
+a local build: by default for hosts that say they can, distccd of this distcc (for gcc,
+without ccache in front of it); 1: for all hosts; 0: never).
 ",
         crate::version_text("distcc")
     )
