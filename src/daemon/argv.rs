@@ -192,19 +192,15 @@ pub(crate) fn vet(argv: &[String], mode: Mode, cwd: &str) -> Result<Vec<String>,
 
 /// A plain-mode command line: nothing that changes which directives the compiler obeys
 /// in the source or how it finds them, which would let one hide from
-/// [`source_check::check`] (clang obeys the directives of a `.i`).
+/// [`source_check::check`] (clang obeys the directives of a `.i`). The modules options,
+/// which do too, are refused by the table already (they read and write module files);
+/// our client never sends these (`-traditional-cpp` is a preprocessor option).
 fn vet_plain_lexing(out: &[String]) -> Result<(), ArgvError> {
-    let hazard = out.iter().skip(1).find(|w| {
-        [
-            "-traditional",
-            "-traditional-cpp",
-            "-fmodules-ts",
-            "-fmodules",
-        ]
-        .contains(&w.as_str())
-            || w.starts_with("-fmodule-")
-    });
-    match hazard {
+    match out
+        .iter()
+        .skip(1)
+        .find(|w| ["-traditional", "-traditional-cpp"].contains(&w.as_str()))
+    {
         Some(w) => Err(refused(
             w.as_str(),
             "it changes what the compiler does with a preprocessed source's directives",
