@@ -553,11 +553,8 @@ impl IncludeServer {
             let parts = include::inline_reply_parts(&entries);
             return write_all_vectored(&mut stream, &parts.slices()).map_err(io);
         }
-        let reply = {
-            let paths: Vec<String> = answer.into_iter().map(|m| m.path.to_string()).collect();
-            include::encode_reply(&paths)
-        };
-        stream.write_all(&reply).map_err(io)
+        let paths: Vec<String> = answer.into_iter().map(|m| m.path.to_string()).collect();
+        stream.write_all(&include::encode_reply(&paths)).map_err(io)
     }
 
     /// Accept connections forever. Each is served by an idle worker thread, or a new one
