@@ -110,14 +110,17 @@ fn keeping_macros_unfit(rules: Rules, cpp_argv: &[String], source: &[u8]) -> Opt
 /// `-D` and `-U` as `#define`s and `#undef`s ([`crate::args::command_line_macros`]).
 const CLANG_BUILTIN_MARKER: &[u8] = b"# 1 \"<built-in>\"\n";
 
-/// `# 1 "NAME"` for the source `name`, quoted as a line marker's string.
+/// `# 1 "NAME"` for the source `name`, quoted as a line marker's string (clang reads its
+/// escapes, so a name with a line break stays on one line).
 fn source_marker(name: &str) -> Vec<u8> {
     let mut m = b"# 1 \"".to_vec();
     for c in name.bytes() {
-        if c == b'"' || c == b'\\' {
-            m.push(b'\\');
+        match c {
+            b'"' | b'\\' => m.extend_from_slice(&[b'\\', c]),
+            b'\n' => m.extend_from_slice(b"\\n"),
+            b'\r' => m.extend_from_slice(b"\\r"),
+            _ => m.push(c),
         }
-        m.push(c);
     }
     m.extend_from_slice(b"\"\n");
     m
@@ -306,5 +309,19 @@ impl Preprocessed {
             Some(t) => Ok(t),
             None => self.read(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_source_marker_quotes_the_name() {
+        assert_eq!(source_marker("lib/a.c"), b"# 1 \"lib/a.c\"\n");
+        assert_eq!(
+            source_marker("we\"ird\\x\ny.c"),
+            b"# 1 \"we\\\"ird\\\\x\\ny.c\"\n".to_vec()
+        );
     }
 }
