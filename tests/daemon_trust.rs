@@ -759,3 +759,63 @@ fn diagnostics_quote_no_server_file() {
         "no line of the server's file: {text}"
     );
 }
+
+/// Pump jobs reuse the job dir of an earlier one (src/daemon/pool.rs): a header the earlier
+/// job had and this one has not must be gone — found first on the include path, or by
+/// `__has_include`, it would give another object with a status of success. A header that
+/// changed must be the new one, and the dir must really be the reused one.
+#[test]
+fn a_pump_job_never_sees_an_earlier_jobs_files() {
+    let w = world();
+    let gcc = strings(&["gcc", "-c", "a.c", "-o", "a.o", "-I", "inc1", "-I", "inc2"]);
+    let job_dirs = || {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let dirs = entries(&w.dtmp);
+            // The dir goes back once the reply is out: wait for it to be tidied.
+            let tidy =
+                dirs.len() == 1 && entries(&w.dtmp.join(&dirs[0])) == vec!["root".to_string()];
+            if tidy || Instant::now() > deadline {
+                return dirs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let compile = |files: Vec<FileEntry>| {
+        let bytes = exchange(w.d.port, &pump(&gcc, files));
+        let (reply, _) = protocol::decode_reply(&bytes, 3, Limits::default())
+            .unwrap_or_else(|e| panic!("no reply: {e}: {}", w.d.log_text()));
+        (
+            reply.status,
+            String::from_utf8_lossy(&reply.stderr).into_owned(),
+        )
+    };
+    let (status, err) = compile(vec![
+        file("/w/a.c", b"#include \"h.h\"\nint x = H;\n"),
+        file("/w/inc1/h.h", b"#define H 1\n"),
+        file("/w/inc1/only1.h", b"\n"),
+        file("/w/inc2/h.h", b"#define H 2\n"),
+        file("/w/inc2/changed.h", b"#define C 1\n"),
+    ]);
+    assert_eq!(status, 0, "{err}");
+    let first = job_dirs();
+    assert_eq!(first.len(), 1, "one job dir kept: {first:?}");
+    let (status, err) = compile(vec![
+        file(
+            "/w/a.c",
+            b"#include \"h.h\"\n#include \"changed.h\"\n\
+              #if H != 2\n#error a header of the earlier job was found\n#endif\n\
+              #if __has_include(\"only1.h\")\n#error an earlier job's header is there\n#endif\n\
+              #if C != 2\n#error the earlier job's version of a header\n#endif\n\
+              int x = H;\n",
+        ),
+        file("/w/inc2/h.h", b"#define H 2\n"),
+        file("/w/inc2/changed.h", b"#define C 2\n"),
+    ]);
+    assert_eq!(status, 0, "{err}");
+    assert_eq!(
+        job_dirs(),
+        first,
+        "the second job reused the first one's dir"
+    );
+}

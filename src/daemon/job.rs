@@ -13,6 +13,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::argv::{self, ArgvError};
+use super::pool::{self, Pool, Warm};
 use super::tree::{Tree, TreeError};
 use super::whitelist::{Policy, ResolveError, WhitelistError};
 use crate::exitcode::ExitCode;
@@ -186,6 +187,8 @@ pub(crate) struct JobSettings {
     pub env: DaemonEnv,
     /// The compilers here and their identities, for clients that say which they mean.
     pub inventory: std::sync::Arc<super::whitelist::Inventory>,
+    /// Pump-mode job dirs kept between jobs ([`super::pool`]).
+    pub trees: std::sync::Arc<Pool>,
 }
 
 /// How the compile ended.
@@ -219,12 +222,23 @@ pub(crate) struct Prepared {
     compiler: String,
     input: String,
     save_temps: bool,
+    /// A pump job's filled tree and the pool its dir goes back to.
+    warm: Option<(Tree, std::sync::Arc<Pool>)>,
 }
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if !self.save_temps {
-            let _ = std::fs::remove_dir_all(&self.dir);
+        if self.save_temps {
+            return;
+        }
+        match self.warm.take() {
+            Some((tree, pool)) => pool.give_back(Warm {
+                dir: self.dir.clone(),
+                tree,
+            }),
+            None => {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
         }
     }
 }
@@ -265,8 +279,16 @@ pub(crate) fn prepare_for(
     let vetted = argv::vet(&req.argv, mode, cwd)?;
     let scan = argv::scan(&vetted)?;
     let input = vetted[scan.source].clone();
-    let dir = temp::make_temp_dir_in(&settings.env.tmpdir, "distccd_")
-        .map_err(|e| Refusal::Server(e.to_string()))?;
+    let save_temps = settings.env.save_temps;
+    let warm = match &req.body {
+        Body::Files(_) if !save_temps => settings.trees.take(),
+        _ => None,
+    };
+    let dir = match &warm {
+        Some(w) => w.dir.clone(),
+        None => temp::make_temp_dir_in(&settings.env.tmpdir, "distccd_")
+            .map_err(|e| Refusal::Server(e.to_string()))?,
+    };
     // Names nobody can guess: the received input is data, and a command line that
     // could name it (`-fplugin=./in.i`, `-specs=…`) must not find it.
     let tag = unguessable();
@@ -284,7 +306,8 @@ pub(crate) fn prepare_for(
         version: req.version,
         compiler,
         input,
-        save_temps: settings.env.save_temps,
+        save_temps,
+        warm: None,
     };
     let output = job.output.display().to_string();
     match req.body {
@@ -301,9 +324,26 @@ pub(crate) fn prepare_for(
             let cwd = cwd.to_owned();
             // The client knows every name in the tree anyway; the root's name keeps its
             // length for the same `.d` reason as the output's.
-            let root_path = job.dir.join("root");
-            std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
-            let tree = Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
+            let root_path = job.dir.join(pool::ROOT);
+            let wanted = files.iter().map(|f| match &f.kind {
+                FileKind::File(_) => (f.name.as_str(), None),
+                FileKind::Link(target) => (f.name.as_str(), Some(target.as_str())),
+            });
+            let reused = warm.and_then(|w| match w.tree.start_job(wanted, &cwd) {
+                Ok(()) => Some(w.tree),
+                Err(e) => {
+                    log::debug!("job dir {} not reused: {e}", w.dir.display());
+                    let _ = std::fs::remove_dir_all(&root_path);
+                    None
+                }
+            });
+            let tree = match reused {
+                Some(tree) => tree,
+                None => {
+                    std::fs::create_dir(&root_path).map_err(|e| Refusal::Server(e.to_string()))?;
+                    Tree::open(&root_path).map_err(|e| Refusal::Server(e.to_string()))?
+                }
+            };
             // One file unpacked at a time, written, and dropped.
             let mut total = 0;
             for f in files {
@@ -325,6 +365,9 @@ pub(crate) fn prepare_for(
                 .unwrap_or_else(|| "a.o".to_owned());
             job.argv = p.argv;
             job.dotd = Some((deps, root, target));
+            if !save_temps {
+                job.warm = Some((tree, settings.trees.clone()));
+            }
         }
     }
     job.argv[0] = run_as;
@@ -676,6 +719,7 @@ mod tests {
             inventory: std::sync::Arc::new(super::super::whitelist::Inventory::new(
                 &DaemonEnv::default(),
             )),
+            trees: std::sync::Arc::new(Pool::new(4)),
         }
     }
 

@@ -9,6 +9,7 @@
 pub(crate) mod acl;
 pub(crate) mod argv;
 pub(crate) mod job;
+mod pool;
 mod sandbox;
 pub(crate) mod serve;
 pub(crate) mod source_check;
@@ -186,6 +187,8 @@ pub fn run(config: Config) -> i32 {
             job_lifetime: config.job_lifetime,
             env: config.env.clone(),
             inventory: Arc::new(whitelist::Inventory::new(&config.env)),
+            // `--inetd` serves one job and exits: nothing to keep a dir for.
+            trees: Arc::new(pool::Pool::new(if config.inetd { 0 } else { config.jobs })),
         }),
         acl,
         slots: Semaphore::new(config.jobs.max(1)),
@@ -450,6 +453,8 @@ fn serve_tcp(config: Config, shared: Shared, tmp_dir: PathBuf, persona: Option<&
         };
         smol::future::or(accept, stop).await
     }));
+    // Pump job dirs kept for the next job: there is none.
+    shared.settings.trees.clear();
     // Say goodbye over mDNS before the port closes for good.
     drop(publisher);
     if let Some(p) = &config.pid_file {
