@@ -74,6 +74,20 @@ const HARMLESS_DIRECTIVES: &[&[u8]] = &[
 /// Identifiers that make the preprocessor look for a file even outside `#if`.
 const FILE_PROBES: &[&[u8]] = &[b"__has_include", b"__has_include_next", b"__has_embed"];
 
+/// Pragmas (after `GCC` or `clang`) that read a file: `dependency` compares the source's
+/// time with a file's (gcc and clang; a missing one is an error that names it),
+/// `pch_preprocess` makes gcc load a precompiled header, `module` makes clang look one up,
+/// and clang's `__debug` crashes or dumps on request.
+const FILE_PRAGMAS: &[&[u8]] = &[b"dependency", b"pch_preprocess", b"module", b"__debug"];
+
+/// Why a `#pragma` or `_Pragma` is refused.
+const FILE_PRAGMA: &str =
+    "a pragma that reads the server's files (GCC dependency, GCC pch_preprocess, clang module)";
+
+/// The word a macro's gathered body holds when its body has a `_Pragma` whose text is not
+/// a plain string (`_Pragma(#x)`): the text comes from the macro's arguments.
+const PRAGMA_MAKER: &[u8] = b"_Pragma";
+
 /// A lexer setting gcc may or may not use for this command line: both are tried when
 /// the command line does not say, and the source must pass under each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,6 +396,8 @@ struct Met {
     line_comments: bool,
     /// A `#define` body held a file probe.
     probe_in_define: bool,
+    /// A `#define` body held a `_Pragma` whose text comes from elsewhere.
+    pragma_in_define: bool,
 }
 
 /// What a scan does besides checking.
@@ -395,29 +411,38 @@ enum Pass<'p> {
 }
 
 /// [`scan_source`], and when a macro holds a file probe under
-/// [`Rules::DirectivesOnly`] (libstdc++'s c++config.h does): gcc probes wherever such a
-/// macro is expanded, so the macros whose expansion can reach a probe are worked out
-/// (their bodies name a probe or such a macro) and refused outside `#define` bodies.
+/// [`Rules::DirectivesOnly`] (libstdc++'s c++config.h does) or a `_Pragma` whose text
+/// comes from its arguments (`_Pragma(#x)`, as in C++'s parallel algorithms): gcc probes
+/// wherever such a macro is expanded, and gcc and clang both obey a `_Pragma` there, so the
+/// macros whose expansion can reach one are worked out (their bodies name one or such a
+/// macro) and refused outside `#define` bodies.
 fn scan_with_macros(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
     let met = scan_source(src, o, rules, &mut Pass::Check)?;
-    if !(met.probe_in_define && rules == Rules::DirectivesOnly) {
+    let probes = met.probe_in_define && rules == Rules::DirectivesOnly;
+    if !(probes || met.pragma_in_define) {
         return Ok(met);
     }
     let mut bodies = HashMap::new();
     scan_source(src, o, rules, &mut Pass::Collect(&mut bodies))?;
-    scan_source(src, o, rules, &mut Pass::Refuse(&probing_macros(&bodies)))?;
+    let refused = reaching_macros(&bodies, |w| {
+        w == PRAGMA_MAKER || (probes && FILE_PROBES.iter().any(|p| w.ends_with(p)))
+    });
+    scan_source(src, o, rules, &mut Pass::Refuse(&refused))?;
     Ok(met)
 }
 
-/// The macros whose expansion reaches a file probe: those whose body names one, then
-/// those whose body names such a macro, and so on. A walk over who-names-whom, linear in
-/// the bodies' length: a request's chain of a hundred thousand `#define`s costs one pass.
-fn probing_macros(bodies: &HashMap<Vec<u8>, Vec<Vec<u8>>>) -> HashSet<Vec<u8>> {
+/// The macros whose expansion reaches a word `seed` picks: those whose body names one,
+/// then those whose body names such a macro, and so on. A walk over who-names-whom, linear
+/// in the bodies' length: a request's chain of a hundred thousand `#define`s costs one pass.
+fn reaching_macros(
+    bodies: &HashMap<Vec<u8>, Vec<Vec<u8>>>,
+    seed: impl Fn(&[u8]) -> bool,
+) -> HashSet<Vec<u8>> {
     let mut named_by: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
     let mut todo: Vec<&[u8]> = Vec::new();
     for (name, body) in bodies {
         for w in body {
-            if FILE_PROBES.iter().any(|p| w.ends_with(p)) {
+            if seed(w) {
                 todo.push(name);
             } else {
                 named_by.entry(w).or_default().push(name);
@@ -560,6 +585,32 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
                 j += 1;
             }
             let word = &b[i..j];
+            let live = group == Group::Live;
+            if live && word == b"__pragma" {
+                return Err((i, "__pragma, whose text may come from macros"));
+            }
+            // `_Pragma("…")` is read like a `#pragma`; one whose text is built (`_Pragma(#x)`)
+            // is allowed only in a macro, whose expansions are then refused.
+            let mut word_to_collect = Some(word);
+            if live && word == b"_Pragma" {
+                match pragma_operand(b, j, !in_define) {
+                    Some((text, end)) => {
+                        if reads_a_file(&unstring(text)) {
+                            return Err((i, FILE_PRAGMA));
+                        }
+                        word_to_collect = None;
+                        if !in_define {
+                            i = end;
+                            continue;
+                        }
+                    }
+                    None if in_define => {
+                        met.pragma_in_define = true;
+                        word_to_collect = Some(PRAGMA_MAKER);
+                    }
+                    None => return Err((i, "a _Pragma whose text is not a plain string")),
+                }
+            }
             // clang probes a file only for a `__has_include` in an `#if` or `#elif` (all
             // literals here), so a macro may hold one, as libstdc++'s c++config.h does;
             // gcc probes wherever the macro is expanded ([`scan_with_macros`]).
@@ -568,7 +619,9 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
                 met.probe_in_define |= probe;
                 match (&mut *pass, &define_name) {
                     (Pass::Collect(bodies), Some(name)) => {
-                        bodies.entry(name.clone()).or_default().push(word.to_vec());
+                        if let Some(w) = word_to_collect {
+                            bodies.entry(name.clone()).or_default().push(w.to_vec());
+                        }
                     }
                     (Pass::Collect(bodies), None) => {
                         bodies.entry(word.to_vec()).or_default();
@@ -581,7 +634,10 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             } else if let (Pass::Refuse(probing), Group::Live) = (&*pass, group)
                 && probing.contains(word)
             {
-                return Err((i, "a macro whose expansion probes the server's files"));
+                return Err((
+                    i,
+                    "a macro whose expansion probes or reads the server's files",
+                ));
             }
             if group == Group::Live && !in_define && !in_defined_test && probe {
                 return Err((i, "__has_include probes the server's files"));
@@ -707,6 +763,7 @@ fn directive_name(b: &[u8], j: usize) -> (&[u8], usize) {
 /// gives where its name ends.
 fn check_directive(b: &[u8], j: usize) -> Result<usize, &'static str> {
     match directive_name(b, j) {
+        (b"pragma", end) if reads_a_file(&b[end..line_end(b, end)]) => Err(FILE_PRAGMA),
         (name, end) if name.is_empty() || HARMLESS_DIRECTIVES.contains(&name) => Ok(end),
         _ => Err("a directive other than #define, #undef, #pragma or a line marker"),
     }
@@ -746,6 +803,7 @@ fn obeyed_directive(b: &[u8], j: usize, o: Opts, group: &mut Group) -> Result<us
             };
         }
         Group::Live => match name {
+            b"pragma" if reads_a_file(&b[end..line_end(b, end)]) => return Err(FILE_PRAGMA),
             b"if" | b"elif" => {
                 if !literal_condition(b, end, o)? {
                     *group = Group::Skipped { depth: 0 };
@@ -758,6 +816,75 @@ fn obeyed_directive(b: &[u8], j: usize, o: Opts, group: &mut Group) -> Result<us
         },
     }
     Ok(end)
+}
+
+/// Where the line holding `j` ends (a directive's end: splices are undone already).
+fn line_end(b: &[u8], j: usize) -> usize {
+    memchr::memchr2(b'\n', b'\r', b.get(j..).unwrap_or_default()).map_or(b.len(), |k| j + k)
+}
+
+/// Does a pragma's text (what follows `#pragma`, or a `_Pragma`'s string unquoted) start
+/// with `GCC` or `clang` and a pragma that reads a file ([`FILE_PRAGMAS`])? The words are
+/// not macro-expanded by either compiler.
+fn reads_a_file(text: &[u8]) -> bool {
+    let word = |from: usize| {
+        let start = skip_blanks(text, from);
+        let mut end = start;
+        while text.get(end).is_some_and(|&c| ident_byte(c)) {
+            end += 1;
+        }
+        (text.get(start..end).unwrap_or_default(), end)
+    };
+    let (space, end) = word(0);
+    let (name, _) = word(end);
+    (space == b"GCC" || space == b"clang") && FILE_PRAGMAS.contains(&name)
+}
+
+/// From just after `_Pragma`: a plain string operand's text (still escaped) and where the
+/// operator ends, or None when the operand is anything else. `newlines`: outside a
+/// directive, line breaks may come between the tokens.
+fn pragma_operand(b: &[u8], j: usize, newlines: bool) -> Option<(&[u8], usize)> {
+    let blanks = |mut k: usize| loop {
+        k = skip_blanks(b, k);
+        match b.get(k) {
+            Some(&c) if newlines && is_newline(c) => k += 1,
+            _ => return k,
+        }
+    };
+    let open = blanks(j);
+    if b.get(open) != Some(&b'(') {
+        return None;
+    }
+    let quote = blanks(open + 1);
+    if b.get(quote) != Some(&b'"') {
+        return None;
+    }
+    let after = skip_literal(b, quote + 1, b'"');
+    if b.get(after.checked_sub(1)?) != Some(&b'"') || after == quote + 1 {
+        return None;
+    }
+    let close = blanks(after);
+    (b.get(close) == Some(&b')'))
+        .then(|| (b.get(quote + 1..after - 1).unwrap_or_default(), close + 1))
+}
+
+/// A string literal's body with `\"` and `\\` undone, as `_Pragma` does.
+fn unstring(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut k = 0;
+    while let Some(&c) = text.get(k) {
+        match (c, text.get(k + 1)) {
+            (b'\\', Some(&n)) if n == b'"' || n == b'\\' => {
+                out.push(n);
+                k += 2;
+            }
+            _ => {
+                out.push(c);
+                k += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The condition of an `#if` or `#elif` from `j` (just after its name): a literal `0` or
@@ -968,6 +1095,50 @@ mod tests {
         assert_eq!(plain("clang -c a.c", lookup), Ok(()));
         let next_line = "#define TBB 1\n__has_include(<tbb/tbb.h>)\n";
         assert!(plain("clang++ -c a.cc", next_line).is_err());
+    }
+
+    /// Pragmas gcc and clang obey in a plain `.i` that read a file: `GCC dependency`
+    /// (an error naming a missing file, a warning when it is newer), `GCC
+    /// pch_preprocess` (gcc loads it as a precompiled header), `clang module`; as
+    /// `#pragma`, as `_Pragma("…")`, or built by a macro where it is expanded.
+    #[test]
+    fn pragmas_that_read_files_are_refused_where_obeyed() {
+        let gcc = "gcc -c a.c -fpreprocessed -fdirectives-only";
+        for src in [
+            "#pragma GCC dependency \"/etc/shadow\"\n",
+            "#  pragma  GCC /* x */ dependency <shadow>\n",
+            "#pragma clang dependency \"/etc/shadow\"\n",
+            "#pragma GCC pch_preprocess \"/srv/x.gch\"\n",
+            "#pragma clang module import foo\n",
+            "#pragma clang __debug crash\n",
+            "%:pragma GCC dependency \"/etc/shadow\"\n",
+            "#pragma GCC depend\\\nency \"/etc/shadow\"\n",
+            "_Pragma(\"GCC dependency \\\"/etc/shadow\\\"\")\nint x;\n",
+            "int x;\n_Pragma\n(\n\"GCC   dependency \\\"/etc/shadow\\\"\" )\n",
+            "#define D _Pragma(\"GCC dependency \\\"/etc/shadow\\\"\")\n",
+            "_Pragma(L\"GCC dependency \\\"/etc/shadow\\\"\")\n",
+            "#define P(x) _Pragma(#x)\nP(GCC dependency \"/etc/shadow\")\n",
+            "#define S(x) #x\n#define P(x) _Pragma(S(x))\n#define Q P\nint a; Q(x)\n",
+            "__pragma(GCC dependency \"/etc/shadow\")\n",
+        ] {
+            assert!(gate(gcc, src).is_err(), "gcc: {src:?}");
+            assert!(plain("clang -c a.c", src).is_err(), "clang: {src:?}");
+        }
+        // What real headers hold passes: glibc's math-vector.h, curl.h's diagnostics, a
+        // pragma-making macro that is never expanded, anything skipped.
+        for src in [
+            "#define __DECL_SIMD_x86_64 _Pragma (\"omp declare simd notinbranch\")\n",
+            "_Pragma(\"GCC diagnostic push\") _Pragma(\"GCC diagnostic ignored \\\"-Wdeprecated-declarations\\\"\")\n",
+            "#pragma GCC diagnostic ignored \"-Wunused\"\n#pragma GCC system_header\n",
+            "#pragma dependency \"/etc/shadow\"\n#pragma STDC FP_CONTRACT ON\n",
+            "#define P(x) _Pragma(#x)\nint a;\n",
+            "char *s = \"GCC dependency \\\"/etc/shadow\\\"\";\n",
+        ] {
+            assert_eq!(gate(gcc, src), Ok(()), "gcc: {src:?}");
+            assert_eq!(plain("clang -c a.c", src), Ok(()), "clang: {src:?}");
+        }
+        let skipped = "#if 0\n#pragma GCC dependency \"/etc/shadow\"\n#endif\n";
+        assert_eq!(plain("clang -c a.c", skipped), Ok(()));
     }
 
     #[test]
