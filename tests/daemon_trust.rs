@@ -284,6 +284,10 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
     let secret = w.secret_h.display();
     let skipped_then_secret = format!("#if 0\nint y;\n#else\n#include \"{secret}\"\n#endif\n");
     let probe_secret = format!("#if 0\n#elif __has_include(\"{secret}\")\nint y;\n#endif\n");
+    let dependency = format!("#pragma GCC dependency \"{secret}\"\nint x;\n");
+    let pragma_macro =
+        format!("#define P(x) _Pragma(#x)\nP(GCC dependency \"{secret}\")\nint x;\n");
+    let pch = format!("#pragma GCC pch_preprocess \"{secret}\"\nint x;\n");
     let rewritten = format!(
         "#if 0 /* expanded by -frewrite-includes */\n#include \"{secret}\"\n\
          #endif /* expanded by -frewrite-includes */\n#define X 1\nint x = X;\n"
@@ -347,6 +351,24 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
         Case {
             name: "clang: __has_include probes a server file",
             request: plain(&clang(&[]), probe_secret.as_bytes()),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "#pragma GCC dependency stats a server file",
+            request: plain(&gcc(&[]), dependency.as_bytes()),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "gcc directives-only: _Pragma(\"GCC dependency\") from a macro",
+            request: plain(
+                &gcc(&["-fpreprocessed", "-fdirectives-only"]),
+                pragma_macro.as_bytes(),
+            ),
+            expect: Expect::UnsafeSource,
+        },
+        Case {
+            name: "clang: #pragma GCC pch_preprocess loads a server file",
+            request: plain(&clang(&[]), pch.as_bytes()),
             expect: Expect::UnsafeSource,
         },
         Case {
