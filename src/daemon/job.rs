@@ -480,8 +480,9 @@ impl Prepared {
                 (settings.env.safeguard_level + 1).to_string(),
             )
             // gcc's own temporaries (cc*.s between cc1 and as) go in the job's dir, which
-            // is removed whole: a compiler killed mid-job leaves nothing behind (found by
-            // `make fuzz`), and no job sees another's files.
+            // is removed whole, or emptied but for its checked tree (src/daemon/pool.rs):
+            // a compiler killed mid-job leaves nothing behind (found by `make fuzz`), and
+            // no job sees another's files.
             .env("TMPDIR", &self.dir);
         if let Some(path) = &settings.env.distccd_path {
             cmd.env("PATH", path);

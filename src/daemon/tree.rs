@@ -218,6 +218,8 @@ impl Tree {
     /// missing, each of the kind it was made as? A job's compiler may write in the job's
     /// dir; a tree that changed is not used again.
     pub(crate) fn is_unchanged(&self) -> bool {
+        // An idle tree holds one descriptor, its root's.
+        self.recent.borrow_mut().clear();
         if !self.kept.borrow().is_empty() {
             return false;
         }
