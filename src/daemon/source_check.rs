@@ -586,12 +586,17 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             }
             let word = &b[i..j];
             let live = group == Group::Live;
-            if live && word == b"__pragma" {
-                return Err((i, "__pragma, whose text may come from macros"));
-            }
-            // `_Pragma("…")` is read like a `#pragma`; one whose text is built (`_Pragma(#x)`)
-            // is allowed only in a macro, whose expansions are then refused.
+            // `_Pragma("…")` is read like a `#pragma`; one whose text is built (`_Pragma(#x)`),
+            // and clang's `__pragma(…)`, are allowed only in a macro, whose expansions are
+            // then refused.
             let mut word_to_collect = Some(word);
+            if live && word == b"__pragma" {
+                if !in_define {
+                    return Err((i, "__pragma, whose text may come from macros"));
+                }
+                met.pragma_in_define = true;
+                word_to_collect = Some(PRAGMA_MAKER);
+            }
             if live && word == b"_Pragma" {
                 match pragma_operand(b, j, !in_define) {
                     Some((text, end)) => {
@@ -1120,6 +1125,7 @@ mod tests {
             "#define P(x) _Pragma(#x)\nP(GCC dependency \"/etc/shadow\")\n",
             "#define S(x) #x\n#define P(x) _Pragma(S(x))\n#define Q P\nint a; Q(x)\n",
             "__pragma(GCC dependency \"/etc/shadow\")\n",
+            "#define M(x) __pragma(x)\nM(GCC dependency \"/etc/shadow\")\n",
         ] {
             assert!(gate(gcc, src).is_err(), "gcc: {src:?}");
             assert!(plain("clang -c a.c", src).is_err(), "clang: {src:?}");
@@ -1139,6 +1145,17 @@ mod tests {
         }
         let skipped = "#if 0\n#pragma GCC dependency \"/etc/shadow\"\n#endif\n";
         assert_eq!(plain("clang -c a.c", skipped), Ok(()));
+        // libstdc++'s pstl_config.h, as clang -frewrite-includes leaves it.
+        let pstl =
+            "#ifdef _MSC_VER\n#define P(x) __pragma(x)\n#else\n#define P(x) _Pragma(#x)\n#endif\n";
+        assert_eq!(plain("clang++ -c a.cc", pstl), Ok(()));
+        assert!(
+            plain(
+                "clang++ -c a.cc",
+                &format!("{pstl}P(GCC dependency \"x\")\n")
+            )
+            .is_err()
+        );
     }
 
     #[test]

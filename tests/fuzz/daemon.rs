@@ -1,6 +1,8 @@
 //! The live-daemon target: captured distcc 3.4 requests, mutated, sent to our real distccd.
-//! After every case the daemon must still be running, its job directories must be gone and
-//! nothing may have appeared in its working directory; every few cases (and at the end) an
+//! After every case the daemon must still be running, its job directories must be gone (but
+//! for the pump job dirs it keeps for the next job: no more than its job slots, each holding
+//! nothing but its tree) and nothing may have appeared in its working directory; every few
+//! cases (and at the end) an
 //! honest request must still compile, and the daemon's RSS and open descriptors must stay
 //! bounded.
 
@@ -16,6 +18,8 @@ use distcc::protocol::{self, Limits};
 const MAX_RSS_KB: u64 = 200 * 1024;
 /// Nor its open descriptors (listening sockets, log, a few in-flight jobs).
 const MAX_FDS: usize = 64;
+/// The daemon's job slots: as many pump job dirs may stay between jobs.
+const JOBS: usize = 4;
 
 pub struct LiveDaemon {
     child: Child,
@@ -58,7 +62,7 @@ impl LiveDaemon {
         let child = Command::new(bin)
             .arg("distccd")
             .args(["--daemon", "--no-detach", "--listen", "127.0.0.1"])
-            .args(["--allow", "127.0.0.1", "--jobs", "4", "--port"])
+            .args(["--allow", "127.0.0.1", "--jobs", &JOBS.to_string(), "--port"])
             .arg(port.to_string())
             .arg("--log-file")
             .arg(work.join("distccd.log"))
@@ -142,20 +146,42 @@ impl LiveDaemon {
         Ok(())
     }
 
-    /// The job's temp dirs are removed and nothing landed in the daemon's cwd: wait for it.
+    /// The job's temp dirs are removed (or, for a pump job, tidied down to its tree and
+    /// kept) and nothing landed in the daemon's cwd: wait for it.
     pub fn check_clean(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let names = |d: &Path| -> Vec<String> {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect()
+        };
         loop {
-            let left: Vec<String> = ["tmp", "cwd"]
+            let kept = |p: &Path| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("distccd_"))
+                    && names(p) == ["root"]
+            };
+            let all: Vec<PathBuf> = ["tmp", "cwd"]
                 .iter()
                 .flat_map(|d| std::fs::read_dir(self.work.join(d)).into_iter().flatten())
-                .filter_map(|e| e.ok().map(|e| e.path().display().to_string()))
+                .filter_map(|e| e.ok().map(|e| e.path()))
                 .collect();
-            if left.is_empty() {
+            let pooled = all
+                .iter()
+                .filter(|p| p.parent() == Some(&self.work.join("tmp")) && kept(p))
+                .count();
+            let left: Vec<String> = all
+                .iter()
+                .filter(|p| !(p.parent() == Some(&self.work.join("tmp")) && kept(p)))
+                .map(|p| p.display().to_string())
+                .collect();
+            if left.is_empty() && pooled <= JOBS {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("left behind: {left:?}"));
+                return Err(format!("left behind: {left:?}, {pooled} pump job dirs kept"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
