@@ -408,6 +408,11 @@ impl Prepared {
         }
     }
 
+    /// A pump job's files and links, and how many were kept from an earlier job.
+    pub(crate) fn files_kept(&self) -> Option<(usize, usize)> {
+        self.warm.as_ref().map(|(tree, _)| tree.files_kept())
+    }
+
     /// The compiler as requested and the input's name: the monitor shows them while the
     /// job runs, before [`Prepared::finish`] hands them over.
     pub(crate) fn names(&self) -> (&str, &str) {

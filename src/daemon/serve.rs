@@ -369,6 +369,10 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
             Err(e) => log::error!("client {who}: failed to encode the reply: {e}"),
         }
     }
+    let kept = match prepared.files_kept() {
+        Some((all, kept)) => format!("; {kept} of its {all} files kept from an earlier job"),
+        None => String::new(),
+    };
     // The reply is out: now remove the job's files.
     if small {
         drop(prepared);
@@ -383,7 +387,7 @@ async fn serve_job<S: AsyncRead + AsyncWrite + Unpin>(
         Some(_) => " over the extension",
         None => "",
     };
-    log::info!(target: DETAIL, "job complete (protocol {version}){over}");
+    log::info!(target: DETAIL, "job complete (protocol {version}){over}{kept}");
     log::info!("{}", summary_line(who, result, status, 0, millis, job));
 }
 

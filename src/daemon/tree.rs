@@ -69,6 +69,8 @@ pub(crate) struct Tree {
     /// kept if its bytes are the new ones, a link if its target is. Each is taken out when
     /// its name comes, so a name sent twice is still refused as a duplicate.
     kept: RefCell<HashSet<String>>,
+    /// This job's files and links so far: how many, and how many were kept from the last.
+    count: std::cell::Cell<(usize, usize)>,
 }
 
 /// How many directory descriptors a tree keeps open (per job in flight).
@@ -125,6 +127,7 @@ impl Tree {
             recent: RefCell::default(),
             held: RefCell::default(),
             kept: RefCell::default(),
+            count: std::cell::Cell::default(),
         })
     }
 
@@ -141,6 +144,7 @@ impl Tree {
     ) -> Result<(), TreeError> {
         self.recent.borrow_mut().clear();
         self.kept.borrow_mut().clear();
+        self.count.set((0, 0));
         let mut files = HashSet::new();
         let mut links = HashMap::new();
         let mut dirs = HashSet::new();
@@ -278,6 +282,18 @@ impl Tree {
         seen == held.len()
     }
 
+    /// Count one file or link of this job, `reused` if it was kept from the last.
+    fn tally(&self, reused: bool) {
+        let (all, kept) = self.count.get();
+        self.count.set((all + 1, kept + usize::from(reused)));
+    }
+
+    /// This job's files and links, and how many of them were kept from the last job
+    /// rather than written (for the daemon's log).
+    pub(crate) fn files_kept(&self) -> (usize, usize) {
+        self.count.get()
+    }
+
     /// Is the directory at `path` this tree's root (not another put in its place)?
     pub(crate) fn is_at(&self, path: &Path) -> bool {
         let here = rustix::fs::statat(rustix::fs::CWD, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
@@ -400,6 +416,7 @@ impl Tree {
             .map(Some)
             .map_err(|e| err(e.into()))
         })?;
+        self.tally(fd.is_none());
         if let Some(fd) = fd {
             let mut file = std::fs::File::from(fd);
             file.write_all(contents).map_err(err)?;
@@ -421,16 +438,18 @@ impl Tree {
         };
         let key = parts.join("/");
         let kept = self.kept.borrow_mut().remove(&key);
-        self.with_dir(name, dirs, |dir| {
+        let reused = self.with_dir(name, dirs, |dir| {
             if kept {
                 let now = rustix::fs::readlinkat(dir, *last, Vec::new());
                 if now.is_ok_and(|t| t.as_bytes() == target.as_bytes()) {
-                    return Ok(());
+                    return Ok(true);
                 }
                 unlink_if_there(dir, last).map_err(err)?;
             }
-            rustix::fs::symlinkat(target.as_str(), dir, *last).map_err(|e| err(e.into()))
+            rustix::fs::symlinkat(target.as_str(), dir, *last).map_err(|e| err(e.into()))?;
+            Ok(false)
         })?;
+        self.tally(reused);
         self.held.borrow_mut().insert(key, Held::Link(target));
         Ok(self.path_of(&parts))
     }
@@ -661,6 +680,11 @@ mod tests {
         fill(&tree, second).unwrap();
         assert!(tree.is_unchanged());
         assert_eq!(kept_inodes, (ino("usr/include/s.h"), ino("w/inc2/h.h")));
+        assert_eq!(
+            tree.files_kept(),
+            (8, 3),
+            "two files and a link kept of eight"
+        );
 
         let fresh_dir = tempfile::tempdir().unwrap();
         let fresh_root = fresh_dir.path().join("r");

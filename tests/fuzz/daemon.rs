@@ -62,7 +62,13 @@ impl LiveDaemon {
         let child = Command::new(bin)
             .arg("distccd")
             .args(["--daemon", "--no-detach", "--listen", "127.0.0.1"])
-            .args(["--allow", "127.0.0.1", "--jobs", &JOBS.to_string(), "--port"])
+            .args([
+                "--allow",
+                "127.0.0.1",
+                "--jobs",
+                &JOBS.to_string(),
+                "--port",
+            ])
             .arg(port.to_string())
             .arg("--log-file")
             .arg(work.join("distccd.log"))
@@ -181,7 +187,9 @@ impl LiveDaemon {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("left behind: {left:?}, {pooled} pump job dirs kept"));
+                return Err(format!(
+                    "left behind: {left:?}, {pooled} pump job dirs kept"
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
