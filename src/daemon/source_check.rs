@@ -455,11 +455,9 @@ struct Refusing<'p, 'a> {
 }
 
 /// [`scan_source`], and when a macro holds a file probe under
-/// [`Rules::DirectivesOnly`] (libstdc++'s c++config.h does) or a `_Pragma` whose text
-/// comes from its arguments (`_Pragma(#x)`, as in C++'s parallel algorithms): gcc probes
-/// wherever such a macro is expanded, and gcc and clang both obey a `_Pragma` there, so the
-/// macros whose expansion can reach one are worked out (their bodies name one or such a
-/// macro) and refused outside `#define` bodies.
+/// [`Rules::DirectivesOnly`] (libstdc++'s c++config.h does): gcc probes wherever such a
+/// macro is expanded, so the macros whose expansion can reach a probe are worked out
+/// (their bodies name a probe or such a macro) and refused outside `#define` bodies.
 fn scan_with_macros(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe> {
     let met = scan_source(src, o, rules, &mut Pass::Check)?;
     let probes = met.probe_in_define && rules == Rules::DirectivesOnly;
@@ -468,7 +466,6 @@ fn scan_with_macros(src: &Logical, o: Opts, rules: Rules) -> Result<Met, Unsafe>
     }
     let mut macros = Macros::default();
     scan_source(src, o, rules, &mut Pass::Collect(&mut macros))?;
-    let macros = macros;
     let refused = reaching_macros(&macros.bodies, |w| {
         FILE_PROBES.iter().any(|p| w.ends_with(p))
     });
@@ -748,7 +745,8 @@ fn scan_source<'a>(
     Ok(met)
 }
 
-/// Is the next token after `j` (past blanks, line breaks and comments) a `(`?
+/// Is the next token after `j` (past blanks, line breaks and comments) a `(`, or may it
+/// be? A directive line between a macro's name and its `(` does not stop the call.
 fn paren_follows(b: &[u8], mut j: usize, o: Opts) -> bool {
     loop {
         j = skip_blanks(b, j);
@@ -757,7 +755,7 @@ fn paren_follows(b: &[u8], mut j: usize, o: Opts) -> bool {
             (Some(b'/'), Some(b'/')) if o.line_comments => {
                 j = memchr::memchr2(b'\n', b'\r', &b[j..]).map_or(b.len(), |k| j + k);
             }
-            (c, _) => return c == Some(&b'('),
+            (c, _) => return c == Some(&b'(') || c == Some(&b'#'),
         }
     }
 }
@@ -1257,6 +1255,7 @@ mod tests {
             ("int f(const int *sigmask);\nint (sigmask);\n", false),
             ("int a = sigmask(1);\n", true),
             ("int a = sigmask /* c */\n (1);\n", true),
+            ("int a = sigmask\n#undef X\n(1);\n", true),
             ("#define APPLY(f) f(1)\nint a = APPLY(sigmask);\n", true),
             (
                 "#define APPLY(f) f(1)\nint a = APPLY((x, sigmask));\n",

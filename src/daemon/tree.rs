@@ -387,9 +387,18 @@ impl Tree {
         p
     }
 
+    /// A file or link's name split into components, its key in `held`, and whether the
+    /// last job left one there to check (taken out of `kept`: a second one is a duplicate).
+    fn claim<'n>(&self, name: &'n str) -> Result<(Vec<&'n str>, String, bool), TreeError> {
+        let parts = components(name)?;
+        let key = parts.join("/");
+        let kept = self.kept.borrow_mut().remove(&key);
+        Ok((parts, key, kept))
+    }
+
     /// Write a regular file at `root + name`.
     pub(crate) fn write_file(&self, name: &str, contents: &[u8]) -> Result<PathBuf, TreeError> {
-        let parts = components(name)?;
+        let (parts, key, kept) = self.claim(name)?;
         let (last, dirs) = parts
             .split_last()
             .ok_or_else(|| TreeError::Empty(name.into()))?;
@@ -397,8 +406,6 @@ impl Tree {
             path: name.to_owned(),
             source,
         };
-        let key = parts.join("/");
-        let kept = self.kept.borrow_mut().remove(&key);
         // O_EXCL|O_NOFOLLOW refuses existing entries, a planted symlink included.
         let fd = self.with_dir(name, dirs, |dir| {
             if kept {
@@ -427,7 +434,7 @@ impl Tree {
 
     /// Create a symlink at `root + name` pointing at `target` (absolute targets re-rooted).
     pub(crate) fn make_link(&self, name: &str, target: &str) -> Result<PathBuf, TreeError> {
-        let parts = components(name)?;
+        let (parts, key, kept) = self.claim(name)?;
         let (last, dirs) = parts
             .split_last()
             .ok_or_else(|| TreeError::Empty(name.into()))?;
@@ -436,8 +443,6 @@ impl Tree {
             path: name.to_owned(),
             source,
         };
-        let key = parts.join("/");
-        let kept = self.kept.borrow_mut().remove(&key);
         let reused = self.with_dir(name, dirs, |dir| {
             if kept {
                 let now = rustix::fs::readlinkat(dir, *last, Vec::new());
