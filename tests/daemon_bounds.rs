@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{distcc, free_port, wait_for_port, world_writable_dir};
+use common::{distcc, free_port, world_writable_dir};
 use distcc::protocol::{self, Body, Limits, Payload, Request};
 
 struct Stopped(Child);
@@ -35,6 +35,22 @@ fn daemon_with_jobs(
     env: &[(&str, &str)],
     jobs: usize,
 ) -> (Stopped, u16, std::path::PathBuf) {
+    // A port another test's daemon took first makes ours exit: try another one.
+    for _ in 0..3 {
+        if let Some(started) = try_daemon(dir, nofile, env, jobs) {
+            return started;
+        }
+    }
+    panic!("our distccd could not bind a free port three times");
+}
+
+/// One start of the daemon on a free port; `None` if it could not bind it.
+fn try_daemon(
+    dir: &Path,
+    nofile: &str,
+    env: &[(&str, &str)],
+    jobs: usize,
+) -> Option<(Stopped, u16, std::path::PathBuf)> {
     let port = free_port();
     let logdir = world_writable_dir(dir, "log");
     let log = logdir.join("distccd.log");
@@ -66,9 +82,15 @@ fn daemon_with_jobs(
         .stderr(Stdio::null())
         .spawn()
         .expect("prlimit distccd");
-    let d = Stopped(child);
-    wait_for_port(port);
-    (d, port, log)
+    let mut d = Stopped(child);
+    match common::wait_until_listening(&mut d.0, port) {
+        Ok(()) => Some((d, port, log)),
+        Err(status) if status.code() == Some(common::BIND_FAILED) => None,
+        Err(status) => panic!(
+            "distccd exited with {status}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ),
+    }
 }
 
 fn good_request() -> Vec<u8> {
@@ -90,19 +112,30 @@ fn served_within(port: u16, within: Duration) -> Option<protocol::Reply> {
         .map(|(r, _)| r)
 }
 
-/// Open `n` connections that never send anything.
-fn idle_clients(port: u16, n: usize) -> Vec<TcpStream> {
-    (0..n)
-        .map(|_| TcpStream::connect(("127.0.0.1", port)).expect("connect an idle client"))
-        .collect()
+/// Open `n` connections that never send anything; a refused one says whether the daemon
+/// is still running and what it logged.
+fn idle_clients(d: &mut Stopped, log: &Path, port: u16, n: usize) -> Vec<TcpStream> {
+    let mut idle = Vec::with_capacity(n);
+    for i in 0..n {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => idle.push(s),
+            Err(e) => panic!(
+                "idle client {i} of {n}: {e}; daemon {:?}, still listening: {}; log: {}",
+                d.0.try_wait(),
+                common::holds_listener(d.0.id(), port),
+                std::fs::read_to_string(log).unwrap_or_default()
+            ),
+        }
+    }
+    idle
 }
 
 #[test]
 fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
     let work = tempfile::tempdir().unwrap();
     // Soft 128 would be exhausted by the 300 idle clients below; hard 4096 is not.
-    let (_d, port, log) = daemon(work.path(), "128:4096", &[]);
-    let _idle = idle_clients(port, 300);
+    let (mut d, port, log) = daemon(work.path(), "128:4096", &[]);
+    let _idle = idle_clients(&mut d, &log, port, 300);
     let reply = served_within(port, Duration::from_secs(20));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let reply = reply.unwrap_or_else(|| panic!("a good client was locked out: {text}"));
@@ -119,8 +152,8 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_one() {
 fn connections_never_take_the_descriptors_jobs_need() {
     let work = tempfile::tempdir().unwrap();
     // Hard = soft = 128: more idle clients than descriptors. Idle ones time out after 3 s.
-    let (_d, port, log) = daemon(work.path(), "128:128", &[("DISTCC_IO_TIMEOUT", "3")]);
-    let _idle = idle_clients(port, 200);
+    let (mut d, port, log) = daemon(work.path(), "128:128", &[("DISTCC_IO_TIMEOUT", "3")]);
+    let _idle = idle_clients(&mut d, &log, port, 200);
     let started = Instant::now();
     let reply = served_within(port, Duration::from_secs(30));
     let text = std::fs::read_to_string(&log).unwrap_or_default();

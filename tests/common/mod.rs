@@ -9,7 +9,7 @@ use std::fs;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Our binary; applets are picked by argv[0] or by `distcc <applet>`.
@@ -57,6 +57,16 @@ impl Daemon {
     /// Start a daemon with extra options and environment. `--allow 127.0.0.1` is added
     /// unless `extra` has its own `--allow`.
     pub fn start(kind: Kind, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_on(kind, dir, extra, env, 3)
+    }
+
+    fn start_on(
+        kind: Kind,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        tries: u32,
+    ) -> Daemon {
         let port = free_port();
         let logdir = world_writable_dir(dir, &format!("dlog{port}"));
         let log = logdir.join("distccd.log");
@@ -97,15 +107,14 @@ impl Daemon {
             port,
             log,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = d.child.try_wait() {
-                panic!("{kind:?} distccd exited with {status}: {}", d.log_text());
+        match wait_until_listening(&mut d.child, port) {
+            Ok(()) => d,
+            // Another test's daemon took the port first: try another one.
+            Err(status) if status.code() == Some(BIND_FAILED) && tries > 1 => {
+                Self::start_on(kind, dir, extra, env, tries - 1)
             }
-            assert!(Instant::now() < deadline, "distccd did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
+            Err(status) => panic!("{kind:?} distccd exited with {status}: {}", d.log_text()),
         }
-        d
     }
 
     pub fn log_text(&self) -> String {
@@ -193,6 +202,54 @@ impl Drop for Pid {
         unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
         let _ = self.0.wait();
     }
+}
+
+/// distccd's exit status (ours and 3.4's) when it can't bind its port.
+pub const BIND_FAILED: i32 = 102;
+
+/// Wait (up to 10 s) until `child` itself listens on `port`; `Err` with its status if it
+/// exits first. A connect alone is not enough: [`free_port`] can give two tests running at
+/// once the same port, and then the second daemon exits while the first one answers.
+pub fn wait_until_listening(child: &mut Child, port: u16) -> Result<(), ExitStatus> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !holds_listener(child.id(), port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(status);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {} did not start listening on port {port}",
+            child.id()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Does process `pid` have open the TCP socket listening on `port` (any address)?
+pub fn holds_listener(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+                continue;
+            };
+            let local_port = local
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) && *state == "0A" {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path()).is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+    })
 }
 
 /// Wait (up to 10 s) until something listens on 127.0.0.1:port.
