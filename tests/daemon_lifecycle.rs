@@ -74,7 +74,7 @@ fn sigterm_finishes_the_running_job_and_removes_the_pid_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_port(port);
+    common::wait_until_listening(&mut child, port).expect("the daemon listens");
     let pid: u32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -131,7 +131,7 @@ fn lifetime_ends_the_daemon() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_port(port);
+    common::wait_until_listening(&mut child, port).expect("the daemon listens");
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
