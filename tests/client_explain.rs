@@ -74,6 +74,47 @@ fn explain_a_compile_with_a_good_host_says_it_runs_there_and_compiles_nothing() 
 }
 
 #[test]
+fn explain_says_how_the_client_talks_to_each_host() {
+    let t = setup();
+    let ours = Daemon::start(Kind::Ours, t.path(), &[], &[]);
+    let theirs = Daemon::start(Kind::Debian, t.path(), &[], &[]);
+    let (o, d) = (
+        format!("127.0.0.1:{}", ours.port),
+        format!("127.0.0.1:{}", theirs.port),
+    );
+    let out = explain(t.path(), &format!("{o} {d}"), &["gcc", "-c", "a.c"]);
+    let line = |host: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("  {host}: ")))
+            .unwrap_or_else(|| panic!("no line for {host}: {out}"))
+            .to_owned()
+    };
+    let ours_line = line(&o);
+    assert!(ours_line.contains("ok: accepts "), "{out}");
+    assert!(
+        ours_line.contains("; speaks distcc-rs 1 (using ")
+            && ours_line.ends_with("; not paired: clear channel"),
+        "{out}"
+    );
+    assert!(
+        line(&d).ends_with("; speaks distcc 3.4's protocols (no extension)"),
+        "{out}"
+    );
+    // DISTCC_EXTENSIONS=0: our daemon is spoken to as distcc 3.4 would.
+    let o2 = distcc_in(
+        t.path(),
+        &o,
+        &[("DISTCC_EXTENSIONS", "0")],
+        &["--explain", "gcc", "-c", "a.c"],
+    );
+    assert!(
+        text(&o2).contains("; speaks distcc 3.4's protocols (no extension)"),
+        "{}",
+        text(&o2)
+    );
+}
+
+#[test]
 fn explain_with_a_dead_port_says_connect_failed() {
     let t = setup();
     let hosts = format!("127.0.0.1:{}", free_port());
@@ -104,7 +145,25 @@ fn explain_with_a_whitelist_that_refuses_the_compiler_says_refused_by_server() {
         &[("DISTCCD_MASQUERADE_DIRS", empty.to_str().unwrap())],
     );
     let hosts = format!("127.0.0.1:{}", d.port);
+    // Over the protocol extension (as a job goes) our daemon says why it refuses …
     let out = explain(t.path(), &hosts, &["gcc", "-c", "a.c"]);
+    assert!(
+        out.contains(&format!("  {hosts}: refused:not-whitelisted: ")),
+        "{out}"
+    );
+    assert!(out.contains(" whitelist (add a link there: "), "{out}");
+    assert!(
+        out.contains("verdict: local (refused:not-whitelisted)"),
+        "{out}"
+    );
+    // … while as distcc 3.4 (no extension) it just closes: the reason is in its log.
+    let o = distcc_in(
+        t.path(),
+        &hosts,
+        &[("DISTCC_EXTENSIONS", "0")],
+        &["--explain", "gcc", "-c", "a.c"],
+    );
+    let out = text(&o);
     assert!(
         out.contains(&format!("  {hosts}: refused-by-server: ")),
         "{out}"

@@ -239,6 +239,22 @@ fn pairing_pins_the_server_and_authorises_the_client_once() {
         let mode = fs::metadata(w.path(f)).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{f}");
     }
+    // `--explain` says the host is paired, and that its jobs go over the channel.
+    let explain = client_cmd(
+        &distcc(),
+        &w.path("client"),
+        &format!("127.0.0.1:{}", d.port),
+    )
+    .args(["--explain", "gcc", "-c", "m.c"])
+    .env("HOME", w.t.path())
+    .current_dir(w.t.path())
+    .output()
+    .unwrap();
+    assert!(
+        text(&explain).contains("; paired: encrypted channel"),
+        "{}",
+        text(&explain)
+    );
     // The code is used up: a second client with it is refused, and not authorised.
     let again = w.pair("client2", d.port, &code);
     assert!(!again.status.success(), "{}", text(&again));

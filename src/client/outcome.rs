@@ -557,7 +557,9 @@ const PROBE_SOURCE: &[u8] = b"int distcc_probe;\n";
 /// What `--explain` found about one host.
 enum HostCheck {
     /// It would take the job; with the compiler's identity there, if it tells.
-    Ok(Option<String>),
+    /// The compiler's name and version from the probe's object, and how the client talks
+    /// to the host (protocol extension, pairing).
+    Ok(Option<String>, String),
     /// `localhost` in the list: the job compiles here.
     Local,
     /// `,down`: never used.
@@ -627,10 +629,10 @@ pub(crate) fn explain(
                 LocalReason::CompilerIdentity,
                 format!("refused this compiler recently: {msg}"),
             ),
-            _ => check_host(host, backoff.as_ref(), &compiler, env),
+            _ => check_host(host, backoff.as_ref(), &compiler, ident.as_ref(), env),
         };
         let line = match &check {
-            HostCheck::Ok(theirs) => {
+            HostCheck::Ok(theirs, link) => {
                 let id = match (theirs, &mine) {
                     (Some(t), Some(m)) if t != m => {
                         format!("; compiler-mismatch: theirs is {t:?}, ours {m:?}")
@@ -638,7 +640,7 @@ pub(crate) fn explain(
                     (Some(t), _) => format!("; {t}"),
                     _ => String::new(),
                 };
-                format!("ok: accepts {compiler}{id}")
+                format!("ok: accepts {compiler}{id}; {link}")
             }
             HostCheck::Local => "localhost: compiles here".to_string(),
             HostCheck::Down => "down (,down in the host list)".to_string(),
@@ -649,7 +651,7 @@ pub(crate) fn explain(
             continue;
         }
         match check {
-            HostCheck::Ok(_) => verdict = Some(format!("verdict: remote on {}\n", host.spec)),
+            HostCheck::Ok(..) => verdict = Some(format!("verdict: remote on {}\n", host.spec)),
             // As the client does: a host that fails is skipped for the next one.
             HostCheck::Local => {
                 verdict = Some(format!("verdict: local ({})\n", LocalReason::Localhost))
@@ -666,14 +668,16 @@ pub(crate) fn explain(
     out
 }
 
-/// One host as `--explain` sees it.
+/// One host as `--explain` sees it: the probe goes the way a job would (over the protocol
+/// extension and a paired host's channel where they apply, with the compiler's identity
+/// when the host asks for it).
 fn check_host(
     host: &crate::hosts::HostSpec,
     backoff: Option<&crate::backoff::Backoff>,
     compiler: &str,
+    ident: Option<&crate::identity::Identity>,
     env: &crate::settings::ClientEnv,
 ) -> HostCheck {
-    use super::wire::Wire;
     use crate::connection::ConnError;
     if host.down {
         return HostCheck::Down;
@@ -690,10 +694,11 @@ fn check_host(
             ),
         );
     }
-    let stream = match super::remote::connect(host, env) {
+    let mut session = match super::remote::open(host, env, PROBE_TIMEOUT, true) {
         Ok(s) => s,
         Err(e) => return HostCheck::No(super::compile::fault_reason(&e), e.to_string()),
     };
+    let link = link_text(session.agreed.as_ref());
     let request = crate::protocol::Request {
         version: 1,
         cwd: None,
@@ -703,20 +708,19 @@ fn check_host(
             .collect(),
         body: crate::protocol::Body::Source(crate::protocol::Payload::Plain(PROBE_SOURCE.to_vec())),
     };
-    let bytes = match crate::protocol::encode_request(&request) {
-        Ok(b) => b,
+    let mut bytes = Vec::new();
+    session.preamble(&request.argv, ident, &mut bytes);
+    match crate::protocol::encode_request(&request) {
+        Ok(b) => bytes.extend_from_slice(&b),
         Err(e) => return HostCheck::No(LocalReason::ClientTrouble, e.to_string()),
-    };
-    let mut conn = match Wire::new(stream, PROBE_TIMEOUT) {
-        Ok(c) => c,
-        Err(e) => return HostCheck::No(LocalReason::HostFailed, e.to_string()),
-    };
+    }
+    let conn = &mut session.wire;
     let reply = conn.send(&bytes).and_then(|()| conn.read_reply(1));
     match reply {
         Ok(r) => {
             let ret = super::local::critique_raw(r.status);
             if ret == 0 {
-                return HostCheck::Ok(identity(&r.object));
+                return HostCheck::Ok(identity(&r.object), link);
             }
             let why = if ret == crate::exitcode::ExitCode::CompilerMissing.code() {
                 LocalReason::CompilerMissing
@@ -742,6 +746,29 @@ fn check_host(
             HostCheck::No(super::compile::fault_reason(&e), e.to_string())
         }
     }
+}
+
+/// How a job talks to a host, for `--explain`: distcc 3.4's protocols, or our extension
+/// with what it agreed (an encrypted channel only with a host paired with `distcc-keys`).
+fn link_text(agreed: Option<&crate::ext::Agreed>) -> String {
+    let Some(a) = agreed else {
+        return "speaks distcc 3.4's protocols (no extension)".to_string();
+    };
+    let uses = a
+        .answer
+        .get("use")
+        .filter(|u| !u.is_empty())
+        .unwrap_or("nothing");
+    let channel = if a.noise {
+        "paired: encrypted channel"
+    } else {
+        "not paired: clear channel"
+    };
+    format!(
+        "speaks {} {} (using {uses}); {channel}",
+        crate::ext::EXT_NAME,
+        a.answer.version
+    )
 }
 
 /// The compiler's name and version as it stamps them into objects (ELF `.comment`:
