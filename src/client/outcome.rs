@@ -556,9 +556,8 @@ const PROBE_SOURCE: &[u8] = b"int distcc_probe;\n";
 
 /// What `--explain` found about one host.
 enum HostCheck {
-    /// It would take the job; with the compiler's identity there, if it tells.
-    /// The compiler's name and version from the probe's object, and how the client talks
-    /// to the host (protocol extension, pairing).
+    /// It would take the job: the compiler's name and version there (from the probe's
+    /// object, if it tells), and how the client talks to the host ([`link_text`]).
     Ok(Option<String>, String),
     /// `localhost` in the list: the job compiles here.
     Local,
@@ -749,7 +748,8 @@ fn check_host(
 }
 
 /// How a job talks to a host, for `--explain`: distcc 3.4's protocols, or our extension
-/// with what it agreed (an encrypted channel only with a host paired with `distcc-keys`).
+/// with what it agreed (an encrypted channel only with a host paired by
+/// `distcc-config --pair`).
 fn link_text(agreed: Option<&crate::ext::Agreed>) -> String {
     let Some(a) = agreed else {
         return "speaks distcc 3.4's protocols (no extension)".to_string();
