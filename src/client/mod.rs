@@ -80,8 +80,8 @@ Options:
                           (GSS-API itself is not supported here)
    --explain COMPILER ARGS...
                           say where that command would compile and why (the local
-                          reason, or each host: backed off, reachable, whitelist), without
-                          compiling it
+                          reason, or each host: backed off, reachable, whitelist,
+                          compiler version, extension and pairing), without compiling it
 
 The host list comes from $DISTCC_HOSTS, else $DISTCC_DIR/hosts (default ~/.distcc/hosts),
 else /etc/distcc/hosts. Each entry is one of:
