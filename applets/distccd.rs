@@ -204,8 +204,10 @@ system, their PATH, the masquerade dirs, CCACHE_DIR and their job's dir.
 Environment: DISTCCD_PATH (PATH for compilers), DISTCC_CMDLIST,
 DISTCC_CMDLIST_NUMWORDS, DISTCC_SAVE_TEMPS, TMPDIR, DISTCC_IO_TIMEOUT,
 DISTCCD_MASQUERADE_DIRS (ours: colon-separated whitelist dirs instead of
-/usr/lib/distcc and /usr/local/lib/distcc) and DISTCCD_READ_DIRS (ours: more
-dirs compilers may read, e.g. a toolchain kept elsewhere).
+/usr/lib/distcc and /usr/local/lib/distcc), DISTCCD_READ_DIRS (ours: more
+dirs compilers may read, e.g. a toolchain kept elsewhere) and
+DISTCCD_ACCEPT_OTHER_BUILDS=1 (ours: serve the client's compiler version when this
+host's is another build of it, e.g. each Gentoo host's own gcc).
 ";
 
 /// Options that take a value, for normalising `--opt=value` and `-j4`.

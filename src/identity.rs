@@ -251,7 +251,8 @@ impl Identity {
             Match::Same => format!("client {mine}; this host has the same"),
             Match::OtherBuild => format!(
                 "client {mine} (build {}); this host has {} of another build ({}), which \
-                 may make other code",
+                 may make other code (if it is the same compiler built on that host, set \
+                 DISTCCD_ACCEPT_OTHER_BUILDS=1 there)",
                 self.short_fingerprint(),
                 theirs.version,
                 theirs.short_fingerprint()

@@ -499,6 +499,10 @@ pub struct DaemonEnv {
     /// `DISTCCD_KEY_DIR` (ours): where the daemon's key pair, `authorized_keys` and
     /// pairing codes live, instead of `/etc/distcc` (`--key-dir` wins over it).
     pub key_dir: Option<PathBuf>,
+    /// `DISTCCD_ACCEPT_OTHER_BUILDS=1` (ours): serve a client's compiler with another build
+    /// of the same family, version and target (the fingerprints differ: a gcc each Gentoo
+    /// host built itself, say), which is refused by default.
+    pub accept_other_builds: bool,
 }
 
 impl DaemonEnv {
@@ -534,6 +538,7 @@ impl DaemonEnv {
             io_timeout: io_timeout(&mut r),
             safeguard_level: safeguard_level(&r),
             key_dir: r.path("DISTCCD_KEY_DIR"),
+            accept_other_builds: r.is_one("DISTCCD_ACCEPT_OTHER_BUILDS"),
         };
         (settings, r.problems)
     }

@@ -260,3 +260,82 @@ fn a_distcc_34_host_in_the_list_still_works() {
     assert_eq!(f.reasons("old"), ["-"]);
     assert!(f.skip_memos().is_empty());
 }
+
+/// gcc 12 rebuilt, as a Gentoo host builds its own: the same version, configuration and
+/// code, but a `cc1` of other bytes (here the real one and one byte more, found first
+/// through `-B`). Such a host is refused by default, and serves once its admin sets
+/// `DISTCCD_ACCEPT_OTHER_BUILDS=1`; its objects are the local compiler's.
+#[test]
+fn a_host_with_another_build_of_the_same_gcc_serves_only_when_its_admin_says_so() {
+    if !have_both_gccs() {
+        panic!("this test needs gcc-12 (make check-peer installs it)");
+    }
+    let t = tempfile::tempdir().unwrap();
+    // The daemon's unprivileged user runs the compilers from here.
+    fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bin = t.path().join("rebuilt");
+    fs::create_dir(&bin).unwrap();
+    let real_cc1 = run(Command::new("/usr/bin/gcc-12").arg("-print-prog-name=cc1"));
+    let real_cc1 = String::from_utf8_lossy(&real_cc1.stdout).trim().to_owned();
+    let mut cc1 = fs::read(&real_cc1).unwrap();
+    cc1.push(0);
+    fs::write(bin.join("cc1"), cc1).unwrap();
+    fs::set_permissions(
+        bin.join("cc1"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    for name in ["gcc", "x86_64-linux-gnu-gcc"] {
+        script(
+            &bin.join(name),
+            &format!("exec /usr/bin/gcc-12 -B{}/ \"$@\"", bin.display()),
+        );
+    }
+    symlink("/usr/bin/as", bin.join("as")).unwrap();
+    let b = bin.to_str().unwrap();
+    let env = [("DISTCCD_PATH", b), ("DISTCCD_MASQUERADE_DIRS", b)];
+    let strict = Daemon::start(Kind::Ours, t.path(), &[], &env);
+    let welcoming = Daemon::start(
+        Kind::Ours,
+        t.path(),
+        &[],
+        &[env[0], env[1], ("DISTCCD_ACCEPT_OTHER_BUILDS", "1")],
+    );
+    fs::write(t.path().join("x.c"), SRC).unwrap();
+    let o = run(Command::new("gcc-12")
+        .args(["-c", "x.c", "-o", "ref.o"])
+        .current_dir(t.path()));
+    assert!(o.status.success());
+    let compile = |d: &Daemon, dd: &str| {
+        let _ = fs::remove_file(t.path().join("x.o"));
+        let o = client_cmd(
+            &distcc(),
+            &t.path().join(dd),
+            &format!("127.0.0.1:{}", d.port),
+        )
+        .args(["gcc-12", "-c", "x.c", "-o", "x.o"])
+        .current_dir(t.path())
+        .output()
+        .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(
+            fs::read(t.path().join("x.o")).unwrap(),
+            fs::read(t.path().join("ref.o")).unwrap(),
+            "the local compiler's object"
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // By default: refused, naming the way out; the job compiles here.
+    let said = compile(&strict, "dd-strict");
+    assert_eq!(strict.compile_ok_count(), 0, "{}", strict.log_text());
+    let log = wait_for_log(&strict.log, "another build");
+    assert!(log.contains("another build"), "{log}\n{said}");
+    assert!(log.contains("DISTCCD_ACCEPT_OTHER_BUILDS=1"), "{log}");
+    // Told to: served there.
+    compile(&welcoming, "dd-welcoming");
+    assert_eq!(welcoming.compile_ok_count(), 1, "{}", welcoming.log_text());
+}

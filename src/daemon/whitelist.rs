@@ -18,7 +18,9 @@
 //! is refused too: distributions patch and configure gcc differently
 //! (`--enable-default-pie`, default `-fstack-protector`), and an object that differs from
 //! the local one is the very thing this check exists to prevent. The message says so, so
-//! the user can install the same build.
+//! the user can install the same build. Where every host builds its own compiler from the
+//! same sources (Gentoo: one gcc version, each host's own CFLAGS, so no two `cc1`s are the
+//! same bytes), the admin can set `DISTCCD_ACCEPT_OTHER_BUILDS=1` to serve them.
 
 use std::ffi::{CString, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -146,6 +148,8 @@ pub(crate) enum ResolveError {
 pub(crate) struct Inventory {
     path: Option<OsString>,
     known: Known,
+    /// `DISTCCD_ACCEPT_OTHER_BUILDS`: another build of the client's version serves too.
+    accept_other_builds: bool,
 }
 
 impl Inventory {
@@ -153,6 +157,16 @@ impl Inventory {
         Inventory {
             path: env.distccd_path.clone().or_else(|| env.path.clone()),
             known: Known::default(),
+            accept_other_builds: env.accept_other_builds,
+        }
+    }
+
+    /// May a compiler with identity `theirs` run the job of a client with `client`?
+    fn serves(&self, client: &Identity, theirs: &Identity) -> bool {
+        match client.compare(theirs) {
+            Match::Same => true,
+            Match::OtherBuild => self.accept_other_builds,
+            Match::Other => false,
         }
     }
 
@@ -207,7 +221,7 @@ impl Inventory {
             Ok(run_as) => {
                 let named = self.identity_of(&run_as);
                 if let Ok(theirs) = &named
-                    && client.compare(theirs) == Match::Same
+                    && self.serves(client, theirs)
                 {
                     return Ok(run_as);
                 }
@@ -226,7 +240,7 @@ impl Inventory {
                 continue;
             };
             match self.identity_of(&cmd) {
-                Ok(theirs) if client.compare(&theirs) == Match::Same => {
+                Ok(theirs) if self.serves(client, &theirs) => {
                     log::info!("client compiler {client}: running {cmd} for {requested}");
                     return Ok(cmd);
                 }
@@ -393,6 +407,7 @@ mod tests {
         Inventory {
             path: Some(dir.as_os_str().to_owned()),
             known: Known::default(),
+            accept_other_builds: false,
         }
     }
 
@@ -499,6 +514,26 @@ mod tests {
         assert!(m.contains("another build"), "{m}");
         assert!(m.contains(ours.short_fingerprint()), "{m}");
         assert!(m.contains(theirs.short_fingerprint()), "{m}");
+        assert!(m.contains("DISTCCD_ACCEPT_OTHER_BUILDS=1"), "{m}");
+        // Where the admin said other builds of a version are welcome, it serves them, and
+        // still nothing of another version.
+        let welcoming = Inventory {
+            accept_other_builds: true,
+            ..inventory(d.path())
+        };
+        assert_eq!(
+            welcoming.resolve(&Policy::Insecure, "gcc", &ours).unwrap(),
+            "gcc"
+        );
+        let newer = tempfile::tempdir().unwrap();
+        fake_gcc(newer.path(), "gcc", "12.3.0");
+        let err = welcoming
+            .resolve(&Policy::Insecure, "gcc", &client(newer.path(), "gcc"))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "client gcc 12.3.0 x86_64-linux-gnu; this host has 12.2.0"
+        );
     }
 
     #[test]
@@ -516,7 +551,7 @@ mod tests {
             assert_eq!(gcc.compare(&eleven), Match::Other);
             let inv = Inventory {
                 path: Some("/usr/bin".into()),
-                known: Known::default(),
+                ..inventory(bin)
             };
             assert_eq!(
                 inv.resolve(&Policy::Insecure, "gcc", &eleven).unwrap(),
