@@ -550,9 +550,14 @@ fn scan_source<'a>(
     let mut parens: Vec<bool> = Vec::new();
     let mut in_call = 0usize;
     let mut after_macro = false;
+    // `after_macro` across a directive line: `F` / `#undef X` / `(…)` is still a call.
+    let mut held_macro = false;
     while i < n {
         let c = b[i];
         if is_newline(c) {
+            if in_directive {
+                after_macro = std::mem::take(&mut held_macro);
+            }
             bol = true;
             bol_in_comment = false;
             in_define = false;
@@ -591,7 +596,7 @@ fn scan_source<'a>(
             let start = if c == b'#' { i + 1 } else { i + 2 };
             let name = directive_name(b, start).0;
             in_directive = true;
-            after_macro = false;
+            held_macro = std::mem::take(&mut after_macro);
             in_define = group == Group::Live && name == b"define";
             in_defined_test = rules == Rules::Preprocessed
                 && [&b"ifdef"[..], b"ifndef", b"elifdef", b"elifndef"].contains(&name);
@@ -1259,6 +1264,10 @@ mod tests {
             ("#define APPLY(f) f(1)\nint a = APPLY(sigmask);\n", true),
             (
                 "#define APPLY(f) f(1)\nint a = APPLY((x, sigmask));\n",
+                true,
+            ),
+            (
+                "#define APPLY(f) f(1)\nint a = APPLY\n#undef X\n(sigmask);\n",
                 true,
             ),
             (
