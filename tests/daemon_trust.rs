@@ -285,7 +285,7 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
     let skipped_then_secret = format!("#if 0\nint y;\n#else\n#include \"{secret}\"\n#endif\n");
     let probe_secret = format!("#if 0\n#elif __has_include(\"{secret}\")\nint y;\n#endif\n");
     let dependency = format!("#pragma GCC dependency \"{secret}\"\nint x;\n");
-    let pragma_macro = format!("_Pragma(\"GCC dependency \\\"{secret}\\\"\")\nint x;\n");
+    let pragma_operator = format!("_Pragma(\"GCC dependency \\\"{secret}\\\"\")\nint x;\n");
     let pch = format!("#pragma GCC pch_preprocess \"{secret}\"\nint x;\n");
     let rewritten = format!(
         "#if 0 /* expanded by -frewrite-includes */\n#include \"{secret}\"\n\
@@ -361,7 +361,7 @@ fn plain_requests_run_nothing_write_nothing_read_nothing() {
             name: "gcc directives-only: _Pragma(\"GCC dependency\")",
             request: plain(
                 &gcc(&["-fpreprocessed", "-fdirectives-only"]),
-                pragma_macro.as_bytes(),
+                pragma_operator.as_bytes(),
             ),
             expect: Expect::UnsafeSource,
         },
